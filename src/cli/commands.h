@@ -1,0 +1,11 @@
+/* commands.h — the birdbone subcommands. Each parses its own arguments and
+ * returns a process exit code: 0 success, 1 failure (already reported), 2 usage. */
+#ifndef BB_CLI_COMMANDS_H
+#define BB_CLI_COMMANDS_H
+
+int bb_cmd_compress(int argc, char **argv);
+int bb_cmd_inspect(int argc, char **argv);
+int bb_cmd_config(int argc, char **argv);
+int bb_cmd_generate(int argc, char **argv);
+
+#endif
