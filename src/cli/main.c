@@ -1,10 +1,62 @@
+/* main.c — the birdbone command line: dispatch to subcommands; the only place
+ * that ends the program (through MPI_Abort when several ranks run). */
+#include <mpi.h>
 #include <stdio.h>
-#include "io/model.h"
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/commands.h"
+#include "core/log.h"
+
+typedef struct {
+    const char *name;
+    int (*fn)(int argc, char **argv);
+    const char *help;
+} command;
+
+static const command commands[] = {
+    {"compress", bb_cmd_compress, "run the bird-bone pipeline: birdbone compress -c CONFIG [--set key=value ...]"},
+    {"inspect", bb_cmd_inspect, "print a model's architecture, tensors and parameter counts: birdbone inspect PATH"},
+    {"generate", bb_cmd_generate, "greedy text generation: birdbone generate MODEL [--prompt TEXT] [-n N]"},
+    {"config", bb_cmd_config, "configuration reference and resolved configs: birdbone config [--doc] [-c CONFIG]"},
+};
+#define N_COMMANDS ((int)(sizeof commands / sizeof commands[0]))
+
+static void usage(FILE *f) {
+    fprintf(f, "birdbone %s — bird-bone compression of Llama-family models\n\nusage: birdbone <command> [options]\n\n",
+            BB_VERSION);
+    for (int i = 0; i < N_COMMANDS; i++) fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].help);
+    fprintf(f, "  %-10s print the version\n\n", "version");
+    fprintf(f, "Run `birdbone <command> --help` for a command's options. Environment: BB_LOG_LEVEL=error|warn|info|debug.\n");
+}
+
 int main(int argc, char **argv) {
-    if (argc < 3) return 2;
-    bb_model *m;
-    if (bb_model_open(argv[2], &m)) return 1;
-    bb_model_print(m, 1, stdout);
-    bb_model_destroy(&m);
-    return 0;
+    bb_log_init_from_env();
+    if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    if (!strcmp(argv[1], "version") || !strcmp(argv[1], "--version")) {
+        printf("birdbone %s\n", BB_VERSION);
+        return 0;
+    }
+    for (int i = 0; i < N_COMMANDS; i++) {
+        if (strcmp(argv[1], commands[i].name) != 0) continue;
+        int rc = commands[i].fn(argc - 1, argv + 1);
+        int inited = 0, fin = 0, size = 1;
+        MPI_Initialized(&inited);
+        MPI_Finalized(&fin);
+        if (inited && !fin) {
+            /* A command that failed on some ranks only: end all of them. */
+            MPI_Comm_size(MPI_COMM_WORLD, &size);
+            fflush(stdout);
+            fflush(stderr);
+            if (rc != 0 && size > 1) MPI_Abort(MPI_COMM_WORLD, rc);
+            MPI_Finalize();
+        }
+        return rc;
+    }
+    fprintf(stderr, "error: unknown command '%s'\n\n", argv[1]);
+    usage(stderr);
+    return 2;
 }

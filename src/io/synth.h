@@ -2,14 +2,16 @@
  *
  * Weights are never materialized whole: each tensor is generator-backed and
  * produces any row block on demand, deterministically from (seed, tensor, row).
- * They carry structure that compression can find: a low-rank-plus-noise
- * spectrum, a few outlier input channels, heavy-tailed (Student-t) entries.
+ * They carry structure that compression can find: each matrix is a low-rank
+ * part with a decaying spectrum plus heavy-tailed noise (Student-t, 4 degrees
+ * of freedom), and a few residual-stream channels get large RMSNorm gains, so
+ * the inputs of q/k/v/gate/up have outlier channels as in real Llama models.
  *
  * Specs: "<preset>" or "<preset>,key=value,..." with presets
  *   tiny (the embedded default), small, llama2-7b, llama2-13b, llama2-70b,
  *   llama3-8b, llama3-70b
  * and keys dim, hidden, layers, heads, kv_heads, vocab, ctx, seed, rank,
- * outliers, outlier_scale, tail_dof. */
+ * energy, outliers, outlier_scale, theta. */
 #ifndef BB_IO_SYNTH_H
 #define BB_IO_SYNTH_H
 
@@ -24,9 +26,8 @@ typedef struct {
     uint64_t seed;
     int rank;            /* planted rank of the low-rank part of each matrix */
     float lowrank_energy; /* fraction of a matrix's energy in the low-rank part */
-    int n_outliers;      /* outlier input channels per matrix */
-    float outlier_scale; /* their column scale */
-    float tail_dof;      /* Student-t degrees of freedom of the noise (heavier tails when small) */
+    int n_outliers;      /* outlier channels of the residual stream (same in every layer) */
+    float outlier_scale; /* gain of the outlier channels in the RMSNorm weights */
 } bb_synth_spec;
 
 /* Parse a spec string into s (preset defaults, then overrides). Errors name the
