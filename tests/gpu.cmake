@@ -1,0 +1,2 @@
+# GPU tests: label gpu; they exit 77 (skipped) without CUDA or without a GPU.
+set_tests_properties(unit.cuda_smoke PROPERTIES LABELS "gpu" SKIP_RETURN_CODE 77)
