@@ -33,15 +33,18 @@ static void test_f16_exhaustive(void) {
         uint16_t back = bb_f32_to_f16(f);
         int is_nan = ((h >> 10) & 0x1f) == 0x1f && (h & 0x3ff);
         if (is_nan ? !isnan(f) || ((back >> 10) & 0x1f) != 0x1f || !(back & 0x3ff) : back != h) bad++;
+#ifdef __FLT16_MAX__
         _Float16 hw;
         uint16_t hh = (uint16_t)h;
         memcpy(&hw, &hh, 2);
         if (!is_nan && bits((float)hw) != bits(f)) bad_hw++;
+#endif
     }
     EXPECT(bad == 0, "%d f16 values did not round-trip", bad);
     EXPECT(bad_hw == 0, "%d f16 values differ from the compiler's conversion", bad_hw);
 }
 
+#ifdef __FLT16_MAX__
 /* f32 -> f16 rounding against the compiler's _Float16 (IEEE round-to-nearest-even)
  * on every f32 exponent with many mantissas, including ties and subnormal results. */
 static void test_f16_rounding(void) {
@@ -69,6 +72,10 @@ static void test_f16_rounding(void) {
     }
     EXPECT(bad == 0, "%d of %ld f32->f16 conversions differ from IEEE rounding", bad, n);
 }
+#else
+/* Compilers without _Float16 (clang 14 on x86): the gcc build runs the full check. */
+static void test_f16_rounding(void) { EXPECT(bb_f32_to_f16(1.0f + 0x1p-11f) == 0x3c00, "tie rounds to even"); }
+#endif
 
 /* bf16: every value round-trips; f32->bf16 equals the correctly rounded value
  * computed independently in double arithmetic. */
