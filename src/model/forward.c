@@ -1,0 +1,350 @@
+/* forward.c — Llama forward pass on the CPU: f32 weight copies, batched prefill, KV-cached decode, generation. */
+#include "model/forward.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/log.h"
+#include "core/rng.h"
+#include "model/kernels.h"
+
+typedef struct {
+    float *attn_norm; /* (dim) */
+    float *wq;        /* (n_heads*hd, dim) */
+    float *wk, *wv;   /* (n_kv*hd, dim) */
+    float *bq;        /* (n_heads*hd) or NULL */
+    float *bk, *bv;   /* (n_kv*hd) or NULL */
+    float *wo;        /* (dim, n_heads*hd) */
+    float *ffn_norm;  /* (dim) */
+    float *w_gate;    /* (hidden, dim) */
+    float *w_up;      /* (hidden, dim) */
+    float *w_down;    /* (dim, hidden) */
+} fw_layer;
+
+/* Activations for `rows` rows; grown on demand and reused across calls. */
+typedef struct {
+    int64_t rows, scratch;
+    float *x, *xn;    /* (rows, dim) residual stream, normed input */
+    float *q, *att;   /* (rows, qd) */
+    float *k, *v;     /* (rows, kvd) */
+    float *h1, *h3;   /* (rows, hidden) */
+    float *tmp;       /* (rows, dim) */
+    float *cos_t, *sin_t; /* (rows, hd/2) */
+    int *pos;         /* (rows) */
+    float *sc;        /* attention scores, `scratch` floats */
+} fw_work;
+
+struct bb_forward {
+    const bb_model *m;
+    bb_model_config c;
+    int qd, kvd;
+    float *emb;      /* (vocab, dim) */
+    float *out_norm; /* (dim) */
+    float *output;   /* (vocab, dim); == emb when tied */
+    fw_layer *L;     /* [n_layers] */
+    double *inv_freq; /* (hd/2) */
+    int cache_len, n_cached;
+    float *kcache, *vcache; /* (n_layers, cache_len, kvd), allocated on the first decode */
+    fw_work w;
+    bb_forward_hook_fn hook;
+    void *hook_ud;
+};
+
+/* ---- lifecycle ------------------------------------------------------------------ */
+
+static bb_status load_f32(const bb_tensor *t, float **out) {
+    *out = NULL;
+    size_t n = (size_t)bb_tensor_numel(t), bytes;
+    BB_CHECK(n > 0, BB_ERR_INTERNAL, "tensor %s is empty", t->name);
+    BB_CHECK(!bb_mul_overflow(n, sizeof(float), &bytes), BB_ERR_OOM, "tensor %s is too large", t->name);
+    float *p;
+    BB_CALL(bb_malloc((void **)&p, bytes, t->name));
+    bb_status st = bb_tensor_read_f32(t, 0, bb_tensor_rows(t), p);
+    if (st) {
+        free(p);
+        return bb_trace(st, __FILE__, __LINE__, t->name);
+    }
+    *out = p;
+    return BB_OK;
+}
+
+static void free_work(fw_work *w) {
+    float **bufs[] = {&w->x, &w->xn, &w->q, &w->att, &w->k, &w->v, &w->h1, &w->h3, &w->tmp, &w->cos_t, &w->sin_t, &w->sc};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) {
+        free(*bufs[i]);
+        *bufs[i] = NULL;
+    }
+    free(w->pos);
+    w->pos = NULL;
+    w->rows = w->scratch = 0;
+}
+
+void bb_forward_destroy(bb_forward **pf) {
+    if (!pf || !*pf) return;
+    bb_forward *f = *pf;
+    if (f->L)
+        for (int l = 0; l < f->c.n_layers; l++) {
+            fw_layer *L = &f->L[l];
+            float *ps[] = {L->attn_norm, L->wq, L->wk, L->wv, L->bq, L->bk, L->bv, L->wo, L->ffn_norm,
+                           L->w_gate, L->w_up, L->w_down};
+            for (size_t i = 0; i < sizeof ps / sizeof ps[0]; i++) free(ps[i]);
+        }
+    free(f->L);
+    if (f->output != f->emb) free(f->output);
+    free(f->emb);
+    free(f->out_norm);
+    free(f->inv_freq);
+    free(f->kcache);
+    free(f->vcache);
+    free_work(&f->w);
+    free(f);
+    *pf = NULL;
+}
+
+static bb_status load_weights(bb_forward *f) {
+    const bb_model *m = f->m;
+    BB_CALL(load_f32(&m->tok_embd, &f->emb));
+    BB_CALL(load_f32(&m->out_norm, &f->out_norm));
+    /* Tied models may still carry a distinct handle (GGUF without output.weight
+     * copies tok_embd); sharing storage avoids a second vocab x dim copy. */
+    if (m->cfg.tied_embeddings || (m->output.data && m->output.data == m->tok_embd.data)) f->output = f->emb;
+    else BB_CALL(load_f32(&m->output, &f->output));
+    BB_CALL(bb_calloc((void **)&f->L, (size_t)f->c.n_layers, sizeof *f->L, "layer weights"));
+    for (int l = 0; l < f->c.n_layers; l++) {
+        const bb_layer_weights *w = &m->layers[l];
+        fw_layer *L = &f->L[l];
+        BB_CALL(load_f32(&w->attn_norm, &L->attn_norm));
+        BB_CALL(load_f32(&w->wq, &L->wq));
+        BB_CALL(load_f32(&w->wk, &L->wk));
+        BB_CALL(load_f32(&w->wv, &L->wv));
+        BB_CALL(load_f32(&w->wo, &L->wo));
+        BB_CALL(load_f32(&w->ffn_norm, &L->ffn_norm));
+        BB_CALL(load_f32(&w->w_gate, &L->w_gate));
+        BB_CALL(load_f32(&w->w_up, &L->w_up));
+        BB_CALL(load_f32(&w->w_down, &L->w_down));
+        if (f->c.attn_bias) {
+            BB_CALL(load_f32(&w->bq, &L->bq));
+            BB_CALL(load_f32(&w->bk, &L->bk));
+            BB_CALL(load_f32(&w->bv, &L->bv));
+        }
+    }
+    return BB_OK;
+}
+
+bb_status bb_forward_create(const bb_model *m, int cache_len, bb_forward **out) {
+    *out = NULL;
+    const bb_model_config *c = &m->cfg;
+    BB_CHECK(cache_len >= 0 && cache_len <= c->max_seq_len, BB_ERR_ARG,
+             "KV cache length %d is outside 0..max_seq_len %d", cache_len, c->max_seq_len);
+    BB_CALL(bb_model_validate(m));
+    bb_forward *f;
+    BB_CALL(bb_calloc((void **)&f, 1, sizeof *f, "forward context"));
+    f->m = m;
+    f->c = *c;
+    f->qd = c->n_heads * c->head_dim;
+    f->kvd = c->n_kv_heads * c->head_dim;
+    f->cache_len = cache_len ? cache_len : c->max_seq_len;
+    bb_status st = bb_malloc((void **)&f->inv_freq, (size_t)(c->head_dim / 2) * sizeof *f->inv_freq, "rope freqs");
+    if (!st) {
+        bb_rope_freqs(c, f->inv_freq);
+        st = load_weights(f);
+    }
+    if (st) {
+        bb_forward_destroy(&f);
+        return bb_trace(st, __FILE__, __LINE__, "bb_forward_create");
+    }
+    *out = f;
+    return BB_OK;
+}
+
+void bb_forward_set_hook(bb_forward *f, bb_forward_hook_fn fn, void *ud) {
+    f->hook = fn;
+    f->hook_ud = ud;
+}
+
+const bb_model_config *bb_forward_config(const bb_forward *f) { return &f->c; }
+int bb_forward_cache_len(const bb_forward *f) { return f->cache_len; }
+
+/* ---- the pass -------------------------------------------------------------------- */
+
+static bb_status grow(float **p, int64_t n) {
+    free(*p);
+    *p = NULL;
+    return bb_malloc((void **)p, (size_t)n * sizeof **p, "forward activations");
+}
+
+static bb_status ensure_work(bb_forward *f, int64_t rows, int64_t scratch) {
+    fw_work *w = &f->w;
+    const bb_model_config *c = &f->c;
+    if (rows > w->rows) {
+        w->rows = 0;
+        BB_CALL(grow(&w->x, rows * c->dim));
+        BB_CALL(grow(&w->xn, rows * c->dim));
+        BB_CALL(grow(&w->tmp, rows * c->dim));
+        BB_CALL(grow(&w->q, rows * f->qd));
+        BB_CALL(grow(&w->att, rows * f->qd));
+        BB_CALL(grow(&w->k, rows * f->kvd));
+        BB_CALL(grow(&w->v, rows * f->kvd));
+        BB_CALL(grow(&w->h1, rows * c->hidden_dim));
+        BB_CALL(grow(&w->h3, rows * c->hidden_dim));
+        BB_CALL(grow(&w->cos_t, rows * (c->head_dim / 2)));
+        BB_CALL(grow(&w->sin_t, rows * (c->head_dim / 2)));
+        free(w->pos);
+        w->pos = NULL;
+        BB_CALL(bb_malloc((void **)&w->pos, (size_t)rows * sizeof *w->pos, "positions"));
+        w->rows = rows;
+    }
+    if (scratch > w->scratch) {
+        w->scratch = 0;
+        BB_CALL(grow(&w->sc, scratch));
+        w->scratch = scratch;
+    }
+    return BB_OK;
+}
+
+static bb_status call_hook(bb_forward *f, int layer, bb_linear_kind k, const float *x, int64_t rows, int64_t in) {
+    if (f->hook) BB_CALL(f->hook(f->hook_ud, layer, k, x, rows, in));
+    return BB_OK;
+}
+
+static void warn_nonfinite(const float *logits, int64_t n) {
+    int64_t bad = 0;
+    for (int64_t i = 0; i < n; i++) bad += !isfinite(logits[i]);
+    if (bad) bb_warn("forward: %lld of %lld logits are NaN or Inf", (long long)bad, (long long)n);
+}
+
+/* B sequences of T rows each, positions pos0..pos0+T-1. With the cache
+ * (B == 1), keys/values go to cache rows pos0.. and attention reads the cache;
+ * without it each sequence attends to its own T rows. */
+static bb_status run(bb_forward *f, const int *tokens, int B, int T, int pos0, int cached, float *logits) {
+    const bb_model_config *c = &f->c;
+    int64_t R = (int64_t)B * T;
+    int dim = c->dim, hd = c->head_dim, hid = c->hidden_dim, qd = f->qd, kvd = f->kvd, V = c->vocab_size;
+    for (int64_t r = 0; r < R; r++)
+        BB_CHECK(tokens[r] >= 0 && tokens[r] < V, BB_ERR_ARG, "token id %d at index %lld is outside the vocabulary "
+                 "(0..%d)", tokens[r], (long long)r, V - 1);
+    BB_CALL(ensure_work(f, R, (int64_t)T * (pos0 + T)));
+    fw_work *w = &f->w;
+    for (int64_t r = 0; r < R; r++) memcpy(w->x + r * dim, f->emb + (int64_t)tokens[r] * dim, (size_t)dim * sizeof(float));
+    for (int t = 0; t < T; t++) w->pos[t] = pos0 + t;
+    bb_rope_table(f->inv_freq, hd / 2, w->pos, T, w->cos_t, w->sin_t);
+    for (int l = 0; l < c->n_layers; l++) {
+        const fw_layer *L = &f->L[l];
+        bb_rmsnorm_ref(w->x, L->attn_norm, R, dim, c->norm_eps, w->xn);
+        BB_CALL(call_hook(f, l, BB_LIN_Q, w->xn, R, dim));
+        bb_matmul(w->xn, L->wq, L->bq, R, dim, qd, w->q);
+        BB_CALL(call_hook(f, l, BB_LIN_K, w->xn, R, dim));
+        bb_matmul(w->xn, L->wk, L->bk, R, dim, kvd, w->k);
+        BB_CALL(call_hook(f, l, BB_LIN_V, w->xn, R, dim));
+        bb_matmul(w->xn, L->wv, L->bv, R, dim, kvd, w->v);
+        for (int b = 0; b < B; b++) {
+            int64_t r0 = (int64_t)b * T;
+            bb_rope_ref(w->q + r0 * qd, T, c->n_heads, hd, c->rope_style, w->cos_t, w->sin_t);
+            bb_rope_ref(w->k + r0 * kvd, T, c->n_kv_heads, hd, c->rope_style, w->cos_t, w->sin_t);
+            if (cached) {
+                float *kc = f->kcache + (int64_t)l * f->cache_len * kvd, *vc = f->vcache + (int64_t)l * f->cache_len * kvd;
+                memcpy(kc + (int64_t)pos0 * kvd, w->k, (size_t)T * kvd * sizeof(float));
+                memcpy(vc + (int64_t)pos0 * kvd, w->v, (size_t)T * kvd * sizeof(float));
+                bb_attention(w->q, kc, vc, T, pos0, c->n_heads, c->n_kv_heads, hd, w->att, w->sc);
+            } else {
+                bb_attention(w->q + r0 * qd, w->k + r0 * kvd, w->v + r0 * kvd, T, 0, c->n_heads, c->n_kv_heads, hd,
+                             w->att + r0 * qd, w->sc);
+            }
+        }
+        BB_CALL(call_hook(f, l, BB_LIN_O, w->att, R, qd));
+        bb_matmul(w->att, L->wo, NULL, R, qd, dim, w->tmp);
+        for (int64_t i = 0; i < R * dim; i++) w->x[i] += w->tmp[i];
+        bb_rmsnorm_ref(w->x, L->ffn_norm, R, dim, c->norm_eps, w->xn);
+        BB_CALL(call_hook(f, l, BB_LIN_GATE, w->xn, R, dim));
+        bb_matmul(w->xn, L->w_gate, NULL, R, dim, hid, w->h1);
+        BB_CALL(call_hook(f, l, BB_LIN_UP, w->xn, R, dim));
+        bb_matmul(w->xn, L->w_up, NULL, R, dim, hid, w->h3);
+        bb_silu_mul_ref(w->h1, w->h3, R * hid);
+        BB_CALL(call_hook(f, l, BB_LIN_DOWN, w->h1, R, hid));
+        bb_matmul(w->h1, L->w_down, NULL, R, hid, dim, w->tmp);
+        for (int64_t i = 0; i < R * dim; i++) w->x[i] += w->tmp[i];
+    }
+    bb_rmsnorm_ref(w->x, f->out_norm, R, dim, c->norm_eps, w->xn);
+    bb_matmul(w->xn, f->output, NULL, R, dim, V, logits);
+    warn_nonfinite(logits, R * V);
+    return BB_OK;
+}
+
+bb_status bb_forward_prefill(bb_forward *f, const int *tokens, int B, int T, float *logits) {
+    BB_CHECK(B > 0 && T > 0, BB_ERR_ARG, "prefill needs at least one sequence and one token (got B %d, T %d)", B, T);
+    BB_CHECK(T <= f->c.max_seq_len, BB_ERR_ARG, "prefill of %d tokens exceeds the model's context of %d", T,
+             f->c.max_seq_len);
+    BB_CALL(run(f, tokens, B, T, 0, 0, logits));
+    return BB_OK;
+}
+
+bb_status bb_forward_decode(bb_forward *f, const int *tokens, int n, int pos0, float *logits) {
+    BB_CHECK(n > 0, BB_ERR_ARG, "decode needs at least one token (got %d)", n);
+    BB_CHECK(pos0 >= 0 && pos0 <= f->n_cached, BB_ERR_ARG,
+             "decode at position %d, but only positions 0..%d have been fed", pos0, f->n_cached - 1);
+    BB_CHECK(pos0 + n <= f->cache_len, BB_ERR_ARG, "positions up to %d exceed the KV cache length %d", pos0 + n - 1,
+             f->cache_len);
+    if (!f->kcache) {
+        size_t n_el;
+        BB_CHECK(!bb_mul_overflow((size_t)f->c.n_layers * (size_t)f->cache_len, (size_t)f->kvd, &n_el), BB_ERR_OOM,
+                 "KV cache size overflows");
+        BB_CALL(bb_calloc((void **)&f->kcache, n_el, sizeof(float), "KV cache (keys)"));
+        BB_CALL(bb_calloc((void **)&f->vcache, n_el, sizeof(float), "KV cache (values)"));
+    }
+    /* Positions after the ones fed now hold stale entries; they are never read. */
+    f->n_cached = pos0;
+    BB_CALL(run(f, tokens, 1, n, pos0, 1, logits));
+    f->n_cached = pos0 + n;
+    return BB_OK;
+}
+
+/* ---- generation ------------------------------------------------------------------- */
+
+int bb_argmax(const float *logits, int n) {
+    int best = 0;
+    for (int i = 1; i < n; i++)
+        if (logits[i] > logits[best] || (isnan(logits[best]) && !isnan(logits[i]))) best = i;
+    return best;
+}
+
+/* A draw from softmax(logits / temperature) with the uniform number u in [0, 1). */
+static int sample(const float *logits, int n, float temperature, double u) {
+    int top = bb_argmax(logits, n);
+    double mx = logits[top], sum = 0;
+    for (int i = 0; i < n; i++) sum += isfinite(logits[i]) ? exp((logits[i] - mx) / temperature) : 0.0;
+    double target = u * sum, acc = 0;
+    for (int i = 0; i < n; i++) {
+        acc += isfinite(logits[i]) ? exp((logits[i] - mx) / temperature) : 0.0;
+        if (acc > target) return i;
+    }
+    return top;
+}
+
+bb_status bb_forward_generate(bb_forward *f, const int *prompt, int n_prompt, int steps, float temperature,
+                              uint64_t seed, bb_generate_token_fn on_token, void *ud, int *out, int *n_out) {
+    *n_out = 0;
+    BB_CHECK(n_prompt > 0, BB_ERR_ARG, "generation needs a prompt of at least one token (BOS)");
+    BB_CHECK(temperature >= 0 && isfinite(temperature), BB_ERR_ARG, "temperature %g must be >= 0",
+             (double)temperature);
+    int V = f->c.vocab_size;
+    if (steps > f->cache_len) steps = f->cache_len;
+    float *logits;
+    BB_CALL(bb_malloc((void **)&logits, (size_t)V * sizeof *logits, "logits"));
+    bb_rng rng = bb_rng_make(seed, bb_rng_stream_id("generate.sample"));
+    bb_status st = BB_OK;
+    int token = prompt[0];
+    for (int pos = 0; pos < steps; pos++) {
+        BB_CALL_GOTO(st, done, bb_forward_decode(f, &token, 1, pos, logits));
+        int next = pos + 1 < n_prompt ? prompt[pos + 1]
+                   : temperature == 0 ? bb_argmax(logits, V)
+                                      : sample(logits, V, temperature, bb_rng_uniform(rng, (uint64_t)pos));
+        if (next == f->c.bos_id || next == f->c.eos_id) break;
+        if (on_token) BB_CALL_GOTO(st, done, on_token(ud, token, next));
+        out[(*n_out)++] = next;
+        token = next;
+    }
+done:
+    free(logits);
+    return st;
+}

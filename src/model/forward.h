@@ -1,0 +1,73 @@
+/* forward.h — CPU fp32 forward pass of a Llama-family model (OpenBLAS), with a KV cache and greedy/sampled generation.
+ *
+ * A context converts every weight to f32 once, through bb_tensor_read_f32, so
+ * it works for f32/f16/bf16 files and generator-backed tensors alike. It keeps
+ * all layers resident (about 4 bytes per parameter): streaming layer by layer
+ * for models larger than memory is left to later work.
+ *
+ * Two entry points compute the same logits (tests/unit/test_forward.c checks it):
+ *   - bb_forward_prefill: B independent sequences of T tokens from position 0,
+ *     each linear layer one sgemm over all B*T rows; no cache.
+ *   - bb_forward_decode: tokens appended to the context's single KV-cached
+ *     sequence (one at a time for generation, or a chunk).
+ * A hook sees the input of every linear layer just before its matmul.
+ * Contexts are not thread-safe (one workspace); not collective. */
+#ifndef BB_MODEL_FORWARD_H
+#define BB_MODEL_FORWARD_H
+
+#include <stdint.h>
+
+#include "io/model.h"
+
+typedef struct bb_forward bb_forward;
+
+/* Called right before linear layer `kind` of block `layer` multiplies x, (rows,
+ * in_features) row-major, owned by the context and valid during the call only.
+ * q/k/v receive the same pointer, as do gate/up. A non-OK status stops the pass
+ * and is returned by it. */
+typedef bb_status (*bb_forward_hook_fn)(void *ud, int layer, bb_linear_kind kind, const float *x, int64_t rows,
+                                        int64_t in_features);
+
+/* Create a context for m (which must outlive it). cache_len is the KV-cache
+ * length for bb_forward_decode: 0 means the model's max_seq_len. Errors:
+ * BB_ERR_ARG (cache_len out of range), BB_ERR_OOM, read errors of the tensors. */
+bb_status bb_forward_create(const bb_model *m, int cache_len, bb_forward **out);
+void bb_forward_destroy(bb_forward **f); /* NULL-safe; nulls *f */
+
+/* Install (fn != NULL) or remove the linear-input hook. */
+void bb_forward_set_hook(bb_forward *f, bb_forward_hook_fn fn, void *ud);
+
+/* tokens (B, T) -> logits (B, T, vocab). Positions 0..T-1 of each sequence.
+ * Errors: BB_ERR_ARG (token id outside the vocabulary, T > max_seq_len,
+ * non-positive B or T), BB_ERR_OOM, or the hook's status. Non-finite logits
+ * produce a warning with their count, not an error. */
+bb_status bb_forward_prefill(bb_forward *f, const int *tokens, int B, int T, float *logits);
+
+/* Feed tokens[0, n) at positions pos0..pos0+n-1 of the cached sequence and
+ * write logits (n, vocab). pos0 may rewind (the cache after it is overwritten)
+ * but may not skip ahead of what was fed. Errors: BB_ERR_ARG (pos0 beyond the
+ * fed prefix, past the cache length, bad id), BB_ERR_OOM, the hook's status. */
+bb_status bb_forward_decode(bb_forward *f, const int *tokens, int n, int pos0, float *logits);
+
+const bb_model_config *bb_forward_config(const bb_forward *f);
+int bb_forward_cache_len(const bb_forward *f);
+
+/* Index of the largest logit; ties go to the lowest id; NaN never wins. */
+int bb_argmax(const float *logits, int n);
+
+/* Called for every generated token with the token before it (for decoding). */
+typedef bb_status (*bb_generate_token_fn)(void *ud, int prev, int token);
+
+/* Generate as llama2.c's run does: start with prompt[0] at position 0, feed the
+ * rest of the prompt one position at a time, then pick each next token (argmax
+ * when temperature is 0, else a sample of softmax(logits / temperature) with
+ * uniform numbers from the Philox stream of seed). Runs `steps` positions at
+ * most (clamped to the cache length) and stops early when BOS or EOS comes
+ * next (llama2.c starts a new story with BOS). Every token after prompt[0] is
+ * passed to on_token (if set) and stored in out (capacity steps), *n_out of them.
+ * Errors: BB_ERR_ARG (empty prompt, bad ids, negative temperature), those of
+ * bb_forward_decode and of on_token. */
+bb_status bb_forward_generate(bb_forward *f, const int *prompt, int n_prompt, int steps, float temperature,
+                              uint64_t seed, bb_generate_token_fn on_token, void *ud, int *out, int *n_out);
+
+#endif
