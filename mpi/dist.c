@@ -6,6 +6,7 @@
 
 #include "core/events.h"
 #include "core/log.h"
+#include "core/status.h"
 
 bb_status bb_mpi_error(int rc, const char *file, int line, const char *expr) {
     char msg[MPI_MAX_ERROR_STRING];
@@ -55,8 +56,9 @@ bb_status bb_dist_agree(const bb_dist *d, bb_status local) {
     int code = (int)local;
     BB_MPI_CALL(MPI_Bcast(&code, 1, MPI_INT, first, d->comm));
     if (local != BB_OK) return local;
-    return bb_error((bb_status)code, __FILE__, __LINE__, "stopping because rank %d failed (%s)", first,
-                    bb_status_name((bb_status)code));
+    /* The failing rank has reported the error; the others stop quietly. */
+    bb_debug("stopping because rank %d failed (%s)", first, bb_status_name((bb_status)code));
+    return (bb_status)code;
 }
 
 _Noreturn void bb_dist_abort(const bb_dist *d, int code) {

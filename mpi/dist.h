@@ -35,8 +35,9 @@ bb_status bb_dist_init(int *argc, char ***argv, bb_dist *d);
 void bb_dist_finalize(bb_dist *d);
 
 /* Collective: every rank passes its local status; returns BB_OK on all ranks
- * only if all were OK, otherwise the first failing rank's status everywhere
- * (so ranks leave a stage together instead of one hanging in a later call). */
+ * only if all were OK, otherwise the lowest failing rank's status everywhere
+ * (so ranks leave a stage together instead of one hanging in a later call).
+ * Only the failing rank has printed an error; the others stay quiet. */
 bb_status bb_dist_agree(const bb_dist *d, bb_status local);
 
 /* End the whole job after a reported error: MPI_Abort when several ranks run

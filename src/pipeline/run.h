@@ -1,0 +1,48 @@
+/* run.h — one compression run: configuration, model, run directory, the stage
+ * plan and the final summary. `birdbone compress` is a thin shell around this.
+ *
+ * Every function here is collective over the run's communicator unless noted. */
+#ifndef BB_PIPELINE_RUN_H
+#define BB_PIPELINE_RUN_H
+
+#include "io/config.h"
+#include "io/model.h"
+#include "mpi/dist.h"
+
+typedef struct bb_run bb_run;
+
+/* What a stage does to the run; NULL run means the stage is not built yet. */
+typedef struct {
+    const char *name;      /* "baseline" */
+    const char *seed_name; /* the seed's name for it: "Baseline mapping" */
+    const char *what;      /* one line */
+    bb_status (*run)(bb_run *r);
+} bb_stage;
+
+struct bb_run {
+    bb_config cfg;
+    char config_path[1024];
+    char hash[65];
+    const bb_dist *dist;
+    bb_model *model;
+    double t_start;
+    double stage_seconds[16];
+    int n_stages_run;
+    /* filled by stages */
+    int64_t calib_tokens, eval_tokens;
+    double dense_ppl, dense_ppl_err;
+};
+
+/* The stages in pipeline order; returns their number. */
+int bb_pipeline_stages(const bb_stage **stages);
+
+/* Rank 0 loads config_path (NULL: defaults) and applies the overrides, every
+ * rank receives the result; then the model is opened and the run directory
+ * made. Errors reach all ranks (bb_dist_agree). */
+bb_status bb_run_create(const bb_dist *d, const char *config_path, char **overrides, int n_overrides, bb_run **out);
+/* Run every built stage in order, print the plan (built or not) first and the
+ * summary last. */
+bb_status bb_run_execute(bb_run *r);
+void bb_run_destroy(bb_run **r); /* not collective; NULL-safe */
+
+#endif
