@@ -1,0 +1,256 @@
+/* gguf_model.c — GGUF (architectures llama and qwen2) to bb_model: config from the metadata,
+ * tensor handles as views into the file. */
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "core/log.h"
+#include "io/gguf.h"
+
+/* llama.cpp's converter permutes the Hugging Face q/k rows for llama so the interleaved
+ * pairing applies to the weights as stored; qwen2 keeps the NEOX (rotate-half) pairing. */
+typedef struct {
+    const char *name;
+    bb_rope_style rope;
+} arch_info;
+
+static const arch_info arches[] = {
+    {.name = "llama", .rope = BB_ROPE_INTERLEAVED},
+    {.name = "qwen2", .rope = BB_ROPE_HALF},
+};
+
+static void gguf_priv_free(void *p) {
+    bb_gguf *g = p;
+    bb_gguf_destroy(&g);
+}
+
+const bb_gguf *bb_gguf_of_model(const bb_model *m) {
+    return m && m->source == BB_SRC_GGUF && m->priv_free == gguf_priv_free ? m->priv : NULL;
+}
+
+typedef struct {
+    const bb_gguf *g;
+    const char *what;
+    const char *arch;
+    char key[128];
+} keys;
+
+static const char *arch_key(keys *k, const char *suffix) {
+    snprintf(k->key, sizeof k->key, "%s.%s", k->arch, suffix);
+    return k->key;
+}
+
+/* An integer hyperparameter in [lo, hi]; def is used when the key is absent and !required. */
+static bb_status get_int(keys *k, const char *key, int required, int64_t def, int64_t lo, int64_t hi, int *out) {
+    int64_t v = def;
+    if (required || bb_gguf_find_key(k->g, key) >= 0) BB_CALL(bb_gguf_get_int(k->g, key, &v));
+    BB_CHECK(v >= lo && v <= hi, BB_ERR_FORMAT, "%s: key %s is %lld; expected a value in [%lld, %lld]", k->what, key,
+             (long long)v, (long long)lo, (long long)hi);
+    *out = (int)v;
+    return BB_OK;
+}
+
+static bb_status get_float(keys *k, const char *key, int required, double def, float *out) {
+    double v = def;
+    if (required || bb_gguf_find_key(k->g, key) >= 0) BB_CALL(bb_gguf_get_float(k->g, key, &v));
+    *out = (float)v;
+    return BB_OK;
+}
+
+static bb_status read_rope_scaling(keys *k, bb_model_config *c) {
+    c->rope_scaling = BB_ROPE_SCALING_NONE;
+    c->rope_factor = 1.0f;
+    if (bb_gguf_find_key(k->g, arch_key(k, "rope.scaling.type")) >= 0) {
+        bb_gguf_str s;
+        BB_CALL(bb_gguf_get_str(k->g, k->key, &s));
+        if (s.len == 4 && memcmp(s.s, "none", 4) == 0) return BB_OK;
+        BB_CHECK(s.len == 6 && memcmp(s.s, "linear", 6) == 0, BB_ERR_UNSUPPORTED,
+                 "%s: %s is \"%.*s\"; only \"none\" and \"linear\" rope scaling are supported", k->what, k->key,
+                 (int)(s.len > 32 ? 32 : s.len), s.s);
+        BB_CALL(get_float(k, arch_key(k, "rope.scaling.factor"), 1, 1.0, &c->rope_factor));
+        c->rope_scaling = BB_ROPE_SCALING_LINEAR;
+        return BB_OK;
+    }
+    /* Files from before rope.scaling.* stored the linear factor alone. */
+    if (bb_gguf_find_key(k->g, arch_key(k, "rope.scale_linear")) >= 0) {
+        BB_CALL(get_float(k, k->key, 1, 1.0, &c->rope_factor));
+        if (c->rope_factor != 1.0f) c->rope_scaling = BB_ROPE_SCALING_LINEAR;
+    }
+    return BB_OK;
+}
+
+/* Everything but block_count, which sized the layer table already. */
+static bb_status read_config(keys *k, bb_model_config *c) {
+    const int big = 1 << 24;
+    BB_CALL(get_int(k, arch_key(k, "embedding_length"), 1, 0, 1, big, &c->dim));
+    BB_CALL(get_int(k, arch_key(k, "feed_forward_length"), 1, 0, 1, big, &c->hidden_dim));
+    BB_CALL(get_int(k, arch_key(k, "attention.head_count"), 1, 0, 1, 65536, &c->n_heads));
+    BB_CALL(get_int(k, arch_key(k, "attention.head_count_kv"), 0, c->n_heads, 1, 65536, &c->n_kv_heads));
+    BB_CALL(get_int(k, arch_key(k, "context_length"), 1, 0, 1, 1 << 30, &c->max_seq_len));
+    BB_CALL(get_float(k, arch_key(k, "rope.freq_base"), 0, 10000.0, &c->rope_theta));
+    BB_CALL(get_float(k, arch_key(k, "attention.layer_norm_rms_epsilon"), 1, 0.0, &c->norm_eps));
+    if (bb_gguf_find_key(k->g, arch_key(k, "attention.key_length")) >= 0) {
+        BB_CALL(get_int(k, k->key, 1, 0, 1, 65536, &c->head_dim));
+        int vl;
+        BB_CALL(get_int(k, arch_key(k, "attention.value_length"), 0, c->head_dim, 1, 65536, &vl));
+        BB_CHECK(vl == c->head_dim, BB_ERR_UNSUPPORTED,
+                 "%s: attention key length %d differs from value length %d; only equal head sizes are supported",
+                 k->what, c->head_dim, vl);
+    } else {
+        BB_CHECK(c->dim % c->n_heads == 0, BB_ERR_FORMAT,
+                 "%s: embedding_length %d is not a multiple of head_count %d and attention.key_length is absent",
+                 k->what, c->dim, c->n_heads);
+        c->head_dim = c->dim / c->n_heads;
+    }
+    int rope_dim;
+    BB_CALL(get_int(k, arch_key(k, "rope.dimension_count"), 0, c->head_dim, 1, 65536, &rope_dim));
+    BB_CHECK(rope_dim == c->head_dim, BB_ERR_UNSUPPORTED,
+             "%s: %s is %d but the head dimension is %d; partial rotary embeddings are not supported", k->what,
+             k->key, rope_dim, c->head_dim);
+    BB_CALL(read_rope_scaling(k, c));
+    c->vocab_size = 0;
+    if (bb_gguf_find_key(k->g, arch_key(k, "vocab_size")) >= 0) {
+        BB_CALL(get_int(k, k->key, 1, 0, 1, 1 << 30, &c->vocab_size));
+    } else if (bb_gguf_find_key(k->g, "tokenizer.ggml.tokens") >= 0) {
+        uint64_t n;
+        BB_CALL(bb_gguf_get_arr(k->g, "tokenizer.ggml.tokens", BB_GGUF_STRING, &n));
+        BB_CHECK(n >= 1 && n <= (1u << 30), BB_ERR_FORMAT, "%s: tokenizer.ggml.tokens holds %llu tokens", k->what,
+                 (unsigned long long)n);
+        c->vocab_size = (int)n;
+    }
+    BB_CALL(get_int(k, "tokenizer.ggml.bos_token_id", 0, -1, -1, (1 << 30) - 1, &c->bos_id));
+    BB_CALL(get_int(k, "tokenizer.ggml.eos_token_id", 0, -1, -1, (1 << 30) - 1, &c->eos_id));
+    return BB_OK;
+}
+
+/* Point dst at tensor name if the file has it (absent tensors are left for bb_model_validate
+ * to report). Only float types map to views. */
+static bb_status bind(keys *k, const char *name, bb_tensor *dst, int *used) {
+    int64_t id = bb_gguf_find_tensor(k->g, name);
+    if (id < 0) return BB_OK;
+    const bb_gguf_tensor *t = bb_gguf_tensor_at(k->g, id);
+    const bb_ggml_type_traits *tr = bb_ggml_type_info(t->type);
+    BB_CHECK(!tr->is_quantized, BB_ERR_UNSUPPORTED,
+             "%s: tensor %s has type %s; quantized GGUF inputs are not supported; convert from the F16/BF16/F32 GGUF "
+             "or the original checkpoint",
+             k->what, name, tr->name);
+    bb_dtype dt;
+    switch (t->type) {
+    case BB_GGML_F32: dt = BB_F32; break;
+    case BB_GGML_F16: dt = BB_F16; break;
+    case BB_GGML_BF16: dt = BB_BF16; break;
+    case BB_GGML_F64: dt = BB_F64; break;
+    default:
+        BB_CHECK(0, BB_ERR_UNSUPPORTED, "%s: tensor %s has integer type %s; model weights must be f32, f16 or bf16",
+                 k->what, name, tr->name);
+    }
+    BB_CALL(bb_tensor_init_memory(dst, name, dt, t->ndim, t->shape, t->data, t->nbytes));
+    dst->file_offset = (int64_t)(bb_gguf_data_offset(k->g) + t->offset);
+    (*used)++;
+    return BB_OK;
+}
+
+static bb_status bind_layer(keys *k, bb_model *m, int l, int *used) {
+    static const struct {
+        const char *suffix;
+        size_t field;
+    } map[] = {
+        {"attn_norm.weight", offsetof(bb_layer_weights, attn_norm)},
+        {"attn_q.weight", offsetof(bb_layer_weights, wq)},
+        {"attn_k.weight", offsetof(bb_layer_weights, wk)},
+        {"attn_v.weight", offsetof(bb_layer_weights, wv)},
+        {"attn_q.bias", offsetof(bb_layer_weights, bq)},
+        {"attn_k.bias", offsetof(bb_layer_weights, bk)},
+        {"attn_v.bias", offsetof(bb_layer_weights, bv)},
+        {"attn_output.weight", offsetof(bb_layer_weights, wo)},
+        {"ffn_norm.weight", offsetof(bb_layer_weights, ffn_norm)},
+        {"ffn_gate.weight", offsetof(bb_layer_weights, w_gate)},
+        {"ffn_up.weight", offsetof(bb_layer_weights, w_up)},
+        {"ffn_down.weight", offsetof(bb_layer_weights, w_down)},
+    };
+    bb_layer_weights *L = &m->layers[l];
+    for (size_t i = 0; i < sizeof map / sizeof map[0]; i++) {
+        char name[BB_GGUF_NAME_MAX + 16];
+        snprintf(name, sizeof name, "blk.%d.%s", l, map[i].suffix);
+        BB_CALL(bind(k, name, (bb_tensor *)((char *)L + map[i].field), used));
+    }
+    if (bb_tensor_present(&L->bq) || bb_tensor_present(&L->bk) || bb_tensor_present(&L->bv)) m->cfg.attn_bias = 1;
+    return BB_OK;
+}
+
+static bb_status fill_model(keys *k, bb_model *m, int rope_style) {
+    bb_model_config *c = &m->cfg;
+    BB_CALL(read_config(k, c));
+    c->rope_style = (bb_rope_style)rope_style;
+    c->attn_bias = rope_style == BB_ROPE_HALF; /* qwen2 always has q/k/v biases */
+    BB_CHECK(bb_gguf_find_tensor(k->g, "rope_freqs.weight") < 0, BB_ERR_UNSUPPORTED,
+             "%s: rope_freqs.weight (Llama-3.1 style frequency factors) is not supported; open the Hugging Face "
+             "checkpoint instead",
+             k->what);
+    int used = 0;
+    BB_CALL(bind(k, "token_embd.weight", &m->tok_embd, &used));
+    BB_CALL(bind(k, "output_norm.weight", &m->out_norm, &used));
+    BB_CALL(bind(k, "output.weight", &m->output, &used));
+    if (!bb_tensor_present(&m->output)) {
+        m->output = m->tok_embd;
+        c->tied_embeddings = 1;
+    }
+    if (c->vocab_size == 0 && bb_tensor_present(&m->tok_embd)) {
+        BB_CHECK(m->tok_embd.ndim == 2 && m->tok_embd.shape[0] <= (1 << 30), BB_ERR_FORMAT,
+                 "%s: no vocabulary size in the metadata and token_embd.weight is not a (vocab, dim) matrix", k->what);
+        c->vocab_size = (int)m->tok_embd.shape[0];
+    }
+    for (int l = 0; l < c->n_layers; l++) BB_CALL(bind_layer(k, m, l, &used));
+    int64_t unused = bb_gguf_n_tensors(k->g) - used;
+    if (unused > 0) bb_warn("%s: ignoring %lld tensors that a %s model does not use", k->what, (long long)unused, k->arch);
+    return BB_OK;
+}
+
+bb_status bb_gguf_model_open_memory(const void *data, size_t size, const char *what, bb_model **out) {
+    *out = NULL;
+    bb_gguf *g;
+    BB_CALL(bb_gguf_open_memory(data, size, what, &g));
+    bb_status st = BB_OK;
+    bb_model *m = NULL;
+    keys k = {.g = g, .what = bb_gguf_what(g)};
+    bb_gguf_str arch;
+    BB_CALL_GOTO(st, fail, bb_gguf_get_str(g, "general.architecture", &arch));
+    const arch_info *ai = NULL;
+    for (size_t i = 0; i < sizeof arches / sizeof arches[0]; i++)
+        if (arch.len == strlen(arches[i].name) && memcmp(arch.s, arches[i].name, arch.len) == 0) ai = &arches[i];
+    BB_CHECK_GOTO(st, fail, ai, BB_ERR_UNSUPPORTED,
+                  "%s: general.architecture is \"%.*s\"; supported are \"llama\" (Llama, Mistral, TinyLlama) and "
+                  "\"qwen2\"",
+                  k.what, (int)(arch.len > 32 ? 32 : arch.len), arch.s);
+    k.arch = ai->name;
+    int n_layers;
+    BB_CALL_GOTO(st, fail, get_int(&k, arch_key(&k, "block_count"), 1, 0, 1, 100000, &n_layers));
+    BB_CALL_GOTO(st, fail, bb_model_alloc(&m, n_layers));
+    m->source = BB_SRC_GGUF;
+    snprintf(m->path, sizeof m->path, "%s", k.what);
+    snprintf(m->cfg.arch, sizeof m->cfg.arch, "%s", ai->name);
+    m->priv = g;
+    m->priv_free = gguf_priv_free;
+    g = NULL;
+    BB_CALL_GOTO(st, fail, fill_model(&k, m, ai->rope));
+    *out = m;
+    return BB_OK;
+fail:
+    bb_gguf_destroy(&g);
+    bb_model_destroy(&m);
+    return st;
+}
+
+bb_status bb_gguf_model_open(const char *path, bb_model **out) {
+    *out = NULL;
+    bb_mapped_file mf;
+    BB_CALL(bb_file_map(path, &mf));
+    bb_status st = bb_gguf_model_open_memory(mf.data, mf.size, path, out);
+    if (st) {
+        bb_file_unmap(&mf);
+        return bb_trace(st, __FILE__, __LINE__, "bb_gguf_model_open_memory");
+    }
+    (*out)->files[0] = mf;
+    (*out)->n_files = 1;
+    return BB_OK;
+}
