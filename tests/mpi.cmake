@@ -1,5 +1,4 @@
 # MPI tests: the same executables under mpiexec with 2, 3 and 4 ranks (oversubscribed on small machines).
-set(BB_MPI_ENV "OMPI_ALLOW_RUN_AS_ROOT=1;OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1;OMPI_MCA_mpi_yield_when_idle=1;OMPI_MCA_rmaps_base_oversubscribe=1")
 function(bb_add_mpi_test name nranks exe)
   add_test(NAME ${name} COMMAND ${MPIEXEC_EXECUTABLE} ${MPIEXEC_NUMPROC_FLAG} ${nranks} --oversubscribe
            ${MPIEXEC_PREFLAGS} $<TARGET_FILE:${exe}> ${ARGN})

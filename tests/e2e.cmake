@@ -1,0 +1,29 @@
+# End-to-end tests of the birdbone program: the main job on 1 and 3 ranks, and
+# one clear error (never a crash or a hang) for bad input on every rank count.
+set(BB_E2E_ENV "BIRDBONE=$<TARGET_FILE:birdbone>;BB_SOURCE=${PROJECT_SOURCE_DIR};${BB_MPI_ENV}")
+set(BB_MPIRUN ${MPIEXEC_EXECUTABLE} ${MPIEXEC_NUMPROC_FLAG})
+
+add_test(NAME e2e.compress_default
+  COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/sh/compress_outputs.sh ${CMAKE_CURRENT_BINARY_DIR}/tmp/run1 env)
+add_test(NAME e2e.compress_default_3ranks
+  COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/sh/compress_outputs.sh ${CMAKE_CURRENT_BINARY_DIR}/tmp/run3
+          ${BB_MPIRUN} 3 --oversubscribe)
+set_tests_properties(e2e.compress_default e2e.compress_default_3ranks PROPERTIES
+  LABELS "e2e" TIMEOUT 600 ENVIRONMENT "${BB_E2E_ENV}")
+set_tests_properties(e2e.compress_default_3ranks PROPERTIES LABELS "e2e;mpi" PROCESSORS 3)
+
+function(bb_expect_fail name code pattern)
+  add_test(NAME ${name} COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/sh/expect_fail.sh ${code} ${pattern} -- ${ARGN})
+  set_tests_properties(${name} PROPERTIES LABELS "e2e" TIMEOUT 300 ENVIRONMENT "${BB_E2E_ENV}")
+endfunction()
+set(BB_BIN $<TARGET_FILE:birdbone>)
+bb_expect_fail(e2e.bad_set 1 "prune.per_wave=abc: expected a number" ${BB_BIN} compress --set prune.per_wave=abc)
+bb_expect_fail(e2e.bad_set_3ranks 1 "prune.per_wave=abc: expected a number"
+  ${BB_MPIRUN} 3 --oversubscribe ${BB_BIN} compress --set prune.per_wave=abc)
+bb_expect_fail(e2e.missing_model_3ranks 1 "model /nonexistent/model.bin does not exist"
+  ${BB_MPIRUN} 3 --oversubscribe ${BB_BIN} compress --set model.path=/nonexistent/model.bin)
+bb_expect_fail(e2e.missing_config 1 "cannot open /nonexistent.yaml" ${BB_BIN} compress -c /nonexistent.yaml)
+bb_expect_fail(e2e.unknown_command 2 "unknown command 'compres'" ${BB_BIN} compres)
+bb_expect_fail(e2e.inspect_missing 1 "does not exist" ${BB_BIN} inspect /nonexistent/dir/model.gguf)
+add_test(NAME e2e.inspect_synth_70b COMMAND ${BB_BIN} inspect --brief synthetic:llama2-70b)
+set_tests_properties(e2e.inspect_synth_70b PROPERTIES LABELS "e2e" PASS_REGULAR_EXPRESSION "68976648192 total")
