@@ -13,6 +13,8 @@
  * scan of a few keys is as fast and costs no memory. */
 #define INDEX_MIN_MEMBERS 8
 
+#define VALUE_KINDS "a value (object, array, string, number, true, false or null)"
+
 typedef struct {
     const char *s; /* NUL-terminated, decoded */
     size_t len;
@@ -526,7 +528,7 @@ static bb_status parse_object(parser *ps, int depth, uint32_t line, uint32_t col
 static bb_status parse_value(parser *ps, int depth) {
     skip_ws(ps);
     uint32_t line = ps->line, col = (uint32_t)(ps->p - ps->line_start) + 1;
-    if (ps->p >= ps->end) FAIL(ps->p, "a value");
+    if (ps->p >= ps->end) FAIL(ps->p, "%s", VALUE_KINDS);
     unsigned char c = *ps->p;
     if (c == '[' || c == '{') {
         if (depth >= BB_JSON_MAX_DEPTH) FAIL(ps->p, "at most %d nested arrays and objects", BB_JSON_MAX_DEPTH);
@@ -546,7 +548,7 @@ static bb_status parse_value(parser *ps, int depth) {
         BB_CALL(parse_literal(ps, "null"));
         v.type = BB_JSON_NULL;
     } else {
-        FAIL(ps->p, "a value (object, array, string, number, true, false or null)");
+        FAIL(ps->p, "%s", VALUE_KINDS);
     }
     bb_json *slot;
     BB_CALL(push(ps, &slot));
