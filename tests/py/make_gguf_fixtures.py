@@ -2,7 +2,8 @@
 """make_gguf_fixtures.py — tiny llama/qwen2 GGUF models (gguf.GGUFWriter + numpy), a reference
 file with their config and tensor values, and broken variants for the reader's error paths.
 
-Usage: make_gguf_fixtures.py OUTDIR
+Usage: make_gguf_fixtures.py OUTDIR            fixtures for tests/unit/test_gguf.c
+       make_gguf_fixtures.py --seeds OUTDIR    minimal valid models for tests/fuzz/seeds/gguf
 
 reference.txt (line based, so the C test needs no JSON parser):
     model <file>
@@ -19,8 +20,16 @@ import numpy as np
 import gguf
 
 DIM, HIDDEN, LAYERS, HEADS, KV_HEADS, VOCAB, CTX = 16, 32, 2, 4, 2, 32, 64
-HEAD_DIM = DIM // HEADS
 EPS, THETA, BOS, EOS = 1e-5, 10000.0, 1, 2
+
+
+def set_sizes(dim, hidden, layers, heads, kv_heads, vocab):
+    global DIM, HIDDEN, LAYERS, HEADS, KV_HEADS, VOCAB, HEAD_DIM
+    DIM, HIDDEN, LAYERS, HEADS, KV_HEADS, VOCAB = dim, hidden, layers, heads, kv_heads, vocab
+    HEAD_DIM = DIM // HEADS
+
+
+set_sizes(DIM, HIDDEN, LAYERS, HEADS, KV_HEADS, VOCAB)
 
 
 def bf16_bits(x):
@@ -138,7 +147,21 @@ def u32kv(k, v):
     return (k, 4, struct.pack("<I", v))
 
 
+def write_seeds(out):
+    """Models small enough that fuzzer mutations mostly land in the header."""
+    set_sizes(4, 4, 1, 2, 1, 4)
+    write_model(out / "tiny_llama_f32.gguf", "f32", False)
+    write_model(out / "tiny_llama_f16_tied.gguf", "f16", True)
+    write_model(out / "tiny_llama_bf16.gguf", "bf16", False)
+    write_model(out / "tiny_qwen2_f32.gguf", "f32", True, arch="qwen2")
+
+
 def main():
+    if sys.argv[1] == "--seeds":
+        out = Path(sys.argv[2])
+        out.mkdir(parents=True, exist_ok=True)
+        write_seeds(out)
+        return
     out = Path(sys.argv[1])
     out.mkdir(parents=True, exist_ok=True)
     ref = []
