@@ -1,5 +1,4 @@
-/* hf.c — Hugging Face model directory reader: config.json, safetensors weights
- * (one file or shards listed by model.safetensors.index.json), name mapping. */
+/* hf.c — Hugging Face directory reader: config.json, (sharded) safetensors weights, tensor name mapping. */
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -72,8 +71,8 @@ static bb_status cfg_pos_num(const cfg_ctx *c, const char *key, int required, do
     BB_CHECK(bb_json_type(v) == BB_JSON_NUMBER, BB_ERR_FORMAT, "%s:%u:%u: key \"%s%s\" is %s, expected a number",
              c->path, bb_json_line(v), bb_json_col(v), c->scope, key, bb_json_type_name(bb_json_type(v)));
     double x = bb_json_num(v);
-    BB_CHECK(x > 0, BB_ERR_FORMAT, "%s:%u:%u: key \"%s%s\" is %g, expected a positive number", c->path,
-             bb_json_line(v), bb_json_col(v), c->scope, key, x);
+    BB_CHECK(x > 0, BB_ERR_FORMAT, "%s:%u:%u: key \"%s%s\" is %g, expected a positive number", c->path, bb_json_line(v),
+             bb_json_col(v), c->scope, key, x);
     *out = (float)x;
     return BB_OK;
 }
@@ -110,8 +109,8 @@ static bb_status cfg_token_id(const cfg_ctx *c, const char *key, int *out) {
                  bb_json_line(v), bb_json_col(v), c->scope, key, bb_json_type_name(bb_json_type(bb_json_at(v, 0))));
         int64_t x;
         BB_CALL(bb_json_int64(bb_json_at(v, 0), &x));
-        BB_CHECK(x >= 0 && x <= INT32_MAX, BB_ERR_FORMAT, "%s: key \"%s%s\" has token id %lld, expected 0..%d",
-                 c->path, c->scope, key, (long long)x, INT32_MAX);
+        BB_CHECK(x >= 0 && x <= INT32_MAX, BB_ERR_FORMAT, "%s: key \"%s%s\" has token id %lld, expected 0..%d", c->path,
+                 c->scope, key, (long long)x, INT32_MAX);
         *out = (int)x;
         return BB_OK;
     }
@@ -285,7 +284,8 @@ static bb_status map_name(bb_model *m, const char *file, const char *name, bb_te
     if (strncmp(s, "layers.", 7) != 0 || s[7] < '0' || s[7] > '9') return BB_OK;
     const char *p = s + 7;
     long long l = 0;
-    for (; *p >= '0' && *p <= '9'; p++) l = l < 1000000000LL ? l * 10 + (*p - '0') : l; /* saturates: out of range anyway */
+    for (; *p >= '0' && *p <= '9'; p++)
+        l = l < 1000000000LL ? l * 10 + (*p - '0') : l; /* saturates: out of range anyway */
     if (*p != '.') return BB_OK;
     p++;
     for (size_t k = 0; k < N_LAYER_NAMES; k++) {
@@ -448,7 +448,8 @@ static bb_status load_weights(bb_model *m, const char *dir) {
     char ipath[1100], single[1100];
     BB_CALL(bb_path_join(ipath, sizeof ipath, dir, "model.safetensors.index.json"));
     BB_CALL(bb_path_join(single, sizeof single, dir, "model.safetensors"));
-    if (bb_path_exists(ipath)) BB_CALL(load_indexed(m, dir, ipath));
+    if (bb_path_exists(ipath))
+        BB_CALL(load_indexed(m, dir, ipath));
     else {
         BB_CHECK(bb_path_exists(single), BB_ERR_IO,
                  "%s: no model.safetensors or model.safetensors.index.json (only safetensors weights are supported)",

@@ -37,9 +37,9 @@ struct bb_json {
             size_t len;
         } str;
         struct {
-            bb_json *items;   /* [n] elements, or member values */
-            json_key *keys;   /* objects: [n] keys */
-            uint32_t *index;  /* objects: [index_mask + 1] slots of member index + 1, 0 = empty */
+            bb_json *items;  /* [n] elements, or member values */
+            json_key *keys;  /* objects: [n] keys */
+            uint32_t *index; /* objects: [index_mask + 1] slots of member index + 1, 0 = empty */
             size_t n;
         } agg;
     } u;
@@ -109,10 +109,14 @@ void bb_json_doc_destroy(bb_json_doc **pdoc) {
 /* ---- errors --------------------------------------------------------------- */
 
 static void describe_byte(const parser *ps, const unsigned char *at, char *buf, size_t n) {
-    if (at >= ps->end) snprintf(buf, n, "end of input");
-    else if (*at > 0x20 && *at < 0x7f) snprintf(buf, n, "'%c'", *at);
-    else if (*at < 0x20) snprintf(buf, n, "control character 0x%02x", *at);
-    else snprintf(buf, n, "byte 0x%02x", *at);
+    if (at >= ps->end)
+        snprintf(buf, n, "end of input");
+    else if (*at > 0x20 && *at < 0x7f)
+        snprintf(buf, n, "'%c'", *at);
+    else if (*at < 0x20)
+        snprintf(buf, n, "control character 0x%02x", *at);
+    else
+        snprintf(buf, n, "byte 0x%02x", *at);
 }
 
 /* Report "<what>:<line>:<col>: expected <...>, found <byte at `at`>" (found_text
@@ -126,8 +130,10 @@ static bb_status fail_at(const parser *ps, const unsigned char *at, int src_line
     va_start(ap, fmt);
     vsnprintf(expected, sizeof expected, fmt, ap);
     va_end(ap);
-    if (found_text) snprintf(found, sizeof found, "%s", found_text);
-    else describe_byte(ps, at, found, sizeof found);
+    if (found_text)
+        snprintf(found, sizeof found, "%s", found_text);
+    else
+        describe_byte(ps, at, found, sizeof found);
     return bb_error(BB_ERR_FORMAT, __FILE__, src_line, "%s:%u:%u: expected %s, found %s", ps->what, ps->line,
                     (unsigned)(at - ps->line_start) + 1, expected, found);
 }
@@ -209,7 +215,8 @@ static size_t utf8_seq_len(const unsigned char *p, const unsigned char *stop) {
     unsigned char c = p[0];
     size_t n;
     unsigned char lo = 0x80, hi = 0xbf;
-    if (c >= 0xc2 && c <= 0xdf) n = 2;
+    if (c >= 0xc2 && c <= 0xdf)
+        n = 2;
     else if (c >= 0xe0 && c <= 0xef) {
         n = 3;
         if (c == 0xe0) lo = 0xa0;
@@ -225,6 +232,35 @@ static size_t utf8_seq_len(const unsigned char *p, const unsigned char *stop) {
     for (size_t k = 2; k < n; k++)
         if (p[k] < 0x80 || p[k] > 0xbf) return 0;
     return n;
+}
+
+/* Escape letters that stand for one byte. */
+static const char simple_escapes[0x80] = {
+    ['"'] = '"', ['\\'] = '\\', ['/'] = '/', ['b'] = '\b', ['f'] = '\f', ['n'] = '\n', ['r'] = '\r', ['t'] = '\t'};
+
+/* *p is at a backslash-u escape (before stop); writes its UTF-8 to *o, joining
+ * a surrogate pair, and advances both. */
+static bb_status decode_u_escape(parser *ps, const unsigned char **pp, const unsigned char *stop, unsigned char **po) {
+    const unsigned char *p = *pp, *bad;
+    long cu = read_hex4(p + 2, stop, &bad);
+    if (cu < 0) FAIL(bad, "4 hex digits after \\u");
+    uint32_t cp = (uint32_t)cu;
+    if (cu >= 0xdc00 && cu <= 0xdfff) {
+        char found[48];
+        snprintf(found, sizeof found, "unpaired low surrogate \\u%04lx", cu);
+        return fail_at(ps, p, __LINE__, found, "a high surrogate \\ud800-\\udbff before it");
+    }
+    p += 6;
+    if (cu >= 0xd800 && cu <= 0xdbff) {
+        long lo = -1;
+        if (p + 1 < stop && p[0] == '\\' && p[1] == 'u') lo = read_hex4(p + 2, stop, &bad);
+        if (lo < 0xdc00 || lo > 0xdfff) FAIL(p, "a low surrogate \\udc00-\\udfff after high surrogate \\u%04lx", cu);
+        cp = 0x10000u + (((uint32_t)cu - 0xd800u) << 10) + ((uint32_t)lo - 0xdc00u);
+        p += 6;
+    }
+    *po += put_utf8(*po, cp);
+    *pp = p;
+    return BB_OK;
 }
 
 /* ps->p is at the opening quote. Decodes into the arena; ps->p ends after the
@@ -247,39 +283,13 @@ static bb_status parse_string(parser *ps, const char **out, size_t *out_len) {
         unsigned char c = *p;
         if (c == '\\') {
             unsigned char e = p + 1 < ps->end ? p[1] : 0;
-            const unsigned char *at = p + 1;
-            switch (e) {
-            case '"': *o++ = '"'; p += 2; break;
-            case '\\': *o++ = '\\'; p += 2; break;
-            case '/': *o++ = '/'; p += 2; break;
-            case 'b': *o++ = '\b'; p += 2; break;
-            case 'f': *o++ = '\f'; p += 2; break;
-            case 'n': *o++ = '\n'; p += 2; break;
-            case 'r': *o++ = '\r'; p += 2; break;
-            case 't': *o++ = '\t'; p += 2; break;
-            case 'u': {
-                const unsigned char *bad;
-                long cu = read_hex4(p + 2, stop, &bad);
-                if (cu < 0) FAIL(bad, "4 hex digits after \\u");
-                uint32_t cp = (uint32_t)cu;
-                if (cu >= 0xdc00 && cu <= 0xdfff) {
-                    char found[48];
-                    snprintf(found, sizeof found, "unpaired low surrogate \\u%04lx", cu);
-                    return fail_at(ps, p, __LINE__, found, "a high surrogate \\ud800-\\udbff before it");
-                }
-                p += 6;
-                if (cu >= 0xd800 && cu <= 0xdbff) {
-                    long lo = -1;
-                    if (p + 1 < stop && p[0] == '\\' && p[1] == 'u') lo = read_hex4(p + 2, stop, &bad);
-                    if (lo < 0xdc00 || lo > 0xdfff)
-                        FAIL(p, "a low surrogate \\udc00-\\udfff after high surrogate \\u%04lx", cu);
-                    cp = 0x10000u + (((uint32_t)cu - 0xd800u) << 10) + ((uint32_t)lo - 0xdc00u);
-                    p += 6;
-                }
-                o += put_utf8(o, cp);
-                break;
-            }
-            default: FAIL(at, "an escape (\\\" \\\\ \\/ \\b \\f \\n \\r \\t \\uXXXX) after '\\'");
+            if (e < 0x80 && simple_escapes[e]) {
+                *o++ = (unsigned char)simple_escapes[e];
+                p += 2;
+            } else if (e == 'u') {
+                BB_CALL(decode_u_escape(ps, &p, stop, &o));
+            } else {
+                FAIL(p + 1, "an escape (\\\" \\\\ \\/ \\b \\f \\n \\r \\t \\uXXXX) after '\\'");
             }
         } else if (c < 0x20) {
             FAIL(p, "a string character (control characters must be escaped)");
@@ -336,8 +346,10 @@ static bb_status parse_number(parser *ps, bb_json *v) {
         int over = 0;
         for (const unsigned char *d = digits; d < digits_end; d++) {
             unsigned dig = (unsigned)(*d - '0');
-            if (u > (UINT64_MAX - dig) / 10) over = 1;
-            else u = u * 10 + dig;
+            if (u > (UINT64_MAX - dig) / 10)
+                over = 1;
+            else
+                u = u * 10 + dig;
         }
         const uint64_t lim = (uint64_t)INT64_MAX + (neg ? 1u : 0u);
         if (!over && u <= lim) {
@@ -591,7 +603,7 @@ bb_json_kind bb_json_type(const bb_json *v) { return v ? (bb_json_kind)v->type :
 
 const char *bb_json_type_name(bb_json_kind t) {
     static const char *const names[BB_JSON_TYPE_COUNT] = {
-        [BB_JSON_MISSING] = "missing", [BB_JSON_NULL] = "null",     [BB_JSON_BOOL] = "a boolean",
+        [BB_JSON_MISSING] = "missing", [BB_JSON_NULL] = "null",       [BB_JSON_BOOL] = "a boolean",
         [BB_JSON_NUMBER] = "a number", [BB_JSON_STRING] = "a string", [BB_JSON_ARRAY] = "an array",
         [BB_JSON_OBJECT] = "an object"};
     return (int)t >= 0 && t < BB_JSON_TYPE_COUNT ? names[t] : "?";

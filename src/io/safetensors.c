@@ -8,7 +8,7 @@
 struct bb_safetensors {
     bb_json_doc *doc; /* the header; entry names point into it */
     const bb_json *root;
-    long meta_index;  /* member index of "__metadata__", -1 if none */
+    long meta_index; /* member index of "__metadata__", -1 if none */
     bb_st_entry *entries;
     size_t n;
     bb_mapped_file mf; /* owned mapping (bb_safetensors_open), else empty */
@@ -23,8 +23,8 @@ static const struct {
 };
 
 /* Valid safetensors dtypes that have no bb_dtype. */
-static const char *const unsupported_dtypes[] = {"U16",     "U32",     "U64", "F8_E4M3", "F8_E5M2",
-                                                 "F8_E8M0", "F6_E2M3", "F6_E3M2", "F4", "C64"};
+static const char *const unsupported_dtypes[] = {"U16",     "U32",     "U64",     "F8_E4M3", "F8_E5M2",
+                                                 "F8_E8M0", "F6_E2M3", "F6_E3M2", "F4",      "C64"};
 
 #define NAME_FMT "%.200s"
 
@@ -53,8 +53,8 @@ static bb_status parse_dtype(const char *what, const char *tname, const bb_json 
 static bb_status parse_entry(const char *what, const char *tname, const bb_json *v, const uint8_t *base,
                              uint64_t data_size, uint64_t data_start, bb_st_entry *e) {
     BB_CHECK(bb_json_type(v) == BB_JSON_OBJECT, BB_ERR_FORMAT,
-             "%s: tensor " NAME_FMT ": header entry is %s, expected an object with dtype, shape and data_offsets",
-             what, tname, bb_json_type_name(bb_json_type(v)));
+             "%s: tensor " NAME_FMT ": header entry is %s, expected an object with dtype, shape and data_offsets", what,
+             tname, bb_json_type_name(bb_json_type(v)));
     bb_tensor *t = &e->t;
     memset(t, 0, sizeof *t);
     e->name = tname;
@@ -75,10 +75,13 @@ static bb_status parse_entry(const char *what, const char *tname, const bb_json 
         if (bb_json_is_int(d)) BB_CALL(bb_json_int64(d, &x));
         if (x < 0) {
             char found[48];
-            if (bb_json_is_int(d)) snprintf(found, sizeof found, "%lld", (long long)x);
-            else snprintf(found, sizeof found, "%s", bb_json_type_name(bb_json_type(d)));
-            BB_CHECK(0, BB_ERR_FORMAT, "%s: tensor " NAME_FMT ": shape entry %zu is %s, expected a non-negative integer",
-                     what, tname, i, found);
+            if (bb_json_is_int(d))
+                snprintf(found, sizeof found, "%lld", (long long)x);
+            else
+                snprintf(found, sizeof found, "%s", bb_json_type_name(bb_json_type(d)));
+            BB_CHECK(0, BB_ERR_FORMAT,
+                     "%s: tensor " NAME_FMT ": shape entry %zu is %s, expected a non-negative integer", what, tname, i,
+                     found);
         }
         t->shape[i] = x;
         BB_CHECK(!bb_mul_overflow(numel, (size_t)x, &numel), BB_ERR_FORMAT,
@@ -93,19 +96,22 @@ static bb_status parse_entry(const char *what, const char *tname, const bb_json 
     BB_CHECK(bb_json_type(offs) == BB_JSON_ARRAY && bb_json_len(offs) == 2, BB_ERR_FORMAT,
              "%s: tensor " NAME_FMT ": \"data_offsets\" is %s%s, expected [begin, end]", what, tname,
              bb_json_type_name(bb_json_type(offs)),
-             bb_json_type(offs) == BB_JSON_ARRAY ? (bb_json_len(offs) < 2 ? " of fewer than 2 entries"
-                                                                          : " of more than 2 entries")
-                                                 : "");
+             bb_json_type(offs) == BB_JSON_ARRAY
+                 ? (bb_json_len(offs) < 2 ? " of fewer than 2 entries" : " of more than 2 entries")
+                 : "");
     int64_t be[2] = {-1, -1};
     for (int i = 0; i < 2; i++) {
         const bb_json *d = bb_json_at(offs, (size_t)i);
         if (bb_json_is_int(d)) BB_CALL(bb_json_int64(d, &be[i]));
         if (be[i] < 0) {
             char found[48];
-            if (bb_json_is_int(d)) snprintf(found, sizeof found, "%lld", (long long)be[i]);
-            else snprintf(found, sizeof found, "%s", bb_json_type_name(bb_json_type(d)));
-            BB_CHECK(0, BB_ERR_FORMAT, "%s: tensor " NAME_FMT ": data_offsets %s is %s, expected a non-negative integer",
-                     what, tname, i ? "end" : "begin", found);
+            if (bb_json_is_int(d))
+                snprintf(found, sizeof found, "%lld", (long long)be[i]);
+            else
+                snprintf(found, sizeof found, "%s", bb_json_type_name(bb_json_type(d)));
+            BB_CHECK(0, BB_ERR_FORMAT,
+                     "%s: tensor " NAME_FMT ": data_offsets %s is %s, expected a non-negative integer", what, tname,
+                     i ? "end" : "begin", found);
         }
     }
     uint64_t begin = (uint64_t)be[0], end = (uint64_t)be[1];

@@ -41,9 +41,8 @@ static double ref_num(const bb_json *obj, const char *key) {
 static void check_config(const char *name, const bb_model *m, const bb_json *rc) {
     const bb_model_config *c = &m->cfg;
     EXPECT(strcmp(c->arch, bb_json_str(bb_json_get(rc, "arch"), NULL)) == 0, "%s: arch %s", name, c->arch);
-#define INT_FIELD(field)                                                                                   \
-    EXPECT(c->field == (int)ref_num(rc, #field), "%s: " #field " %d, reference %g", name, c->field,        \
-           ref_num(rc, #field))
+#define INT_FIELD(field)                                                                                               \
+    EXPECT(c->field == (int)ref_num(rc, #field), "%s: " #field " %d, reference %g", name, c->field, ref_num(rc, #field))
     INT_FIELD(dim);
     INT_FIELD(hidden_dim);
     INT_FIELD(n_layers);
@@ -97,8 +96,8 @@ static void check_tensor(const char *model, const bb_tensor *t, const bb_json *r
            t->name, sum, want);
     const bb_json *first = bb_json_get(rt, "first");
     for (size_t i = 0; i < bb_json_len(first) && (int64_t)i < n; i++)
-        EXPECT(buf[i] == (float)bb_json_num(bb_json_at(first, i)), "%s: %s[%zu] = %.9g, reference %.9g", model,
-               t->name, i, (double)buf[i], bb_json_num(bb_json_at(first, i)));
+        EXPECT(buf[i] == (float)bb_json_num(bb_json_at(first, i)), "%s: %s[%zu] = %.9g, reference %.9g", model, t->name,
+               i, (double)buf[i], bb_json_num(bb_json_at(first, i)));
     EXPECT(buf[n - 1] == (float)ref_num(rt, "last"), "%s: %s last value %.9g", model, t->name, (double)buf[n - 1]);
     free(buf);
 }

@@ -208,7 +208,8 @@ static void test_big_object(void) {
     /* A duplicate key in a hashed object. */
     len -= 1;
     len += (size_t)snprintf(text + len, cap - len, ",\"tok5\":1}");
-    parse_fails(text, len, "expected keys unique within an object, found duplicate key \"tok5\" (first at line 1, column");
+    parse_fails(text, len,
+                "expected keys unique within an object, found duplicate key \"tok5\" (first at line 1, column");
     free(text);
 }
 
@@ -272,12 +273,15 @@ static void test_errors(void) {
     FAILS("-1e400", "t.json:1:1: expected a number within the range of a double, found -1e400");
     FAILS("\"abc", "t.json:1:5: expected '\"' to close the string that starts at column 1, found end of input");
     FAILS("\"ab\\", "t.json:1:5: expected '\"' to close the string");
-    FAILS("\"a\\x\"", "t.json:1:4: expected an escape (\\\" \\\\ \\/ \\b \\f \\n \\r \\t \\uXXXX) after '\\', found 'x'");
+    FAILS("\"a\\x\"",
+          "t.json:1:4: expected an escape (\\\" \\\\ \\/ \\b \\f \\n \\r \\t \\uXXXX) after '\\', found 'x'");
     FAILS("\"\\u12G4\"", "t.json:1:6: expected 4 hex digits after \\u, found 'G'");
     FAILS("\"\\u12\"", "t.json:1:6: expected 4 hex digits after \\u, found '\"'");
-    FAILS("\"\\ud800\"", "t.json:1:8: expected a low surrogate \\udc00-\\udfff after high surrogate \\ud800, found '\"'");
+    FAILS("\"\\ud800\"",
+          "t.json:1:8: expected a low surrogate \\udc00-\\udfff after high surrogate \\ud800, found '\"'");
     FAILS("\"\\ud800\\u0041\"", "t.json:1:8: expected a low surrogate \\udc00-\\udfff after high surrogate \\ud800");
-    FAILS("\"\\udc00\"", "t.json:1:2: expected a high surrogate \\ud800-\\udbff before it, found unpaired low surrogate \\udc00");
+    FAILS("\"\\udc00\"",
+          "t.json:1:2: expected a high surrogate \\ud800-\\udbff before it, found unpaired low surrogate \\udc00");
     FAILS("\"a\nb\"", "t.json:1:3: expected a string character (control characters must be escaped), found control "
                       "character 0x0a");
     FAILS("\"a\tb\"", "t.json:1:3: expected a string character");

@@ -98,12 +98,14 @@ static void test_errors(void) {
     EXPECT_ERR(bb_safetensors_parse(lenonly, sizeof lenonly, "x.safetensors", &st), F,
                "x.safetensors: header length 200 goes beyond the 4 bytes after the length field");
     uint8_t huge[16] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
-    EXPECT_ERR(bb_safetensors_parse(huge, sizeof huge, "x.safetensors", &st), F, "exceeds the limit of 100000000 bytes");
+    EXPECT_ERR(bb_safetensors_parse(huge, sizeof huge, "x.safetensors", &st), F,
+               "exceeds the limit of 100000000 bytes");
 
     expect_fail("{\"a\":1,}", 0, F, "x.safetensors header:1:8: expected a string key after ','");
     expect_fail("[]", 0, F, "x.safetensors: header is an array, expected a JSON object of tensors");
     expect_fail("{\"a\":[]}", 0, F, "tensor a: header entry is an array, expected an object");
-    expect_fail("{\"a\":{\"shape\":[1],\"data_offsets\":[0,4]}}", 4, F, "tensor a: \"dtype\" is missing, expected a string");
+    expect_fail("{\"a\":{\"shape\":[1],\"data_offsets\":[0,4]}}", 4, F,
+                "tensor a: \"dtype\" is missing, expected a string");
     expect_fail("{\"a\":{\"dtype\":\"F8_E4M3\",\"shape\":[1],\"data_offsets\":[0,1]}}", 1, BB_ERR_UNSUPPORTED,
                 "tensor a: dtype F8_E4M3 is not supported");
     expect_fail("{\"a\":{\"dtype\":\"f32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4, F, "unknown dtype \"f32\"");
@@ -114,13 +116,16 @@ static void test_errors(void) {
     expect_fail("{\"a\":{\"dtype\":\"U8\",\"shape\":[-1],\"data_offsets\":[0,1]}}", 1, F, "shape entry 0 is -1");
     expect_fail("{\"a\":{\"dtype\":\"U8\",\"shape\":[1.5],\"data_offsets\":[0,1]}}", 1, F,
                 "shape entry 0 is a number, expected a non-negative integer");
-    expect_fail("{\"a\":{\"dtype\":\"U8\",\"shape\":[1,\"2\"],\"data_offsets\":[0,2]}}", 2, F, "shape entry 1 is a string");
+    expect_fail("{\"a\":{\"dtype\":\"U8\",\"shape\":[1,\"2\"],\"data_offsets\":[0,2]}}", 2, F,
+                "shape entry 1 is a string");
     expect_fail("{\"a\":{\"dtype\":\"U8\",\"shape\":[4294967296,4294967296],\"data_offsets\":[0,1]}}", 1, F,
                 "element count of the shape overflows");
     expect_fail("{\"a\":{\"dtype\":\"F64\",\"shape\":[4611686018427387904],\"data_offsets\":[0,1]}}", 1, F,
                 "byte size of the shape overflows");
-    expect_fail("{\"a\":{\"dtype\":\"U8\",\"shape\":[1]}}", 1, F, "tensor a: \"data_offsets\" is missing, expected [begin, end]");
-    expect_fail("{\"a\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0]}}", 1, F, "an array of fewer than 2 entries");
+    expect_fail("{\"a\":{\"dtype\":\"U8\",\"shape\":[1]}}", 1, F,
+                "tensor a: \"data_offsets\" is missing, expected [begin, end]");
+    expect_fail("{\"a\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0]}}", 1, F,
+                "an array of fewer than 2 entries");
     expect_fail("{\"a\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1,2]}}", 1, F, "of more than 2 entries");
     expect_fail("{\"a\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[-1,0]}}", 1, F, "data_offsets begin is -1");
     expect_fail("{\"a\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,null]}}", 1, F, "data_offsets end is null");
@@ -128,7 +133,8 @@ static void test_errors(void) {
                 "tensor a: data_offsets [2, 1] has begin after end");
     expect_fail("{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}", 7, F,
                 "tensor a: data_offsets [0, 8] end beyond the 7 bytes of data (file truncated?)");
-    expect_fail("{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,1e30]}}", 7, F, "data_offsets end is a number");
+    expect_fail("{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,1e30]}}", 7, F,
+                "data_offsets end is a number");
     expect_fail("{\"a\":{\"dtype\":\"F16\",\"shape\":[2,3],\"data_offsets\":[0,8]}}", 8, F,
                 "tensor a: shape (2, 3) of dtype F16 needs 12 bytes but data_offsets [0, 8] hold 8");
     expect_fail("{\"a\":{\"dtype\":\"U8\",\"shape\":[8],\"data_offsets\":[0,8]},"
@@ -140,7 +146,8 @@ static void test_errors(void) {
                 8, F, "overlap");
     expect_fail("{\"__metadata__\":[]}", 0, F, "\"__metadata__\" is an array, expected an object of strings");
     expect_fail("{\"__metadata__\":{\"k\":1}}", 0, F, "\"__metadata__\" key \"k\" is a number, expected a string");
-    expect_fail("{\"a\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1]},\"a\":{}}", 1, F, "duplicate key \"a\"");
+    expect_fail("{\"a\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1]},\"a\":{}}", 1, F,
+                "duplicate key \"a\"");
 }
 
 /* Empty tensors occupy no bytes and overlap nothing; touching tensors are fine. */
@@ -186,7 +193,8 @@ static void test_open_files(void) {
     EXPECT(test_write_file(path, b, n) == 0, "cannot write %s", path);
     free(b);
     bb_safetensors *st = (bb_safetensors *)&st;
-    EXPECT_ERR(bb_safetensors_open(path, &st), BB_ERR_FORMAT, "st_truncated.safetensors: tensor a: data_offsets [0, 16] end beyond the 12 bytes");
+    EXPECT_ERR(bb_safetensors_open(path, &st), BB_ERR_FORMAT,
+               "st_truncated.safetensors: tensor a: data_offsets [0, 16] end beyond the 12 bytes");
     EXPECT(st == NULL, "failed open left a table");
     snprintf(path, sizeof path, "%s/st_does_not_exist.safetensors", test_tmpdir());
     EXPECT_ERR(bb_safetensors_open(path, &st), BB_ERR_IO, "st_does_not_exist.safetensors");
