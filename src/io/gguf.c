@@ -584,7 +584,7 @@ bb_status bb_gguf_get_float(const bb_gguf *g, const char *key, double *out) {
         *out = f;
         return BB_OK;
     }
-    BB_CHECK(kv->type == BB_GGUF_FLOAT64, BB_ERR_FORMAT, "%s: %s: expected float32, found %s", g->what, key,
+    BB_CHECK(kv->type == BB_GGUF_FLOAT64, BB_ERR_FORMAT, "%s: %s: expected float32 or float64, found %s", g->what, key,
              found_name(kv, buf, sizeof buf));
     memcpy(out, g->data + kv->val_off, 8);
     return BB_OK;

@@ -59,6 +59,7 @@ typedef struct {
 } buf;
 
 static bb_status buf_put(buf *b, const void *src, size_t n) {
+    if (n == 0) return BB_OK; /* empty strings and arrays may come with a NULL pointer */
     if (n > b->cap - b->n) {
         size_t cap = b->cap ? b->cap : 64;
         while (cap - b->n < n) {

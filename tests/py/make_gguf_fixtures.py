@@ -11,6 +11,7 @@ reference.txt (line based, so the C test needs no JSON parser):
     tensor <name> <dtype> <shape...> sum <float64 sum> first <v0> <v1> <v2>
     end
 broken.txt: <file> <status name> <words the error message must contain>
+ggml_types.txt: <type id> <name> <block size> <type size> for every type the gguf package knows
 """
 import struct
 import sys
@@ -246,6 +247,8 @@ def main():
               + struct.pack("<IQ", 5, 2) + struct.pack("<ii", -1, 2)),
              ("strs", 9, struct.pack("<IQ", 8, 3) + gstr("x") + gstr("") + gstr("zzz"))]
     (out / "all_types_v2.gguf").write_bytes(raw_gguf(allkv, [], version=2))
+    (out / "ggml_types.txt").write_text("".join(f"{int(t)} {t.name} {b} {n}\n"
+                                                for t, (b, n) in gguf.GGML_QUANT_SIZES.items()))
     print(f"wrote {len(models)} models, {len(broken)} broken files and all_types_v2.gguf to {out}")
 
 

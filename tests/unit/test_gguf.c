@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "core/dtype.h"
 #include "core/file.h"
@@ -47,6 +48,30 @@ static void test_type_traits(void) {
     EXPECT(n == 128 * 34, "q8_0 row of 4096: %zu bytes", n);
     EXPECT_ERR(bb_ggml_row_size(BB_GGML_Q4_K, 100, "blk.0.ffn_down.weight", &n), BB_ERR_ARG,
                "not a multiple of the q4_K block size 256");
+}
+
+/* The traits table against the gguf package's GGML_QUANT_SIZES: a size that differs fails; a
+ * type the package knows and birdbone does not is reported, not failed (newer package). */
+static void test_type_table_vs_gguf_package(void) {
+    char path[1200], name[64];
+    fixture(path, sizeof path, "ggml_types.txt");
+    FILE *f = fopen(path, "r");
+    EXPECT(f != NULL, "cannot open %s: run tests/py/make_gguf_fixtures.py first", path);
+    if (!f) return;
+    int id, blck, size, n = 0;
+    while (fscanf(f, "%d %63s %d %d", &id, name, &blck, &size) == 4) {
+        const bb_ggml_type_traits *t = bb_ggml_type_info(id);
+        if (!t) {
+            printf("note: ggml type %d (%s) from the gguf package is not in birdbone's table\n", id, name);
+            continue;
+        }
+        EXPECT(strcasecmp(t->name, name) == 0 && t->blck_size == blck && t->type_size == size,
+               "type %d: birdbone %s %d/%d, gguf package %s %d/%d", id, t->name, t->blck_size, t->type_size, name,
+               blck, size);
+        n++;
+    }
+    fclose(f);
+    EXPECT(n >= 30, "only %d types compared", n);
 }
 
 /* The tensor of model m called name (output.weight of a tied model is token_embd's storage). */
@@ -464,6 +489,7 @@ static void test_writer(void) {
 int main(void) {
     snprintf(fixdir, sizeof fixdir, "%s/gguf_fixtures", test_tmpdir());
     TEST_RUN(test_type_traits);
+    TEST_RUN(test_type_table_vs_gguf_package);
     TEST_RUN(test_models);
     TEST_RUN(test_broken);
     TEST_RUN(test_all_types);
