@@ -229,9 +229,14 @@ bb_status bb_gguf_writer_write(const bb_gguf_writer *w, const char *path);
  * bb_gguf lives in m->priv and its views point into that mapping. This entry point parses a
  * caller's buffer instead (n_files = 0: tensors point into data, which must outlive *out).
  * Architectures "llama" (interleaved rope) and "qwen2" (rotate-half rope, q/k/v biases).
- * Does not call bb_model_validate (bb_model_open does). Errors: BB_ERR_FORMAT for missing or
- * mistyped keys and tensors, BB_ERR_UNSUPPORTED for another architecture, quantized
- * tensors, partial rotary or unsupported rope scaling. */
+ * Rope scaling: <arch>.rope.scaling.type "none"/"linear" (+ .factor), the older
+ * .rope.scale_linear, and Llama 3.x's rope_freqs.weight, recognised as Llama-3 scaling with
+ * Meta's low/high frequency factors 1 and 4 and original context 8192. An absent output.weight
+ * means tied embeddings (m->output is a copy of the tok_embd handle). The vocabulary
+ * (tokenizer.ggml.*) stays in the bb_gguf: see bb_gguf_of_model. Does not call
+ * bb_model_validate (bb_model_open does). Errors: BB_ERR_FORMAT for missing or mistyped keys
+ * and tensors, BB_ERR_UNSUPPORTED for another architecture, quantized tensors, partial rotary
+ * or other rope scaling. */
 bb_status bb_gguf_model_open_memory(const void *data, size_t size, const char *what, bb_model **out);
 /* The parsed GGUF behind a model, or NULL unless m came from GGUF. */
 const bb_gguf *bb_gguf_of_model(const bb_model *m);

@@ -1,5 +1,6 @@
 /* gguf_model.c — GGUF (architectures llama and qwen2) to bb_model: config from the metadata,
  * tensor handles as views into the file. */
+#include <math.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
@@ -76,6 +77,57 @@ static bb_status read_rope_scaling(keys *k, bb_model_config *c) {
         BB_CALL(get_float(k, k->key, 1, 1.0, &c->rope_factor));
         if (c->rope_factor != 1.0f) c->rope_scaling = BB_ROPE_SCALING_LINEAR;
     }
+    return BB_OK;
+}
+
+/* Llama 3.x GGUFs carry their rope scaling only as rope_freqs.weight: per frequency, the
+ * divisor the Llama-3 rule gives. birdbone evaluates that rule from its parameters
+ * (model/kernels.c), so recover them. Meta's models all use low_freq_factor 1,
+ * high_freq_factor 4 and an original context of 8192, which leaves the factor to find from the
+ * first frequency it affects; every divisor is then checked against the rule. */
+static bb_status read_rope_freqs(keys *k, bb_model_config *c, int *used) {
+    int64_t id = bb_gguf_find_tensor(k->g, "rope_freqs.weight");
+    if (id < 0) return BB_OK;
+    const bb_gguf_tensor *t = bb_gguf_tensor_at(k->g, id);
+    const int half = c->head_dim / 2;
+    BB_CHECK(t->type == BB_GGML_F32 && t->ndim == 1 && t->shape[0] == half, BB_ERR_FORMAT,
+             "%s: rope_freqs.weight must be f32 of shape (%d) (head_dim / 2); found %s with %lld elements", k->what,
+             half, bb_ggml_type_name(t->type), (long long)(t->nbytes / (size_t)bb_ggml_type_info(t->type)->type_size));
+    BB_CHECK(c->rope_scaling == BB_ROPE_SCALING_NONE, BB_ERR_UNSUPPORTED,
+             "%s: both rope_freqs.weight and linear rope scaling are given; only one kind is supported", k->what);
+    (*used)++;
+    const double lo = 1, hi = 4, orig = 8192, pi = 3.14159265358979323846;
+    double factor = 1;
+    int found = 0;
+    for (int pass = 0; pass < 2; pass++)
+        for (int i = 0; i < half; i++) {
+            float d;
+            memcpy(&d, (const char *)t->data + 4 * (size_t)i, 4);
+            double wl = 2 * pi / pow((double)c->rope_theta, -2.0 * i / c->head_dim);
+            double s = (orig / wl - lo) / (hi - lo);
+            if (pass == 0 && !found && wl >= orig / hi) {
+                BB_CHECK(isfinite(d) && d > 0, BB_ERR_FORMAT,
+                         "%s: rope_freqs.weight[%d] is %g, not a positive frequency divisor", k->what, i, (double)d);
+                factor = wl > orig / lo ? d : (1 - s) / (1.0 / d - s);
+                BB_CHECK(isfinite(factor) && factor > 0, BB_ERR_UNSUPPORTED,
+                         "%s: rope_freqs.weight[%d] = %g fits no Llama-3 rope scaling factor; open the Hugging Face "
+                         "checkpoint instead",
+                         k->what, i, (double)d);
+                found = 1;
+            }
+            if (pass == 0) continue;
+            double e = wl > orig / lo ? factor : wl >= orig / hi ? 1 / ((1 - s) / factor + s) : 1;
+            BB_CHECK(fabs(d - e) <= 1e-3 * e, BB_ERR_UNSUPPORTED,
+                     "%s: rope_freqs.weight[%d] is %g where Llama-3 rope scaling (factor %g, low_freq_factor 1, "
+                     "high_freq_factor 4, original context 8192) gives %g; open the Hugging Face checkpoint instead",
+                     k->what, i, (double)d, factor, e);
+        }
+    if (fabs(factor - 1) <= 1e-6) return BB_OK; /* all divisors 1: no scaling */
+    c->rope_scaling = BB_ROPE_SCALING_LLAMA3;
+    c->rope_factor = (float)factor;
+    c->rope_low_freq_factor = (float)lo;
+    c->rope_high_freq_factor = (float)hi;
+    c->rope_orig_max_pos = (int)orig;
     return BB_OK;
 }
 
@@ -183,11 +235,8 @@ static bb_status fill_model(keys *k, bb_model *m, int rope_style) {
     BB_CALL(read_config(k, c));
     c->rope_style = (bb_rope_style)rope_style;
     c->attn_bias = rope_style == BB_ROPE_HALF; /* qwen2 always has q/k/v biases */
-    BB_CHECK(bb_gguf_find_tensor(k->g, "rope_freqs.weight") < 0, BB_ERR_UNSUPPORTED,
-             "%s: rope_freqs.weight (Llama-3.1 style frequency factors) is not supported; open the Hugging Face "
-             "checkpoint instead",
-             k->what);
     int used = 0;
+    BB_CALL(read_rope_freqs(k, c, &used));
     BB_CALL(bind(k, "token_embd.weight", &m->tok_embd, &used));
     BB_CALL(bind(k, "output_norm.weight", &m->out_norm, &used));
     BB_CALL(bind(k, "output.weight", &m->output, &used));

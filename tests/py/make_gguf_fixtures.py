@@ -69,10 +69,29 @@ def model_tensors(rng, arch, tied):
     return {k: (0.1 * v).astype(np.float32) for k, v in t.items()}
 
 
-def write_model(path, dtype, tied, arch="llama", seed=0, drop_keys=(), key_override=None, tensor_override=None):
+def llama3_rope_factors(theta, factor, low=1.0, high=4.0, orig=8192):
+    """Per-frequency divisors as llama.cpp's converter writes rope_freqs.weight for Llama 3.x."""
+    freqs = 1.0 / (theta ** (np.arange(0, HEAD_DIM, 2, dtype=np.float64) / HEAD_DIM))
+    out = []
+    for f in freqs:
+        wavelen = 2 * np.pi / f
+        if wavelen < orig / high:
+            out.append(1.0)
+        elif wavelen > orig / low:
+            out.append(factor)
+        else:
+            smooth = (orig / wavelen - low) / (high - low)
+            out.append(1 / ((1 - smooth) / factor + smooth))
+    return np.array(out, dtype=np.float32)
+
+
+def write_model(path, dtype, tied, arch="llama", seed=0, drop_keys=(), key_override=None, tensor_override=None,
+                theta=THETA, rope_freqs=None):
     """Write a model; returns (config dict, {name: (dtype, stored values as float64)})."""
     rng = np.random.default_rng(seed)
     tensors = model_tensors(rng, arch, tied)
+    if rope_freqs is not None:
+        tensors["rope_freqs.weight"] = rope_freqs
     w = gguf.GGUFWriter(str(path), arch)
     a = arch
     kv = {
@@ -83,7 +102,7 @@ def write_model(path, dtype, tied, arch="llama", seed=0, drop_keys=(), key_overr
         f"{a}.attention.head_count": (HEADS, gguf.GGUFValueType.UINT32),
         f"{a}.attention.head_count_kv": (KV_HEADS, gguf.GGUFValueType.UINT32),
         f"{a}.attention.layer_norm_rms_epsilon": (EPS, gguf.GGUFValueType.FLOAT32),
-        f"{a}.rope.freq_base": (THETA, gguf.GGUFValueType.FLOAT32),
+        f"{a}.rope.freq_base": (theta, gguf.GGUFValueType.FLOAT32),
         f"{a}.rope.dimension_count": (HEAD_DIM, gguf.GGUFValueType.UINT32),
         "tokenizer.ggml.model": ("llama", gguf.GGUFValueType.STRING),
         "tokenizer.ggml.bos_token_id": (BOS, gguf.GGUFValueType.UINT32),
@@ -118,10 +137,15 @@ def write_model(path, dtype, tied, arch="llama", seed=0, drop_keys=(), key_overr
     w.close()
     cfg = {
         "dim": DIM, "hidden_dim": HIDDEN, "n_layers": LAYERS, "n_heads": HEADS, "n_kv_heads": KV_HEADS,
-        "head_dim": HEAD_DIM, "vocab_size": VOCAB, "max_seq_len": CTX, "norm_eps": EPS, "rope_theta": THETA,
+        "head_dim": HEAD_DIM, "vocab_size": VOCAB, "max_seq_len": CTX, "norm_eps": EPS, "rope_theta": theta,
         "tied_embeddings": int(tied), "attn_bias": int(arch == "qwen2"),
         "rope_style": 1 if arch == "qwen2" else 0, "bos_id": BOS, "eos_id": EOS,
+        "rope_scaling": 0, "rope_factor": 1.0,
     }
+    if rope_freqs is not None:
+        del stored["rope_freqs.weight"]  # not a model weight: it becomes the rope config
+        cfg.update(rope_scaling=2, rope_factor=float(rope_freqs.max()), rope_low_freq_factor=1.0,
+                   rope_high_freq_factor=4.0, rope_orig_max_pos=8192)
     return cfg, stored
 
 
@@ -157,6 +181,16 @@ def write_seeds(out):
     write_model(out / "tiny_qwen2_f32.gguf", "f32", True, arch="qwen2")
 
 
+def emit(ref, fname, cfg, stored):
+    ref.append(f"model {fname}")
+    ref += [f"config {k} {v!r}" for k, v in cfg.items()]
+    for name, (dt, v) in stored.items():
+        flat = v.reshape(-1)
+        ref.append(f"tensor {name} {dt} {' '.join(map(str, v.shape))} sum {float(flat.sum())!r} first "
+                   + " ".join(repr(float(x)) for x in flat[:3]))
+    ref.append("end")
+
+
 def main():
     if sys.argv[1] == "--seeds":
         out = Path(sys.argv[2])
@@ -170,14 +204,14 @@ def main():
               ("llama_bf16_tied.gguf", "bf16", True, "llama"), ("qwen2_f32.gguf", "f32", True, "qwen2")]
     for i, (fname, dtype, tied, arch) in enumerate(models):
         cfg, stored = write_model(out / fname, dtype, tied, arch, seed=i)
-        ref.append(f"model {fname}")
-        ref += [f"config {k} {v!r}" for k, v in cfg.items()]
-        for name, (dt, v) in stored.items():
-            flat = v.reshape(-1)
-            ref.append(f"tensor {name} {dt} {' '.join(map(str, v.shape))} sum {float(flat.sum())!r} first "
-                       + " ".join(repr(float(x)) for x in flat[:3]))
-        ref.append("end")
+        emit(ref, fname, cfg, stored)
+    # Llama 3.x: rope scaling only as rope_freqs.weight; frequency 1 of head_dim 4 lies in the smoothed band.
+    cfg, stored = write_model(out / "llama3_rope_freqs.gguf", "f16", True, seed=7, theta=500000.0,
+                              rope_freqs=llama3_rope_factors(500000.0, 8.0))
+    cfg["rope_factor"] = 8.0
+    emit(ref, "llama3_rope_freqs.gguf", cfg, stored)
     (out / "reference.txt").write_text("\n".join(ref) + "\n")
+
 
     broken = []
     good = (out / "llama_f32.gguf").read_bytes()
@@ -235,6 +269,10 @@ def main():
     write_model(out / "partial_rope.gguf", "f32", False,
                 key_override={"llama.rope.dimension_count": (2, gguf.GGUFValueType.UINT32)})
     broken.append("partial_rope.gguf BB_ERR_UNSUPPORTED partial rotary")
+    bad_freqs = llama3_rope_factors(500000.0, 8.0)
+    bad_freqs[0] = 2.0
+    write_model(out / "bad_rope_freqs.gguf", "f32", False, theta=500000.0, rope_freqs=bad_freqs)
+    broken.append("bad_rope_freqs.gguf BB_ERR_UNSUPPORTED rope_freqs.weight[0] is 2 where Llama-3 rope scaling")
     (out / "broken.txt").write_text("\n".join(broken) + "\n")
 
     # Valid files the reader must accept: nested arrays and every value type, v2, no tensors.
@@ -249,7 +287,7 @@ def main():
     (out / "all_types_v2.gguf").write_bytes(raw_gguf(allkv, [], version=2))
     (out / "ggml_types.txt").write_text("".join(f"{int(t)} {t.name} {b} {n}\n"
                                                 for t, (b, n) in gguf.GGML_QUANT_SIZES.items()))
-    print(f"wrote {len(models)} models, {len(broken)} broken files and all_types_v2.gguf to {out}")
+    print(f"wrote {len(models) + 1} models, {len(broken)} broken files and all_types_v2.gguf to {out}")
 
 
 if __name__ == "__main__":

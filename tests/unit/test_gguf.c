@@ -97,7 +97,8 @@ static double config_value(const bb_model_config *c, const char *key, int *ok) {
 #define F(k)                                   \
     if (strcmp(key, #k) == 0) return (double)c->k;
     F(dim) F(hidden_dim) F(n_layers) F(n_heads) F(n_kv_heads) F(head_dim) F(vocab_size) F(max_seq_len) F(norm_eps)
-    F(rope_theta) F(tied_embeddings) F(attn_bias) F(rope_style) F(bos_id) F(eos_id)
+    F(rope_theta) F(tied_embeddings) F(attn_bias) F(rope_style) F(bos_id) F(eos_id) F(rope_scaling) F(rope_factor)
+    F(rope_low_freq_factor) F(rope_high_freq_factor) F(rope_orig_max_pos)
 #undef F
     *ok = 0;
     return 0;
@@ -177,7 +178,7 @@ static void test_models(void) {
     }
     fclose(f);
     bb_model_destroy(&m);
-    EXPECT(models == 4, "%d models in the reference, expected 4", models);
+    EXPECT(models == 5, "%d models in the reference, expected 5", models);
 }
 
 static bb_status status_by_name(const char *s) {
