@@ -179,6 +179,8 @@ def write_seeds(out):
     write_model(out / "tiny_llama_f16_tied.gguf", "f16", True)
     write_model(out / "tiny_llama_bf16.gguf", "bf16", False)
     write_model(out / "tiny_qwen2_f32.gguf", "f32", True, arch="qwen2")
+    write_model(out / "tiny_llama3_rope_freqs.gguf", "f32", True, theta=500000.0,
+                rope_freqs=llama3_rope_factors(500000.0, 8.0))
 
 
 def emit(ref, fname, cfg, stored):
