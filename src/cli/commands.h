@@ -7,5 +7,7 @@ int bb_cmd_compress(int argc, char **argv);
 int bb_cmd_inspect(int argc, char **argv);
 int bb_cmd_config(int argc, char **argv);
 int bb_cmd_generate(int argc, char **argv);
+int bb_cmd_scan(int argc, char **argv);
+int bb_cmd_eval(int argc, char **argv);
 
 #endif

@@ -16,8 +16,10 @@ typedef struct {
 
 static const command commands[] = {
     {"compress", bb_cmd_compress, "run the bird-bone pipeline: birdbone compress -c CONFIG [--set key=value ...]"},
+    {"scan", bb_cmd_scan, "spectral scan: singular values and energy of every weight matrix: birdbone scan MODEL [--rank R]"},
     {"inspect", bb_cmd_inspect, "print a model's architecture, tensors and parameter counts: birdbone inspect PATH"},
     {"generate", bb_cmd_generate, "greedy text generation: birdbone generate MODEL [--prompt TEXT] [-n N]"},
+    {"eval", bb_cmd_eval, "perplexity and KL-divergence: birdbone eval MODEL --text FILE [--n-ctx N] [--ref FILE]"},
     {"config", bb_cmd_config, "configuration reference and resolved configs: birdbone config [--doc] [-c CONFIG]"},
 };
 #define N_COMMANDS ((int)(sizeof commands / sizeof commands[0]))
