@@ -318,6 +318,12 @@ static void test_prefixes(void) {
                "tensors point into the caller's buffer");
     }
     bb_model_destroy(&m);
+    bb_gguf *g = NULL;
+    uint32_t swapped = 0x03000000u;
+    memcpy(buf + 4, &swapped, 4);
+    EXPECT_ERR(bb_gguf_open_memory(buf, size, "swapped", &g), BB_ERR_UNSUPPORTED, "big-endian GGUF files are not supported");
+    EXPECT_ERR(bb_gguf_open_memory(NULL, 0, "empty", &g), BB_ERR_FORMAT, "empty: not a GGUF file");
+    EXPECT(g == NULL, "a failed open leaves NULL");
     free(buf);
 }
 
