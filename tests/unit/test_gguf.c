@@ -493,6 +493,59 @@ static void test_writer(void) {
     bb_gguf_writer_destroy(&w);
 }
 
+/* A model re-written through the writer (every key copied, every tensor re-added with its
+ * ggml type) opens again with the same tensors. */
+typedef struct {
+    bb_gguf_writer *w;
+    const bb_model *other;
+    int n;
+} rewrite_ctx;
+
+static int ggml_type_of(bb_dtype d) {
+    return d == BB_F16 ? BB_GGML_F16 : d == BB_BF16 ? BB_GGML_BF16 : d == BB_F64 ? BB_GGML_F64 : BB_GGML_F32;
+}
+
+static bb_status rewrite_visit(const bb_tensor *t, void *ud) {
+    rewrite_ctx *r = ud;
+    r->n++;
+    return bb_gguf_writer_add_tensor(r->w, t->name, ggml_type_of(t->dtype), t->ndim, t->shape, t->data, t->nbytes);
+}
+
+static bb_status compare_visit(const bb_tensor *t, void *ud) {
+    rewrite_ctx *r = ud;
+    const bb_tensor *o = model_tensor(r->other, t->name);
+    EXPECT(o && o->dtype == t->dtype && o->nbytes == t->nbytes && memcmp(o->data, t->data, t->nbytes) == 0,
+           "tensor %s differs after the rewrite", t->name);
+    r->n++;
+    return BB_OK;
+}
+
+static void test_model_rewrite(void) {
+    char src[1200], dst[1200];
+    fixture(src, sizeof src, "llama_bf16_tied.gguf");
+    snprintf(dst, sizeof dst, "%s/gguf_rewritten.gguf", test_tmpdir());
+    bb_model *m = NULL, *m2 = NULL;
+    EXPECT_OK(bb_model_open(src, &m));
+    if (!m) return;
+    const bb_gguf *g = bb_gguf_of_model(m);
+    rewrite_ctx r = {0};
+    EXPECT_OK(bb_gguf_writer_create(&r.w));
+    for (int64_t i = 0; r.w && i < bb_gguf_n_kv(g); i++) EXPECT_OK(bb_gguf_writer_copy_kv(r.w, g, i));
+    if (r.w) EXPECT_OK(bb_model_for_each_tensor(m, rewrite_visit, &r));
+    if (r.w) EXPECT_OK(bb_gguf_writer_write(r.w, dst));
+    bb_gguf_writer_destroy(&r.w);
+    EXPECT_OK(bb_model_open(dst, &m2));
+    if (m2) {
+        EXPECT(m2->cfg.tied_embeddings && m2->cfg.vocab_size == m->cfg.vocab_size && m2->cfg.dim == m->cfg.dim,
+               "config differs after the rewrite");
+        rewrite_ctx c = {.other = m2};
+        EXPECT_OK(bb_model_for_each_tensor(m, compare_visit, &c));
+        EXPECT(c.n == r.n && c.n == 1 + 2 * 9 + 1, "%d tensors compared, %d written", c.n, r.n);
+    }
+    bb_model_destroy(&m2);
+    bb_model_destroy(&m);
+}
+
 int main(void) {
     snprintf(fixdir, sizeof fixdir, "%s/gguf_fixtures", test_tmpdir());
     TEST_RUN(test_type_traits);
@@ -502,5 +555,6 @@ int main(void) {
     TEST_RUN(test_all_types);
     TEST_RUN(test_prefixes);
     TEST_RUN(test_writer);
+    TEST_RUN(test_model_rewrite);
     return TEST_DONE();
 }
