@@ -383,6 +383,21 @@ static void test_bf16_weights(void) {
     }
     bb_forward_destroy(&f32);
     bb_forward_destroy(&f16);
+    /* A NaN gain in the final norm poisons every logit: the pass still
+     * succeeds (it warns with the count) so callers can inspect the damage. */
+    uint16_t nan_bf16 = bb_f32_to_bf16(NAN);
+    memcpy((void *)h->out_norm.data, &nan_bf16, 2);
+    EXPECT_OK(bb_forward_create(h, 8, &f16));
+    if (f16) {
+        int tokens[2] = {1, 403};
+        float *a = malloc(sizeof(float) * 2 * 512);
+        EXPECT_OK(bb_forward_prefill(f16, tokens, 1, 2, a));
+        int bad = 0;
+        for (int i = 0; i < 2 * 512; i++) bad += !isfinite(a[i]);
+        EXPECT(bad == 2 * 512, "%d non-finite logits", bad);
+        free(a);
+    }
+    bb_forward_destroy(&f16);
     free(buf);
     free(tmp);
     bb_model_destroy(&h);
