@@ -9,10 +9,13 @@
 #include "core/events.h"
 #include "core/log.h"
 
+bb_status bb_stage_baseline(bb_run *r);
+
 /* The seed's stages in order (DESIGN §1). A stage without a run function is
  * listed in the plan as not built yet and skipped. */
 static const bb_stage stages[] = {
-    {"baseline", "Baseline mapping", "spectral scan of every weight matrix; dense perplexity and logits", NULL},
+    {"baseline", "Baseline mapping", "calibration and evaluation streams; dense perplexity and reference log-probs",
+     bb_stage_baseline},
     {"usage", "Density assessment", "calibration forward; Gram, channel norms, activation frequency; usage scores",
      NULL},
     {"decay", "Adaptive decay wave", "remove <= prune.per_wave of the remaining weights with the lowest usage", NULL},
@@ -143,7 +146,9 @@ static bb_status write_summary_json(const bb_run *r, double total_s, double byte
     for (int i = 0; i < n; i++)
         fprintf(f, "%s\n    {\"name\": \"%s\", \"built\": %s, \"seconds\": %.6f}", i ? "," : "", s[i].name,
                 s[i].run ? "true" : "false", r->stage_seconds[i]);
-    fprintf(f, "\n  ],\n  \"seconds\": %.6f\n}\n", total_s);
+    fprintf(f, "\n  ],\n  \"dense\": {\"ppl\": %.6f, \"ppl_err\": %.6f, \"eval_tokens\": %lld, \"calib_tokens\": %lld},\n",
+            r->dense_ppl, r->dense_ppl_err, (long long)r->eval_tokens, (long long)r->calib_tokens);
+    fprintf(f, "  \"seconds\": %.6f\n}\n", total_s);
     fclose(f);
     char path[1200];
     snprintf(path, sizeof path, "%s/summary.json", r->cfg.run.dir);
@@ -185,6 +190,9 @@ bb_status bb_run_execute(bb_run *r) {
     bb_info("stages       %d run, %d not built yet:", r->n_stages_run, missing);
     for (int i = 0; i < n; i++)
         if (!s[i].run) bb_info("               - %s (%s): %s", s[i].name, s[i].seed_name, s[i].what);
+    if (r->eval_tokens)
+        bb_info("dense        PPL %.4f +/- %.4f on %lld evaluation tokens; %lld calibration tokens", r->dense_ppl,
+                r->dense_ppl_err, (long long)r->eval_tokens, (long long)r->calib_tokens);
     bb_info("output       nothing compressed yet: no stage changes weights in this build");
     bb_info("time         %.2f s", total);
     bb_info("run files    %s/config.yaml, %s/summary.json", r->cfg.run.dir, r->cfg.run.dir);

@@ -82,12 +82,12 @@ static void test_kld_invariants(void) {
     EXPECT_OK(bb_logprobs_read(path, &back));
     EXPECT(back.n_pos == lp.n_pos && !memcmp(back.logp, lp.logp, sizeof(float) * (size_t)lp.n_pos * lp.vocab),
            "log-prob file round trip");
+    /* stored as f32: a self-comparison is zero up to float rounding of the log-probs */
     EXPECT_OK(bb_eval_perplexity(f, ids, n_ids, &o, &r2, NULL, &back, &k));
     EXPECT(k.kld_mean < 1e-6 && k.top1 == 1.0 && fabs(k.ln_ppl_ratio) < 1e-6, "self KLD %g top1 %g", k.kld_mean, k.top1);
     /* another windowing is refused */
     o.max_windows = 4;
     EXPECT_ERR(bb_eval_perplexity(f, ids, n_ids, &o, &r2, NULL, &back, &k), BB_ERR_ARG, "reference log-probabilities");
-    /* stored as f32: a self-comparison is zero up to float rounding of the log-probs */
     /* shifted tokens: a different model of the text gives a positive KLD */
     o.max_windows = 8;
     bb_logprobs shifted = back;
