@@ -2,6 +2,7 @@
 #define _GNU_SOURCE
 #include "io/config.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
@@ -69,8 +70,8 @@ static int utf8_valid(const char *s, size_t len) {
     return 1;
 }
 
-/* Edit distance of two short names, a swap of neighbours counting as one edit
- * (optimal string alignment); longer names count as far apart. */
+/* Edit distance of two short names ignoring case, a swap of neighbours counting
+ * as one edit (optimal string alignment); longer names count as far apart. */
 static int edit_distance(const char *a, const char *b) {
     enum { L = 64 };
     size_t na = strlen(a), nb = strlen(b);
@@ -80,10 +81,11 @@ static int edit_distance(const char *a, const char *b) {
     for (size_t j = 0; j <= nb; j++) d[0][j] = (int)j;
     for (size_t i = 1; i <= na; i++) {
         for (size_t j = 1; j <= nb; j++) {
-            int best = d[i - 1][j - 1] + (a[i - 1] != b[j - 1]);
+            int best = d[i - 1][j - 1] + (tolower((unsigned char)a[i - 1]) != tolower((unsigned char)b[j - 1]));
             if (d[i - 1][j] + 1 < best) best = d[i - 1][j] + 1;
             if (d[i][j - 1] + 1 < best) best = d[i][j - 1] + 1;
-            if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] && d[i - 2][j - 2] + 1 < best)
+            if (i > 1 && j > 1 && tolower((unsigned char)a[i - 1]) == tolower((unsigned char)b[j - 2]) &&
+                tolower((unsigned char)a[i - 2]) == tolower((unsigned char)b[j - 1]) && d[i - 2][j - 2] + 1 < best)
                 best = d[i - 2][j - 2] + 1;
             d[i][j] = best;
         }
@@ -139,7 +141,13 @@ static void suggest(const char *section, const char *typed, size_t typed_len, ch
             int d = edit_distance(t, s);
             if (close_enough(s, d) && closer(t, s, d, best, best_d)) best = s, best_d = d;
         }
-        size_t used = (size_t)snprintf(buf, n, best ? "; did you mean '%s'?" : "", best ? best : "");
+        /* a key written at the top level, without its section */
+        for (int i = 0; i < bb_config_key_count() && !best && !best_other; i++)
+            if (strcmp(bb_config_key_at(i)->key, t) == 0) best_other = bb_config_key_at(i)->section;
+        size_t used = best         ? (size_t)snprintf(buf, n, "; did you mean '%s'?", best)
+                      : best_other ? (size_t)snprintf(buf, n, "; '%s' is a key of section %s: indent it under '%s:'", t,
+                                                      best_other, best_other)
+                                   : 0;
         if (used >= n) return;
         used += (size_t)snprintf(buf + used, n - used, " Sections:");
         for (int i = 0; i < bb_config_section_count() && used < n; i++)
@@ -199,16 +207,16 @@ static int in_range(const bb_config_key *k, double v) {
     return 1;
 }
 
-/* Is v one of the '|'-separated choices? */
-static int choice_ok(const char *choices, const char *v, size_t len) {
+/* The choice (of "a|b|c") that v names, ignoring case, or NULL; its length in *cl. */
+static const char *choice_find(const char *choices, const char *v, size_t len, size_t *cl) {
     for (const char *c = choices; *c;) {
         const char *e = strchr(c, '|');
-        size_t cl = e ? (size_t)(e - c) : strlen(c);
-        if (cl == len && memcmp(c, v, len) == 0) return 1;
+        *cl = e ? (size_t)(e - c) : strlen(c);
+        if (*cl == len && strncasecmp(c, v, len) == 0) return c;
         if (!e) break;
         c = e + 1;
     }
-    return 0;
+    return NULL;
 }
 
 /* "a, b, c" from "a|b|c", and the choice closest to v (or "") into near. */
@@ -236,7 +244,7 @@ typedef enum { CONV_OK = 0, CONV_TYPE, CONV_RANGE } conv_result;
 
 static int is_space(char c) { return c == ' ' || c == '\t'; }
 
-static conv_result conv_int(const bb_config_key *k, const char *s, size_t len, int64_t *out, char *why, size_t n) {
+static conv_result conv_int(const char *s, size_t len, int64_t *out, char *why, size_t n) {
     char buf[64], shown[SHOW_MAX + 8];
     show(s, len, shown, sizeof shown);
     if (len == 0 || len >= sizeof buf) {
@@ -295,8 +303,20 @@ static conv_result conv_bool(const char *s, size_t len, bool *out, char *why, si
     return CONV_TYPE;
 }
 
+static void enum_error(const bb_config_key *k, const char *s, size_t len, char *why, size_t n) {
+    char list[256], near[BB_CONFIG_ENUM_MAX + 1], shown[SHOW_MAX + 8];
+    choices_text(k->choices, s, len, list, sizeof list, near, sizeof near);
+    show(s, len, shown, sizeof shown);
+    if (len == 0)
+        snprintf(why, n, "expected one of %s, found an empty value", list);
+    else if (near[0])
+        snprintf(why, n, "'%s' is not one of %s; did you mean '%s'?", shown, list, near);
+    else
+        snprintf(why, n, "'%s' is not one of %s", shown, list);
+}
+
 /* Check a value already in its field's form (range, choices, length): shared by
- * the parsers and by bb_config_validate. `shown` is the value as written. */
+ * the parsers and by bb_config_validate. */
 static conv_result check_stored(const bb_config_key *k, const void *p, char *why, size_t n) {
     char range[96], num[40];
     fmt_range(k, range, sizeof range);
@@ -336,14 +356,10 @@ static conv_result check_stored(const bb_config_key *k, const void *p, char *why
             snprintf(why, n, "is not valid UTF-8");
             return CONV_TYPE;
         }
-        if (choice_ok(k->choices, s, len)) return CONV_OK;
-        char list[256], near[BB_CONFIG_ENUM_MAX + 1], shown[SHOW_MAX + 8];
-        choices_text(k->choices, s, len, list, sizeof list, near, sizeof near);
-        show(s, len, shown, sizeof shown);
-        if (near[0])
-            snprintf(why, n, "'%s' is not one of %s; did you mean '%s'?", shown, list, near);
-        else
-            snprintf(why, n, "'%s' is not one of %s", shown, list);
+        size_t cl;
+        const char *c = choice_find(k->choices, s, len, &cl);
+        if (c && memcmp(c, s, len) == 0) return CONV_OK; /* the struct holds the canonical spelling */
+        enum_error(k, s, len, why, n);
         return CONV_TYPE;
     }
     case BB_CFG_INT_LIST: {
@@ -381,7 +397,7 @@ static conv_result conv_scalar(const bb_config_key *k, const char *s, size_t len
     switch (k->type) {
     case BB_CFG_INT: {
         int64_t v;
-        if ((r = conv_int(k, s, len, &v, why, n))) return r;
+        if ((r = conv_int(s, len, &v, why, n))) return r;
         memcpy(out, &v, sizeof v);
         break;
     }
@@ -397,8 +413,18 @@ static conv_result conv_scalar(const bb_config_key *k, const char *s, size_t len
         memcpy(out, &v, sizeof v);
         break;
     }
+    case BB_CFG_ENUM: {
+        size_t cl = 0;
+        const char *c = choice_find(k->choices, s, null ? 0 : len, &cl);
+        if (!c) {
+            enum_error(k, s, null ? 0 : len, why, n);
+            return CONV_TYPE;
+        }
+        memset(out, 0, k->size);
+        memcpy(out, c, cl < k->size ? cl : k->size - 1); /* "Q4_K" is stored as "q4_k" */
+        break;
+    }
     case BB_CFG_STRING:
-    case BB_CFG_ENUM:
         if (null) len = 0;
         if (memchr(s, '\0', len)) {
             snprintf(why, n, "the value contains a NUL character");
@@ -436,7 +462,7 @@ static conv_result conv_list_text(const bb_config_key *k, const char *s, size_t 
             snprintf(why, n, "expected a list of 1 to %d integers, found more", BB_CONFIG_LIST_MAX);
             return CONV_TYPE;
         }
-        conv_result r = conv_int(k, s + a, b - a, &out->v[out->n], why, n);
+        conv_result r = conv_int(s + a, b - a, &out->v[out->n], why, n);
         if (r) return r;
         out->n++;
         i = j + 1;
@@ -583,7 +609,7 @@ static bb_status apply_value(const walk *w, const bb_config_key *k, const yaml_n
                      k->section, k->key, e ? node_kind(e) : "nothing");
             BB_CHECK(l.n < BB_CONFIG_LIST_MAX, BB_ERR_CONFIG, "%s:%d:%d: %s.%s: more than %d elements", LOC(w, e),
                      k->section, k->key, BB_CONFIG_LIST_MAX);
-            r = conv_int(k, (const char *)e->data.scalar.value, e->data.scalar.length, &l.v[l.n], why, sizeof why);
+            r = conv_int((const char *)e->data.scalar.value, e->data.scalar.length, &l.v[l.n], why, sizeof why);
             BB_CHECK(r == CONV_OK, BB_ERR_CONFIG, "%s:%d:%d: %s.%s: %s", LOC(w, e), k->section, k->key, why);
             l.n++;
             r = check_stored(k, &l, why, sizeof why); /* so a bad element is located at itself */
@@ -672,10 +698,13 @@ static bb_status yaml_failure(const yaml_parser_t *ps, const char *name) {
     if (ps->error == YAML_READER_ERROR)
         return bb_error(BB_ERR_CONFIG, __FILE__, __LINE__, "%s: byte offset %zu: %s (the file must be UTF-8 text)", name,
                         ps->problem_offset, problem);
+    /* libyaml's usual complaint about a line indented like no key around it */
+    const char *hint = strstr(problem, "expected key") ? "; check the indentation of this line" : "";
     if (ps->context)
-        return bb_error(BB_ERR_CONFIG, __FILE__, __LINE__, "%s:%d:%d: YAML syntax error: %s %s (at line %d, column %d)",
-                        name, (int)ps->problem_mark.line + 1, (int)ps->problem_mark.column + 1, problem, ps->context,
-                        (int)ps->context_mark.line + 1, (int)ps->context_mark.column + 1);
+        return bb_error(BB_ERR_CONFIG, __FILE__, __LINE__,
+                        "%s:%d:%d: YAML syntax error: %s %s (at line %d, column %d)%s", name,
+                        (int)ps->problem_mark.line + 1, (int)ps->problem_mark.column + 1, problem, ps->context,
+                        (int)ps->context_mark.line + 1, (int)ps->context_mark.column + 1, hint);
     return bb_error(BB_ERR_CONFIG, __FILE__, __LINE__, "%s:%d:%d: YAML syntax error: %s", name,
                     (int)ps->problem_mark.line + 1, (int)ps->problem_mark.column + 1, problem);
 }
@@ -1035,7 +1064,7 @@ static const char doc_intro[] =
     "| number | `0.1`, `2e-4` (finite) | same |\n"
     "| bool | `true`, `false` (also `yes`/`no`, `on`/`off`) | same |\n"
     "| string | `runs/a` or `\"runs/a: b\"` (quote text with `: ` or `#`); `~` or nothing = empty | the text after `=` as is |\n"
-    "| enum | one of the listed names | same |\n"
+    "| enum | one of the listed names, in any case (`Q4_K` is `q4_k`) | same |\n"
     "| list | `[2, 4, 8]` (increasing integers) | `2,4,8` or `[2,4,8]` |\n"
     "\n"
     "Ranges: `[a, b]` includes both ends, `(a, b]` excludes `a`, `inf` means no bound.\n"

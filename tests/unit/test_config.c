@@ -169,7 +169,7 @@ static const char full_yaml[] =
     "  steps: 300\n"
     "  taper: off\n"
     "quant:\n"
-    "  type: q4_k\n"
+    "  type: Q4_K\n"
     "  act_order: true\n"
     "budget:\n"
     "  policy: seed\n"
@@ -225,6 +225,8 @@ static void test_errors(void) {
     expect_file_error("prune:\n  rank: 4\n", "unknown key 'prune.rank'; did you mean 'scan.rank'");
     expect_file_error("run: {}\nprun:\n  target: 0.2\n", AT("2:1", "unknown section 'prun'; did you mean 'prune'?"));
     expect_file_error("zzz: 1\n", "Sections: run, model, data");
+    expect_file_error("run: {}\nper_wave: 0.2\n",
+                      AT("2:1", "unknown section 'per_wave'; 'per_wave' is a key of section prune: indent it under 'prune:'"));
     expect_file_error("prune:\n  per_wave: ten\n", AT("2:13", "prune.per_wave: expected a number, found 'ten'"));
     expect_file_error("prune:\n  per_wave: 1.5\n", AT("2:13", "prune.per_wave = 1.5 is outside [0, 1]"));
     expect_file_error("prune:\n  target: 1\n", "prune.target = 1 is outside [0, 1)");
@@ -238,6 +240,8 @@ static void test_errors(void) {
     expect_file_error("prune:\n  method: wandaa\n",
                       AT("2:11", "prune.method: 'wandaa' is not one of wanda, sparsegpt, magnitude, none; did you mean 'wanda'?"));
     expect_file_error("quant: {type: q4_K_M}\n", "quant.type: 'q4_K_M' is not one of auto, f32, f16");
+    expect_file_error("quant: {type: q4_kk}\n", "; did you mean 'q4_k'?");
+    expect_file_error("quant: {type: }\n", "quant.type: expected one of auto, f32");
     expect_file_error("prune:\n  target: 0.2\n  method: wanda\n  target: 0.25\n",
                       AT("4:3", "duplicate key 'prune.target' (first at line 2, column 3)"));
     expect_file_error("heal: {rank: 4}\nrun: {seed: 1}\nheal: {steps: 9}\n",
@@ -254,7 +258,7 @@ static void test_errors(void) {
     expect_file_error("budget:\n  bits_choices: [4, x]\n", AT("2:21", "budget.bits_choices: expected an integer, found 'x'"));
     expect_file_error("budget:\n  bits_choices: [4, [8]]\n", AT("2:21", "budget.bits_choices: expected an integer as list element, found a list"));
     expect_file_error("prune:\n  per_wave: [0.1\n", "YAML syntax error");
-    expect_file_error("prune:\n  per_wave: 0.1\n target: 0.2\n", AT("3:2", "YAML syntax error: did not find expected key while parsing a block mapping (at line 1, column 1)"));
+    expect_file_error("prune:\n  per_wave: 0.1\n target: 0.2\n", AT("3:2", "YAML syntax error: did not find expected key while parsing a block mapping (at line 1, column 1); check the indentation of this line"));
     expect_file_error("run:\n  name: \"unterminated\n", AT("3:1", "YAML syntax error: found unexpected end of stream while scanning a quoted scalar (at line 2, column 9)"));
     expect_file_error("run: {seed: 1}\n---\nrun: {seed: 2}\n", AT("2:1", "a second YAML document"));
     expect_file_error("run:\n  name: \"a\\0b\"\n", "run.name: the value contains a NUL character");
