@@ -15,6 +15,7 @@ void bb_rsvd_opts_default(bb_rsvd_opts *o) {
     o->oversample = 8;
     o->power_iters = 2;
     o->residual = 1;
+    o->cache_bytes = (int64_t)1 << 30;
 }
 
 void bb_rsvd_result_clear(bb_rsvd_result *res) {
@@ -291,7 +292,27 @@ bb_status bb_rsvd_tensor(const bb_tensor *t, const bb_rsvd_opts *o, bb_rsvd_resu
              t->ndim);
     bb_rsvd_source src = {t->name, t->shape[0], t->shape[1], NULL, read_tensor, (void *)t};
     /* An aligned f32 tensor in memory is used in place, without a copy per block. */
-    if (t->dtype == BB_F32 && t->data && !t->gen && (uintptr_t)t->data % sizeof(float) == 0) src.data = t->data;
+    if (t->dtype == BB_F32 && t->data && !t->gen && (uintptr_t)t->data % sizeof(float) == 0) {
+        src.data = t->data;
+        BB_CALL(bb_rsvd_run(&src, o, res));
+        return BB_OK;
+    }
+    /* Otherwise convert (or generate) once instead of 2q + 3 times when the copy
+     * fits the cache. The cache is optional: plain malloc, and a failure falls
+     * back to streaming rather than being an error. */
+    float *copy = NULL;
+    size_t bytes = (size_t)src.m * (size_t)src.n * sizeof(float);
+    if ((int64_t)bytes <= o->cache_bytes) copy = malloc(bytes);
+    if (copy) {
+        bb_status st = bb_tensor_read_f32(t, 0, src.m, copy);
+        if (st == BB_OK) {
+            src.data = copy;
+            st = bb_rsvd_run(&src, o, res);
+        }
+        free(copy);
+        BB_CALL(st);
+        return BB_OK;
+    }
     BB_CALL(bb_rsvd_run(&src, o, res));
     return BB_OK;
 }

@@ -38,10 +38,13 @@ typedef struct {
     int want_v;      /* return V (n, k) */
     int residual;    /* one more pass over A for ||A - U S V^T||_F (else residual = -1) */
     int64_t block_rows; /* rows read per block; 0 picks about 16 MiB per block */
+    int64_t cache_bytes; /* bb_rsvd_tensor: a tensor that needs conversion or generation is
+                            read once into memory when its f32 copy fits this (default
+                            1 GiB), else streamed 2q + 3 times */
     const bb_linalg_backend *backend; /* NULL = "cpu" */
 } bb_rsvd_opts;
 
-/* rank 64, oversample 8, power_iters 2, seed 0, no vectors, residual on, cpu. */
+/* rank 64, oversample 8, power_iters 2, seed 0, no vectors, residual on, 1 GiB cache, cpu. */
 void bb_rsvd_opts_default(bb_rsvd_opts *o);
 
 typedef struct {
