@@ -155,7 +155,8 @@ bb_status bb_qformat_decode_row(int type, const void *src, int64_t n, float *y) 
 int bb_qformat_nearest(double v, int lo, int hi) {
     if (!(v > lo)) return lo;
     if (v >= hi) return hi;
-    return (int)floor(v + 0.5);
+    /* v - lo + 0.5 > 0, so truncation is floor: one conversion instead of a libm call. */
+    return lo + (int)(v - lo + 0.5);
 }
 
 uint16_t bb_qformat_f16_sat(double v) {
