@@ -98,15 +98,15 @@ static bb_status pass_a(blocks *b, const bb_linalg_backend *be, const float *z, 
     return BB_OK;
 }
 
-/* ||A - U S V^T||_F^2 in double, one row block at a time: the block of the
- * difference is formed in `work` (block, n), never the whole m x n product.
- * us is scratch (block, k). */
+/* ||A - U S V^T||_F^2 in double, `rows` rows at a time (at most the reader's
+ * block): the block of the difference is formed in `work` (rows, n), never the
+ * whole m x n product. us is scratch (rows, k). */
 static bb_status pass_residual(blocks *b, const bb_linalg_backend *be, const float *u, const float *sv, const float *v,
-                               int k, float *work, float *us, double *out) {
+                               int k, int64_t rows, float *work, float *us, double *out) {
     const bb_rsvd_source *s = b->src;
     double sum = 0;
-    for (int64_t r0 = 0; r0 < s->m; r0 += b->block) {
-        int64_t nr = min64(b->block, s->m - r0);
+    for (int64_t r0 = 0; r0 < s->m; r0 += rows) {
+        int64_t nr = min64(rows, s->m - r0);
         const float *a;
         BB_CALL(block_get(b, r0, nr, &a));
         if (a != work) memcpy(work, a, (size_t)(nr * s->n) * sizeof *work);
@@ -187,8 +187,13 @@ bb_status bb_rsvd_run(const bb_rsvd_source *src, const bb_rsvd_opts *o, bb_rsvd_
     BB_CALL_GOTO(st, fail, bb_calloc((void **)&g, (size_t)k * (size_t)k, sizeof(float), "randomized SVD Gram (k, k)"));
     BB_CALL_GOTO(st, fail, bb_malloc((void **)&res->s, (size_t)l * sizeof(float), "singular values"));
     BB_CALL_GOTO(st, fail, bb_malloc((void **)&res->energy, (size_t)k * sizeof(double), "energy curve"));
+    /* The residual works on blocks of about 16 MiB even when A is in memory (one
+     * block then), so it never holds a second m x n array. */
+    int64_t rrows = min64(b.block, (int64_t)((16u << 20) / sizeof(float)) / n);
+    rrows = rrows < 1 ? 1 : rrows;
     if (!src->data || o->residual)
-        BB_CALL_GOTO(st, fail, bb_malloc((void **)&work, (size_t)(b.block * n) * sizeof(float), "randomized SVD row block"));
+        BB_CALL_GOTO(st, fail, bb_malloc((void **)&work, (size_t)((src->data ? rrows : b.block) * n) * sizeof(float),
+                                         "randomized SVD row block"));
     b.buf = work;
     res->m = m;
     res->n = n;
@@ -237,9 +242,9 @@ bb_status bb_rsvd_run(const bb_rsvd_source *src, const bb_rsvd_opts *o, bb_rsvd_
     res->rank99 = bb_rsvd_rank_at(res->energy, k, 0.99);
 
     if (o->residual) {
-        BB_CALL_GOTO(st, fail, bb_malloc((void **)&us, (size_t)(b.block * k) * sizeof(float), "residual block (rows, k)"));
+        BB_CALL_GOTO(st, fail, bb_malloc((void **)&us, (size_t)(rrows * k) * sizeof(float), "residual block (rows, k)"));
         double r2 = 0;
-        BB_CALL_GOTO(st, fail, pass_residual(&b, be, u, res->s, v, k, work, us, &r2));
+        BB_CALL_GOTO(st, fail, pass_residual(&b, be, u, res->s, v, k, rrows, work, us, &r2));
         res->residual = sqrt(r2) / res->fro;
         flops += 2.0 * (double)m * n * k;
     }
