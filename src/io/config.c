@@ -256,7 +256,8 @@ static conv_result conv_int(const char *s, size_t len, int64_t *out, char *why, 
     char *end;
     errno = 0;
     long long v = strtoll(buf, &end, 10);
-    if (end == buf || *end || is_space(buf[0])) {
+    /* strtoll would skip leading white space, YAML escapes can put some there */
+    if (end == buf || *end || !(isdigit((unsigned char)buf[0]) || buf[0] == '+' || buf[0] == '-')) {
         snprintf(why, n, "expected an integer, found '%s'", shown);
         return CONV_TYPE;
     }
@@ -279,7 +280,7 @@ static conv_result conv_float(const char *s, size_t len, double *out, char *why,
     buf[len] = '\0';
     char *end;
     double v = strtod(buf, &end);
-    if (end == buf || *end || is_space(buf[0])) {
+    if (end == buf || *end || !(isdigit((unsigned char)buf[0]) || strchr("+-.", buf[0]))) {
         snprintf(why, n, "expected a number, found '%s'", shown);
         return CONV_TYPE;
     }
@@ -571,12 +572,19 @@ static int is_null(const yaml_node_t *nd) {
 
 #define LOC(w, nd) (w)->name, (int)(nd)->start_mark.line + 1, (int)(nd)->start_mark.column + 1
 
-/* The name of a mapping key: a scalar, else an error at the key. */
-static bb_status key_name(const walk *w, const yaml_node_t *kn, const char *what, const char **s, size_t *len) {
-    BB_CHECK(kn && kn->type == YAML_SCALAR_NODE, BB_ERR_CONFIG, "%s:%d:%d: %s must be a plain name, found %s",
-             LOC(w, kn), what, kn ? node_kind(kn) : "nothing");
-    *s = (const char *)kn->data.scalar.value;
-    *len = kn->data.scalar.length;
+/* The name of the key of a mapping pair (key and value nodes into *kn, *vn):
+ * a scalar, else an error at the key. `in` is the mapping, for locating a
+ * broken pair. */
+static bb_status pair_nodes(const walk *w, const yaml_node_t *in, const yaml_node_pair_t *p, const char *what,
+                            const yaml_node_t **kn, const yaml_node_t **vn, const char **s, size_t *len) {
+    *kn = yaml_document_get_node(w->doc, p->key);
+    *vn = yaml_document_get_node(w->doc, p->value);
+    BB_CHECK(*kn && *vn, BB_ERR_INTERNAL, "%s:%d:%d: libyaml gave a mapping pair without its nodes", LOC(w, in));
+    BB_CHECK((*kn)->type == YAML_SCALAR_NODE, BB_ERR_CONFIG, "%s:%d:%d: %s must be a plain name, found %s",
+             LOC(w, *kn), what, node_kind(*kn));
+    const yaml_node_t *k = *kn;
+    *s = (const char *)k->data.scalar.value;
+    *len = k->data.scalar.length;
     return BB_OK;
 }
 
@@ -632,18 +640,16 @@ static bb_status apply_value(const walk *w, const bb_config_key *k, const yaml_n
     return BB_OK;
 }
 
-static bb_status apply_section(const walk *w, const char *section, const yaml_node_t *kn, const yaml_node_t *vn,
-                               bb_config *c) {
+static bb_status apply_section(const walk *w, const char *section, const yaml_node_t *vn, bb_config *c) {
     if (is_null(vn)) return BB_OK; /* "prune:" with nothing under it */
     BB_CHECK(vn->type == YAML_MAPPING_NODE, BB_ERR_CONFIG,
              "%s:%d:%d: section '%s' must be a mapping of keys (key: value, indented below it), found %s", LOC(w, vn),
              section, node_kind(vn));
     for (const yaml_node_pair_t *p = vn->data.mapping.pairs.start; p < vn->data.mapping.pairs.top; p++) {
-        const yaml_node_t *kk = yaml_document_get_node(w->doc, p->key);
-        const yaml_node_t *kv = yaml_document_get_node(w->doc, p->value);
+        const yaml_node_t *kk, *kv;
         const char *s;
         size_t len;
-        BB_CALL(key_name(w, kk ? kk : kn, "a key", &s, &len));
+        BB_CALL(pair_nodes(w, vn, p, "a key", &kk, &kv, &s, &len));
         char shown[SHOW_MAX + 8];
         show(s, len, shown, sizeof shown);
         const bb_config_key *k = memchr(s, '\0', len) ? NULL : key_in_section(section, s, len);
@@ -655,7 +661,6 @@ static bb_status apply_section(const walk *w, const char *section, const yaml_no
         const yaml_node_t *first = earlier_key(w, vn, p, s, len);
         BB_CHECK(!first, BB_ERR_CONFIG, "%s:%d:%d: duplicate key '%s.%s' (first at line %d, column %d)", LOC(w, kk),
                  section, k->key, (int)first->start_mark.line + 1, (int)first->start_mark.column + 1);
-        BB_CHECK(kv, BB_ERR_INTERNAL, "%s:%d:%d: %s.%s has no value node", LOC(w, kk), section, k->key);
         BB_CALL(apply_value(w, k, kv, c));
     }
     return BB_OK;
@@ -668,11 +673,10 @@ static bb_status apply_document(const walk *w, bb_config *c) {
              "%s:%d:%d: the top level must be a mapping of sections (run:, prune:, ...), found %s", LOC(w, root),
              node_kind(root));
     for (const yaml_node_pair_t *p = root->data.mapping.pairs.start; p < root->data.mapping.pairs.top; p++) {
-        const yaml_node_t *kn = yaml_document_get_node(w->doc, p->key);
-        const yaml_node_t *vn = yaml_document_get_node(w->doc, p->value);
+        const yaml_node_t *kn, *vn;
         const char *s;
         size_t len;
-        BB_CALL(key_name(w, kn ? kn : root, "a section name", &s, &len));
+        BB_CALL(pair_nodes(w, root, p, "a section name", &kn, &vn, &s, &len));
         char shown[SHOW_MAX + 8];
         show(s, len, shown, sizeof shown);
         int si = memchr(s, '\0', len) ? -1 : section_index(s, len);
@@ -685,8 +689,7 @@ static bb_status apply_document(const walk *w, bb_config *c) {
         BB_CHECK(!first, BB_ERR_CONFIG,
                  "%s:%d:%d: duplicate section '%s' (first at line %d, column %d); merge the two into one", LOC(w, kn),
                  shown, (int)first->start_mark.line + 1, (int)first->start_mark.column + 1);
-        BB_CHECK(vn, BB_ERR_INTERNAL, "%s:%d:%d: section %s has no value node", LOC(w, kn), shown);
-        BB_CALL(apply_section(w, bb_config_section_at(si)->name, kn, vn, c));
+        BB_CALL(apply_section(w, bb_config_section_at(si)->name, vn, c));
     }
     return BB_OK;
 }
@@ -726,15 +729,21 @@ bb_status bb_config_load_memory(const char *text, size_t len, const char *name, 
     have_doc = 1;
     walk w = {name, &doc};
     BB_CALL_GOTO(st, done, apply_document(&w, &c));
-    if (!yaml_parser_load(&ps, &extra)) {
-        st = yaml_failure(&ps, name);
-        goto done;
+    /* later documents may only be empty ("---" at the end of a file) */
+    for (;;) {
+        if (!yaml_parser_load(&ps, &extra)) {
+            st = yaml_failure(&ps, name);
+            goto done;
+        }
+        have_extra = 1;
+        const yaml_node_t *root = yaml_document_get_root_node(&extra);
+        if (!root) break; /* end of the stream */
+        BB_CHECK_GOTO(st, done, is_null(root), BB_ERR_CONFIG,
+                      "%s:%d:%d: a second YAML document ('---'); a config is one document", name,
+                      (int)extra.start_mark.line + 1, (int)extra.start_mark.column + 1);
+        yaml_document_delete(&extra);
+        have_extra = 0;
     }
-    have_extra = 1;
-    const yaml_node_t *second = yaml_document_get_root_node(&extra);
-    BB_CHECK_GOTO(st, done, !second, BB_ERR_CONFIG,
-                  "%s:%d:%d: a second YAML document ('---'); a config is one document", name,
-                  (int)extra.start_mark.line + 1, (int)extra.start_mark.column + 1);
     char where[300];
     snprintf(where, sizeof where, "%.280s: ", name);
     BB_CALL_GOTO(st, done, validate_named(&c, where));

@@ -135,7 +135,7 @@ static void test_defaults(void) {
     EXPECT(configs_equal(&c, &e, which, sizeof which), "empty file differs in %s", which);
     EXPECT_OK(load_text("# only a comment\n---\n", &e));
     EXPECT(configs_equal(&c, &e, which, sizeof which), "comment-only file differs in %s", which);
-    EXPECT_OK(load_text("prune:\nheal: ~\n", &e));
+    EXPECT_OK(load_text("prune:\nheal: ~\n---\n---\n", &e));
     EXPECT(configs_equal(&c, &e, which, sizeof which), "empty sections differ in %s", which);
     EXPECT_OK(bb_config_load_memory("run: {seed: 7}}}}", 14, "mem", &m)); /* reads len bytes, not to a NUL */
     EXPECT(m.run.seed == 7, "seed %lld", (long long)m.run.seed);
@@ -236,7 +236,9 @@ static void test_errors(void) {
     expect_file_error("calib:\n  samples:\n", "calib.samples: expected an integer, found an empty value");
     expect_file_error("heal:\n  taper: maybe\n", "heal.taper: expected true or false, found 'maybe'");
     expect_file_error("heal:\n  lr: .nan\n", "heal.lr: expected a number, found '.nan'");
-    expect_file_error("heal:\n  lr: nan\n", "heal.lr: expected a finite number, found 'nan'");
+    expect_file_error("heal:\n  lr: nan\n", "heal.lr: expected a number, found 'nan'");
+    expect_file_error("heal:\n  lr: 1e999\n", "heal.lr: expected a finite number, found '1e999'");
+    expect_file_error("calib:\n  samples: \" 12\"\n", "calib.samples: expected an integer, found ' 12'");
     expect_file_error("prune:\n  method: wandaa\n",
                       AT("2:11", "prune.method: 'wandaa' is not one of wanda, sparsegpt, magnitude, none; did you mean 'wanda'?"));
     expect_file_error("quant: {type: q4_K_M}\n", "quant.type: 'q4_K_M' is not one of auto, f32, f16");
