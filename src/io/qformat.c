@@ -24,9 +24,14 @@
 
 /* ---- registry ---- */
 
-#define BB_QF(id, nm, bl, by, enc, dec)                                                                     \
-    [id] = {.type = id, .name = nm, .blck = bl, .block_bytes = by, .bits_per_weight = 8.0 * (by) / (bl), \
-            .encode_ref = enc, .decode_ref = dec}
+#define BB_QF(id, nm, bl, by, enc, dec)                                                                                \
+    [id] = {.type = id,                                                                                                \
+            .name = nm,                                                                                                \
+            .blck = bl,                                                                                                \
+            .block_bytes = by,                                                                                         \
+            .bits_per_weight = 8.0 * (by) / (bl),                                                                      \
+            .encode_ref = enc,                                                                                         \
+            .decode_ref = dec}
 
 static const bb_qformat_traits qf_table[BB_GGML_TYPE_COUNT] = {
     BB_QF(BB_GGML_F32, "f32", 1, 4, bb_qformat_encode_f32, bb_qformat_decode_f32),
@@ -97,8 +102,10 @@ int bb_qformat_fallback(int type, int64_t n) {
 
 bb_status bb_qformat_row_bytes(int type, int64_t n, size_t *bytes) {
     const bb_qformat_traits *t = bb_qformat_info(type);
-    BB_CHECK(t != NULL, BB_ERR_ARG, "ggml type %d (%s) has no birdbone encoder; use one of f32, f16, bf16, q8_0, "
-             "q4_0, q4_1, q5_0, q5_1, q2_K..q6_K", type, bb_ggml_type_name(type));
+    BB_CHECK(t != NULL, BB_ERR_ARG,
+             "ggml type %d (%s) has no birdbone encoder; use one of f32, f16, bf16, q8_0, "
+             "q4_0, q4_1, q5_0, q5_1, q2_K..q6_K",
+             type, bb_ggml_type_name(type));
     BB_CHECK(n >= 1, BB_ERR_ARG, "%s: row length %lld must be positive", t->name, (long long)n);
     BB_CHECK(n % t->blck == 0, BB_ERR_ARG,
              "%s: a row of %lld elements is not a multiple of the block size %d; the fallback rule "
@@ -112,8 +119,8 @@ bb_status bb_qformat_row_bytes(int type, int64_t n, size_t *bytes) {
 
 bb_status bb_qformat_check_finite(const float *x, size_t n, const char *what) {
     for (size_t i = 0; i < n; i++)
-        BB_CHECK(isfinite(x[i]), BB_ERR_NUMERIC, "%s: element %zu is %g; quantized formats need finite values",
-                 what, i, (double)x[i]);
+        BB_CHECK(isfinite(x[i]), BB_ERR_NUMERIC, "%s: element %zu is %g; quantized formats need finite values", what, i,
+                 (double)x[i]);
     return BB_OK;
 }
 
@@ -282,15 +289,15 @@ void bb_qformat_fit_affine(const float *x, const float *w, int n, int qmax, int 
     *b = lo;
     for (int k = -SEARCH_DOWN; k <= SEARCH_UP; k++) {
         double cs, cb;
-        double err = affine_try(x, w, uni, n, qmax, min_le_zero, qmax * (1.0 + SEARCH_STEP * k) / (hi - lo), lo,
-                                &cs, &cb);
+        double err =
+            affine_try(x, w, uni, n, qmax, min_le_zero, qmax * (1.0 + SEARCH_STEP * k) / (hi - lo), lo, &cs, &cb);
         if (err < best) {
             best = err;
             *s = cs;
             *b = cb;
         }
     }
-    for (int it = 0; it < REFINE_ITERS && *s > 0; it++) {
+    for (int it = 0; it<REFINE_ITERS && * s> 0; it++) {
         double cs, cb;
         double err = affine_try(x, w, uni, n, qmax, min_le_zero, 1.0 / *s, *b, &cs, &cb);
         if (!(err < best)) break;
@@ -300,13 +307,15 @@ void bb_qformat_fit_affine(const float *x, const float *w, int n, int qmax, int 
     }
 }
 
-/* ---- float types ---- */
+/* ---- float types (element-wise rounding: importance cannot change the result) ---- */
 
 void bb_qformat_encode_f32(const float *x, const float *importance, size_t n, void *dst) {
+    (void)importance;
     memcpy(dst, x, n * sizeof(float));
 }
 
 void bb_qformat_encode_f16(const float *x, const float *importance, size_t n, void *dst) {
+    (void)importance;
     uint8_t *o = dst;
     for (size_t i = 0; i < n; i++) {
         uint16_t h = bb_qformat_f16_sat(x[i]);
@@ -315,6 +324,7 @@ void bb_qformat_encode_f16(const float *x, const float *importance, size_t n, vo
 }
 
 void bb_qformat_encode_bf16(const float *x, const float *importance, size_t n, void *dst) {
+    (void)importance;
     uint8_t *o = dst;
     for (size_t i = 0; i < n; i++) {
         float v = x[i] > BF16_MAX ? BF16_MAX : x[i] < -BF16_MAX ? -BF16_MAX : x[i];
@@ -350,7 +360,8 @@ void bb_qformat_decode_bf16(const void *src, size_t n, float *y) {
 static void sym_block(const float *x, const float *w, int nmax, uint16_t *d16, int *code) {
     *d16 = bb_qformat_f16_sat(bb_qformat_fit_symmetric(x, w, BB_QK, nmax));
     float d = bb_f16_to_f32(*d16);
-    for (int j = 0; j < BB_QK; j++) code[j] = (d != 0 ? bb_qformat_nearest((double)x[j] / d, -nmax, nmax - 1) : 0) + nmax;
+    for (int j = 0; j < BB_QK; j++)
+        code[j] = (d != 0 ? bb_qformat_nearest((double)x[j] / d, -nmax, nmax - 1) : 0) + nmax;
 }
 
 /* Affine block: codes in [0, qmax] against the stored fp16 d and m. */
@@ -373,7 +384,7 @@ static void pack_high_bits(const int *code, uint8_t *qh) {
 }
 
 #define ROW_BLOCKS(n) ((n) / BB_QK)
-#define BLOCK_W(imp, ib) ((imp) ? (imp) + (ib) * BB_QK : NULL)
+#define BLOCK_W(imp, ib) ((imp) ? (imp) + (ib)*BB_QK : NULL)
 
 void bb_qformat_encode_q8_0(const float *x, const float *importance, size_t n, void *dst) {
     for (size_t ib = 0; ib < ROW_BLOCKS(n); ib++) {

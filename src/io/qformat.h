@@ -23,13 +23,13 @@
 #include "core/status.h"
 #include "io/gguf.h"
 
-#define BB_QK 32   /* elements per block of the 32-element types */
+#define BB_QK 32    /* elements per block of the 32-element types */
 #define BB_QK_K 256 /* elements per super-block of the K types */
 
 /* ---- block layouts (ggml-common.h); fp16 fields hold IEEE half bits ---- */
 
 typedef struct {
-    uint16_t d;             /* scale: x = d * (q - 8) */
+    uint16_t d;            /* scale: x = d * (q - 8) */
     uint8_t qs[BB_QK / 2]; /* element j in the low nibble of qs[j], element j+16 in its high nibble */
 } bb_block_q4_0;
 
@@ -39,8 +39,8 @@ typedef struct {
 } bb_block_q4_1;
 
 typedef struct {
-    uint16_t d;             /* x = d * (q - 16) */
-    uint8_t qh[4];          /* bit j (little-endian u32) is bit 4 of element j */
+    uint16_t d;            /* x = d * (q - 16) */
+    uint8_t qh[4];         /* bit j (little-endian u32) is bit 4 of element j */
     uint8_t qs[BB_QK / 2]; /* low 4 bits, nibbles as in Q4_0 */
 } bb_block_q5_0;
 
@@ -71,23 +71,23 @@ typedef struct {
 } bb_block_q3_k;
 
 typedef struct {
-    uint16_t d, dmin;           /* x = d*sc*q - dmin*m, q in 0..15 */
-    uint8_t scales[12];         /* 8 six-bit scales and 8 six-bit mins, packed (see docs) */
-    uint8_t qs[BB_QK_K / 2];    /* element 64c+l: low nibble of qs[32c+l], 64c+32+l: high nibble */
+    uint16_t d, dmin;        /* x = d*sc*q - dmin*m, q in 0..15 */
+    uint8_t scales[12];      /* 8 six-bit scales and 8 six-bit mins, packed (docs/formats-quant.md) */
+    uint8_t qs[BB_QK_K / 2]; /* element 64c+l: low nibble of qs[32c+l], 64c+32+l: high nibble */
 } bb_block_q4_k;
 
 typedef struct {
-    uint16_t d, dmin;           /* x = d*sc*q - dmin*m, q in 0..31 */
-    uint8_t scales[12];         /* as Q4_K */
-    uint8_t qh[BB_QK_K / 8];    /* element e: bit e/32 of qh[e%32] is bit 4 of q */
-    uint8_t qs[BB_QK_K / 2];    /* low 4 bits, as Q4_K */
+    uint16_t d, dmin;        /* x = d*sc*q - dmin*m, q in 0..31 */
+    uint8_t scales[12];      /* as Q4_K */
+    uint8_t qh[BB_QK_K / 8]; /* element e: bit e/32 of qh[e%32] is bit 4 of q */
+    uint8_t qs[BB_QK_K / 2]; /* low 4 bits, as Q4_K */
 } bb_block_q5_k;
 
 typedef struct {
-    uint8_t ql[BB_QK_K / 2];      /* low 4 bits (see docs for the interleave) */
-    uint8_t qh[BB_QK_K / 4];      /* high 2 bits */
-    int8_t scales[BB_QK_K / 16];  /* one per 16 elements */
-    uint16_t d;                   /* x = d*sc*(q-32) */
+    uint8_t ql[BB_QK_K / 2];     /* low 4 bits (interleave: docs/formats-quant.md) */
+    uint8_t qh[BB_QK_K / 4];     /* high 2 bits */
+    int8_t scales[BB_QK_K / 16]; /* one per 16 elements */
+    uint16_t d;                  /* x = d*sc*(q-32) */
 } bb_block_q6_k;
 
 _Static_assert(sizeof(bb_block_q4_0) == 18, "Q4_0 block is 18 bytes");
@@ -110,10 +110,10 @@ typedef void (*bb_qformat_encode_fn)(const float *x, const float *importance, si
 typedef void (*bb_qformat_decode_fn)(const void *src, size_t n, float *y);
 
 typedef struct {
-    int type;             /* bb_ggml_type */
-    const char *name;     /* ggml's name: "f16", "q8_0", "q4_K", ... */
-    int blck;             /* elements per block: 1 (float types), 32 or 256 */
-    int block_bytes;      /* bytes per block */
+    int type;         /* bb_ggml_type */
+    const char *name; /* ggml's name: "f16", "q8_0", "q4_K", ... */
+    int blck;         /* elements per block: 1 (float types), 32 or 256 */
+    int block_bytes;  /* bytes per block */
     double bits_per_weight;
     bb_qformat_encode_fn encode_ref;
     bb_qformat_decode_fn decode_ref;

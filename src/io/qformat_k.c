@@ -85,7 +85,7 @@ static void unpack_scales_k4(const uint8_t *q, int j, int *sc, int *mn) {
 static int qs2_index(int e) { return 32 * (e / 128) + e % 32; }
 static int qs2_shift(int e) { return 2 * ((e % 128) / 32); }
 
-#define W_OF(imp, ib) ((imp) ? (imp) + (ib) * BB_QK_K : NULL)
+#define W_OF(imp, ib) ((imp) ? (imp) + (ib)*BB_QK_K : NULL)
 
 void bb_qformat_encode_q2_k(const float *x, const float *importance, size_t n, void *dst) {
     for (size_t ib = 0; ib < n / BB_QK_K; ib++) {
@@ -196,7 +196,8 @@ void bb_qformat_decode_q3_k(const void *src, size_t n, float *y) {
         memcpy(&blk, (const uint8_t *)src + ib * sizeof blk, sizeof blk);
         const float d = bb_f16_to_f32(blk.d);
         for (int k = 0; k < 16; k++) {
-            int v = ((blk.scales[k % 8] >> (k < 8 ? 0 : 4)) & 0xF) | ((blk.scales[8 + k % 4] >> (2 * (k / 4))) & 3) << 4;
+            int v = ((blk.scales[k % 8] >> (k < 8 ? 0 : 4)) & 0xF) | ((blk.scales[8 + k % 4] >> (2 * (k / 4))) & 3)
+                                                                         << 4;
             const float dl = d * (float)(v - 32);
             for (int e = 16 * k; e < 16 * k + 16; e++) {
                 int q = ((blk.qs[qs2_index(e)] >> qs2_shift(e)) & 3) - ((blk.hmask[e % 32] >> (e / 32)) & 1 ? 0 : 4);
@@ -247,7 +248,9 @@ void bb_qformat_decode_q6_k(const void *src, size_t n, float *y) {
         for (int j = 0; j < 16; j++) {
             const float dl = d * (float)blk.scales[j];
             for (int e = 16 * j; e < 16 * j + 16; e++) {
-                int q = (((blk.ql[q6_ql_index(e)] >> q6_ql_shift(e)) & 0xF) | ((blk.qh[qs2_index(e)] >> qs2_shift(e)) & 3) << 4) - 32;
+                int q = (((blk.ql[q6_ql_index(e)] >> q6_ql_shift(e)) & 0xF) |
+                         ((blk.qh[qs2_index(e)] >> qs2_shift(e)) & 3) << 4) -
+                        32;
                 y[e] = dl * (float)q;
             }
         }

@@ -42,7 +42,7 @@ static int edge_row(int r, float *x, float *imp) {
         case 3: x[i] = (i / 16) % 2 ? 1e30f * g : 1e-30f * g; break;
         case 4: x[i] = i % 97 == 0 ? (i % 2 ? FLT_MAX : -FLT_MAX) : g; break;
         case 5: x[i] = 1e-40f * g; break; /* f32 subnormals */
-        case 6: x[i] = 1e-6f * g; break; /* fp16 scales become subnormal */
+        case 6: x[i] = 1e-6f * g; break;  /* fp16 scales become subnormal */
         case 7: x[i] = 0.75f; break;
         case 8: x[i] = i == 37 ? 100.0f : 0.01f * g; break;
         case 9: x[i] = fabsf(g) + 1.0f; break;

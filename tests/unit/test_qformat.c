@@ -13,10 +13,9 @@ static const struct {
     int type;
     double bound;
 } bounds[] = {
-    {BB_GGML_F32, 0},       {BB_GGML_F16, 0.0005},  {BB_GGML_BF16, 0.003},  {BB_GGML_Q8_0, 0.0055},
-    {BB_GGML_Q6_K, 0.019},  {BB_GGML_Q5_1, 0.038},  {BB_GGML_Q5_K, 0.040},  {BB_GGML_Q5_0, 0.045},
-    {BB_GGML_Q4_1, 0.080},  {BB_GGML_Q4_K, 0.080},  {BB_GGML_Q4_0, 0.090},  {BB_GGML_Q3_K, 0.165},
-    {BB_GGML_Q2_K, 0.31},
+    {BB_GGML_F32, 0},      {BB_GGML_F16, 0.0005}, {BB_GGML_BF16, 0.003}, {BB_GGML_Q8_0, 0.0055}, {BB_GGML_Q6_K, 0.019},
+    {BB_GGML_Q5_1, 0.038}, {BB_GGML_Q5_K, 0.040}, {BB_GGML_Q5_0, 0.045}, {BB_GGML_Q4_1, 0.080},  {BB_GGML_Q4_K, 0.080},
+    {BB_GGML_Q4_0, 0.090}, {BB_GGML_Q3_K, 0.165}, {BB_GGML_Q2_K, 0.31},
 };
 
 #define ROW 4096
@@ -111,12 +110,23 @@ static void test_fallback(void) {
         int64_t n;
         int want;
     } cases[] = {
-        {BB_GGML_Q4_K, 4096, BB_GGML_Q4_K}, {BB_GGML_Q4_K, 288, BB_GGML_Q5_0}, {BB_GGML_Q5_K, 96, BB_GGML_Q5_1},
-        {BB_GGML_Q6_K, 32, BB_GGML_Q8_0},   {BB_GGML_Q2_K, 64, BB_GGML_Q4_0},  {BB_GGML_Q3_K, 800, BB_GGML_Q4_0},
-        {BB_GGML_Q4_K, 172, BB_GGML_F16},   {BB_GGML_Q6_K, 100, BB_GGML_F16},  {BB_GGML_Q4_0, 172, BB_GGML_F16},
-        {BB_GGML_Q8_0, 64, BB_GGML_Q8_0},   {BB_GGML_Q4_1, 33, BB_GGML_F16},   {BB_GGML_F16, 7, BB_GGML_F16},
-        {BB_GGML_BF16, 1, BB_GGML_BF16},    {BB_GGML_F32, 3, BB_GGML_F32},     {BB_GGML_Q4_K, 0, -1},
-        {BB_GGML_Q8_K, 256, -1},            {BB_GGML_IQ2_XS, 256, -1},
+        {BB_GGML_Q4_K, 4096, BB_GGML_Q4_K},
+        {BB_GGML_Q4_K, 288, BB_GGML_Q5_0},
+        {BB_GGML_Q5_K, 96, BB_GGML_Q5_1},
+        {BB_GGML_Q6_K, 32, BB_GGML_Q8_0},
+        {BB_GGML_Q2_K, 64, BB_GGML_Q4_0},
+        {BB_GGML_Q3_K, 800, BB_GGML_Q4_0},
+        {BB_GGML_Q4_K, 172, BB_GGML_F16},
+        {BB_GGML_Q6_K, 100, BB_GGML_F16},
+        {BB_GGML_Q4_0, 172, BB_GGML_F16},
+        {BB_GGML_Q8_0, 64, BB_GGML_Q8_0},
+        {BB_GGML_Q4_1, 33, BB_GGML_F16},
+        {BB_GGML_F16, 7, BB_GGML_F16},
+        {BB_GGML_BF16, 1, BB_GGML_BF16},
+        {BB_GGML_F32, 3, BB_GGML_F32},
+        {BB_GGML_Q4_K, 0, -1},
+        {BB_GGML_Q8_K, 256, -1},
+        {BB_GGML_IQ2_XS, 256, -1},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         int got = bb_qformat_fallback(cases[i].type, cases[i].n);
@@ -157,7 +167,8 @@ static void test_row_errors(void) {
     EXPECT_ERR(bb_qformat_encode_row(BB_GGML_F16, x, 64, NULL, buf), BB_ERR_NUMERIC, "element 5 is inf");
     x[5] = 5;
     imp[9] = -1;
-    EXPECT_ERR(bb_qformat_encode_row(BB_GGML_Q4_0, x, 64, imp, buf), BB_ERR_NUMERIC, "element 9 is -1; weights must be >= 0");
+    EXPECT_ERR(bb_qformat_encode_row(BB_GGML_Q4_0, x, 64, imp, buf), BB_ERR_NUMERIC,
+               "element 9 is -1; weights must be >= 0");
     imp[9] = NAN;
     EXPECT_ERR(bb_qformat_encode_row(BB_GGML_Q4_0, x, 64, imp, buf), BB_ERR_NUMERIC, "importance: element 9");
     EXPECT_OK(bb_qformat_check_finite(x, 64, "x"));
@@ -233,9 +244,9 @@ static void naive_rtn(const naive_spec *sp, const float *x, size_t n, float *y) 
 }
 
 static const naive_spec naive_specs[] = {
-    {BB_GGML_Q8_0, 32, 0, -127, 127, 0}, {BB_GGML_Q4_0, 32, 0, -8, 7, 0},    {BB_GGML_Q5_0, 32, 0, -16, 15, 0},
-    {BB_GGML_Q4_1, 32, 1, 0, 15, 0},     {BB_GGML_Q5_1, 32, 1, 0, 31, 0},    {BB_GGML_Q2_K, 16, 1, 0, 3, 15},
-    {BB_GGML_Q3_K, 16, 0, -4, 3, 32},    {BB_GGML_Q4_K, 32, 1, 0, 15, 63},   {BB_GGML_Q5_K, 32, 1, 0, 31, 63},
+    {BB_GGML_Q8_0, 32, 0, -127, 127, 0}, {BB_GGML_Q4_0, 32, 0, -8, 7, 0},  {BB_GGML_Q5_0, 32, 0, -16, 15, 0},
+    {BB_GGML_Q4_1, 32, 1, 0, 15, 0},     {BB_GGML_Q5_1, 32, 1, 0, 31, 0},  {BB_GGML_Q2_K, 16, 1, 0, 3, 15},
+    {BB_GGML_Q3_K, 16, 0, -4, 3, 32},    {BB_GGML_Q4_K, 32, 1, 0, 15, 63}, {BB_GGML_Q5_K, 32, 1, 0, 31, 63},
     {BB_GGML_Q6_K, 16, 0, -32, 31, 128},
 };
 
@@ -274,7 +285,8 @@ static void test_importance(void) {
         EXPECT_OK(roundtrip(type, x, n, imp, y1));
         double e0 = rel_rmse(x, y0, n, imp), e1 = rel_rmse(x, y1, n, imp);
         printf("  %-5s weighted error: plain %.5f, importance-weighted %.5f\n", bb_ggml_type_name(type), e0, e1);
-        EXPECT(e1 < e0, "%s: importance did not lower the weighted error (%.5f vs %.5f)", bb_ggml_type_name(type), e1, e0);
+        EXPECT(e1 < e0, "%s: importance did not lower the weighted error (%.5f vs %.5f)", bb_ggml_type_name(type), e1,
+               e0);
     }
     /* All-zero importance means "no preference": identical to no importance. */
     const bb_qformat_traits *t = bb_qformat_info(BB_GGML_Q4_K);
@@ -306,7 +318,7 @@ static void test_edge_magnitudes(void) {
     const struct {
         const char *what;
         double scale;
-    } cases[] = {{"zeros", 0}, {"1e-30", 1e-30}, {"1e-40 subnormal", 1e-40}, {"1e-6", 1e-6},
+    } cases[] = {{"zeros", 0},   {"1e-30", 1e-30},     {"1e-40 subnormal", 1e-40}, {"1e-6", 1e-6},
                  {"1e30", 1e30}, {"FLT_MAX", FLT_MAX}, {"mixed 1e30/1e-30", -1}};
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         for (int i = 0; i < n; i++) {
