@@ -66,7 +66,7 @@ static const bb_config_key keys[] = {
     ENUM_(prune, "pattern", pattern, "unstructured", "unstructured|2:4|4:8",
           "Sparsity pattern; N:M keeps N of every M consecutive inputs (fixed 50 % sparsity)."),
     FLT_(prune, "per_wave", per_wave, "0.1", 0, 1, 0,
-         "Fraction of the remaining weights removed per wave; the method asks for at most 0.10."),
+         "Fraction of the remaining weights removed per wave; the bird-bone method removes at most 0.10."),
     FLT_(prune, "target", target, "0.3", 0, 1, BB_CFG_MAX_OPEN, "Final sparsity; waves stop pruning once it is reached."),
     BOOL_(prune, "owl", owl, "false", "Outlier-weighted layer-wise ratios (OWL): layers with more outliers are pruned less."),
     FLT_(prune, "owl_lambda", owl_lambda, "0.08", 0, 1, 0, "OWL: largest deviation of a layer's ratio from the mean."),
@@ -99,7 +99,7 @@ static const bb_config_key keys[] = {
     INT_(stress, "max_bits", max_bits, "16", 1, 32, "Upper limit of a boosted block's bits (the largest of budget.bits_choices caps it too)."),
 
     BOOL_(rigl, "enabled", enabled, "true", "Regrow connections with the largest loss gradient, dropping as many weak ones."),
-    FLT_(rigl, "fraction", fraction, "0.05", 0, 1, 0, "Fraction of the kept weights exchanged per wave; the method asks for at most 0.05."),
+    FLT_(rigl, "fraction", fraction, "0.05", 0, 1, 0, "Fraction of the kept weights exchanged per wave; the bird-bone method moves at most 0.05."),
 
     BOOL_(bundles, "enabled", enabled, "false", "Cluster blocks into synergy bundles and stress one bundle per wave."),
     INT_(bundles, "count", count, "4", 1, 1024, "Number M of synergy bundles."),
