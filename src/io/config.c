@@ -13,8 +13,8 @@
 #include "core/file.h"
 #include "core/sha256.h"
 
-#define CONFIG_FILE_MAX (16u << 20) /* a config is a few KiB: anything this big is a wrong path */
-#define SHOW_MAX 40                 /* bytes of an offending value quoted in a message */
+#define CONFIG_FILE_MAX (16u << 20)  /* a config is a few KiB: anything this big is a wrong path */
+#define SHOW_MAX 40                  /* bytes of an offending value quoted in a message */
 #define FIELD_MAX BB_CONFIG_PATH_MAX /* the largest field; checked against the table */
 
 /* ---- small text helpers ---------------------------------------------- */
@@ -28,9 +28,7 @@ static void show(const char *s, size_t len, char *buf, size_t n) {
     if (len > m && j + 4 < n) strcat(buf, "...");
 }
 
-static int ieq(const char *a, size_t alen, const char *b) {
-    return alen == strlen(b) && strncasecmp(a, b, alen) == 0;
-}
+static int ieq(const char *a, size_t alen, const char *b) { return alen == strlen(b) && strncasecmp(a, b, alen) == 0; }
 
 /* Decode one UTF-8 code point at s[0..len); returns its length, or 0 if invalid
  * (overlong, surrogate, beyond U+10FFFF or truncated). */
@@ -220,8 +218,7 @@ static const char *choice_find(const char *choices, const char *v, size_t len, s
 }
 
 /* "a, b, c" from "a|b|c", and the choice closest to v (or "") into near. */
-static void choices_text(const char *choices, const char *v, size_t vlen, char *buf, size_t n, char *near,
-                         size_t nn) {
+static void choices_text(const char *choices, const char *v, size_t vlen, char *buf, size_t n, char *near, size_t nn) {
     char t[64];
     snprintf(t, sizeof t, "%.*s", (int)(vlen < 63 ? vlen : 63), v);
     size_t used = 0;
@@ -234,7 +231,8 @@ static void choices_text(const char *choices, const char *v, size_t vlen, char *
         snprintf(one, sizeof one, "%.*s", cl, c);
         used += (size_t)snprintf(buf + used, n - used, "%s%s", used ? ", " : "", one);
         int d = edit_distance(t, one);
-        if (close_enough(one, d) && closer(t, one, d, near[0] ? near : NULL, best_d)) best_d = d, snprintf(near, nn, "%s", one);
+        if (close_enough(one, d) && closer(t, one, d, near[0] ? near : NULL, best_d))
+            best_d = d, snprintf(near, nn, "%s", one);
         if (!e) break;
         c = e + 1;
     }
@@ -383,9 +381,7 @@ static conv_result check_stored(const bb_config_key *k, const void *p, char *why
         }
         return CONV_OK;
     }
-    default:
-        snprintf(why, n, "has an unknown type in the key table");
-        return CONV_TYPE;
+    default: snprintf(why, n, "has an unknown type in the key table"); return CONV_TYPE;
     }
 }
 
@@ -438,16 +434,14 @@ static conv_result conv_scalar(const bb_config_key *k, const char *s, size_t len
         memset(out, 0, k->size);
         memcpy(out, s, len);
         break;
-    default:
-        snprintf(why, n, "expected a list of integers like [2, 4, 8], found a scalar");
-        return CONV_TYPE;
+    default: snprintf(why, n, "expected a list of integers like [2, 4, 8], found a scalar"); return CONV_TYPE;
     }
     return check_stored(k, out, why, n);
 }
 
 /* "2,3,4" or "[2, 3, 4]" (the --set form and the default text) into a list. */
-static conv_result conv_list_text(const bb_config_key *k, const char *s, size_t len, bb_config_int_list *out,
-                                  char *why, size_t n) {
+static conv_result conv_list_text(const bb_config_key *k, const char *s, size_t len, bb_config_int_list *out, char *why,
+                                  size_t n) {
     while (len && is_space(*s)) s++, len--;
     while (len && is_space(s[len - 1])) len--;
     if (len >= 2 && s[0] == '[' && s[len - 1] == ']') s++, len -= 2;
@@ -488,8 +482,8 @@ bb_status bb_config_defaults(bb_config *cfg) {
         conv_result r = k->type == BB_CFG_INT_LIST
                             ? conv_list_text(k, k->def, strlen(k->def), field(&c, k), why, sizeof why)
                             : conv_scalar(k, k->def, strlen(k->def), 0, field(&c, k), why, sizeof why);
-        BB_CHECK(r == CONV_OK, BB_ERR_INTERNAL, "config key %s.%s: the default '%s' is invalid: %s", k->section,
-                 k->key, k->def, why);
+        BB_CHECK(r == CONV_OK, BB_ERR_INTERNAL, "config key %s.%s: the default '%s' is invalid: %s", k->section, k->key,
+                 k->def, why);
     }
     *cfg = c;
     return BB_OK;
@@ -507,9 +501,10 @@ static bb_status validate_named(const bb_config *c, const char *where) {
     }
     const bb_config_int_list *bc = &c->budget.bits_choices;
     int64_t lo = bc->v[0], hi = bc->v[bc->n - 1];
-    BB_CHECK(c->budget.target_bits >= (double)lo && c->budget.target_bits <= (double)hi, BB_ERR_CONFIG,
-             "%sbudget.target_bits = %g is outside budget.bits_choices [%lld .. %lld]: no mix of those widths averages it",
-             where, c->budget.target_bits, (long long)lo, (long long)hi);
+    BB_CHECK(
+        c->budget.target_bits >= (double)lo && c->budget.target_bits <= (double)hi, BB_ERR_CONFIG,
+        "%sbudget.target_bits = %g is outside budget.bits_choices [%lld .. %lld]: no mix of those widths averages it",
+        where, c->budget.target_bits, (long long)lo, (long long)hi);
     for (int which = 0; which < 2; which++) {
         int64_t b = which ? c->budget.init_bits : c->budget.base_bits;
         int found = 0;
@@ -580,8 +575,8 @@ static bb_status pair_nodes(const walk *w, const yaml_node_t *in, const yaml_nod
     *kn = yaml_document_get_node(w->doc, p->key);
     *vn = yaml_document_get_node(w->doc, p->value);
     BB_CHECK(*kn && *vn, BB_ERR_INTERNAL, "%s:%d:%d: libyaml gave a mapping pair without its nodes", LOC(w, in));
-    BB_CHECK((*kn)->type == YAML_SCALAR_NODE, BB_ERR_CONFIG, "%s:%d:%d: %s must be a plain name, found %s",
-             LOC(w, *kn), what, node_kind(*kn));
+    BB_CHECK((*kn)->type == YAML_SCALAR_NODE, BB_ERR_CONFIG, "%s:%d:%d: %s must be a plain name, found %s", LOC(w, *kn),
+             what, node_kind(*kn));
     const yaml_node_t *k = *kn;
     *s = (const char *)k->data.scalar.value;
     *len = k->data.scalar.length;
@@ -589,8 +584,8 @@ static bb_status pair_nodes(const walk *w, const yaml_node_t *in, const yaml_nod
 }
 
 /* The earlier pair of the mapping nd whose key has this name, or NULL. */
-static const yaml_node_t *earlier_key(const walk *w, const yaml_node_t *nd, const yaml_node_pair_t *upto,
-                                      const char *s, size_t len) {
+static const yaml_node_t *earlier_key(const walk *w, const yaml_node_t *nd, const yaml_node_pair_t *upto, const char *s,
+                                      size_t len) {
     for (const yaml_node_pair_t *p = nd->data.mapping.pairs.start; p < upto; p++) {
         const yaml_node_t *kn = yaml_document_get_node(w->doc, p->key);
         if (kn && kn->type == YAML_SCALAR_NODE && kn->data.scalar.length == len &&
@@ -613,8 +608,8 @@ static bb_status apply_value(const walk *w, const bb_config_key *k, const yaml_n
         for (const yaml_node_item_t *it = vn->data.sequence.items.start; it < vn->data.sequence.items.top; it++) {
             const yaml_node_t *e = yaml_document_get_node(w->doc, *it);
             BB_CHECK(e && e->type == YAML_SCALAR_NODE, BB_ERR_CONFIG,
-                     "%s:%d:%d: %s.%s: expected an integer as list element, found %s", LOC(w, e ? e : vn),
-                     k->section, k->key, e ? node_kind(e) : "nothing");
+                     "%s:%d:%d: %s.%s: expected an integer as list element, found %s", LOC(w, e ? e : vn), k->section,
+                     k->key, e ? node_kind(e) : "nothing");
             BB_CHECK(l.n < BB_CONFIG_LIST_MAX, BB_ERR_CONFIG, "%s:%d:%d: %s.%s: more than %d elements", LOC(w, e),
                      k->section, k->key, BB_CONFIG_LIST_MAX);
             r = conv_int((const char *)e->data.scalar.value, e->data.scalar.length, &l.v[l.n], why, sizeof why);
@@ -629,7 +624,7 @@ static bb_status apply_value(const walk *w, const bb_config_key *k, const yaml_n
         return BB_OK;
     }
     static const char *const expect[BB_CFG_TYPE_COUNT] = {
-        [BB_CFG_INT] = "an integer", [BB_CFG_FLOAT] = "a number",  [BB_CFG_BOOL] = "true or false",
+        [BB_CFG_INT] = "an integer",  [BB_CFG_FLOAT] = "a number", [BB_CFG_BOOL] = "true or false",
         [BB_CFG_STRING] = "a string", [BB_CFG_ENUM] = "one value", [BB_CFG_INT_LIST] = "a list"};
     BB_CHECK(vn->type == YAML_SCALAR_NODE, BB_ERR_CONFIG, "%s:%d:%d: %s.%s: expected %s, found %s", LOC(w, vn),
              k->section, k->key, expect[k->type], node_kind(vn));
@@ -697,10 +692,11 @@ static bb_status apply_document(const walk *w, bb_config *c) {
 /* libyaml's reader, scanner or parser error as one located message. */
 static bb_status yaml_failure(const yaml_parser_t *ps, const char *name) {
     const char *problem = ps->problem ? ps->problem : "unknown error";
-    if (ps->error == YAML_MEMORY_ERROR) return bb_error(BB_ERR_OOM, __FILE__, __LINE__, "out of memory parsing %s", name);
+    if (ps->error == YAML_MEMORY_ERROR)
+        return bb_error(BB_ERR_OOM, __FILE__, __LINE__, "out of memory parsing %s", name);
     if (ps->error == YAML_READER_ERROR)
-        return bb_error(BB_ERR_CONFIG, __FILE__, __LINE__, "%s: byte offset %zu: %s (the file must be UTF-8 text)", name,
-                        ps->problem_offset, problem);
+        return bb_error(BB_ERR_CONFIG, __FILE__, __LINE__, "%s: byte offset %zu: %s (the file must be UTF-8 text)",
+                        name, ps->problem_offset, problem);
     /* libyaml's usual complaint about a line indented like no key around it */
     const char *hint = strstr(problem, "expected key") ? "; check the indentation of this line" : "";
     if (ps->context)
@@ -847,7 +843,8 @@ static void fmt_double(double v, char *buf, size_t n) {
 /* Code points YAML lets stand raw inside a double-quoted scalar (printable and
  * not a line break such as NEL or U+2028). */
 static int yaml_raw_ok(unsigned cp) {
-    return (cp >= 0x20 && cp <= 0x7E && cp != '"' && cp != '\\') || (cp >= 0xA0 && cp <= 0xD7FF && cp != 0x2028 && cp != 0x2029) ||
+    return (cp >= 0x20 && cp <= 0x7E && cp != '"' && cp != '\\') ||
+           (cp >= 0xA0 && cp <= 0xD7FF && cp != 0x2028 && cp != 0x2029) ||
            (cp >= 0xE000 && cp <= 0xFFFD && cp != 0xFEFF) || (cp >= 0x10000 && cp <= 0x10FFFF);
 }
 
@@ -950,8 +947,7 @@ bb_status bb_config_format_value(const bb_config *cfg, const bb_config_key *k, c
         if (!rc) rc = put(buf, n, &used, "]");
         break;
     }
-    default:
-        BB_CHECK(0, BB_ERR_INTERNAL, "config key %s.%s has an unknown type", k->section, k->key);
+    default: BB_CHECK(0, BB_ERR_INTERNAL, "config key %s.%s has an unknown type", k->section, k->key);
     }
     BB_CHECK(!rc, BB_ERR_ARG, "the value of %s.%s does not fit in %zu bytes", k->section, k->key, n);
     return BB_OK;
@@ -995,7 +991,8 @@ bb_status bb_config_hash(const bb_config *cfg, char hex[65]) {
     BB_CHECK(f, BB_ERR_OOM, "out of memory: cannot buffer the configuration text to hash it");
     bb_status st = write_yaml(cfg, f, 0);
     int closed = fclose(f);
-    if (st == BB_OK && closed != 0) st = bb_error(BB_ERR_OOM, __FILE__, __LINE__, "out of memory buffering the configuration text");
+    if (st == BB_OK && closed != 0)
+        st = bb_error(BB_ERR_OOM, __FILE__, __LINE__, "out of memory buffering the configuration text");
     if (st == BB_OK) bb_sha256_hex(text, len, hex);
     free(text);
     return st;
@@ -1072,7 +1069,8 @@ static const char doc_intro[] =
     "| integer | `128` | `128` |\n"
     "| number | `0.1`, `2e-4` (finite) | same |\n"
     "| bool | `true`, `false` (also `yes`/`no`, `on`/`off`) | same |\n"
-    "| string | `runs/a` or `\"runs/a: b\"` (quote text with `: ` or `#`); `~` or nothing = empty | the text after `=` as is |\n"
+    "| string | `runs/a` or `\"runs/a: b\"` (quote text with `: ` or `#`); `~` or nothing = empty | the text after `=` "
+    "as is |\n"
     "| enum | one of the listed names, in any case (`Q4_K` is `q4_k`) | same |\n"
     "| list | `[2, 4, 8]` (increasing integers) | `2,4,8` or `[2,4,8]` |\n"
     "\n"
@@ -1095,8 +1093,8 @@ static const char doc_intro[] =
 
 bb_status bb_config_write_doc(FILE *f) {
     static const char *const type_name[BB_CFG_TYPE_COUNT] = {
-        [BB_CFG_INT] = "integer", [BB_CFG_FLOAT] = "number", [BB_CFG_BOOL] = "bool",
-        [BB_CFG_STRING] = "string", [BB_CFG_ENUM] = "enum",   [BB_CFG_INT_LIST] = "list"};
+        [BB_CFG_INT] = "integer",   [BB_CFG_FLOAT] = "number", [BB_CFG_BOOL] = "bool",
+        [BB_CFG_STRING] = "string", [BB_CFG_ENUM] = "enum",    [BB_CFG_INT_LIST] = "list"};
     bb_config def;
     BB_CALL(bb_config_defaults(&def));
     char value[6 * FIELD_MAX + 8];

@@ -135,8 +135,8 @@ typedef struct {
 } bb_config_bundles;
 
 typedef struct {
-    char method[BB_CONFIG_ENUM_MAX]; /* gptq|rtn|none */
-    char type[BB_CONFIG_ENUM_MAX];   /* a GGUF type name, or auto */
+    char method[BB_CONFIG_ENUM_MAX];   /* gptq|rtn|none */
+    char type[BB_CONFIG_ENUM_MAX];     /* a GGUF type name, or auto */
     char fallback[BB_CONFIG_ENUM_MAX]; /* f16|bf16|f32 */
     bool act_order;
     double damp;
@@ -209,11 +209,11 @@ typedef struct {
 /* ---- the key table ---------------------------------------------------- */
 
 typedef enum {
-    BB_CFG_INT = 0, /* int64_t */
-    BB_CFG_FLOAT,   /* double, finite */
-    BB_CFG_BOOL,    /* bool: true|false (also yes|no|on|off) */
-    BB_CFG_STRING,  /* char[size], UTF-8 without NUL */
-    BB_CFG_ENUM,    /* char[size], one of `choices` */
+    BB_CFG_INT = 0,  /* int64_t */
+    BB_CFG_FLOAT,    /* double, finite */
+    BB_CFG_BOOL,     /* bool: true|false (also yes|no|on|off) */
+    BB_CFG_STRING,   /* char[size], UTF-8 without NUL */
+    BB_CFG_ENUM,     /* char[size], one of `choices` */
     BB_CFG_INT_LIST, /* bb_config_int_list, strictly increasing, each in the range */
     BB_CFG_TYPE_COUNT
 } bb_config_type;

@@ -7,15 +7,18 @@
 #define F(sec, field) offsetof(bb_config, sec.field), sizeof(((bb_config *)0)->sec.field)
 #define INF HUGE_VAL
 
-#define INT_(sec, name, field, def, lo, hi, doc) {#sec, name, BB_CFG_INT, F(sec, field), def, lo, hi, 0, NULL, doc}
-#define FLT_(sec, name, field, def, lo, hi, flags, doc) \
-    {#sec, name, BB_CFG_FLOAT, F(sec, field), def, lo, hi, flags, NULL, doc}
-#define BOOL_(sec, name, field, def, doc) {#sec, name, BB_CFG_BOOL, F(sec, field), def, 0, 1, 0, NULL, doc}
-#define STR_(sec, name, field, def, doc) {#sec, name, BB_CFG_STRING, F(sec, field), def, 0, 0, 0, NULL, doc}
-#define ENUM_(sec, name, field, def, choices, doc) \
-    {#sec, name, BB_CFG_ENUM, F(sec, field), def, 0, 0, 0, choices, doc}
-#define LIST_(sec, name, field, def, lo, hi, doc) \
-    {#sec, name, BB_CFG_INT_LIST, F(sec, field), def, lo, hi, 0, NULL, doc}
+#define INT_(sec, name, field, def, lo, hi, doc)                                                                       \
+    { #sec, name, BB_CFG_INT, F(sec, field), def, lo, hi, 0, NULL, doc }
+#define FLT_(sec, name, field, def, lo, hi, flags, doc)                                                                \
+    { #sec, name, BB_CFG_FLOAT, F(sec, field), def, lo, hi, flags, NULL, doc }
+#define BOOL_(sec, name, field, def, doc)                                                                              \
+    { #sec, name, BB_CFG_BOOL, F(sec, field), def, 0, 1, 0, NULL, doc }
+#define STR_(sec, name, field, def, doc)                                                                               \
+    { #sec, name, BB_CFG_STRING, F(sec, field), def, 0, 0, 0, NULL, doc }
+#define ENUM_(sec, name, field, def, choices, doc)                                                                     \
+    { #sec, name, BB_CFG_ENUM, F(sec, field), def, 0, 0, 0, choices, doc }
+#define LIST_(sec, name, field, def, lo, hi, doc)                                                                      \
+    { #sec, name, BB_CFG_INT_LIST, F(sec, field), def, lo, hi, 0, NULL, doc }
 
 /* Every key in one place; the dump, the docs and configs/default.yaml follow
  * this order, so related keys stay together. Defaults are the seed's numbers. */
@@ -26,8 +29,9 @@ static const bb_config_key keys[] = {
          "Seed of every random draw (sketches, sampling, synthetic data): equal seeds give bit-identical runs."),
     ENUM_(run, "log_level", log_level, "info", "error|warn|info|debug", "Least severe message printed."),
     BOOL_(run, "resume", resume, "false", "Continue from the last complete wave checkpoint in run.dir."),
-    ENUM_(run, "progress", progress, "auto", "auto|tty|plain|off",
-          "Progress display: a line redrawn in place (tty), periodic lines (plain), none (off); auto picks by terminal."),
+    ENUM_(
+        run, "progress", progress, "auto", "auto|tty|plain|off",
+        "Progress display: a line redrawn in place (tty), periodic lines (plain), none (off); auto picks by terminal."),
     BOOL_(run, "events", events, "true", "Print the timing-event table (min/avg/max over ranks) at the end."),
 
     STR_(model, "path", path, "synthetic:tiny",
@@ -36,14 +40,17 @@ static const bb_config_key keys[] = {
 
     STR_(data, "calib", calib, "",
          "Calibration text (plain UTF-8). Empty = sequences sampled from the model itself (synthetic models only)."),
-    STR_(data, "eval", eval, "", "Evaluation text for perplexity and KLD. Empty = held-out sequences drawn like data.calib."),
-    STR_(data, "calib_tokens", calib_tokens, "", "Calibration token file, used instead of data.calib (set one of them)."),
+    STR_(data, "eval", eval, "",
+         "Evaluation text for perplexity and KLD. Empty = held-out sequences drawn like data.calib."),
+    STR_(data, "calib_tokens", calib_tokens, "",
+         "Calibration token file, used instead of data.calib (set one of them)."),
     STR_(data, "eval_tokens", eval_tokens, "", "Evaluation token file, used instead of data.eval (set one of them)."),
 
     INT_(calib, "samples", samples, "128", 1, 1e7, "Calibration sequences."),
     INT_(calib, "seq_len", seq_len, "512", 2, 1048576, "Tokens per calibration sequence."),
     INT_(calib, "micro_batch", micro_batch, "4", 1, 65536, "Sequences per forward micro-batch (pipeline granularity)."),
-    ENUM_(calib, "gram_precision", gram_precision, "f32", "f32|f64", "Accumulation precision of the Gram matrices X^T X."),
+    ENUM_(calib, "gram_precision", gram_precision, "f32", "f32|f64",
+          "Accumulation precision of the Gram matrices X^T X."),
 
     INT_(eval, "n_ctx", n_ctx, "512", 8, 1048576,
          "Window length; llama.cpp's method (BOS per window, second half scored)."),
@@ -67,10 +74,13 @@ static const bb_config_key keys[] = {
           "Sparsity pattern; N:M keeps N of every M consecutive inputs (fixed 50 % sparsity)."),
     FLT_(prune, "per_wave", per_wave, "0.1", 0, 1, 0,
          "Fraction of the remaining weights removed per wave; the bird-bone method removes at most 0.10."),
-    FLT_(prune, "target", target, "0.3", 0, 1, BB_CFG_MAX_OPEN, "Final sparsity; waves stop pruning once it is reached."),
-    BOOL_(prune, "owl", owl, "false", "Outlier-weighted layer-wise ratios (OWL): layers with more outliers are pruned less."),
+    FLT_(prune, "target", target, "0.3", 0, 1, BB_CFG_MAX_OPEN,
+         "Final sparsity; waves stop pruning once it is reached."),
+    BOOL_(prune, "owl", owl, "false",
+          "Outlier-weighted layer-wise ratios (OWL): layers with more outliers are pruned less."),
     FLT_(prune, "owl_lambda", owl_lambda, "0.08", 0, 1, 0, "OWL: largest deviation of a layer's ratio from the mean."),
-    FLT_(prune, "owl_m", owl_m, "5", 0, 1e6, BB_CFG_MIN_OPEN, "OWL: an outlier exceeds owl_m times the layer's mean score."),
+    FLT_(prune, "owl_m", owl_m, "5", 0, 1e6, BB_CFG_MIN_OPEN,
+         "OWL: an outlier exceeds owl_m times the layer's mean score."),
     FLT_(prune, "damp", damp, "0.01", 0, 1, 0, "SparseGPT: damping added to diag(H), as a fraction of its mean."),
     INT_(prune, "block_size", block_size, "128", 1, 65536, "SparseGPT: columns processed per block."),
 
@@ -81,7 +91,8 @@ static const bb_config_key keys[] = {
 
     BOOL_(heal, "enabled", enabled, "true", "Heal after each wave (local reconstruction of each layer's output)."),
     INT_(heal, "rank", rank, "8", 1, 65536, "Rank of the LoRA factors trained while healing."),
-    INT_(heal, "steps", steps, "200", 0, 1e9, "Adam steps E_1 of the first wave; E_k = steps (1 - (k-1)/R) with heal.taper."),
+    INT_(heal, "steps", steps, "200", 0, 1e9,
+         "Adam steps E_1 of the first wave; E_k = steps (1 - (k-1)/R) with heal.taper."),
     FLT_(heal, "lr", lr, "0.0002", 0, 1, BB_CFG_MIN_OPEN, "Learning rate lr_1; tapers like the steps."),
     BOOL_(heal, "taper", taper, "true", "Shrink steps and learning rate wave by wave, as the seed's schedule."),
     BOOL_(heal, "closed_form", closed_form, "true",
@@ -93,13 +104,18 @@ static const bb_config_key keys[] = {
     FLT_(scaffold, "tau1", tau1, "0.1", 0, 1, 0, "Residual entries below tau1 * sigma_1 are zeroed or quantized."),
 
     BOOL_(stress, "enabled", enabled, "true", "Boost the precision of stressed blocks."),
-    FLT_(stress, "delta", delta, "0.01", 0, 1, 0, "A block is stressed when its loss rises by more than delta (relative)."),
-    FLT_(stress, "gamma", gamma, "2", 1, 1e6, 0, "A block is also stressed when its gradient norm exceeds gamma times the mean."),
+    FLT_(stress, "delta", delta, "0.01", 0, 1, 0,
+         "A block is stressed when its loss rises by more than delta (relative)."),
+    FLT_(stress, "gamma", gamma, "2", 1, 1e6, 0,
+         "A block is also stressed when its gradient norm exceeds gamma times the mean."),
     INT_(stress, "boost_bits", boost_bits, "4", 1, 32, "Bits added to a stressed block."),
-    INT_(stress, "max_bits", max_bits, "16", 1, 32, "Upper limit of a boosted block's bits (the largest of budget.bits_choices caps it too)."),
+    INT_(stress, "max_bits", max_bits, "16", 1, 32,
+         "Upper limit of a boosted block's bits (the largest of budget.bits_choices caps it too)."),
 
-    BOOL_(rigl, "enabled", enabled, "true", "Regrow connections with the largest loss gradient, dropping as many weak ones."),
-    FLT_(rigl, "fraction", fraction, "0.05", 0, 1, 0, "Fraction of the kept weights exchanged per wave; the bird-bone method moves at most 0.05."),
+    BOOL_(rigl, "enabled", enabled, "true",
+          "Regrow connections with the largest loss gradient, dropping as many weak ones."),
+    FLT_(rigl, "fraction", fraction, "0.05", 0, 1, 0,
+         "Fraction of the kept weights exchanged per wave; the bird-bone method moves at most 0.05."),
 
     BOOL_(bundles, "enabled", enabled, "false", "Cluster blocks into synergy bundles and stress one bundle per wave."),
     INT_(bundles, "count", count, "4", 1, 1024, "Number M of synergy bundles."),
@@ -117,13 +133,15 @@ static const bb_config_key keys[] = {
     ENUM_(budget, "policy", policy, "lagrange", "lagrange|seed|uniform",
           "Bit allocation: optimal Lagrangian, the seed's 4/8 rule on s_b < alpha_k, or the same bits everywhere."),
     FLT_(budget, "target_bits", target_bits, "4", 1, 32, 0, "Average bits per weight over the whole model."),
-    INT_(budget, "init_bits", init_bits, "8", 1, 32, "p_init: bits of high-usage blocks; the budget B is all blocks at p_init."),
+    INT_(budget, "init_bits", init_bits, "8", 1, 32,
+         "p_init: bits of high-usage blocks; the budget B is all blocks at p_init."),
     INT_(budget, "base_bits", base_bits, "4", 1, 32, "p_base: bits of low-usage blocks."),
     LIST_(budget, "bits_choices", bits_choices, "[2, 3, 4, 5, 6, 8, 16]", 1, 32,
           "Bit-widths a block may get (increasing)."),
 
     BOOL_(stoploss, "enabled", enabled, "true", "Revert waves that cost too much perplexity."),
-    FLT_(stoploss, "max_dppl", max_dppl, "0.03", 0, 10, BB_CFG_MIN_OPEN, "Relative perplexity rise per wave that counts as a loss."),
+    FLT_(stoploss, "max_dppl", max_dppl, "0.03", 0, 10, BB_CFG_MIN_OPEN,
+         "Relative perplexity rise per wave that counts as a loss."),
     INT_(stoploss, "patience", patience, "2", 1, 1000, "Consecutive losing waves that trigger a rollback."),
     INT_(stoploss, "rollback_waves", rollback_waves, "3", 1, 1000,
          "N_rb: waves over which a rollback restores the pruned weights and added bits, 1/N_rb each."),
@@ -135,13 +153,16 @@ static const bb_config_key keys[] = {
 
     BOOL_(output, "gguf", gguf, "true", "Write the compressed model as GGUF."),
     STR_(output, "gguf_path", gguf_path, "", "GGUF output; empty = <run.dir>/model.gguf."),
-    STR_(output, "lora_path", lora_path, "", "LoRA adapter output (lowrank.export = adapter); empty = <run.dir>/lora.gguf."),
+    STR_(output, "lora_path", lora_path, "",
+         "LoRA adapter output (lowrank.export = adapter); empty = <run.dir>/lora.gguf."),
 
     BOOL_(checkpoint, "enabled", enabled, "true", "Write an HDF5 checkpoint after every wave (needed by run.resume)."),
     ENUM_(checkpoint, "keep", keep, "last", "all|last", "Keep every wave's checkpoint, or only the last complete one."),
 
-    ENUM_(backend, "device", device, "auto", "auto|cpu|cuda", "Where the numerics run; auto = CUDA when built in and a GPU is present."),
-    ENUM_(backend, "comm", comm, "auto", "auto|mpi|nccl", "Collectives between ranks; auto = NCCL when every rank has a GPU."),
+    ENUM_(backend, "device", device, "auto", "auto|cpu|cuda",
+          "Where the numerics run; auto = CUDA when built in and a GPU is present."),
+    ENUM_(backend, "comm", comm, "auto", "auto|mpi|nccl",
+          "Collectives between ranks; auto = NCCL when every rank has a GPU."),
     INT_(backend, "threads", threads, "0", 0, 4096, "CPU threads per rank; 0 = all cores of the rank's share."),
 };
 
@@ -171,9 +192,7 @@ static const bb_config_section sections[] = {
 
 int bb_config_key_count(void) { return (int)(sizeof keys / sizeof keys[0]); }
 
-const bb_config_key *bb_config_key_at(int i) {
-    return i >= 0 && i < bb_config_key_count() ? &keys[i] : NULL;
-}
+const bb_config_key *bb_config_key_at(int i) { return i >= 0 && i < bb_config_key_count() ? &keys[i] : NULL; }
 
 const bb_config_key *bb_config_key_find(const char *dotted) {
     const char *dot = strchr(dotted, '.');

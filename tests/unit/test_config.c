@@ -57,9 +57,9 @@ static void test_table(void) {
     int nsec = 0;
     for (int i = 0; i < bb_config_key_count(); i++) {
         const bb_config_key *k = bb_config_key_at(i);
-        size_t want = k->type == BB_CFG_INT ? sizeof(int64_t)
-                      : k->type == BB_CFG_FLOAT ? sizeof(double)
-                      : k->type == BB_CFG_BOOL ? sizeof(bool)
+        size_t want = k->type == BB_CFG_INT        ? sizeof(int64_t)
+                      : k->type == BB_CFG_FLOAT    ? sizeof(double)
+                      : k->type == BB_CFG_BOOL     ? sizeof(bool)
                       : k->type == BB_CFG_INT_LIST ? sizeof(bb_config_int_list)
                                                    : 0;
         if (want) EXPECT(k->size == want, "%s.%s: field size %zu, type wants %zu", k->section, k->key, k->size, want);
@@ -85,7 +85,8 @@ static void test_table(void) {
             prev = k->section;
         }
     }
-    EXPECT(nsec == bb_config_section_count(), "%d sections with keys, %d in the table", nsec, bb_config_section_count());
+    EXPECT(nsec == bb_config_section_count(), "%d sections with keys, %d in the table", nsec,
+           bb_config_section_count());
     EXPECT(bb_config_key_find("prune") == NULL && bb_config_key_find("prune.nope") == NULL, "find of a bad name");
 }
 
@@ -141,51 +142,50 @@ static void test_defaults(void) {
     EXPECT(m.run.seed == 7, "seed %lld", (long long)m.run.seed);
 }
 
-static const char full_yaml[] =
-    "# every type once, and then some\n"
-    "run:\n"
-    "  name: exp-42\n"
-    "  dir: \"/scratch/runs/exp 42\"\n"
-    "  seed: 99\n"
-    "  log_level: debug\n"
-    "  resume: yes\n"
-    "  progress: plain\n"
-    "model:\n"
-    "  path: /models/Llama-2-7b-hf\n"
-    "  tokenizer: ''\n"
-    "data:\n"
-    "  calib: data/calib.txt\n"
-    "  eval_tokens: data/eval.tok\n"
-    "calib: {samples: 64, seq_len: 2048, micro_batch: 2, gram_precision: f64}\n"
-    "prune:\n"
-    "  method: sparsegpt\n"
-    "  pattern: \"2:4\"\n"
-    "  per_wave: 0.08\n"
-    "  target: 0.25\n"
-    "  owl: true\n"
-    "  damp: 1e-2\n"
-    "heal:\n"
-    "  lr: 1.5e-4\n"
-    "  steps: 300\n"
-    "  taper: off\n"
-    "quant:\n"
-    "  type: Q4_K\n"
-    "  act_order: true\n"
-    "budget:\n"
-    "  policy: seed\n"
-    "  target_bits: 4.5\n"
-    "  bits_choices:\n"
-    "    - 4\n"
-    "    - 8\n"
-    "stress:\n"
-    "  max_bits: 8\n"
-    "backend: {device: cpu, comm: mpi, threads: 8}\n";
+static const char full_yaml[] = "# every type once, and then some\n"
+                                "run:\n"
+                                "  name: exp-42\n"
+                                "  dir: \"/scratch/runs/exp 42\"\n"
+                                "  seed: 99\n"
+                                "  log_level: debug\n"
+                                "  resume: yes\n"
+                                "  progress: plain\n"
+                                "model:\n"
+                                "  path: /models/Llama-2-7b-hf\n"
+                                "  tokenizer: ''\n"
+                                "data:\n"
+                                "  calib: data/calib.txt\n"
+                                "  eval_tokens: data/eval.tok\n"
+                                "calib: {samples: 64, seq_len: 2048, micro_batch: 2, gram_precision: f64}\n"
+                                "prune:\n"
+                                "  method: sparsegpt\n"
+                                "  pattern: \"2:4\"\n"
+                                "  per_wave: 0.08\n"
+                                "  target: 0.25\n"
+                                "  owl: true\n"
+                                "  damp: 1e-2\n"
+                                "heal:\n"
+                                "  lr: 1.5e-4\n"
+                                "  steps: 300\n"
+                                "  taper: off\n"
+                                "quant:\n"
+                                "  type: Q4_K\n"
+                                "  act_order: true\n"
+                                "budget:\n"
+                                "  policy: seed\n"
+                                "  target_bits: 4.5\n"
+                                "  bits_choices:\n"
+                                "    - 4\n"
+                                "    - 8\n"
+                                "stress:\n"
+                                "  max_bits: 8\n"
+                                "backend: {device: cpu, comm: mpi, threads: 8}\n";
 
 static void test_full_file(void) {
     bb_config c;
     EXPECT_OK(load_text(full_yaml, &c));
-    EXPECT(strcmp(c.run.name, "exp-42") == 0 && strcmp(c.run.dir, "/scratch/runs/exp 42") == 0, "run %s|%s",
-           c.run.name, c.run.dir);
+    EXPECT(strcmp(c.run.name, "exp-42") == 0 && strcmp(c.run.dir, "/scratch/runs/exp 42") == 0, "run %s|%s", c.run.name,
+           c.run.dir);
     EXPECT(c.run.seed == 99 && strcmp(c.run.log_level, "debug") == 0 && c.run.resume, "run");
     EXPECT(strcmp(c.model.path, "/models/Llama-2-7b-hf") == 0 && c.model.tokenizer[0] == 0, "model");
     EXPECT(strcmp(c.data.calib, "data/calib.txt") == 0 && strcmp(c.data.eval_tokens, "data/eval.tok") == 0, "data");
@@ -225,8 +225,9 @@ static void test_errors(void) {
     expect_file_error("prune:\n  rank: 4\n", "unknown key 'prune.rank'; did you mean 'scan.rank'");
     expect_file_error("run: {}\nprun:\n  target: 0.2\n", AT("2:1", "unknown section 'prun'; did you mean 'prune'?"));
     expect_file_error("zzz: 1\n", "Sections: run, model, data");
-    expect_file_error("run: {}\nper_wave: 0.2\n",
-                      AT("2:1", "unknown section 'per_wave'; 'per_wave' is a key of section prune: indent it under 'prune:'"));
+    expect_file_error(
+        "run: {}\nper_wave: 0.2\n",
+        AT("2:1", "unknown section 'per_wave'; 'per_wave' is a key of section prune: indent it under 'prune:'"));
     expect_file_error("prune:\n  per_wave: ten\n", AT("2:13", "prune.per_wave: expected a number, found 'ten'"));
     expect_file_error("prune:\n  per_wave: 1.5\n", AT("2:13", "prune.per_wave = 1.5 is outside [0, 1]"));
     expect_file_error("prune:\n  target: 1\n", "prune.target = 1 is outside [0, 1)");
@@ -239,8 +240,9 @@ static void test_errors(void) {
     expect_file_error("heal:\n  lr: nan\n", "heal.lr: expected a number, found 'nan'");
     expect_file_error("heal:\n  lr: 1e999\n", "heal.lr: expected a finite number, found '1e999'");
     expect_file_error("calib:\n  samples: \" 12\"\n", "calib.samples: expected an integer, found ' 12'");
-    expect_file_error("prune:\n  method: wandaa\n",
-                      AT("2:11", "prune.method: 'wandaa' is not one of wanda, sparsegpt, magnitude, none; did you mean 'wanda'?"));
+    expect_file_error(
+        "prune:\n  method: wandaa\n",
+        AT("2:11", "prune.method: 'wandaa' is not one of wanda, sparsegpt, magnitude, none; did you mean 'wanda'?"));
     expect_file_error("quant: {type: q4_K_M}\n", "quant.type: 'q4_K_M' is not one of auto, f32, f16");
     expect_file_error("quant: {type: q4_kk}\n", "; did you mean 'q4_k'?");
     expect_file_error("quant: {type: }\n", "quant.type: expected one of auto, f32");
@@ -248,33 +250,49 @@ static void test_errors(void) {
                       AT("4:3", "duplicate key 'prune.target' (first at line 2, column 3)"));
     expect_file_error("heal: {rank: 4}\nrun: {seed: 1}\nheal: {steps: 9}\n",
                       AT("3:1", "duplicate section 'heal' (first at line 1, column 1)"));
-    expect_file_error("prune:\n  per_wave:\n    a: 1\n", AT("3:5", "prune.per_wave: expected a number, found a mapping"));
+    expect_file_error("prune:\n  per_wave:\n    a: 1\n",
+                      AT("3:5", "prune.per_wave: expected a number, found a mapping"));
     expect_file_error("run:\n  name: [a, b]\n", AT("2:9", "run.name: expected a string, found a list"));
     expect_file_error("prune: 5\n", AT("1:8", "section 'prune' must be a mapping of keys"));
-    expect_file_error("prune:\n  - target\n", "section 'prune' must be a mapping of keys (key: value, indented below it), found a list");
+    expect_file_error("prune:\n  - target\n",
+                      "section 'prune' must be a mapping of keys (key: value, indented below it), found a list");
     expect_file_error("- run\n- prune\n", AT("1:1", "the top level must be a mapping of sections"));
     expect_file_error("just text\n", "the top level must be a mapping of sections (run:, prune:, ...), found a scalar");
-    expect_file_error("budget:\n  bits_choices: 4\n", AT("2:17", "budget.bits_choices: expected a list of integers like [2, 4, 8], found a scalar"));
-    expect_file_error("budget:\n  bits_choices: [4, 3]\n", AT("2:21", "budget.bits_choices: must be strictly increasing, but element 2 (3) follows 4"));
-    expect_file_error("budget:\n  bits_choices: [4, 64]\n", AT("2:21", "budget.bits_choices: element 2 (64) is outside [1, 32]"));
-    expect_file_error("budget:\n  bits_choices: [4, x]\n", AT("2:21", "budget.bits_choices: expected an integer, found 'x'"));
-    expect_file_error("budget:\n  bits_choices: [4, [8]]\n", AT("2:21", "budget.bits_choices: expected an integer as list element, found a list"));
+    expect_file_error("budget:\n  bits_choices: 4\n",
+                      AT("2:17", "budget.bits_choices: expected a list of integers like [2, 4, 8], found a scalar"));
+    expect_file_error("budget:\n  bits_choices: [4, 3]\n",
+                      AT("2:21", "budget.bits_choices: must be strictly increasing, but element 2 (3) follows 4"));
+    expect_file_error("budget:\n  bits_choices: [4, 64]\n",
+                      AT("2:21", "budget.bits_choices: element 2 (64) is outside [1, 32]"));
+    expect_file_error("budget:\n  bits_choices: [4, x]\n",
+                      AT("2:21", "budget.bits_choices: expected an integer, found 'x'"));
+    expect_file_error("budget:\n  bits_choices: [4, [8]]\n",
+                      AT("2:21", "budget.bits_choices: expected an integer as list element, found a list"));
     expect_file_error("prune:\n  per_wave: [0.1\n", "YAML syntax error");
-    expect_file_error("prune:\n  per_wave: 0.1\n target: 0.2\n", AT("3:2", "YAML syntax error: did not find expected key while parsing a block mapping (at line 1, column 1); check the indentation of this line"));
-    expect_file_error("run:\n  name: \"unterminated\n", AT("3:1", "YAML syntax error: found unexpected end of stream while scanning a quoted scalar (at line 2, column 9)"));
+    expect_file_error("prune:\n  per_wave: 0.1\n target: 0.2\n",
+                      AT("3:2", "YAML syntax error: did not find expected key while parsing a block mapping (at line "
+                                "1, column 1); check the indentation of this line"));
+    expect_file_error(
+        "run:\n  name: \"unterminated\n",
+        AT("3:1",
+           "YAML syntax error: found unexpected end of stream while scanning a quoted scalar (at line 2, column 9)"));
     expect_file_error("run: {seed: 1}\n---\nrun: {seed: 2}\n", AT("2:1", "a second YAML document"));
     expect_file_error("run:\n  name: \"a\\0b\"\n", "run.name: the value contains a NUL character");
     expect_file_error("[a]: 1\n", AT("1:1", "a section name must be a plain name, found a list"));
     expect_file_error("run: \"\\xff\xff\"\n", "must be UTF-8");
     /* cross-key checks name both keys */
-    expect_file_error("budget:\n  target_bits: 20\n", "budget.target_bits = 20 is outside budget.bits_choices [2 .. 16]");
+    expect_file_error("budget:\n  target_bits: 20\n",
+                      "budget.target_bits = 20 is outside budget.bits_choices [2 .. 16]");
     expect_file_error("budget:\n  base_bits: 7\n", "budget.base_bits = 7 is not one of budget.bits_choices");
     expect_file_error("budget:\n  base_bits: 8\n  init_bits: 4\n", "budget.base_bits = 8 exceeds budget.init_bits = 4");
     expect_file_error("waves:\n  alpha_start: 0.8\n", "waves.alpha_start = 0.8 exceeds waves.alpha_end = 0.7");
-    expect_file_error("prune:\n  target: 0.5\n",
-                      "prune.target = 0.5 cannot be reached: prune.per_wave = 0.1 over waves.count = 5 waves removes at most 0.4095");
-    expect_file_error("data:\n  calib: a.txt\n  calib_tokens: a.tok\n", "data.calib and data.calib_tokens are both set");
-    expect_file_error("backend:\n  device: cpu\n  comm: nccl\n", "backend.comm = nccl needs GPUs, but backend.device = cpu");
+    expect_file_error(
+        "prune:\n  target: 0.5\n",
+        "prune.target = 0.5 cannot be reached: prune.per_wave = 0.1 over waves.count = 5 waves removes at most 0.4095");
+    expect_file_error("data:\n  calib: a.txt\n  calib_tokens: a.tok\n",
+                      "data.calib and data.calib_tokens are both set");
+    expect_file_error("backend:\n  device: cpu\n  comm: nccl\n",
+                      "backend.comm = nccl needs GPUs, but backend.device = cpu");
     expect_file_error("lowrank:\n  enabled: true\n", "lowrank.enabled is true but lowrank.rank_budget is 0");
     expect_file_error("calib:\n  samples: 2\n", "calib.micro_batch = 4 exceeds calib.samples = 2");
     snprintf(msg, sizeof msg, "%s: budget.target_bits = 20", p); /* cross-key messages name the file */
@@ -303,7 +321,8 @@ static void test_set(void) {
     EXPECT_OK(bb_config_set(&c, "heal.enabled=off"));
     EXPECT(!c.heal.enabled, "bool");
     EXPECT_OK(bb_config_set(&c, "model.path=/data/m=1.gguf"));
-    EXPECT(strcmp(c.model.path, "/data/m=1.gguf") == 0, "string keeps everything after the first '=': %s", c.model.path);
+    EXPECT(strcmp(c.model.path, "/data/m=1.gguf") == 0, "string keeps everything after the first '=': %s",
+           c.model.path);
     EXPECT_OK(bb_config_set(&c, "model.tokenizer="));
     EXPECT(c.model.tokenizer[0] == 0, "empty string");
     EXPECT_OK(bb_config_set(&c, "prune.pattern=4:8"));
@@ -317,7 +336,8 @@ static void test_set(void) {
     bb_config before = c;
     char which[128];
     EXPECT_ERR(bb_config_set(&c, "prune.per_wave=abc"), BB_ERR_CONFIG, "--set prune.per_wave=abc: expected a number");
-    EXPECT_ERR(bb_config_set(&c, "prune.per_wave=1.5"), BB_ERR_CONFIG, "--set prune.per_wave=1.5: 1.5 is outside [0, 1]");
+    EXPECT_ERR(bb_config_set(&c, "prune.per_wave=1.5"), BB_ERR_CONFIG,
+               "--set prune.per_wave=1.5: 1.5 is outside [0, 1]");
     EXPECT_ERR(bb_config_set(&c, "prune.per_wav=0.1"), BB_ERR_CONFIG,
                "--set prune.per_wav=0.1: unknown key 'prune.per_wav'; did you mean 'per_wave'?");
     EXPECT_ERR(bb_config_set(&c, "prnue.target=0.1"), BB_ERR_CONFIG, "unknown section 'prnue'; did you mean 'prune'?");
@@ -327,7 +347,8 @@ static void test_set(void) {
     EXPECT_ERR(bb_config_set(&c, "prune.method=obs"), BB_ERR_CONFIG, "'obs' is not one of wanda, sparsegpt");
     EXPECT_ERR(bb_config_set(&c, "run.resume=2"), BB_ERR_CONFIG, "expected true or false, found '2'");
     EXPECT_ERR(bb_config_set(&c, "budget.bits_choices=4,"), BB_ERR_CONFIG, "expected an integer after the last ','");
-    EXPECT_ERR(bb_config_set(&c, "budget.bits_choices="), BB_ERR_CONFIG, "expected a list of 1 to 16 integers, found 0");
+    EXPECT_ERR(bb_config_set(&c, "budget.bits_choices="), BB_ERR_CONFIG,
+               "expected a list of 1 to 16 integers, found 0");
     EXPECT_ERR(bb_config_set(&c, "budget.bits_choices=8,4"), BB_ERR_CONFIG, "strictly increasing");
     EXPECT_ERR(bb_config_set(&c, "run.name=\xff"), BB_ERR_CONFIG, "not valid UTF-8");
     EXPECT_ERR(bb_config_set(&c, NULL), BB_ERR_ARG, "section.key=value");
@@ -360,7 +381,8 @@ static void test_roundtrip(void) {
     EXPECT_OK(load_text(full_yaml, &c));
     /* strings that need quoting and escapes, and floats that need every digit */
     EXPECT_OK(bb_config_set(&c, "run.name=a \"quoted\" name: with # and \\ and caf\xc3\xa9"));
-    EXPECT_OK(bb_config_set(&c, "model.tokenizer=tab\there\x0bvt \xc2\x85nel \xe2\x80\xa8ls \xef\xbb\xbf bom \xf0\x9f\x90\xa6"));
+    EXPECT_OK(bb_config_set(
+        &c, "model.tokenizer=tab\there\x0bvt \xc2\x85nel \xe2\x80\xa8ls \xef\xbb\xbf bom \xf0\x9f\x90\xa6"));
     EXPECT_OK(bb_config_set(&c, "prune.damp=0.123456789012345678"));
     EXPECT_OK(bb_config_set(&c, "heal.lr=1e-300"));
     EXPECT_OK(bb_config_set(&c, "stress.delta=-0"));
@@ -388,8 +410,8 @@ static void test_roundtrip(void) {
     EXPECT_OK(bb_config_hash(&d, hd));
     if (text) bb_sha256_hex(text, len, hx);
     EXPECT(text && strcmp(hd, hx) == 0, "hash is not the SHA-256 of the dump");
-    EXPECT(text && strstr(text, "prune:\n  method: wanda\n  pattern: unstructured\n  per_wave: 0.1\n"), "dump text:\n%s",
-           text ? text : "");
+    EXPECT(text && strstr(text, "prune:\n  method: wanda\n  pattern: unstructured\n  per_wave: 0.1\n"),
+           "dump text:\n%s", text ? text : "");
     EXPECT(text && strstr(text, "  bits_choices: [2, 3, 4, 5, 6, 8, 16]\n") && strstr(text, "  owl_m: 5.0\n"),
            "dump formats");
     free(text);
