@@ -141,6 +141,10 @@ static void axes(sbuf *b, const bb_svg_plot *p, const frame *f) {
                     double py = fy(f, pow(10.0, t));
                     sb_printf(b, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#f2f2f2\"/>\n", f->px0, py,
                               f->px1, py);
+                    /* a span of one or two decades has too few labels without 2 and 5 */
+                    if (span <= 2 && (mnr == 2 || mnr == 5))
+                        sb_printf(b, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\" fill=\"#555\">%g</text>\n", f->px0 - 6,
+                                  py + 4, mnr * pow(10.0, d));
                 }
             if (d < f->t0 - 1e-9 || d > f->t1 + 1e-9 || d % every) continue;
             double py = fy(f, pow(10.0, d));
