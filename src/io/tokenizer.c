@@ -219,89 +219,211 @@ static bb_status l2c_parse(bb_tokenizer *t, const void *data, size_t size, const
     return BB_OK;
 }
 
-/* Replace ids[i] and ids[i+1] by `merged`. pair[k] is the token the pair
- * (ids[k], ids[k+1]) merges into, -1 if none. */
-typedef struct {
-    int *ids, *pair;
-    int n;
-    char *buf; /* 2 * max piece length */
-} merge_state;
-
-static int pair_token(const bb_tokenizer *t, merge_state *s, int k) {
+/* The token the concatenation of pieces a and b is, -1 if none; buf holds
+ * 2 * max piece length bytes. */
+static int pair_token(const bb_tokenizer *t, int a, int b, char *buf) {
     size_t la, lb;
-    const char *a = bb_tokenizer_piece(t, s->ids[k], &la), *b = bb_tokenizer_piece(t, s->ids[k + 1], &lb);
+    const char *pa = bb_tokenizer_piece(t, a, &la), *pb = bb_tokenizer_piece(t, b, &lb);
     if (la + lb > t->max_len) return -1;
-    memcpy(s->buf, a, la);
-    memcpy(s->buf + la, b, lb);
-    return bb_tokenizer_lookup(t, s->buf, la + lb);
+    memcpy(buf, pa, la);
+    memcpy(buf + la, pb, lb);
+    return bb_tokenizer_lookup(t, buf, la + lb);
 }
 
-/* llama2.c's encoder: dummy-prefix " ", one token per UTF-8 codepoint (byte
- * fallback when the codepoint is not a piece), then repeatedly merge the
- * leftmost adjacent pair whose concatenation is the highest-scoring piece.
- * Pair merges are cached so a merge costs O(n) instead of n lookups. */
-static bb_status l2c_encode(const bb_tokenizer *t, const char *text, int add_bos, int add_eos, int **out, int *nout) {
-    size_t tl = strlen(text);
-    BB_CHECK(tl < (size_t)INT32_MAX - 8, BB_ERR_ARG, "text of %zu bytes is too long to encode", tl);
-    merge_state s = {0};
-    size_t cap = tl + 3;
-    bb_status st = bb_malloc((void **)&s.ids, cap * sizeof *s.ids, "token ids");
-    if (!st) st = bb_malloc((void **)&s.pair, cap * sizeof *s.pair, "merge table");
-    if (!st) st = bb_malloc((void **)&s.buf, 2 * t->max_len + 1, "merge buffer");
-    if (st) goto fail;
-    if (add_bos) s.ids[s.n++] = t->bos_id;
+/* llama2.c merges only pairs scoring above this (its search starts there). */
+#define L2C_MIN_SCORE (-1e10f)
+
+/* The ids before merging: optional BOS, the dummy-prefix " ", then one token
+ * per UTF-8 codepoint, or its bytes' fallback tokens when the codepoint is no
+ * piece. ids has room for strlen(text) + 3. */
+static bb_status l2c_split(const bb_tokenizer *t, const char *text, size_t tl, int add_bos, int *ids, int *n) {
+    *n = 0;
+    if (add_bos) ids[(*n)++] = t->bos_id;
     if (tl > 0) {
         int sp = bb_tokenizer_lookup(t, " ", 1);
         if (sp < 0) sp = t->byte_id[' '];
-        BB_CHECK_GOTO(st, fail, sp >= 0, BB_ERR_ARG, "the vocabulary has no token for the dummy-prefix space");
-        s.ids[s.n++] = sp;
+        BB_CHECK(sp >= 0, BB_ERR_ARG, "the vocabulary has no token for the dummy-prefix space");
+        ids[(*n)++] = sp;
     }
     for (size_t i = 0; i < tl;) {
-        /* A codepoint: a lead byte and up to three continuation bytes (run.c caps at 4 bytes). */
+        /* a lead byte and its continuation bytes, at most 4 bytes (as run.c groups them) */
         size_t j = i + 1;
         while (j < tl && ((unsigned char)text[j] & 0xC0) == 0x80 && j - i < 4) j++;
         int id = bb_tokenizer_lookup(t, text + i, j - i);
         if (id >= 0) {
-            s.ids[s.n++] = id;
+            ids[(*n)++] = id;
         } else {
             for (size_t k = i; k < j; k++) {
                 int b = t->byte_id[(unsigned char)text[k]];
-                BB_CHECK_GOTO(st, fail, b >= 0, BB_ERR_ARG,
-                              "byte 0x%02x at offset %zu has no token and the vocabulary has no byte fallback for it",
-                              (unsigned char)text[k], k);
-                s.ids[s.n++] = b;
+                BB_CHECK(b >= 0, BB_ERR_ARG,
+                         "byte 0x%02x at offset %zu has no token and the vocabulary has no byte fallback for it",
+                         (unsigned char)text[k], k);
+                ids[(*n)++] = b;
             }
         }
         i = j;
     }
-    for (int k = 0; k + 1 < s.n; k++) s.pair[k] = pair_token(t, &s, k);
-    for (;;) {
-        float best = -1e10f;
-        int bi = -1;
-        for (int k = 0; k + 1 < s.n; k++)
-            if (s.pair[k] >= 0 && t->score[s.pair[k]] > best) {
-                best = t->score[s.pair[k]];
-                bi = k;
-            }
-        if (bi < 0) break;
-        s.ids[bi] = s.pair[bi];
-        memmove(s.ids + bi + 1, s.ids + bi + 2, (size_t)(s.n - bi - 2) * sizeof *s.ids);
-        memmove(s.pair + bi + 1, s.pair + bi + 2, (size_t)(s.n > bi + 3 ? s.n - bi - 3 : 0) * sizeof *s.pair);
-        s.n--;
-        if (bi > 0) s.pair[bi - 1] = pair_token(t, &s, bi - 1);
-        if (bi + 1 < s.n) s.pair[bi] = pair_token(t, &s, bi);
-    }
-    if (add_eos) s.ids[s.n++] = t->eos_id;
-    free(s.pair);
-    free(s.buf);
-    *out = s.ids;
-    *nout = s.n;
     return BB_OK;
-fail:
-    free(s.ids);
-    free(s.pair);
-    free(s.buf);
-    return bb_trace(st, __FILE__, __LINE__, "encode");
+}
+
+/* A candidate merge of the adjacent nodes left and right into token id. It is
+ * stale once either node changed (version) or died. */
+typedef struct {
+    float score;
+    int left, right, id;
+    unsigned vl, vr;
+} l2c_cand;
+
+/* Heap order: higher score first, then the leftmost pair, which is exactly
+ * llama2.c's choice (the first maximum in a left-to-right scan). Nodes never
+ * move, so a node's index orders it. */
+static int cand_before(const l2c_cand *a, const l2c_cand *b) {
+    return a->score > b->score || (a->score == b->score && a->left < b->left);
+}
+
+typedef struct {
+    l2c_cand *h;
+    int n;
+} l2c_heap;
+
+static void heap_push(l2c_heap *q, l2c_cand c) {
+    int i = q->n++;
+    while (i > 0 && cand_before(&c, &q->h[(i - 1) / 2])) {
+        q->h[i] = q->h[(i - 1) / 2];
+        i = (i - 1) / 2;
+    }
+    q->h[i] = c;
+}
+
+static l2c_cand heap_pop(l2c_heap *q) {
+    l2c_cand top = q->h[0], last = q->h[--q->n];
+    int i = 0;
+    for (;;) {
+        int c = 2 * i + 1;
+        if (c >= q->n) break;
+        if (c + 1 < q->n && cand_before(&q->h[c + 1], &q->h[c])) c++;
+        if (!cand_before(&q->h[c], &last)) break;
+        q->h[i] = q->h[c];
+        i = c;
+    }
+    q->h[i] = last;
+    return top;
+}
+
+typedef struct {
+    int *ids, *next, *prev; /* (n) a doubly linked list over the initial tokens */
+    unsigned *ver;          /* (n) bumped when a node's token changes or it dies */
+    l2c_heap q;             /* capacity 3n: n-1 initial pairs, at most 2 per merge */
+    char *buf;
+} l2c_merge;
+
+static void push_pair(const bb_tokenizer *t, l2c_merge *m, int l) {
+    int r = m->next[l];
+    if (l < 0 || r < 0) return;
+    int id = pair_token(t, m->ids[l], m->ids[r], m->buf);
+    if (id >= 0 && t->score[id] > L2C_MIN_SCORE) {
+        l2c_cand c = {t->score[id], l, r, id, m->ver[l], m->ver[r]};
+        heap_push(&m->q, c);
+    }
+}
+
+/* Merge with a heap of candidate pairs: O(n log n) instead of llama2.c's
+ * O(n^2) rescans, with the same result (l2c_merge_ref). */
+static bb_status l2c_merge_fast(const bb_tokenizer *t, int *ids, int *n) {
+    int cnt = *n;
+    if (cnt < 2) return BB_OK;
+    l2c_merge m = {.ids = ids};
+    bb_status st = bb_malloc((void **)&m.next, (size_t)cnt * sizeof(int), "merge links");
+    if (!st) st = bb_malloc((void **)&m.prev, (size_t)cnt * sizeof(int), "merge links");
+    if (!st) st = bb_calloc((void **)&m.ver, (size_t)cnt, sizeof(unsigned), "merge versions");
+    if (!st) st = bb_malloc((void **)&m.q.h, 3 * (size_t)cnt * sizeof(l2c_cand), "merge heap");
+    if (!st) st = bb_malloc((void **)&m.buf, 2 * t->max_len + 1, "merge buffer");
+    if (!st) {
+        for (int i = 0; i < cnt; i++) {
+            m.next[i] = i + 1 < cnt ? i + 1 : -1;
+            m.prev[i] = i - 1;
+        }
+        for (int i = 0; i + 1 < cnt; i++) push_pair(t, &m, i);
+        while (m.q.n > 0) {
+            l2c_cand c = heap_pop(&m.q);
+            if (m.ver[c.left] != c.vl || m.ver[c.right] != c.vr || m.next[c.left] != c.right) continue;
+            /* the right node dies; the left one becomes the merged token */
+            ids[c.left] = c.id;
+            m.ver[c.left]++;
+            m.ver[c.right]++;
+            m.next[c.left] = m.next[c.right];
+            if (m.next[c.right] >= 0) m.prev[m.next[c.right]] = c.left;
+            m.next[c.right] = -1;
+            push_pair(t, &m, m.prev[c.left]);
+            push_pair(t, &m, c.left);
+        }
+        int o = 0;
+        for (int i = 0; i >= 0; i = m.next[i]) ids[o++] = ids[i];
+        *n = o;
+    }
+    free(m.next);
+    free(m.prev);
+    free(m.ver);
+    free(m.q.h);
+    free(m.buf);
+    return st;
+}
+
+/* The merge loop as run.c writes it: rescan every pair after each merge. */
+static bb_status l2c_merge_ref(const bb_tokenizer *t, int *ids, int *n) {
+    char *buf;
+    BB_CALL(bb_malloc((void **)&buf, 2 * t->max_len + 1, "merge buffer"));
+    for (;;) {
+        float best = L2C_MIN_SCORE;
+        int bi = -1, bid = -1;
+        for (int k = 0; k + 1 < *n; k++) {
+            int id = pair_token(t, ids[k], ids[k + 1], buf);
+            if (id >= 0 && t->score[id] > best) {
+                best = t->score[id];
+                bi = k;
+                bid = id;
+            }
+        }
+        if (bi < 0) break;
+        ids[bi] = bid;
+        memmove(ids + bi + 1, ids + bi + 2, (size_t)(*n - bi - 2) * sizeof *ids);
+        (*n)--;
+    }
+    free(buf);
+    return BB_OK;
+}
+
+/* llama2.c's encoder (run.c encode): split, then repeatedly merge the
+ * highest-scoring adjacent pair, leftmost on ties; optional EOS. */
+static bb_status l2c_encode_with(const bb_tokenizer *t, const char *text, int add_bos, int add_eos, int ref, int **out,
+                                 int *nout) {
+    size_t tl = strlen(text);
+    BB_CHECK(tl < (size_t)INT32_MAX / 3 - 8, BB_ERR_ARG, "text of %zu bytes is too long to encode", tl);
+    int *ids, n = 0;
+    BB_CALL(bb_malloc((void **)&ids, (tl + 3) * sizeof *ids, "token ids"));
+    bb_status st = l2c_split(t, text, tl, add_bos, ids, &n);
+    if (!st) st = ref ? l2c_merge_ref(t, ids, &n) : l2c_merge_fast(t, ids, &n);
+    if (st) {
+        free(ids);
+        return bb_trace(st, __FILE__, __LINE__, "encode");
+    }
+    if (add_eos) ids[n++] = t->eos_id;
+    *out = ids;
+    *nout = n;
+    return BB_OK;
+}
+
+static bb_status l2c_encode(const bb_tokenizer *t, const char *text, int add_bos, int add_eos, int **out, int *nout) {
+    return l2c_encode_with(t, text, add_bos, add_eos, 0, out, nout);
+}
+
+bb_status bb_tokenizer_llama2c_encode_ref(const bb_tokenizer *t, const char *text, int add_bos, int add_eos, int **ids,
+                                          int *n) {
+    *ids = NULL;
+    *n = 0;
+    BB_CHECK(text, BB_ERR_ARG, "no text to encode");
+    BB_CALL(l2c_encode_with(t, text, add_bos, add_eos, 1, ids, n));
+    return BB_OK;
 }
 
 static const bb_tokenizer_kind kind_llama2c = {"llama2.c", l2c_probe, l2c_parse, l2c_encode};

@@ -48,6 +48,12 @@ const char *bb_tokenizer_kind_name(const bb_tokenizer *tok);
  * the vocabulary cannot represent (no byte-fallback token), BB_ERR_OOM. */
 bb_status bb_tokenizer_encode(const bb_tokenizer *tok, const char *text, int add_bos, int add_eos, int **ids, int *n);
 
+/* The llama2.c kind's encoder with the merge loop written as llama2.c's run.c
+ * does it (rescan all pairs after every merge: quadratic): the readable
+ * reference the fast heap-based encoder is tested and fuzzed against. */
+bb_status bb_tokenizer_llama2c_encode_ref(const bb_tokenizer *tok, const char *text, int add_bos, int add_eos,
+                                          int **ids, int *n);
+
 /* The bytes token `id` contributes after token `prev` (-1 if none): a piece that
  * follows BOS loses its leading space (SentencePiece's dummy prefix), byte
  * tokens "<0xAB>" give the raw byte, BOS and EOS give nothing (len 0). *piece

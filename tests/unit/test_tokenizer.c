@@ -2,6 +2,7 @@
 #include <stdint.h>
 
 #include "core/file.h"
+#include "core/log.h"
 #include "io/model.h"
 #include "io/tokenizer.h"
 #include "model/forward.h"
@@ -118,6 +119,45 @@ static void test_reencode_greedy(void) {
     bb_forward_destroy(&f);
     bb_tokenizer_destroy(&t);
     bb_model_destroy(&m);
+}
+
+/* The heap-based encoder against the run.c-style reference on every dev.txt
+ * line, and the whole file (one string, as perplexity evaluation encodes it)
+ * against its token count and checksum from the reference encoder (computed
+ * once: the quadratic loop takes about 100 s on the whole file). */
+static void test_fast_matches_ref(void) {
+    bb_tokenizer *t = NULL;
+    char *txt = NULL;
+    size_t n = 0;
+    EXPECT_OK(bb_tokenizer_load(tok_path, 512, &t));
+    EXPECT_OK(bb_file_read_all(dev_path, 1 << 24, &txt, &n));
+    if (!t || !txt) goto done;
+    int *ids = NULL, k = 0;
+    double t0 = bb_now();
+    EXPECT_OK(bb_tokenizer_encode(t, txt, 1, 0, &ids, &k));
+    double secs = bb_now() - t0;
+    uint64_t h = 1469598103934665603ull;
+    for (int i = 0; i < k; i++) h = (h ^ (uint64_t)ids[i]) * 1099511628211ull;
+    printf("  dev.txt as one string: %zu bytes -> %d tokens in %.3f s, FNV-1a 0x%016llx\n", n, k, secs,
+           (unsigned long long)h);
+    EXPECT(k == 116651 && h == 0x8dc1f21c97a9cfcaull, "whole-file encoding differs from the reference's");
+    free(ids);
+    char *copy = strdup(txt);
+    int lines = 0, diff = 0;
+    for (char *line = strtok(copy, "\n"); line; line = strtok(NULL, "\n")) {
+        int *a = NULL, *b = NULL, na = 0, nb = 0;
+        EXPECT_OK(bb_tokenizer_encode(t, line, 1, 1, &a, &na));
+        EXPECT_OK(bb_tokenizer_llama2c_encode_ref(t, line, 1, 1, &b, &nb));
+        lines++;
+        diff += !(a && b && na == nb && memcmp(a, b, sizeof(int) * (size_t)na) == 0);
+        free(a);
+        free(b);
+    }
+    EXPECT(lines > 1000 && diff == 0, "%d of %d lines encode differently from the reference", diff, lines);
+    free(copy);
+done:
+    free(txt);
+    bb_tokenizer_destroy(&t);
 }
 
 static void test_roundtrip_dev(void) {
@@ -246,6 +286,7 @@ int main(void) {
     TEST_RUN(test_tok512);
     TEST_RUN(test_merge_rules);
     TEST_RUN(test_reencode_greedy);
+    TEST_RUN(test_fast_matches_ref);
     TEST_RUN(test_roundtrip_dev);
     TEST_RUN(test_errors);
     return TEST_DONE();
