@@ -46,15 +46,18 @@ static const bb_config_key keys[] = {
          "Calibration token file, used instead of data.calib (set one of them)."),
     STR_(data, "eval_tokens", eval_tokens, "", "Evaluation token file, used instead of data.eval (set one of them)."),
 
-    INT_(calib, "samples", samples, "128", 1, 1e7, "Calibration sequences."),
-    INT_(calib, "seq_len", seq_len, "512", 2, 1048576, "Tokens per calibration sequence."),
+    INT_(calib, "samples", samples, "32", 1, 1e7,
+         "Calibration sequences (the defaults suit the embedded synthetic model; presets for real models use 128 "
+         "or more)."),
+    INT_(calib, "seq_len", seq_len, "128", 2, 1048576, "Tokens per calibration sequence."),
     INT_(calib, "micro_batch", micro_batch, "4", 1, 65536, "Sequences per forward micro-batch (pipeline granularity)."),
     ENUM_(calib, "gram_precision", gram_precision, "f32", "f32|f64",
           "Accumulation precision of the Gram matrices X^T X."),
 
-    INT_(eval, "n_ctx", n_ctx, "512", 8, 1048576,
-         "Window length; llama.cpp's method (BOS per window, second half scored)."),
-    INT_(eval, "max_windows", max_windows, "0", 0, INF, "Evaluate at most this many windows; 0 = all."),
+    INT_(eval, "n_ctx", n_ctx, "128", 8, 1048576,
+         "Window length; llama.cpp's method (BOS per window, second half scored). Presets for real models use 512."),
+    INT_(eval, "max_windows", max_windows, "0", 0, INF,
+         "Evaluate at most this many windows; 0 = all (32 sampled windows for synthetic models)."),
     BOOL_(eval, "kld", kld, "true", "Also report KL divergence and top-1 agreement against the dense model."),
 
     BOOL_(scan, "enabled", enabled, "true", "Run the spectral scan (randomized SVD of every weight matrix)."),

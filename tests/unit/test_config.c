@@ -97,7 +97,7 @@ static void test_defaults(void) {
            c.run.dir);
     EXPECT(c.run.seed == 1234 && strcmp(c.run.log_level, "info") == 0 && !c.run.resume, "run");
     EXPECT(strcmp(c.model.path, "synthetic:tiny") == 0 && c.model.tokenizer[0] == '\0', "model");
-    EXPECT(c.calib.samples == 128 && c.calib.seq_len == 512 && c.calib.micro_batch == 4, "calib");
+    EXPECT(c.calib.samples == 32 && c.calib.seq_len == 128 && c.calib.micro_batch == 4, "calib");
     EXPECT(c.scan.enabled && c.scan.rank == 64 && c.scan.oversample == 8 && c.scan.power_iters == 2, "scan");
     EXPECT_NEAR(c.usage.eps, 1e-3, 0);
     EXPECT(strcmp(c.prune.method, "wanda") == 0 && strcmp(c.prune.pattern, "unstructured") == 0, "prune");
