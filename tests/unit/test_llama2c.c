@@ -135,6 +135,35 @@ static void test_v1_and_legacy(void) {
     }
 }
 
+/* The tokenizer beside a checkpoint: tok<vocab>.bin before tokenizer.bin, "" if neither. */
+static void test_find_tokenizer(void) {
+    tiny_spec s = {{16, 24, 2, 4, 2, 10, 8}, 0, 1};
+    uint8_t *b;
+    size_t n = make_ckpt(&s, &b);
+    char dir[1200], path[1300], tok[1300], tokv[1300];
+    snprintf(dir, sizeof dir, "%s/l2c_find", test_tmpdir());
+    EXPECT_OK(bb_mkdir_p(dir));
+    snprintf(path, sizeof path, "%s/model.bin", dir);
+    snprintf(tok, sizeof tok, "%s/tokenizer.bin", dir);
+    snprintf(tokv, sizeof tokv, "%s/tok10.bin", dir);
+    remove(tok);
+    remove(tokv);
+    EXPECT(test_write_file(path, b, n) == 0, "write %s", path);
+    free(b);
+    bb_model *m = NULL;
+    EXPECT_OK(bb_llama2c_open(path, &m));
+    EXPECT(m && m->tokenizer_path[0] == '\0', "no tokenizer expected, got '%s'", m ? m->tokenizer_path : "");
+    bb_model_destroy(&m);
+    EXPECT(test_write_file(tok, "x", 1) == 0, "write");
+    EXPECT_OK(bb_llama2c_open(path, &m));
+    EXPECT(m && !strcmp(m->tokenizer_path, tok), "found '%s'", m ? m->tokenizer_path : "");
+    bb_model_destroy(&m);
+    EXPECT(test_write_file(tokv, "x", 1) == 0, "write");
+    EXPECT_OK(bb_llama2c_open(path, &m));
+    EXPECT(m && !strcmp(m->tokenizer_path, tokv), "found '%s'", m ? m->tokenizer_path : "");
+    bb_model_destroy(&m);
+}
+
 /* ---- errors ------------------------------------------------------------------------------- */
 
 static bb_status parse_header(const int32_t h[7], size_t extra_floats) {
@@ -260,6 +289,7 @@ int main(int argc, char **argv) {
     snprintf(model_path, sizeof model_path, "%s/data/stories260K/stories260K.bin", test_shared());
     TEST_RUN(test_stories260k);
     TEST_RUN(test_v1_and_legacy);
+    TEST_RUN(test_find_tokenizer);
     TEST_RUN(test_errors);
     return TEST_DONE();
 }
