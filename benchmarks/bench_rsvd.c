@@ -1,4 +1,5 @@
-/* bench_rsvd.c — randomized SVD (rank 256, oversample 8, 2 power iterations) against LAPACKE sgesdd on the same matrices.
+/* bench_rsvd.c — randomized SVD (rank 256, oversample 8, 2 power iterations) against LAPACKE sgesdd on the same
+ * matrices.
  *
  * usage: bench_rsvd [--sizes MxN,...] [--rank K] [--no-ref]
  * Defaults: 4096x4096 and 4096x11008 (Llama-2-7B attention and MLP shapes).
@@ -36,8 +37,8 @@ static bb_status make_matrix(int64_t m, int64_t n, float **out) {
     for (int64_t i = 0; i < m; i++)
         for (int64_t j = 0; j < r; j++) g1[i * r + j] *= (float)(exp(-(double)j / 64.0) / sqrt((double)n));
     for (int64_t i = 0; i < m * n; i++) a[i] *= (float)(1e-3 / sqrt((double)n));
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)m, (int)n, (int)r, 1.0f, g1, (int)r, g2, (int)n, 1.0f, a,
-                (int)n);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)m, (int)n, (int)r, 1.0f, g1, (int)r, g2, (int)n, 1.0f,
+                a, (int)n);
     free(g1);
     free(g2);
     *out = a;
@@ -64,13 +65,15 @@ static bb_status bench_one(int64_t m, int64_t n, int rank, int ref) {
     BB_CALL(bb_rsvd_matrix("bench", m, n, a, &o, &rr));
     printf("%5lld x %-6lld rsvd   k=%d p=8 q=2: %8.3f s  %7.1f GFLOP/s  (with residual pass: %.3f s; residual %.6f, "
            "||U^TU-I|| %.1e, ||V^TV-I|| %.1e)\n",
-           (long long)m, (long long)n, rank, t_rsvd, f_rsvd / t_rsvd * 1e-9, rr.seconds, rr.residual, rr.orth_u, rr.orth_v);
+           (long long)m, (long long)n, rank, t_rsvd, f_rsvd / t_rsvd * 1e-9, rr.seconds, rr.residual, rr.orth_u,
+           rr.orth_v);
     fflush(stdout);
     if (ref) {
         int64_t mn = m < n ? m : n;
         float *s = malloc(sizeof(float) * (size_t)mn), *u = malloc(sizeof(float) * (size_t)(m * mn)),
               *vt = malloc(sizeof(float) * (size_t)(mn * n));
-        BB_CHECK(s && u && vt, BB_ERR_OOM, "out of memory: sgesdd factors for (%lld, %lld)", (long long)m, (long long)n);
+        BB_CHECK(s && u && vt, BB_ERR_OOM, "out of memory: sgesdd factors for (%lld, %lld)", (long long)m,
+                 (long long)n);
         double t0 = bb_now();
         /* column-major A^T (n, m) = U' S V'^T: the row-major A without a transposed copy */
         int info = LAPACKE_sgesdd(LAPACK_COL_MAJOR, 'S', (int)n, (int)m, a, (int)n, s, vt, (int)n, u, (int)mn);

@@ -10,22 +10,23 @@
 #include "io/model.h"
 
 static void scan_usage(FILE *f) {
-    fprintf(f,
-            "usage: birdbone scan MODEL [options]\n\n"
-            "Randomized SVD of every weight matrix (the 7 linear kinds of each block): top-R singular\n"
-            "values, explained energy sum_{i<=k} s_i^2 / ||W||_F^2, the ranks reaching 50/90/99 %%,\n"
-            "and the residual ||W - U S V^T||_F / ||W||_F. MODEL is a Hugging Face directory, a GGUF\n"
-            "file, a llama2.c checkpoint or synthetic:<preset>[,key=value...].\n\n"
-            "options:\n"
-            "  --rank R          singular values per matrix (default 64; clipped to min(rows, cols))\n"
-            "  --oversample P    extra sketch columns (default 8)\n"
-            "  --power-iters Q   power iterations (default 2)\n"
-            "  --seed S          seed of the random test matrix (default 0)\n"
-            "  --tensors PAT     only names matching PAT (PCRE2 regex, or a plain substring), e.g. attn_q or 'blk\\.1\\.'\n"
-            "  --all             also token_embd and output (output only when not tied)\n"
-            "  --out DIR         output directory (default runs/scan): scan.json, scan.csv, spectra.svg, energy.svg\n"
-            "  --backend NAME    linear-algebra backend (default cpu)\n\n"
-            "See docs/scan.md for how to read the outputs.\n");
+    fprintf(
+        f,
+        "usage: birdbone scan MODEL [options]\n\n"
+        "Randomized SVD of every weight matrix (the 7 linear kinds of each block): top-R singular\n"
+        "values, explained energy sum_{i<=k} s_i^2 / ||W||_F^2, the ranks reaching 50/90/99 %%,\n"
+        "and the residual ||W - U S V^T||_F / ||W||_F. MODEL is a Hugging Face directory, a GGUF\n"
+        "file, a llama2.c checkpoint or synthetic:<preset>[,key=value...].\n\n"
+        "options:\n"
+        "  --rank R          singular values per matrix (default 64; clipped to min(rows, cols))\n"
+        "  --oversample P    extra sketch columns (default 8)\n"
+        "  --power-iters Q   power iterations (default 2)\n"
+        "  --seed S          seed of the random test matrix (default 0)\n"
+        "  --tensors PAT     only names matching PAT (PCRE2 regex, or a plain substring), e.g. attn_q or 'blk\\.1\\.'\n"
+        "  --all             also token_embd and output (output only when not tied)\n"
+        "  --out DIR         output directory (default runs/scan): scan.json, scan.csv, spectra.svg, energy.svg\n"
+        "  --backend NAME    linear-algebra backend (default cpu)\n\n"
+        "See docs/scan.md for how to read the outputs.\n");
 }
 
 /* Parse an integer option value in [lo, hi]; prints the usage error itself. */
@@ -34,7 +35,8 @@ static int parse_int(const char *opt, const char *v, long long lo, long long hi,
     errno = 0;
     long long x = strtoll(v, &end, 10);
     if (errno || end == v || *end || x < lo || x > hi) {
-        fprintf(stderr, "error: %s %s: expected an integer in [%lld, %lld] (see birdbone scan --help)\n", opt, v, lo, hi);
+        fprintf(stderr, "error: %s %s: expected an integer in [%lld, %lld] (see birdbone scan --help)\n", opt, v, lo,
+                hi);
         return -1;
     }
     *out = x;

@@ -97,10 +97,12 @@ static bb_status select_matrices(const bb_model *m, const bb_scan_opts *o, pick 
     for (int l = 0; l < m->cfg.n_layers; l++)
         for (int k = 0; k < BB_LIN_COUNT; k++) {
             const bb_tensor *t = bb_layer_linear(&m->layers[l], (bb_linear_kind)k);
-            if (bb_tensor_present(t) && filter_match(&f, t->name)) p[n++] = (pick){t, bb_linear_name((bb_linear_kind)k), l};
+            if (bb_tensor_present(t) && filter_match(&f, t->name))
+                p[n++] = (pick){t, bb_linear_name((bb_linear_kind)k), l};
         }
     if (o->all) {
-        if (bb_tensor_present(&m->tok_embd) && filter_match(&f, m->tok_embd.name)) p[n++] = (pick){&m->tok_embd, "token_embd", -1};
+        if (bb_tensor_present(&m->tok_embd) && filter_match(&f, m->tok_embd.name))
+            p[n++] = (pick){&m->tok_embd, "token_embd", -1};
         if (!m->cfg.tied_embeddings && bb_tensor_present(&m->output) && filter_match(&f, m->output.name))
             p[n++] = (pick){&m->output, "output", -1};
     }
@@ -110,7 +112,8 @@ static bb_status select_matrices(const bb_model *m, const bb_scan_opts *o, pick 
         return bb_error(BB_ERR_ARG, __FILE__, __LINE__,
                         "scan of %s: no weight matrix matches --tensors '%s' (names look like blk.0.attn_q.weight, "
                         "blk.0.ffn_down.weight%s)",
-                        m->path, o->filter ? o->filter : "", o->all ? ", token_embd.weight, output.weight" : "; add --all for token_embd/output");
+                        m->path, o->filter ? o->filter : "",
+                        o->all ? ", token_embd.weight, output.weight" : "; add --all for token_embd/output");
     }
     *picks = p;
     *count = n;
@@ -210,8 +213,9 @@ void bb_scan_print_table(const bb_scan_result *r, FILE *f) {
                 s->s[s->k - 1], a, b, c, 100.0 * s->energy[s->k - 1], s->residual);
     }
     double gf = r->seconds > 0 ? r->flops / r->seconds * 1e-9 : 0;
-    fprintf(f, "%d matrices in %.2f s (%.1f GFLOP/s). r50/r90/r99: smallest rank reaching that share of ||W||_F^2; "
-               "E(R): share of the top R.\n",
+    fprintf(f,
+            "%d matrices in %.2f s (%.1f GFLOP/s). r50/r90/r99: smallest rank reaching that share of ||W||_F^2; "
+            "E(R): share of the top R.\n",
             r->n, r->seconds, gf);
 }
 
@@ -264,7 +268,8 @@ static void emit_json(const bb_scan_result *r, FILE *f) {
     json_str(f, r->model);
     fprintf(f, ",\n  \"rank\": %d,\n  \"oversample\": %d,\n  \"power_iters\": %d,\n  \"seed\": %llu,\n", r->rank,
             r->oversample, r->power_iters, (unsigned long long)r->seed);
-    fprintf(f, "  \"energy_definition\": \"sum_{i<=k} sigma_i^2 / ||W||_F^2\",\n  \"seconds\": %.6f,\n  \"tensors\": [", r->seconds);
+    fprintf(f, "  \"energy_definition\": \"sum_{i<=k} sigma_i^2 / ||W||_F^2\",\n  \"seconds\": %.6f,\n  \"tensors\": [",
+            r->seconds);
     for (int i = 0; i < r->n; i++) {
         const bb_scan_entry *e = &r->e[i];
         const bb_rsvd_result *s = &e->svd;
@@ -279,7 +284,8 @@ static void emit_json(const bb_scan_result *r, FILE *f) {
         json_rank(f, "rank90", s->rank90);
         fprintf(f, ", ");
         json_rank(f, "rank99", s->rank99);
-        fprintf(f, ", \"energy_top\": %.9g, \"residual\": %.9g, \"orth_u\": %.3g, \"orth_v\": %.3g, \"seconds\": %.6f,\n",
+        fprintf(f,
+                ", \"energy_top\": %.9g, \"residual\": %.9g, \"orth_u\": %.3g, \"orth_v\": %.3g, \"seconds\": %.6f,\n",
                 s->energy[s->k - 1], s->residual, s->orth_u, s->orth_v, s->seconds);
         fprintf(f, "     \"sigma\": [");
         for (int j = 0; j < s->k; j++) fprintf(f, "%s%.9g", j ? ", " : "", s->s[j]);

@@ -23,11 +23,11 @@ typedef struct {
     int oversample;  /* p */
     int power_iters; /* q */
     uint64_t seed;
-    int all;            /* also token_embd and output (output only when not tied) */
-    const char *filter; /* PCRE2 pattern searched in tensor names (a pattern that does
-                           not compile is used as a plain substring); NULL or "" = all */
+    int all;                          /* also token_embd and output (output only when not tied) */
+    const char *filter;               /* PCRE2 pattern searched in tensor names (a pattern that does
+                                         not compile is used as a plain substring); NULL or "" = all */
     const bb_linalg_backend *backend; /* NULL = "cpu" */
-    int progress;       /* progress line on stdout (core/log.h) */
+    int progress;                     /* progress line on stdout (core/log.h) */
 } bb_scan_opts;
 
 /* rank 64, oversample 8, power_iters 2, seed 0 (scan.* defaults of the config). */
@@ -45,8 +45,8 @@ typedef struct {
     char model[1024];
     int rank, oversample, power_iters;
     uint64_t seed;
-    int n;              /* entries */
-    bb_scan_entry *e;   /* [n], in model order */
+    int n;            /* entries */
+    bb_scan_entry *e; /* [n], in model order */
     double seconds, flops;
 } bb_scan_result;
 

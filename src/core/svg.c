@@ -127,7 +127,8 @@ static void axes(sbuf *b, const bb_svg_plot *p, const frame *f) {
     double st = nice_step(f->x0, f->x1, 8);
     for (double x = ceil(f->x0 / st) * st; x <= f->x1 + 1e-9 * st; x += st) {
         double px = fx(f, x);
-        sb_printf(b, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#e4e4e4\"/>\n", px, f->py0, px, f->py1);
+        sb_printf(b, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#e4e4e4\"/>\n", px, f->py0, px,
+                  f->py1);
         sb_printf(b, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">%g</text>\n", px, f->py1 + 16, x);
     }
     /* y grid and ticks: decades (and 2..9 faintly when few) on a log axis */
@@ -139,18 +140,20 @@ static void axes(sbuf *b, const bb_svg_plot *p, const frame *f) {
                     double t = d + log10((double)mnr);
                     if (t < f->t0 || t > f->t1) continue;
                     double py = fy(f, pow(10.0, t));
-                    sb_printf(b, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#f2f2f2\"/>\n", f->px0, py,
-                              f->px1, py);
+                    sb_printf(b, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#f2f2f2\"/>\n", f->px0,
+                              py, f->px1, py);
                     /* a span of one or two decades has too few labels without 2 and 5 */
                     if (span <= 2 && (mnr == 2 || mnr == 5))
-                        sb_printf(b, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\" fill=\"#555\">%g</text>\n", f->px0 - 6,
-                                  py + 4, mnr * pow(10.0, d));
+                        sb_printf(b, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\" fill=\"#555\">%g</text>\n",
+                                  f->px0 - 6, py + 4, mnr * pow(10.0, d));
                 }
             if (d < f->t0 - 1e-9 || d > f->t1 + 1e-9 || d % every) continue;
             double py = fy(f, pow(10.0, d));
-            sb_printf(b, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#d8d8d8\"/>\n", f->px0, py, f->px1, py);
+            sb_printf(b, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#d8d8d8\"/>\n", f->px0, py,
+                      f->px1, py);
             if (d >= -3 && d <= 3)
-                sb_printf(b, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\">%g</text>\n", f->px0 - 6, py + 4, pow(10.0, d));
+                sb_printf(b, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\">%g</text>\n", f->px0 - 6, py + 4,
+                          pow(10.0, d));
             else
                 sb_printf(b, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\">1e%d</text>\n", f->px0 - 6, py + 4, d);
         }
@@ -158,12 +161,13 @@ static void axes(sbuf *b, const bb_svg_plot *p, const frame *f) {
         double sy = nice_step(f->t0, f->t1, 6);
         for (double y = ceil(f->t0 / sy) * sy; y <= f->t1 + 1e-9 * sy; y += sy) {
             double py = fy(f, y), shown = fabs(y) < 1e-12 * sy ? 0.0 : y;
-            sb_printf(b, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#e4e4e4\"/>\n", f->px0, py, f->px1, py);
+            sb_printf(b, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#e4e4e4\"/>\n", f->px0, py,
+                      f->px1, py);
             sb_printf(b, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\">%g</text>\n", f->px0 - 6, py + 4, shown);
         }
     }
-    sb_printf(b, "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"none\" stroke=\"#333\"/>\n", f->px0, f->py0,
-              f->px1 - f->px0, f->py1 - f->py0);
+    sb_printf(b, "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"none\" stroke=\"#333\"/>\n", f->px0,
+              f->py0, f->px1 - f->px0, f->py1 - f->py0);
     if (p->title) {
         sb_printf(b, "<text x=\"%.1f\" y=\"24\" text-anchor=\"middle\" font-size=\"15\" font-weight=\"bold\">",
                   (f->px0 + f->px1) / 2);
@@ -188,11 +192,14 @@ static void series_lines(sbuf *b, const bb_svg_plot *p, const bb_svg_series *ss,
     for (int h = 0; h < p->n_hlines; h++) {
         if (!drawable(f, p->hlines[h])) continue;
         double py = fy(f, p->hlines[h]);
-        sb_printf(b, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#888\" stroke-dasharray=\"4,4\" stroke-width=\"1\"/>\n",
+        sb_printf(b,
+                  "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#888\" stroke-dasharray=\"4,4\" "
+                  "stroke-width=\"1\"/>\n",
                   f->px0, py, f->px1, py);
     }
     for (int k = 0; k < ns; k++) {
-        const char *dash = k >= N_PALETTE ? (k / N_PALETTE % 2 ? " stroke-dasharray=\"7,3\"" : " stroke-dasharray=\"2,2\"") : "";
+        const char *dash =
+            k >= N_PALETTE ? (k / N_PALETTE % 2 ? " stroke-dasharray=\"7,3\"" : " stroke-dasharray=\"2,2\"") : "";
         int open = 0;
         for (int i = 0; i < ss[k].n; i++) {
             double x = xat(&ss[k], i), y = ss[k].y[i];
@@ -210,8 +217,8 @@ static void series_lines(sbuf *b, const bb_svg_plot *p, const bb_svg_series *ss,
     sb_printf(b, "</g>\n");
     for (int h = 0; h < p->n_hlines; h++)
         if (drawable(f, p->hlines[h]))
-            sb_printf(b, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\" fill=\"#666\" font-size=\"11\">%g</text>\n", f->px1 - 4,
-                      fy(f, p->hlines[h]) - 3, p->hlines[h]);
+            sb_printf(b, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\" fill=\"#666\" font-size=\"11\">%g</text>\n",
+                      f->px1 - 4, fy(f, p->hlines[h]) - 3, p->hlines[h]);
 }
 
 static void legend(sbuf *b, const bb_svg_series *ss, int ns, const frame *f, int height) {
@@ -219,13 +226,15 @@ static void legend(sbuf *b, const bb_svg_series *ss, int ns, const frame *f, int
     for (int k = 0; k < ns; k++) {
         if (!ss[k].label || !*ss[k].label) continue;
         if (row == max_rows - 1 && shown < ns - 1) {
-            sb_printf(b, "<text x=\"%.1f\" y=\"%.1f\">… and %d more</text>\n", f->px1 + 16, f->py0 + 12 + 18.0 * row, ns - k);
+            sb_printf(b, "<text x=\"%.1f\" y=\"%.1f\">… and %d more</text>\n", f->px1 + 16, f->py0 + 12 + 18.0 * row,
+                      ns - k);
             return;
         }
         double y = f->py0 + 8 + 18.0 * row;
-        const char *dash = k >= N_PALETTE ? (k / N_PALETTE % 2 ? " stroke-dasharray=\"7,3\"" : " stroke-dasharray=\"2,2\"") : "";
-        sb_printf(b, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" stroke-width=\"2.5\"%s/>\n", f->px1 + 16, y,
-                  f->px1 + 40, y, palette[k % N_PALETTE], dash);
+        const char *dash =
+            k >= N_PALETTE ? (k / N_PALETTE % 2 ? " stroke-dasharray=\"7,3\"" : " stroke-dasharray=\"2,2\"") : "";
+        sb_printf(b, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" stroke-width=\"2.5\"%s/>\n",
+                  f->px1 + 16, y, f->px1 + 40, y, palette[k % N_PALETTE], dash);
         sb_printf(b, "<text x=\"%.1f\" y=\"%.1f\">", f->px1 + 46, y + 4);
         sb_text(b, ss[k].label);
         sb_printf(b, "</text>\n");
@@ -255,8 +264,10 @@ bb_status bb_svg_render(const bb_svg_plot *p, const bb_svg_series *series, int n
     sbuf b = {0};
     BB_CALL(bb_malloc((void **)&b.p, 16384, "SVG text"));
     b.cap = 16384;
-    sb_printf(&b, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" viewBox=\"0 0 %d %d\" "
-                  "font-family=\"Helvetica, Arial, sans-serif\" font-size=\"12\">\n", w, h, w, h);
+    sb_printf(&b,
+              "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" viewBox=\"0 0 %d %d\" "
+              "font-family=\"Helvetica, Arial, sans-serif\" font-size=\"12\">\n",
+              w, h, w, h);
     sb_printf(&b, "<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n");
     axes(&b, p, &f);
     series_lines(&b, p, series, n_series, &f);

@@ -18,9 +18,9 @@ typedef struct {
 
 typedef struct {
     const char *title, *xlabel, *ylabel;
-    int width, height; /* pixels; 0 gives 860 x 520 */
-    int log_y;         /* log10 y axis */
-    double y_min, y_max; /* fixed y range when y_min < y_max, else from the data */
+    int width, height;    /* pixels; 0 gives 860 x 520 */
+    int log_y;            /* log10 y axis */
+    double y_min, y_max;  /* fixed y range when y_min < y_max, else from the data */
     const double *hlines; /* (n_hlines) dashed horizontal reference lines, labelled with their value */
     int n_hlines;
 } bb_svg_plot;

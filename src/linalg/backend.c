@@ -33,11 +33,13 @@ bb_status bb_linalg_backend_get(const char *name, const bb_linalg_backend **out)
 
 bb_status bb_linalg_backend_register(const bb_linalg_backend *b) {
     BB_CHECK(b && b->name && *b->name, BB_ERR_ARG, "linalg backend registration without a name");
-    BB_CHECK(b->gemm && b->syrk && b->potrf && b->trsm && b->potri && b->qr && b->svd && b->syevd, BB_ERR_ARG,
-             "linalg backend '%s' lacks an operation (all of gemm, syrk, potrf, trsm, potri, qr, svd, syevd are needed)",
-             b->name);
+    BB_CHECK(
+        b->gemm && b->syrk && b->potrf && b->trsm && b->potri && b->qr && b->svd && b->syevd, BB_ERR_ARG,
+        "linalg backend '%s' lacks an operation (all of gemm, syrk, potrf, trsm, potri, qr, svd, syevd are needed)",
+        b->name);
     for (int i = 0; i < n_table; i++)
-        BB_CHECK(strcmp(table[i]->name, b->name) != 0, BB_ERR_ARG, "linalg backend '%s' is already registered", b->name);
+        BB_CHECK(strcmp(table[i]->name, b->name) != 0, BB_ERR_ARG, "linalg backend '%s' is already registered",
+                 b->name);
     BB_CHECK(n_table < MAX_BACKENDS, BB_ERR_ARG, "linalg backend table is full (%d entries) registering '%s'",
              MAX_BACKENDS, b->name);
     table[n_table++] = b;
@@ -45,7 +47,8 @@ bb_status bb_linalg_backend_register(const bb_linalg_backend *b) {
 }
 
 bb_status bb_linalg_check_dims(const char *op, int64_t rows, int64_t cols, int64_t ld, int64_t min_ld) {
-    BB_CHECK(rows >= 0 && cols >= 0, BB_ERR_ARG, "%s: negative size (%lld, %lld)", op, (long long)rows, (long long)cols);
+    BB_CHECK(rows >= 0 && cols >= 0, BB_ERR_ARG, "%s: negative size (%lld, %lld)", op, (long long)rows,
+             (long long)cols);
     BB_CHECK(rows <= INT_MAX && cols <= INT_MAX && ld <= INT_MAX, BB_ERR_UNSUPPORTED,
              "%s: size (%lld, %lld) with leading dimension %lld exceeds the 32-bit BLAS/LAPACK interface", op,
              (long long)rows, (long long)cols, (long long)ld);

@@ -20,7 +20,7 @@
 
 #include "core/status.h"
 
-typedef enum { BB_OP_N = 0, BB_OP_T } bb_op;                           /* op(X) = X or X^T */
+typedef enum { BB_OP_N = 0, BB_OP_T } bb_op;                             /* op(X) = X or X^T */
 typedef enum { BB_UPLO_UPPER = 0, BB_UPLO_LOWER, BB_UPLO_FULL } bb_uplo; /* triangle read or written */
 typedef enum { BB_SIDE_LEFT = 0, BB_SIDE_RIGHT } bb_side;
 
@@ -37,8 +37,8 @@ typedef struct bb_linalg_backend {
      * A (k, n) row-major, C (n, n) row-major. uplo UPPER or LOWER writes that
      * triangle only (the other is left untouched); FULL writes both, from the
      * upper triangle of the old C (so C must be symmetric unless beta = 0). */
-    bb_status (*syrk)(bb_uplo uplo, int64_t n, int64_t k, float alpha, const float *a, int64_t lda, float beta, float *c,
-                      int64_t ldc);
+    bb_status (*syrk)(bb_uplo uplo, int64_t n, int64_t k, float alpha, const float *a, int64_t lda, float beta,
+                      float *c, int64_t ldc);
 
     /* Cholesky factorization in place of the symmetric positive definite A (n, n),
      * reading the `uplo` triangle: UPPER gives A = U^T U, LOWER gives A = L L^T,

@@ -69,10 +69,11 @@ static bb_status cpu_potrf(bb_uplo uplo, int64_t n, float *a, int64_t lda, int64
              (long long)n, (long long)lda);
     if (info > 0) {
         if (bad_pivot) *bad_pivot = info - 1;
-        return bb_error(BB_ERR_NUMERIC, __FILE__, __LINE__,
-                        "Cholesky factorization of a (%lld, %lld) matrix failed: it is not positive definite at pivot %d "
-                        "(0-based); add damping to the diagonal",
-                        (long long)n, (long long)n, (int)info - 1);
+        return bb_error(
+            BB_ERR_NUMERIC, __FILE__, __LINE__,
+            "Cholesky factorization of a (%lld, %lld) matrix failed: it is not positive definite at pivot %d "
+            "(0-based); add damping to the diagonal",
+            (long long)n, (long long)n, (int)info - 1);
     }
     return BB_OK;
 }
@@ -85,10 +86,12 @@ static bb_status cpu_trsm(bb_side side, bb_uplo uplo, bb_op op, int64_t m, int64
     BB_CALL(bb_linalg_check_dims("trsm B", m, n, ldb, n));
     if (m == 0 || n == 0) return BB_OK;
     for (int64_t i = 0; i < nt; i++)
-        BB_CHECK(t[i * ldt + i] != 0.0f, BB_ERR_NUMERIC, "trsm: the (%lld, %lld) triangular matrix is singular (zero at diagonal %lld)",
-                 (long long)nt, (long long)nt, (long long)i);
-    cblas_strsm(CblasRowMajor, side == BB_SIDE_LEFT ? CblasLeft : CblasRight, uplo == BB_UPLO_UPPER ? CblasUpper : CblasLower,
-                cb_op(op), CblasNonUnit, (int)m, (int)n, alpha, t, (int)ldt, b, (int)ldb);
+        BB_CHECK(t[i * ldt + i] != 0.0f, BB_ERR_NUMERIC,
+                 "trsm: the (%lld, %lld) triangular matrix is singular (zero at diagonal %lld)", (long long)nt,
+                 (long long)nt, (long long)i);
+    cblas_strsm(CblasRowMajor, side == BB_SIDE_LEFT ? CblasLeft : CblasRight,
+                uplo == BB_UPLO_UPPER ? CblasUpper : CblasLower, cb_op(op), CblasNonUnit, (int)m, (int)n, alpha, t,
+                (int)ldt, b, (int)ldb);
     return BB_OK;
 }
 
@@ -142,8 +145,8 @@ static bb_status cpu_svd(int64_t m, int64_t n, float *a, int64_t lda, float *s, 
     BB_MALLOC(copy, (size_t)m * (size_t)n * sizeof *copy, "svd input copy (gesvd fallback)");
     for (int64_t i = 0; i < m; i++) memcpy(copy + i * n, a + i * lda, (size_t)n * sizeof *copy);
     float dummy = 0;
-    lapack_int info = LAPACKE_sgesdd(LAPACK_COL_MAJOR, vec ? 'S' : 'N', (int)n, (int)m, a, (int)lda, s, vec ? vt : &dummy,
-                                     vec ? (int)ldvt : 1, vec ? u : &dummy, vec ? (int)ldu : 1);
+    lapack_int info = LAPACKE_sgesdd(LAPACK_COL_MAJOR, vec ? 'S' : 'N', (int)n, (int)m, a, (int)lda, s,
+                                     vec ? vt : &dummy, vec ? (int)ldvt : 1, vec ? u : &dummy, vec ? (int)ldu : 1);
     if (info > 0) {
         float *superb = NULL;
         bb_status st = bb_malloc((void **)&superb, (size_t)mn * sizeof *superb, "gesvd workspace");
@@ -160,8 +163,8 @@ static bb_status cpu_svd(int64_t m, int64_t n, float *a, int64_t lda, float *s, 
              "out of memory: LAPACK workspace for the SVD of a (%lld, %lld) matrix", (long long)m, (long long)n);
     BB_CHECK(info >= 0, BB_ERR_INTERNAL, "svd: LAPACK rejected argument %d", -(int)info);
     BB_CHECK(info == 0, BB_ERR_NUMERIC,
-             "SVD of a (%lld, %lld) matrix did not converge (gesdd and gesvd); check the input for NaN/Inf", (long long)m,
-             (long long)n);
+             "SVD of a (%lld, %lld) matrix did not converge (gesdd and gesvd); check the input for NaN/Inf",
+             (long long)m, (long long)n);
     return BB_OK;
 }
 

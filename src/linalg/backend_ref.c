@@ -42,7 +42,9 @@ static bb_status ref_syrk(bb_uplo uplo, int64_t n, int64_t k, float alpha, const
 
 /* Element (i, j), i >= j, of the lower Cholesky factor L as stored for `uplo`
  * (UPPER stores U = L^T). The same indexing reads the symmetric input. */
-static int64_t lower_index(bb_uplo uplo, int64_t i, int64_t j, int64_t ld) { return uplo == BB_UPLO_LOWER ? i * ld + j : j * ld + i; }
+static int64_t lower_index(bb_uplo uplo, int64_t i, int64_t j, int64_t ld) {
+    return uplo == BB_UPLO_LOWER ? i * ld + j : j * ld + i;
+}
 
 /* Cholesky-Banachiewicz, row by row, in double. */
 static bb_status ref_potrf(bb_uplo uplo, int64_t n, float *a, int64_t lda, int64_t *bad_pivot) {
@@ -59,10 +61,11 @@ static bb_status ref_potrf(bb_uplo uplo, int64_t n, float *a, int64_t lda, int64
                 if (!(sum > 0)) {
                     free(l);
                     if (bad_pivot) *bad_pivot = i;
-                    return bb_error(BB_ERR_NUMERIC, __FILE__, __LINE__,
-                                    "Cholesky factorization of a (%lld, %lld) matrix failed: it is not positive definite "
-                                    "at pivot %lld (0-based); add damping to the diagonal",
-                                    (long long)n, (long long)n, (long long)i);
+                    return bb_error(
+                        BB_ERR_NUMERIC, __FILE__, __LINE__,
+                        "Cholesky factorization of a (%lld, %lld) matrix failed: it is not positive definite "
+                        "at pivot %lld (0-based); add damping to the diagonal",
+                        (long long)n, (long long)n, (long long)i);
                 }
                 l[i * n + i] = sqrt(sum);
             } else {
@@ -113,8 +116,9 @@ static bb_status ref_trsm(bb_side side, bb_uplo uplo, bb_op op, int64_t m, int64
     BB_CALL(bb_linalg_check_dims("trsm T", nt, nt, ldt, nt));
     BB_CALL(bb_linalg_check_dims("trsm B", m, n, ldb, n));
     for (int64_t i = 0; i < nt; i++)
-        BB_CHECK(t[i * ldt + i] != 0.0f, BB_ERR_NUMERIC, "trsm: the (%lld, %lld) triangular matrix is singular (zero at diagonal %lld)",
-                 (long long)nt, (long long)nt, (long long)i);
+        BB_CHECK(t[i * ldt + i] != 0.0f, BB_ERR_NUMERIC,
+                 "trsm: the (%lld, %lld) triangular matrix is singular (zero at diagonal %lld)", (long long)nt,
+                 (long long)nt, (long long)i);
     /* LEFT solves op(T) x = b for each column of B; RIGHT solves op(T)^T x = b
      * for each row (x op(T) = b transposed). */
     tri_view v = {t, ldt, uplo, op == BB_OP_T};
@@ -124,7 +128,8 @@ static bb_status ref_trsm(bb_side side, bb_uplo uplo, bb_op op, int64_t m, int64
     double *x;
     BB_MALLOC(x, (size_t)(nt ? nt : 1) * sizeof *x, "reference trsm vector");
     for (int64_t c = 0; c < count; c++) {
-        for (int64_t i = 0; i < nt; i++) x[i] = alpha * (double)(side == BB_SIDE_LEFT ? b[i * ldb + c] : b[c * ldb + i]);
+        for (int64_t i = 0; i < nt; i++)
+            x[i] = alpha * (double)(side == BB_SIDE_LEFT ? b[i * ldb + c] : b[c * ldb + i]);
         tri_solve(&v, lower, nt, x);
         for (int64_t i = 0; i < nt; i++) *(side == BB_SIDE_LEFT ? &b[i * ldb + c] : &b[c * ldb + i]) = (float)x[i];
     }
@@ -137,8 +142,9 @@ static bb_status ref_potri(bb_uplo uplo, int64_t n, float *a, int64_t lda) {
     BB_CHECK(uplo != BB_UPLO_FULL, BB_ERR_ARG, "potri: uplo must be UPPER or LOWER");
     BB_CALL(bb_linalg_check_dims("potri", n, n, lda, n));
     for (int64_t i = 0; i < n; i++)
-        BB_CHECK(a[i * lda + i] != 0.0f, BB_ERR_NUMERIC, "potri: the (%lld, %lld) Cholesky factor is singular at diagonal %lld (0-based)",
-                 (long long)n, (long long)n, (long long)i);
+        BB_CHECK(a[i * lda + i] != 0.0f, BB_ERR_NUMERIC,
+                 "potri: the (%lld, %lld) Cholesky factor is singular at diagonal %lld (0-based)", (long long)n,
+                 (long long)n, (long long)i);
     double *li;
     BB_CALLOC(li, (size_t)(n * n), "reference inverse factor");
     for (int64_t c = 0; c < n; c++)

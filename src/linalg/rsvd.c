@@ -63,9 +63,10 @@ static bb_status pass_sketch(blocks *b, const bb_linalg_backend *be, const float
         BB_CALL(block_get(b, r0, nr, &a));
         for (int64_t i = 0; i < nr * s->n; i++) {
             double x = a[i];
-            BB_CHECK(isfinite(a[i]), BB_ERR_NUMERIC,
-                     "%s (%lld, %lld): non-finite value %g at row %lld, column %lld; the weights are corrupt or overflowed",
-                     s->name, (long long)s->m, (long long)s->n, x, (long long)(r0 + i / s->n), (long long)(i % s->n));
+            BB_CHECK(
+                isfinite(a[i]), BB_ERR_NUMERIC,
+                "%s (%lld, %lld): non-finite value %g at row %lld, column %lld; the weights are corrupt or overflowed",
+                s->name, (long long)s->m, (long long)s->n, x, (long long)(r0 + i / s->n), (long long)(i % s->n));
             sum += x * x;
         }
         BB_CALL(be->gemm(BB_OP_N, BB_OP_N, nr, l, s->n, 1.0f, a, s->n, omega, l, 0.0f, y + r0 * l, l));
@@ -151,7 +152,8 @@ static bb_status check_opts(const bb_rsvd_source *src, const bb_rsvd_opts *o) {
     BB_CHECK(src->data || src->read, BB_ERR_ARG, "randomized SVD of %s: no data and no row reader", nm);
     int64_t mn = min64(src->m, src->n);
     BB_CHECK(o->rank >= 1 && o->rank <= mn, BB_ERR_ARG,
-             "randomized SVD of %s (%lld, %lld): rank %d is outside [1, min(m, n) = %lld]; ask for at most %lld singular values",
+             "randomized SVD of %s (%lld, %lld): rank %d is outside [1, min(m, n) = %lld]; ask for at most %lld "
+             "singular values",
              nm, (long long)src->m, (long long)src->n, o->rank, (long long)mn, (long long)mn);
     BB_CHECK(o->oversample >= 0, BB_ERR_ARG, "randomized SVD of %s: oversample %d is negative", nm, o->oversample);
     BB_CHECK(o->power_iters >= 0, BB_ERR_ARG, "randomized SVD of %s: power_iters %d is negative", nm, o->power_iters);
@@ -177,11 +179,14 @@ bb_status bb_rsvd_run(const bb_rsvd_source *src, const bb_rsvd_opts *o, bb_rsvd_
     float *omega = NULL, *y = NULL, *z = NULL, *ub = NULL, *vt = NULL, *u = NULL, *v = NULL, *work = NULL, *us = NULL,
           *g = NULL;
     bb_status st = BB_OK;
-    BB_CALL_GOTO(st, fail, bb_malloc((void **)&omega, (size_t)(n * l) * sizeof(float), "randomized SVD test matrix (n, k+p)"));
+    BB_CALL_GOTO(st, fail,
+                 bb_malloc((void **)&omega, (size_t)(n * l) * sizeof(float), "randomized SVD test matrix (n, k+p)"));
     BB_CALL_GOTO(st, fail, bb_malloc((void **)&y, (size_t)(m * l) * sizeof(float), "randomized SVD sketch (m, k+p)"));
     BB_CALL_GOTO(st, fail, bb_malloc((void **)&z, (size_t)(n * l) * sizeof(float), "randomized SVD sketch (n, k+p)"));
-    BB_CALL_GOTO(st, fail, bb_malloc((void **)&ub, (size_t)(n * l) * sizeof(float), "randomized SVD factor of B (n, k+p)"));
-    BB_CALL_GOTO(st, fail, bb_malloc((void **)&vt, (size_t)(l * l) * sizeof(float), "randomized SVD factor of B (k+p, k+p)"));
+    BB_CALL_GOTO(st, fail,
+                 bb_malloc((void **)&ub, (size_t)(n * l) * sizeof(float), "randomized SVD factor of B (n, k+p)"));
+    BB_CALL_GOTO(st, fail,
+                 bb_malloc((void **)&vt, (size_t)(l * l) * sizeof(float), "randomized SVD factor of B (k+p, k+p)"));
     BB_CALL_GOTO(st, fail, bb_calloc((void **)&u, (size_t)(m * k), sizeof(float), "randomized SVD U (m, k)"));
     BB_CALL_GOTO(st, fail, bb_calloc((void **)&v, (size_t)(n * k), sizeof(float), "randomized SVD V (n, k)"));
     BB_CALL_GOTO(st, fail, bb_calloc((void **)&g, (size_t)k * (size_t)k, sizeof(float), "randomized SVD Gram (k, k)"));
@@ -192,8 +197,9 @@ bb_status bb_rsvd_run(const bb_rsvd_source *src, const bb_rsvd_opts *o, bb_rsvd_
     int64_t rrows = min64(b.block, (int64_t)((16u << 20) / sizeof(float)) / n);
     rrows = rrows < 1 ? 1 : rrows;
     if (!src->data || o->residual)
-        BB_CALL_GOTO(st, fail, bb_malloc((void **)&work, (size_t)((src->data ? rrows : b.block) * n) * sizeof(float),
-                                         "randomized SVD row block"));
+        BB_CALL_GOTO(st, fail,
+                     bb_malloc((void **)&work, (size_t)((src->data ? rrows : b.block) * n) * sizeof(float),
+                               "randomized SVD row block"));
     b.buf = work;
     res->m = m;
     res->n = n;
@@ -242,7 +248,8 @@ bb_status bb_rsvd_run(const bb_rsvd_source *src, const bb_rsvd_opts *o, bb_rsvd_
     res->rank99 = bb_rsvd_rank_at(res->energy, k, 0.99);
 
     if (o->residual) {
-        BB_CALL_GOTO(st, fail, bb_malloc((void **)&us, (size_t)(rrows * k) * sizeof(float), "residual block (rows, k)"));
+        BB_CALL_GOTO(st, fail,
+                     bb_malloc((void **)&us, (size_t)(rrows * k) * sizeof(float), "residual block (rows, k)"));
         double r2 = 0;
         BB_CALL_GOTO(st, fail, pass_residual(&b, be, u, res->s, v, k, rrows, work, us, &r2));
         res->residual = sqrt(r2) / res->fro;

@@ -22,25 +22,26 @@ typedef bb_status (*bb_rsvd_read_fn)(void *ctx, int64_t row0, int64_t nrows, flo
 
 /* Where A comes from: a row reader, or (when data is non-NULL) memory. */
 typedef struct {
-    const char *name;      /* for messages ("blk.3.attn_q.weight") */
-    int64_t m, n;          /* rows, cols */
-    const float *data;     /* (m, n) row-major, or NULL to use read */
+    const char *name;  /* for messages ("blk.3.attn_q.weight") */
+    int64_t m, n;      /* rows, cols */
+    const float *data; /* (m, n) row-major, or NULL to use read */
     bb_rsvd_read_fn read;
     void *ctx;
 } bb_rsvd_source;
 
 typedef struct {
-    int rank;        /* k: singular values wanted, 1 <= k <= min(m, n) */
-    int oversample;  /* p: extra sketch columns (clipped so that k + p <= min(m, n)) */
-    int power_iters; /* q */
-    uint64_t seed;   /* Omega = N(0, 1) from (seed, stream "rsvd.omega") */
-    int want_u;      /* return U (m, k) */
-    int want_v;      /* return V (n, k) */
-    int residual;    /* one more pass over A for ||A - U S V^T||_F (else residual = -1) */
-    int64_t block_rows; /* rows read per block; 0 picks about 16 MiB per block */
-    int64_t cache_bytes; /* bb_rsvd_tensor: a tensor that needs conversion or generation is
-                            read once into memory when its f32 copy fits this (default
-                            1 GiB), else streamed 2q + 3 times */
+    int rank;                         /* k: singular values wanted, 1 <= k <= min(m, n) */
+    int oversample;                   /* p: extra sketch columns (clipped so that k + p <= min(m, n)) */
+    int power_iters;                  /* q */
+    uint64_t seed;                    /* Omega = N(0, 1) from (seed, stream "rsvd.omega") */
+    int want_u;                       /* return U (m, k) */
+    int want_v;                       /* return V (n, k) */
+    int residual;                     /* one more pass over A for ||A - U S V^T||_F (else residual = -1) */
+    int64_t block_rows;               /* rows read per block; 0 picks about 16 MiB per block */
+    /* bb_rsvd_tensor: a tensor that needs conversion or generation is read once
+     * into memory when its f32 copy fits cache_bytes (default 1 GiB), else it is
+     * streamed 2q + 3 times. */
+    int64_t cache_bytes;
     const bb_linalg_backend *backend; /* NULL = "cpu" */
 } bb_rsvd_opts;
 

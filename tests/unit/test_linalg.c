@@ -23,8 +23,8 @@ static float *dup(const float *a, size_t n) {
 
 /* Elementwise check of x against ref (rows, cols), both with leading dimension ld.
  * Reports the first mismatch and the max error; returns the number of mismatches. */
-static int compare(const char *what, const float *x, const float *r, int64_t rows, int64_t cols, int64_t ld, double abs_tol,
-                   double rel_tol) {
+static int compare(const char *what, const float *x, const float *r, int64_t rows, int64_t cols, int64_t ld,
+                   double abs_tol, double rel_tol) {
     int bad = 0;
     double maxerr = 0;
     for (int64_t i = 0; i < rows; i++)
@@ -152,7 +152,8 @@ static void test_trsm(void) {
                 EXPECT_OK(cpu->trsm((bb_side)side, (bb_uplo)u, (bb_op)op, m, n, 2.0f, t, ldt, b0, ldb));
                 EXPECT_OK(ref->trsm((bb_side)side, (bb_uplo)u, (bb_op)op, m, n, 2.0f, t, ldt, b1, ldb));
                 char what[48];
-                snprintf(what, sizeof what, "trsm %s %s %s", side ? "right" : "left", u ? "lower" : "upper", op ? "T" : "N");
+                snprintf(what, sizeof what, "trsm %s %s %s", side ? "right" : "left", u ? "lower" : "upper",
+                         op ? "T" : "N");
                 compare(what, b0, b1, m, ldb, ldb, 1e-5, 1e-4);
                 free(t);
                 free(b0);

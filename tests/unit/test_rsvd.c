@@ -26,10 +26,14 @@ static float *known(int64_t m, int64_t n, const float *s, uint64_t stream, float
     EXPECT_OK(cpu->gemm(BB_OP_N, BB_OP_T, m, n, r, 1.0f, u, r, v, r, 0.0f, a, n));
     for (int64_t i = 0; i < m; i++)
         for (int64_t j = 0; j < r; j++) u[i * r + j] /= s[j];
-    if (u_out) *u_out = u;
-    else free(u);
-    if (v_out) *v_out = v;
-    else free(v);
+    if (u_out)
+        *u_out = u;
+    else
+        free(u);
+    if (v_out)
+        *v_out = v;
+    else
+        free(v);
     return a;
 }
 
@@ -71,8 +75,8 @@ static void test_known_spectrum(void) {
         for (int i = 0; i < o.rank; i++) {
             double rel = fabs((double)res.s[i] - ls[i]) / ls[i];
             if (rel > worst) worst = rel;
-            EXPECT(rel < 1e-4, "(%lld, %lld) sigma_%d: rsvd %.8g vs sgesdd %.8g (rel %.2g)", (long long)m, (long long)n, i,
-                   res.s[i], ls[i], rel);
+            EXPECT(rel < 1e-4, "(%lld, %lld) sigma_%d: rsvd %.8g vs sgesdd %.8g (rel %.2g)", (long long)m, (long long)n,
+                   i, res.s[i], ls[i], rel);
         }
         printf("  (%lld, %lld) k=20 p=8 q=2: max relative error of sigma_1..20 vs sgesdd %.2e, residual %.6f, "
                "||U^TU-I|| %.1e, ||V^TV-I|| %.1e\n",
@@ -87,7 +91,8 @@ static void test_known_spectrum(void) {
             double du = 0, dv = 0;
             for (int64_t i = 0; i < m; i++) du += (double)res.u[i * 20 + j] * ut[i * r + j];
             for (int64_t i = 0; i < n; i++) dv += (double)res.v[i * 20 + j] * vt[i * r + j];
-            EXPECT(fabs(fabs(du) - 1) < 1e-4 && fabs(fabs(dv) - 1) < 1e-4, "vector %d: |u.u*| %.7f |v.v*| %.7f", j, du, dv);
+            EXPECT(fabs(fabs(du) - 1) < 1e-4 && fabs(fabs(dv) - 1) < 1e-4, "vector %d: |u.u*| %.7f |v.v*| %.7f", j, du,
+                   dv);
         }
         /* energy ranks from the known spectrum */
         int want[3] = {-1, -1, -1};
@@ -98,8 +103,8 @@ static void test_known_spectrum(void) {
             for (int t = 0; t < 3; t++)
                 if (want[t] < 0 && cum / total >= fr[t]) want[t] = i + 1;
         }
-        EXPECT(res.rank50 == want[0] && res.rank90 == want[1] && res.rank99 == want[2], "ranks %d %d %d, expected %d %d %d",
-               res.rank50, res.rank90, res.rank99, want[0], want[1], want[2]);
+        EXPECT(res.rank50 == want[0] && res.rank90 == want[1] && res.rank99 == want[2],
+               "ranks %d %d %d, expected %d %d %d", res.rank50, res.rank90, res.rank99, want[0], want[1], want[2]);
         EXPECT_NEAR(res.energy[o.rank - 1], 1 - tail / total, 1e-5);
     next:
         bb_rsvd_result_clear(&res);
@@ -122,7 +127,8 @@ static void test_flat_spectrum(void) {
     o.rank = 60;
     bb_rsvd_result res;
     EXPECT_OK(bb_rsvd_matrix("flat", m, n, a, &o, &res));
-    EXPECT(res.rank50 == 50 && res.rank90 == -1 && res.rank99 == -1, "ranks %d %d %d", res.rank50, res.rank90, res.rank99);
+    EXPECT(res.rank50 == 50 && res.rank90 == -1 && res.rank99 == -1, "ranks %d %d %d", res.rank50, res.rank90,
+           res.rank99);
     EXPECT(res.u == NULL && res.v == NULL, "vectors only when asked for");
     bb_rsvd_result_clear(&res);
     /* k = min(m, n): the sketch covers the whole range and the SVD is exact */
@@ -158,7 +164,8 @@ static void test_power_iterations(void) {
         }
         double best = 0;
         for (int i = o.rank; i < 192; i++) best += (double)s[i] * s[i];
-        printf("  harmonic (256, 192) k=16 p=8 q=%d: max relative error of sigma_1..16 %.2e, residual %.5f (optimal %.5f)\n",
+        printf("  harmonic (256, 192) k=16 p=8 q=%d: max relative error of sigma_1..16 %.2e, residual %.5f (optimal "
+               "%.5f)\n",
                q, worst, res.residual, sqrt(best) / res.fro);
         EXPECT(worst < prev, "q=%d: error %.3g did not shrink from %.3g", q, worst, prev);
         if (q == 2) EXPECT(worst < 1e-2, "q=2: max relative error %.3g", worst);
@@ -273,12 +280,14 @@ static void test_errors(void) {
     bb_tensor t;
     int64_t shape[2] = {m, n};
     EXPECT_OK(bb_tensor_init_memory(&t, "blk.0.attn_q.weight", BB_F32, 2, shape, a, sizeof(float) * (size_t)(m * n)));
-    EXPECT_ERR(bb_rsvd_tensor(&t, &o, &res), BB_ERR_NUMERIC, "blk.0.attn_q.weight (40, 30): non-finite value nan at row 3, column 5");
+    EXPECT_ERR(bb_rsvd_tensor(&t, &o, &res), BB_ERR_NUMERIC,
+               "blk.0.attn_q.weight (40, 30): non-finite value nan at row 3, column 5");
     a[3 * n + 5] = INFINITY;
     rows_ctx c = {a, n, 0};
     bb_rsvd_source src = {"streamed", m, n, NULL, read_rows, &c};
     o.block_rows = 2;
-    EXPECT_ERR(bb_rsvd_run(&src, &o, &res), BB_ERR_NUMERIC, "streamed (40, 30): non-finite value inf at row 3, column 5");
+    EXPECT_ERR(bb_rsvd_run(&src, &o, &res), BB_ERR_NUMERIC,
+               "streamed (40, 30): non-finite value inf at row 3, column 5");
     int64_t vshape[1] = {m};
     EXPECT_OK(bb_tensor_init_memory(&t, "output_norm.weight", BB_F32, 1, vshape, a, sizeof(float) * (size_t)m));
     EXPECT_ERR(bb_rsvd_tensor(&t, &o, &res), BB_ERR_ARG, "output_norm.weight: needs a matrix");

@@ -26,7 +26,8 @@ static void test_planted_rank(void) {
     bb_scan_result *r = NULL;
     EXPECT_OK(bb_scan_model(tiny, &o, &r));
     if (!r) return;
-    EXPECT(r->n == tiny->cfg.n_layers * BB_LIN_COUNT, "%d matrices, expected %d", r->n, tiny->cfg.n_layers * BB_LIN_COUNT);
+    EXPECT(r->n == tiny->cfg.n_layers * BB_LIN_COUNT, "%d matrices, expected %d", r->n,
+           tiny->cfg.n_layers * BB_LIN_COUNT);
     for (int i = 0; i < r->n; i++) {
         const bb_scan_entry *e = &r->e[i];
         const bb_rsvd_result *s = &e->svd;
@@ -48,7 +49,8 @@ static void test_planted_rank(void) {
         float *w = malloc(sizeof(float) * (size_t)(m * n)), *sv = malloc(sizeof(float) * (size_t)n), dummy;
         EXPECT_OK(bb_tensor_read_f32(&tiny->layers[1].wq, 0, m, w));
         /* column-major A^T: same singular values, and Debian's LAPACKE row-major path rejects jobz 'N' */
-        EXPECT(LAPACKE_sgesdd(LAPACK_COL_MAJOR, 'N', (int)n, (int)m, w, (int)n, sv, &dummy, 1, &dummy, 1) == 0, "sgesdd");
+        EXPECT(LAPACKE_sgesdd(LAPACK_COL_MAJOR, 'N', (int)n, (int)m, w, (int)n, sv, &dummy, 1, &dummy, 1) == 0,
+               "sgesdd");
         /* The planted directions converge fast; sigma_i in the flat noise floor
          * (i > 16 here) only to a few percent with q = 2, which moves E(R) little. */
         double lead = 0, all = 0, fro2 = 0, top = 0;
@@ -60,9 +62,10 @@ static void test_planted_rank(void) {
         }
         for (int i = 0; i < n; i++) fro2 += (double)sv[i] * sv[i];
         double de = e->svd.energy[31] - top / fro2;
-        printf("  blk.1.attn_q (128, 128), R=32 p=8 q=2 vs sgesdd: max relative error sigma_1..8 %.2e, sigma_1..32 %.2e; "
-               "E(32) %.5f vs exact %.5f\n",
-               lead, all, e->svd.energy[31], top / fro2);
+        printf(
+            "  blk.1.attn_q (128, 128), R=32 p=8 q=2 vs sgesdd: max relative error sigma_1..8 %.2e, sigma_1..32 %.2e; "
+            "E(32) %.5f vs exact %.5f\n",
+            lead, all, e->svd.energy[31], top / fro2);
         EXPECT(lead < 1e-3, "sigma_1..8 max relative error %.3g", lead);
         EXPECT(all < 0.1, "sigma_1..32 max relative error %.3g", all);
         EXPECT(de <= 1e-6 && de > -0.01, "E(32) %.6f vs exact %.6f", e->svd.energy[31], top / fro2);
@@ -148,8 +151,10 @@ static void test_outputs(void) {
         EXPECT(bb_json_len(ts) == (size_t)r->n, "%zu tensors in JSON", bb_json_len(ts));
         const bb_json *t0 = bb_json_at(ts, 0);
         EXPECT(!strcmp(bb_json_str(bb_json_get(t0, "name"), NULL), r->e[0].name), "first name");
-        EXPECT(bb_json_len(bb_json_get(t0, "sigma")) == 24 && bb_json_len(bb_json_get(t0, "energy")) == 24, "arrays of k");
-        EXPECT((float)bb_json_num(bb_json_at(bb_json_get(t0, "sigma"), 0)) == r->e[0].svd.s[0], "sigma_1 round-trips (%%.9g)");
+        EXPECT(bb_json_len(bb_json_get(t0, "sigma")) == 24 && bb_json_len(bb_json_get(t0, "energy")) == 24,
+               "arrays of k");
+        EXPECT((float)bb_json_num(bb_json_at(bb_json_get(t0, "sigma"), 0)) == r->e[0].svd.s[0],
+               "sigma_1 round-trips (%%.9g)");
         EXPECT(bb_json_num(bb_json_get(t0, "rank50")) == r->e[0].svd.rank50, "rank50");
         EXPECT(bb_json_type(bb_json_get(t0, "rank99")) == BB_JSON_NULL, "rank99 beyond R is null");
     }
@@ -161,7 +166,8 @@ static void test_outputs(void) {
         long lines = 0;
         for (size_t i = 0; i < len; i++) lines += csv[i] == '\n';
         EXPECT(lines == 1 + (long)r->n * 24, "CSV lines %ld", lines);
-        const char *head = "tensor,kind,layer,rows,cols,i,sigma,sigma_rel,energy\nblk.0.attn_q.weight,attn_q,0,128,128,1,";
+        const char *head =
+            "tensor,kind,layer,rows,cols,i,sigma,sigma_rel,energy\nblk.0.attn_q.weight,attn_q,0,128,128,1,";
         EXPECT(!strncmp(csv, head, strlen(head)), "CSV header and first row: %.100s", csv);
     }
     free(csv);
@@ -169,7 +175,8 @@ static void test_outputs(void) {
     for (int p = 0; p < 2; p++) {
         char *svg = slurp(dir, plots[p], &len);
         if (!svg) continue;
-        EXPECT(!strncmp(svg, "<svg ", 5) && strstr(svg, "</svg>") && strstr(svg, "<polyline"), "%s is an SVG plot", plots[p]);
+        EXPECT(!strncmp(svg, "<svg ", 5) && strstr(svg, "</svg>") && strstr(svg, "<polyline"), "%s is an SVG plot",
+               plots[p]);
         /* 28 tensors: one line per kind, mean over the 4 layers */
         EXPECT(strstr(svg, "ffn_down (mean of 4)") != NULL, "%s legend per kind", plots[p]);
         free(svg);
