@@ -30,14 +30,14 @@ typedef struct {
 } bb_rsvd_source;
 
 typedef struct {
-    int rank;                         /* k: singular values wanted, 1 <= k <= min(m, n) */
-    int oversample;                   /* p: extra sketch columns (clipped so that k + p <= min(m, n)) */
-    int power_iters;                  /* q */
-    uint64_t seed;                    /* Omega = N(0, 1) from (seed, stream "rsvd.omega") */
-    int want_u;                       /* return U (m, k) */
-    int want_v;                       /* return V (n, k) */
-    int residual;                     /* one more pass over A for ||A - U S V^T||_F (else residual = -1) */
-    int64_t block_rows;               /* rows read per block; 0 picks about 16 MiB per block */
+    int rank;           /* k: singular values wanted, 1 <= k <= min(m, n) */
+    int oversample;     /* p: extra sketch columns (clipped so that k + p <= min(m, n)) */
+    int power_iters;    /* q */
+    uint64_t seed;      /* Omega = N(0, 1) from (seed, stream "rsvd.omega") */
+    int want_u;         /* return U (m, k) */
+    int want_v;         /* return V (n, k) */
+    int residual;       /* one more pass over A for ||A - U S V^T||_F (else residual = -1) */
+    int64_t block_rows; /* rows read per block; 0 picks about 16 MiB per block */
     /* bb_rsvd_tensor: a tensor that needs conversion or generation is read once
      * into memory when its f32 copy fits cache_bytes (default 1 GiB), else it is
      * streamed 2q + 3 times. */
