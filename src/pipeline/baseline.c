@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "compress/scan.h"
 #include "core/events.h"
 #include "core/file.h"
 #include "core/log.h"
@@ -119,6 +120,37 @@ static bb_status write_tokens(bb_run *r, const char *name, const bb_tokens *t) {
     return r->dist->rank == 0 ? bb_tokens_write(path, t) : BB_OK;
 }
 
+/* The spectral scan of every linear weight, on rank 0 (spreading matrices
+ * over ranks comes with the sharding plan); results in <run.dir>/scan/. */
+static bb_status spectral_scan(bb_run *r) {
+    const bb_config *c = &r->cfg;
+    if (!c->scan.enabled) return BB_OK;
+    bb_scan_opts o;
+    bb_scan_opts_default(&o);
+    o.rank = (int)c->scan.rank;
+    o.oversample = (int)c->scan.oversample;
+    o.power_iters = (int)c->scan.power_iters;
+    o.seed = (uint64_t)c->run.seed;
+    o.progress = 1;
+    bb_scan_result *res = NULL;
+    BB_CALL(bb_scan_model(r->model, &o, &res));
+    char dir[1200];
+    snprintf(dir, sizeof dir, "%s/scan", c->run.dir);
+    bb_status st = bb_scan_write(res, dir);
+    if (st == BB_OK) {
+        double e = 0;
+        int r50 = 0;
+        for (int i = 0; i < res->n; i++) {
+            e += res->e[i].svd.energy[res->e[i].svd.k - 1];
+            r50 += res->e[i].svd.rank50;
+        }
+        bb_info("scan    %d matrices, top-%d singular values: mean energy captured %.1f%%, mean rank at 50%% %.1f; "
+                "plots in %s/", res->n, o.rank, 100.0 * e / res->n, (double)r50 / res->n, dir);
+    }
+    bb_scan_result_destroy(&res);
+    return st;
+}
+
 bb_status bb_stage_baseline(bb_run *r) {
     const bb_config *c = &r->cfg;
     int ctx = (int)(c->eval.n_ctx > c->calib.seq_len ? c->eval.n_ctx : c->calib.seq_len);
@@ -139,6 +171,8 @@ bb_status bb_stage_baseline(bb_run *r) {
     bb_info("calib   %lld tokens (%s)", (long long)cal.n, cal_origin);
     st = write_tokens(r, "eval.tokens", &ev);
     if (st == BB_OK) st = write_tokens(r, "calib.tokens", &cal);
+    BB_CALL_GOTO(st, out, bb_dist_agree(r->dist, st));
+    st = r->dist->rank == 0 ? spectral_scan(r) : BB_OK;
     BB_CALL_GOTO(st, out, bb_dist_agree(r->dist, st));
     /* Rank 0 evaluates; the reference log-probabilities stay with the run for KLD later. */
     if (r->dist->rank == 0) {

@@ -14,7 +14,7 @@ bb_status bb_stage_baseline(bb_run *r);
 /* The seed's stages in order (DESIGN §1). A stage without a run function is
  * listed in the plan as not built yet and skipped. */
 static const bb_stage stages[] = {
-    {"baseline", "Baseline mapping", "calibration and evaluation streams; dense perplexity and reference log-probs",
+    {"baseline", "Baseline mapping", "spectral scan; calibration and evaluation streams; dense perplexity and log-probs",
      bb_stage_baseline},
     {"usage", "Density assessment", "calibration forward; Gram, channel norms, activation frequency; usage scores",
      NULL},
