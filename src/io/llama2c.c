@@ -49,8 +49,10 @@ static bb_status check_header(const char *label, const l2c_header *h, int *share
     BB_CHECK(h->n_heads % h->n_kv_heads == 0, BB_ERR_FORMAT,
              "%s: n_heads %d is not a multiple of n_kv_heads %d (grouped-query attention needs it)", label,
              (int)h->n_heads, (int)h->n_kv_heads);
-    BB_CHECK((h->dim / h->n_heads) % 2 == 0, BB_ERR_FORMAT, "%s: head size %d (dim %d / n_heads %d) is odd; rotary "
-             "embeddings need pairs", label, (int)(h->dim / h->n_heads), (int)h->dim, (int)h->n_heads);
+    BB_CHECK((h->dim / h->n_heads) % 2 == 0, BB_ERR_FORMAT,
+             "%s: head size %d (dim %d / n_heads %d) is odd; rotary "
+             "embeddings need pairs",
+             label, (int)(h->dim / h->n_heads), (int)h->dim, (int)h->n_heads);
     *shared = h->vocab_size > 0;
     return BB_OK;
 }
@@ -155,13 +157,15 @@ static bb_status fill_model(bb_model *m, const uint8_t *base, const l2c_header *
     int64_t dim = c->dim, hid = c->hidden_dim, kvd = (int64_t)c->n_kv_heads * c->head_dim, V = c->vocab_size;
     BB_CALL(view(&m->tok_embd, base, lo->emb, 0, "token_embd.weight", V, dim));
     BB_CALL(view(&m->out_norm, base, lo->rms_final, 0, "output_norm.weight", dim, 0));
-    if (shared) m->output = m->tok_embd;
-    else BB_CALL(view(&m->output, base, lo->wcls, 0, "output.weight", V, dim));
+    if (shared)
+        m->output = m->tok_embd;
+    else
+        BB_CALL(view(&m->output, base, lo->wcls, 0, "output.weight", V, dim));
     for (int l = 0; l < c->n_layers; l++) {
         bb_layer_weights *w = &m->layers[l];
         char nm[BB_TENSOR_NAME_MAX];
-#define V_(field, seg, label, a, b)                                 \
-    snprintf(nm, sizeof nm, "blk.%d.%s.weight", l, label);         \
+#define V_(field, seg, label, a, b)                                                                                    \
+    snprintf(nm, sizeof nm, "blk.%d.%s.weight", l, label);                                                             \
     BB_CALL(view(&w->field, base, lo->seg, l, nm, a, b))
         V_(attn_norm, rms_att, "attn_norm", dim, 0);
         V_(wq, wq, "attn_q", dim, dim);
@@ -197,7 +201,7 @@ bb_status bb_llama2c_parse(const void *data, size_t size, const char *label, bb_
                  header_bytes);
         hp = p + 8;
     }
-    l2c_header h = {rd_i32(hp), rd_i32(hp + 4), rd_i32(hp + 8), rd_i32(hp + 12),
+    l2c_header h = {rd_i32(hp),      rd_i32(hp + 4),  rd_i32(hp + 8), rd_i32(hp + 12),
                     rd_i32(hp + 16), rd_i32(hp + 20), rd_i32(hp + 24)};
     int shared = 0;
     BB_CALL(check_header(label, &h, &shared));
@@ -239,8 +243,10 @@ static void find_tokenizer(bb_model *m, const char *path) {
     char dir[1024];
     snprintf(dir, sizeof dir, "%s", path);
     char *slash = strrchr(dir, '/');
-    if (slash) *slash = '\0';
-    else snprintf(dir, sizeof dir, ".");
+    if (slash)
+        *slash = '\0';
+    else
+        snprintf(dir, sizeof dir, ".");
     char name[32], cand[1100];
     snprintf(name, sizeof name, "tok%d.bin", m->cfg.vocab_size);
     const char *names[2] = {name, "tokenizer.bin"};

@@ -8,15 +8,15 @@
 
 struct bb_tokenizer {
     const bb_tokenizer_kind *kind;
-    int n;             /* vocabulary size */
-    char *blob;        /* all pieces, each NUL-terminated */
-    size_t *off;       /* (n+1) piece i is blob[off[i], off[i+1]-1) */
-    float *score;      /* (n) merge priority */
-    int32_t *slots;    /* (cap) open-addressing hash index: token id or -1 */
-    size_t cap;        /* power of two, at least 2n */
-    int byte_id[256];  /* byte-fallback token of each byte, -1 if none */
-    int16_t *byte_of;  /* (n) the byte a "<0xAB>" token stands for, -1 for other tokens */
-    size_t max_len;    /* longest piece */
+    int n;            /* vocabulary size */
+    char *blob;       /* all pieces, each NUL-terminated */
+    size_t *off;      /* (n+1) piece i is blob[off[i], off[i+1]-1) */
+    float *score;     /* (n) merge priority */
+    int32_t *slots;   /* (cap) open-addressing hash index: token id or -1 */
+    size_t cap;       /* power of two, at least 2n */
+    int byte_id[256]; /* byte-fallback token of each byte, -1 if none */
+    int16_t *byte_of; /* (n) the byte a "<0xAB>" token stands for, -1 for other tokens */
+    size_t max_len;   /* longest piece */
     int bos_id, eos_id;
     unsigned char bytes[256]; /* bytes[b] == b: what decoding a byte token points at */
 };

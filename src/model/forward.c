@@ -25,24 +25,24 @@ typedef struct {
 /* Activations for `rows` rows; grown on demand and reused across calls. */
 typedef struct {
     int64_t rows, scratch;
-    float *x, *xn;    /* (rows, dim) residual stream, normed input */
-    float *q, *att;   /* (rows, qd) */
-    float *k, *v;     /* (rows, kvd) */
-    float *h1, *h3;   /* (rows, hidden) */
-    float *tmp;       /* (rows, dim) */
+    float *x, *xn;        /* (rows, dim) residual stream, normed input */
+    float *q, *att;       /* (rows, qd) */
+    float *k, *v;         /* (rows, kvd) */
+    float *h1, *h3;       /* (rows, hidden) */
+    float *tmp;           /* (rows, dim) */
     float *cos_t, *sin_t; /* (rows, hd/2) */
-    int *pos;         /* (rows) */
-    float *sc;        /* attention scores, `scratch` floats */
+    int *pos;             /* (rows) */
+    float *sc;            /* attention scores, `scratch` floats */
 } fw_work;
 
 struct bb_forward {
     const bb_model *m;
     bb_model_config c;
     int qd, kvd;
-    float *emb;      /* (vocab, dim) */
-    float *out_norm; /* (dim) */
-    float *output;   /* (vocab, dim); == emb when tied */
-    fw_layer *L;     /* [n_layers] */
+    float *emb;       /* (vocab, dim) */
+    float *out_norm;  /* (dim) */
+    float *output;    /* (vocab, dim); == emb when tied */
+    fw_layer *L;      /* [n_layers] */
     double *inv_freq; /* (hd/2) */
     int cache_len, n_cached;
     float *kcache, *vcache; /* (n_layers, cache_len, kvd), allocated on the first decode */
@@ -70,7 +70,8 @@ static bb_status load_f32(const bb_tensor *t, float **out) {
 }
 
 static void free_work(fw_work *w) {
-    float **bufs[] = {&w->x, &w->xn, &w->q, &w->att, &w->k, &w->v, &w->h1, &w->h3, &w->tmp, &w->cos_t, &w->sin_t, &w->sc};
+    float **bufs[] = {&w->x,  &w->xn, &w->q,   &w->att,   &w->k,     &w->v,
+                      &w->h1, &w->h3, &w->tmp, &w->cos_t, &w->sin_t, &w->sc};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) {
         free(*bufs[i]);
         *bufs[i] = NULL;
@@ -86,8 +87,8 @@ void bb_forward_destroy(bb_forward **pf) {
     if (f->L)
         for (int l = 0; l < f->c.n_layers; l++) {
             fw_layer *L = &f->L[l];
-            float *ps[] = {L->attn_norm, L->wq, L->wk, L->wv, L->bq, L->bk, L->bv, L->wo, L->ffn_norm,
-                           L->w_gate, L->w_up, L->w_down};
+            float *ps[] = {L->attn_norm, L->wq, L->wk,       L->wv,     L->bq,   L->bk,
+                           L->bv,        L->wo, L->ffn_norm, L->w_gate, L->w_up, L->w_down};
             for (size_t i = 0; i < sizeof ps / sizeof ps[0]; i++) free(ps[i]);
         }
     free(f->L);
@@ -108,8 +109,10 @@ static bb_status load_weights(bb_forward *f) {
     BB_CALL(load_f32(&m->out_norm, &f->out_norm));
     /* Tied models may still carry a distinct handle (GGUF without output.weight
      * copies tok_embd); sharing storage avoids a second vocab x dim copy. */
-    if (m->cfg.tied_embeddings || (m->output.data && m->output.data == m->tok_embd.data)) f->output = f->emb;
-    else BB_CALL(load_f32(&m->output, &f->output));
+    if (m->cfg.tied_embeddings || (m->output.data && m->output.data == m->tok_embd.data))
+        f->output = f->emb;
+    else
+        BB_CALL(load_f32(&m->output, &f->output));
     BB_CALL(bb_calloc((void **)&f->L, (size_t)f->c.n_layers, sizeof *f->L, "layer weights"));
     for (int l = 0; l < f->c.n_layers; l++) {
         const bb_layer_weights *w = &m->layers[l];
@@ -222,11 +225,14 @@ static bb_status run(bb_forward *f, const int *tokens, int B, int T, int pos0, i
     int64_t R = (int64_t)B * T;
     int dim = c->dim, hd = c->head_dim, hid = c->hidden_dim, qd = f->qd, kvd = f->kvd, V = c->vocab_size;
     for (int64_t r = 0; r < R; r++)
-        BB_CHECK(tokens[r] >= 0 && tokens[r] < V, BB_ERR_ARG, "token id %d at index %lld is outside the vocabulary "
-                 "(0..%d)", tokens[r], (long long)r, V - 1);
+        BB_CHECK(tokens[r] >= 0 && tokens[r] < V, BB_ERR_ARG,
+                 "token id %d at index %lld is outside the vocabulary "
+                 "(0..%d)",
+                 tokens[r], (long long)r, V - 1);
     BB_CALL(ensure_work(f, R, (int64_t)T * (pos0 + T)));
     fw_work *w = &f->w;
-    for (int64_t r = 0; r < R; r++) memcpy(w->x + r * dim, f->emb + (int64_t)tokens[r] * dim, (size_t)dim * sizeof(float));
+    for (int64_t r = 0; r < R; r++)
+        memcpy(w->x + r * dim, f->emb + (int64_t)tokens[r] * dim, (size_t)dim * sizeof(float));
     for (int t = 0; t < T; t++) w->pos[t] = pos0 + t;
     bb_rope_table(f->inv_freq, hd / 2, w->pos, T, w->cos_t, w->sin_t);
     for (int l = 0; l < c->n_layers; l++) {
@@ -243,7 +249,8 @@ static bb_status run(bb_forward *f, const int *tokens, int B, int T, int pos0, i
             bb_rope_ref(w->q + r0 * qd, T, c->n_heads, hd, c->rope_style, w->cos_t, w->sin_t);
             bb_rope_ref(w->k + r0 * kvd, T, c->n_kv_heads, hd, c->rope_style, w->cos_t, w->sin_t);
             if (cached) {
-                float *kc = f->kcache + (int64_t)l * f->cache_len * kvd, *vc = f->vcache + (int64_t)l * f->cache_len * kvd;
+                float *kc = f->kcache + (int64_t)l * f->cache_len * kvd,
+                      *vc = f->vcache + (int64_t)l * f->cache_len * kvd;
                 memcpy(kc + (int64_t)pos0 * kvd, w->k, (size_t)T * kvd * sizeof(float));
                 memcpy(vc + (int64_t)pos0 * kvd, w->v, (size_t)T * kvd * sizeof(float));
                 bb_attention(w->q, kc, vc, T, pos0, c->n_heads, c->n_kv_heads, hd, w->att, w->sc);
@@ -325,8 +332,7 @@ bb_status bb_forward_generate(bb_forward *f, const int *prompt, int n_prompt, in
                               uint64_t seed, bb_generate_token_fn on_token, void *ud, int *out, int *n_out) {
     *n_out = 0;
     BB_CHECK(n_prompt > 0, BB_ERR_ARG, "generation needs a prompt of at least one token (BOS)");
-    BB_CHECK(temperature >= 0 && isfinite(temperature), BB_ERR_ARG, "temperature %g must be >= 0",
-             (double)temperature);
+    BB_CHECK(temperature >= 0 && isfinite(temperature), BB_ERR_ARG, "temperature %g must be >= 0", (double)temperature);
     int V = f->c.vocab_size;
     if (steps > f->cache_len) steps = f->cache_len;
     float *logits;

@@ -1,4 +1,4 @@
-/* forward.h — CPU fp32 forward pass of a Llama-family model (OpenBLAS), with a KV cache and greedy/sampled generation.
+/* forward.h — CPU fp32 forward pass of a Llama-family model (OpenBLAS): KV cache, greedy/sampled generation.
  *
  * A context converts every weight to f32 once, through bb_tensor_read_f32, so
  * it works for f32/f16/bf16 files and generator-backed tensors alike. It keeps

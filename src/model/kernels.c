@@ -1,4 +1,5 @@
-/* kernels.c — CPU fp32 kernels: matmul, RMSNorm, RoPE (both pairings, scaled frequencies), SwiGLU, causal GQA attention. */
+/* kernels.c — CPU fp32 kernels: matmul, RMSNorm, RoPE (both pairings, scaled frequencies), SwiGLU, causal GQA
+ * attention. */
 #include "model/kernels.h"
 
 #include <cblas.h>
@@ -17,8 +18,8 @@ void bb_matmul_ref(const float *x, const float *w, const float *b, int64_t rows,
 void bb_matmul(const float *x, const float *w, const float *b, int64_t rows, int64_t in, int64_t out, float *y) {
     if (b)
         for (int64_t r = 0; r < rows; r++) memcpy(y + r * out, b, (size_t)out * sizeof *y);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (blasint)rows, (blasint)out, (blasint)in, 1.0f, x,
-                (blasint)in, w, (blasint)in, b ? 1.0f : 0.0f, y, (blasint)out);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (blasint)rows, (blasint)out, (blasint)in, 1.0f, x, (blasint)in,
+                w, (blasint)in, b ? 1.0f : 0.0f, y, (blasint)out);
 }
 
 void bb_rmsnorm_ref(const float *x, const float *w, int64_t rows, int dim, float eps, float *y) {

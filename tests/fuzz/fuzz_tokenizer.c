@@ -39,8 +39,8 @@ static bb_tokenizer *make_fixed(void) {
         snprintf(p, sizeof p, "<0x%02X>", b);
         put_piece(buf, &n, p, 0);
     }
-    const char *extra[] = {" ", "a", "e", "h", "t", "o", "n", " t", "th", "he", "the", " the", "an", " an", "nd",
-                           " and", "aa", "aa", "\xc3\xa9", "\xe2\x80\x9c", " a", "o ", "  "};
+    const char *extra[] = {" ",  "a",   "e",  "h",    "t",  "o",  "n",        " t",           "th", "he", "the", " the",
+                           "an", " an", "nd", " and", "aa", "aa", "\xc3\xa9", "\xe2\x80\x9c", " a", "o ", "  "};
     for (size_t i = 0; i < sizeof extra / sizeof extra[0]; i++) put_piece(buf, &n, extra[i], -(float)(i % 7));
     bb_tokenizer *t = NULL;
     bb_tokenizer_load_memory(buf, n, "fixed", 0, &t);
@@ -104,7 +104,9 @@ static void roundtrip(const uint8_t *data, size_t size) {
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (size == 0) return 0;
-    if (data[0] % 2 == 0) parse_file(data + 1, size - 1);
-    else roundtrip(data + 1, size - 1);
+    if (data[0] % 2 == 0)
+        parse_file(data + 1, size - 1);
+    else
+        roundtrip(data + 1, size - 1);
     return 0;
 }

@@ -1,4 +1,4 @@
-/* test_forward.c — forward pass: stories260K greedy golden text, decode vs prefill, kernels vs _ref, hook, generation.
+/* test_forward.c — forward pass: stories260K greedy text, decode vs prefill, kernels vs _ref, hook, generation.
  *
  * Also a runner for tests/py/forward_ref.py:
  *   test_forward --logits MODEL TOKENS OUT
@@ -76,8 +76,10 @@ static void test_greedy_stories260k(void) {
         text_sink s = {.tok = tok};
         EXPECT_OK(bb_forward_generate(f, prompt, n_prompt, 200, 0.0f, 0, sink_token, &s, out, &n_out));
         EXPECT(n_out == 200, "generated %d tokens, expected 200", n_out);
-        EXPECT(s.n == want_n && memcmp(s.buf, want, want_n) == 0, "greedy text differs from %s:\n--- got (%zu bytes)\n%.*s\n"
-               "--- expected (%zu bytes)\n%s", expected_path, s.n, (int)s.n, s.buf, want_n, want);
+        EXPECT(s.n == want_n && memcmp(s.buf, want, want_n) == 0,
+               "greedy text differs from %s:\n--- got (%zu bytes)\n%.*s\n"
+               "--- expected (%zu bytes)\n%s",
+               expected_path, s.n, (int)s.n, s.buf, want_n, want);
         /* decode_seq of [BOS, generated...] gives the same text */
         int all[201];
         all[0] = 1;
@@ -121,7 +123,8 @@ static void test_decode_matches_prefill(void) {
     float *chunk = calloc((size_t)T * V, sizeof(float));
     EXPECT_OK(bb_forward_prefill(f, tokens, B, T, pre));
     for (int b = 0; b < B; b++)
-        for (int t = 0; t < T; t++) EXPECT_OK(bb_forward_decode(f, &tokens[b * T + t], 1, t, dec + ((int64_t)b * T + t) * V));
+        for (int t = 0; t < T; t++)
+            EXPECT_OK(bb_forward_decode(f, &tokens[b * T + t], 1, t, dec + ((int64_t)b * T + t) * V));
     double e = rel_err(dec, pre, (int64_t)B * T * V);
     printf("  decode vs prefill (B=%d, T=%d): max|a-b|/max|ref| = %.3g (tol 1e-5)\n", B, T, e);
     EXPECT(e <= 1e-5, "decode logits differ from prefill: %.3g", e);
@@ -168,7 +171,8 @@ static void test_matmul_vs_ref(void) {
     const int64_t shapes[][3] = {{1, 64, 172}, {7, 33, 5}, {48, 64, 512}};
     for (size_t s = 0; s < 3; s++) {
         int64_t rows = shapes[s][0], in = shapes[s][1], out = shapes[s][2];
-        float *x = malloc(sizeof(float) * rows * in), *w = malloc(sizeof(float) * out * in), *b = malloc(sizeof(float) * out);
+        float *x = malloc(sizeof(float) * rows * in), *w = malloc(sizeof(float) * out * in),
+              *b = malloc(sizeof(float) * out);
         float *y = malloc(sizeof(float) * rows * out), *yr = malloc(sizeof(float) * rows * out);
         fill(x, rows * in, 1);
         fill(w, out * in, 2);
@@ -301,7 +305,8 @@ static void test_hook(void) {
         int tokens[6] = {1, 400, 300, 280, 17, 9};
         float *logits = malloc(sizeof(float) * 6 * 512);
         EXPECT_OK(bb_forward_prefill(f, tokens, 2, 3, logits));
-        for (int k = 0; k < BB_LIN_COUNT; k++) EXPECT(h.calls[k] == 5, "%s hooked %d times", bb_linear_name(k), h.calls[k]);
+        for (int k = 0; k < BB_LIN_COUNT; k++)
+            EXPECT(h.calls[k] == 5, "%s hooked %d times", bb_linear_name(k), h.calls[k]);
         EXPECT(h.rows == 6, "hook saw %lld rows", (long long)h.rows);
         EXPECT(h.same_qkv == 5 && h.same_gate_up == 5, "q/k/v or gate/up got different pointers");
         EXPECT(h.in[BB_LIN_DOWN] == 172 && h.in[BB_LIN_O] == 64 && h.in[BB_LIN_Q] == 64, "in_features wrong");
@@ -356,8 +361,10 @@ static void test_bf16_weights(void) {
     src[n] = &m->out_norm, dst[n++] = &h->out_norm;
     for (int l = 0; l < m->cfg.n_layers; l++) {
         bb_layer_weights *a = &m->layers[l], *b = &h->layers[l];
-        bb_tensor *sa[] = {&a->attn_norm, &a->wq, &a->wk, &a->wv, &a->wo, &a->ffn_norm, &a->w_gate, &a->w_up, &a->w_down};
-        bb_tensor *sb[] = {&b->attn_norm, &b->wq, &b->wk, &b->wv, &b->wo, &b->ffn_norm, &b->w_gate, &b->w_up, &b->w_down};
+        bb_tensor *sa[] = {&a->attn_norm, &a->wq,     &a->wk,   &a->wv,    &a->wo,
+                           &a->ffn_norm,  &a->w_gate, &a->w_up, &a->w_down};
+        bb_tensor *sb[] = {&b->attn_norm, &b->wq,     &b->wk,   &b->wv,    &b->wo,
+                           &b->ffn_norm,  &b->w_gate, &b->w_up, &b->w_down};
         for (int i = 0; i < 9; i++) src[n] = sa[i], dst[n++] = sb[i];
     }
     for (int i = 0; i < n; i++) {
@@ -417,7 +424,41 @@ static void free_owned(void *p) {
     free(o);
 }
 
-static bb_status read_cfg(const char *dir, bb_model_config *c, int *n_layers, bb_dtype *dtype) {
+/* Set config key `key` to v; returns 0 for an unknown key. */
+static int set_cfg_key(bb_model_config *c, const char *key, double v) {
+    const struct {
+        const char *name;
+        int *field;
+    } ints[] = {{"dim", &c->dim},
+                {"hidden_dim", &c->hidden_dim},
+                {"n_layers", &c->n_layers},
+                {"n_heads", &c->n_heads},
+                {"n_kv_heads", &c->n_kv_heads},
+                {"head_dim", &c->head_dim},
+                {"vocab_size", &c->vocab_size},
+                {"max_seq_len", &c->max_seq_len},
+                {"rope_orig_max_pos", &c->rope_orig_max_pos},
+                {"tied_embeddings", &c->tied_embeddings},
+                {"attn_bias", &c->attn_bias}};
+    const struct {
+        const char *name;
+        float *field;
+    } floats[] = {{"norm_eps", &c->norm_eps},
+                  {"rope_theta", &c->rope_theta},
+                  {"rope_factor", &c->rope_factor},
+                  {"rope_low_freq_factor", &c->rope_low_freq_factor},
+                  {"rope_high_freq_factor", &c->rope_high_freq_factor}};
+    for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++)
+        if (!strcmp(key, ints[i].name)) return *ints[i].field = (int)v, 1;
+    for (size_t i = 0; i < sizeof floats / sizeof floats[0]; i++)
+        if (!strcmp(key, floats[i].name)) return *floats[i].field = (float)v, 1;
+    if (!strcmp(key, "rope_style")) return c->rope_style = (bb_rope_style)v, 1;
+    if (!strcmp(key, "rope_scaling")) return c->rope_scaling = (bb_rope_scaling)v, 1;
+    return 0;
+}
+
+/* config.txt: "key value" lines (tests/py/forward_ref.py write_raw). */
+static bb_status read_cfg(const char *dir, bb_model_config *c, bb_dtype *dtype) {
     char path[1200], *txt;
     BB_CALL(bb_path_join(path, sizeof path, dir, "config.txt"));
     BB_CALL(bb_file_read_all(path, 1 << 16, &txt, NULL));
@@ -431,24 +472,14 @@ static bb_status read_cfg(const char *dir, bb_model_config *c, int *n_layers, bb
     int off = 0, used;
     while (sscanf(txt + off, "%63s %lf%n", key, &v, &used) == 2) {
         off += used;
-#define K(name, field) else if (!strcmp(key, name)) c->field = (__typeof__(c->field))v;
-        if (0) {
-        }
-        K("dim", dim) K("hidden_dim", hidden_dim) K("n_layers", n_layers) K("n_heads", n_heads)
-        K("n_kv_heads", n_kv_heads) K("head_dim", head_dim) K("vocab_size", vocab_size) K("max_seq_len", max_seq_len)
-        K("norm_eps", norm_eps) K("rope_theta", rope_theta) K("rope_style", rope_style) K("rope_scaling", rope_scaling)
-        K("rope_factor", rope_factor) K("rope_low_freq_factor", rope_low_freq_factor)
-        K("rope_high_freq_factor", rope_high_freq_factor) K("rope_orig_max_pos", rope_orig_max_pos)
-        K("tied_embeddings", tied_embeddings) K("attn_bias", attn_bias)
-        else if (!strcmp(key, "bf16")) *dtype = v ? BB_BF16 : BB_F32;
-        else {
+        if (!strcmp(key, "bf16")) {
+            *dtype = v ? BB_BF16 : BB_F32;
+        } else if (!set_cfg_key(c, key, v)) {
             free(txt);
             BB_CHECK(0, BB_ERR_CONFIG, "%s: unknown key %s", path, key);
         }
-#undef K
     }
     free(txt);
-    *n_layers = c->n_layers;
     return BB_OK;
 }
 
@@ -475,14 +506,16 @@ static bb_status load_raw_tensor(const char *dir, owned_bufs *o, bb_tensor *t, c
 
 static bb_status build_raw_model(const char *dir, bb_model **out) {
     bb_model_config c;
-    int L = 0;
     bb_dtype dt = BB_F32;
-    BB_CALL(read_cfg(dir, &c, &L, &dt));
+    BB_CALL(read_cfg(dir, &c, &dt));
+    int L = c.n_layers;
     bb_model *m;
     BB_CALL(bb_model_alloc(&m, L));
     m->cfg = c;
     snprintf(m->path, sizeof m->path, "%s", dir);
     owned_bufs *o = calloc(1, sizeof *o);
+    if (!o) bb_model_destroy(&m);
+    BB_CHECK(o, BB_ERR_OOM, "out of memory: tensor list");
     m->priv = o;
     m->priv_free = free_owned;
     int64_t qd = (int64_t)c.n_heads * c.head_dim, kvd = (int64_t)c.n_kv_heads * c.head_dim;
@@ -491,11 +524,15 @@ static bb_status build_raw_model(const char *dir, bb_model **out) {
 #define LOAD(t, name, a, b) BB_CALL_GOTO(st, fail, load_raw_tensor(dir, o, t, name, dt, a, b))
     LOAD(&m->tok_embd, "token_embd.weight", c.vocab_size, c.dim);
     LOAD(&m->out_norm, "output_norm.weight", c.dim, 0);
-    if (c.tied_embeddings) m->output = m->tok_embd;
-    else LOAD(&m->output, "output.weight", c.vocab_size, c.dim);
+    if (c.tied_embeddings)
+        m->output = m->tok_embd;
+    else
+        LOAD(&m->output, "output.weight", c.vocab_size, c.dim);
     for (int l = 0; l < L; l++) {
         bb_layer_weights *w = &m->layers[l];
-#define LW(field, label, a, b) snprintf(nm, sizeof nm, "blk.%d.%s", l, label); LOAD(&w->field, nm, a, b)
+#define LW(field, label, a, b)                                                                                         \
+    snprintf(nm, sizeof nm, "blk.%d.%s", l, label);                                                                    \
+    LOAD(&w->field, nm, a, b)
         LW(attn_norm, "attn_norm.weight", c.dim, 0);
         LW(wq, "attn_q.weight", qd, c.dim);
         LW(wk, "attn_k.weight", kvd, c.dim);

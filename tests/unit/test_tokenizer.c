@@ -60,8 +60,8 @@ static void test_tok512(void) {
     bb_tokenizer *t = NULL;
     EXPECT_OK(bb_tokenizer_load(tok_path, 512, &t));
     if (!t) return;
-    EXPECT(bb_tokenizer_vocab_size(t) == 512 && bb_tokenizer_bos_id(t) == 1 && bb_tokenizer_eos_id(t) == 2,
-           "vocab %d", bb_tokenizer_vocab_size(t));
+    EXPECT(bb_tokenizer_vocab_size(t) == 512 && bb_tokenizer_bos_id(t) == 1 && bb_tokenizer_eos_id(t) == 2, "vocab %d",
+           bb_tokenizer_vocab_size(t));
     EXPECT(!strcmp(bb_tokenizer_kind_name(t), "llama2.c"), "kind %s", bb_tokenizer_kind_name(t));
     EXPECT(bb_tokenizer_max_piece_len(t) == 7, "max piece %zu", bb_tokenizer_max_piece_len(t));
     EXPECT(bb_tokenizer_lookup(t, " Once", 5) == 403 && bb_tokenizer_lookup(t, " ", 1) == 410, "lookups");
@@ -177,7 +177,8 @@ static void test_roundtrip_dev(void) {
         ascii += is_ascii;
         if (bb_tokenizer_encode(t, line, 1, 0, &ids, &n) || bb_tokenizer_decode_seq(t, ids, n, &back, NULL) ||
             strcmp(back, line) != 0) {
-            if (bad++ < 3) fprintf(stderr, "round trip differs:\n  in : %s\n  out: %s\n", line, back ? back : "(error)");
+            if (bad++ < 3)
+                fprintf(stderr, "round trip differs:\n  in : %s\n  out: %s\n", line, back ? back : "(error)");
         }
         tokens += n;
         free(ids);
@@ -193,15 +194,15 @@ done:
 static void test_merge_rules(void) {
     static tok_image im;
     img_base(&im, 6);
-    img_piece(&im, " ", 1, -10);   /* 259 */
-    img_piece(&im, "a", 1, -10);   /* 260 */
-    img_piece(&im, "b", 1, -10);   /* 261 */
-    img_piece(&im, "c", 1, -10);   /* 262 */
-    img_piece(&im, "ab", 2, 1);    /* 263 */
-    img_piece(&im, "bc", 2, 5);    /* 264 */
-    img_piece(&im, "abc", 3, 0);   /* 265 */
-    img_piece(&im, "aa", 2, 2);    /* 266 */
-    img_piece(&im, "aa", 2, 9);    /* 267: repeated piece, the lower id wins lookups */
+    img_piece(&im, " ", 1, -10);        /* 259 */
+    img_piece(&im, "a", 1, -10);        /* 260 */
+    img_piece(&im, "b", 1, -10);        /* 261 */
+    img_piece(&im, "c", 1, -10);        /* 262 */
+    img_piece(&im, "ab", 2, 1);         /* 263 */
+    img_piece(&im, "bc", 2, 5);         /* 264 */
+    img_piece(&im, "abc", 3, 0);        /* 265 */
+    img_piece(&im, "aa", 2, 2);         /* 266 */
+    img_piece(&im, "aa", 2, 9);         /* 267: repeated piece, the lower id wins lookups */
     img_piece(&im, "\xc3\xa9", 2, -10); /* 268: é as one codepoint piece */
     bb_tokenizer *t = NULL;
     EXPECT_OK(bb_tokenizer_load_memory(im.buf, im.n, "merge.bin", 269, &t));
@@ -213,8 +214,9 @@ static void test_merge_rules(void) {
     EXPECT(bb_tokenizer_lookup(t, "aa", 2) == 266, "repeated piece resolves to its first id");
     EXPECT(encode_eq(t, "\xc3\xa9z", 0, 1, (int[]){259, 268, 'z' + 3, 2}, 4), "codepoint piece, byte fallback, EOS");
     /* a lone continuation byte and an overlong run (5 continuation bytes) fall back to bytes */
-    EXPECT(encode_eq(t, "\xa9\xa9\xa9\xa9\xa9", 0, 0, (int[]){259, 0xA9 + 3, 0xA9 + 3, 0xA9 + 3, 0xA9 + 3, 0xA9 + 3}, 6),
-           "continuation bytes");
+    EXPECT(
+        encode_eq(t, "\xa9\xa9\xa9\xa9\xa9", 0, 0, (int[]){259, 0xA9 + 3, 0xA9 + 3, 0xA9 + 3, 0xA9 + 3, 0xA9 + 3}, 6),
+        "continuation bytes");
     char *back = NULL;
     int *ids = NULL, n = 0;
     EXPECT_OK(bb_tokenizer_encode(t, " abc aa\xc3\xa9", 1, 1, &ids, &n));
@@ -276,7 +278,8 @@ static void test_errors(void) {
     img_piece(&im, "b", 1, 0);
     EXPECT_ERR(bb_tokenizer_load_memory(im.buf, im.n, "two.bin", 0, &t), BB_ERR_FORMAT, "holds 2 tokens");
     im.buf[im.n++] = 7; /* a stray byte after the last token */
-    EXPECT_ERR(bb_tokenizer_load_memory(im.buf, im.n, "stray.bin", 0, &t), BB_ERR_FORMAT, "ends inside the header of token 2");
+    EXPECT_ERR(bb_tokenizer_load_memory(im.buf, im.n, "stray.bin", 0, &t), BB_ERR_FORMAT,
+               "ends inside the header of token 2");
 }
 
 int main(void) {
