@@ -226,9 +226,7 @@ static bb_status run(bb_forward *f, const int *tokens, int B, int T, int pos0, i
     int dim = c->dim, hd = c->head_dim, hid = c->hidden_dim, qd = f->qd, kvd = f->kvd, V = c->vocab_size;
     for (int64_t r = 0; r < R; r++)
         BB_CHECK(tokens[r] >= 0 && tokens[r] < V, BB_ERR_ARG,
-                 "token id %d at index %lld is outside the vocabulary "
-                 "(0..%d)",
-                 tokens[r], (long long)r, V - 1);
+                 "token id %d at index %lld is outside the vocabulary (0..%d)", tokens[r], (long long)r, V - 1);
     BB_CALL(ensure_work(f, R, (int64_t)T * (pos0 + T)));
     fw_work *w = &f->w;
     for (int64_t r = 0; r < R; r++)
@@ -290,8 +288,8 @@ bb_status bb_forward_decode(bb_forward *f, const int *tokens, int n, int pos0, f
     BB_CHECK(n > 0, BB_ERR_ARG, "decode needs at least one token (got %d)", n);
     BB_CHECK(pos0 >= 0 && pos0 <= f->n_cached, BB_ERR_ARG,
              "decode at position %d, but only positions 0..%d have been fed", pos0, f->n_cached - 1);
-    BB_CHECK(pos0 + n <= f->cache_len, BB_ERR_ARG, "positions up to %d exceed the KV cache length %d", pos0 + n - 1,
-             f->cache_len);
+    BB_CHECK((int64_t)pos0 + n <= f->cache_len, BB_ERR_ARG, "positions up to %lld exceed the KV cache length %d",
+             (long long)pos0 + n - 1, f->cache_len);
     if (!f->kcache) {
         size_t n_el;
         BB_CHECK(!bb_mul_overflow((size_t)f->c.n_layers * (size_t)f->cache_len, (size_t)f->kvd, &n_el), BB_ERR_OOM,
