@@ -604,7 +604,60 @@ out:
     bb_model_destroy(&m);
 }
 
-int main(void) {
+/* test_calib --stats MODEL TOKENS OUT EPS: the numpy cross-check's runner
+ * (tests/py/calib_ref.py). TOKENS is text "B T id..."; the B sequences go
+ * through bb_calib_run (f64 Grams, micro-batch 2); OUT receives, for each layer
+ * and input in order, gram (in, in), norm, mean_abs, freq (in) as f64, then
+ * n_tokens as f64. */
+static int run_stats(const char *spec, const char *tokens_path, const char *out_path, double eps) {
+    bb_model *m = NULL;
+    bb_forward *f = NULL;
+    bb_calib *c = NULL;
+    char *txt = NULL;
+    bb_tokens t = {0};
+    FILE *out = NULL;
+    int rc = 1, off;
+    if (bb_model_open(spec, &m) || bb_file_read_all(tokens_path, 1 << 20, &txt, NULL)) goto done;
+    if (sscanf(txt, "%d %d%n", &t.n_seq, &t.seq_len, &off) != 2 || t.n_seq <= 0 || t.seq_len <= 0) goto done;
+    t.n = (int64_t)t.n_seq * t.seq_len;
+    t.vocab_size = m->cfg.vocab_size;
+    t.ids = malloc(sizeof(int32_t) * (size_t)t.n);
+    for (int64_t i = 0; i < t.n; i++) {
+        int used;
+        if (sscanf(txt + off, "%d%n", &t.ids[i], &used) != 1) goto done;
+        off += used;
+    }
+    bb_calib_opts o;
+    bb_calib_opts_default(&o);
+    o.precision = BB_CALIB_F64;
+    o.eps = eps;
+    if (bb_forward_create(m, t.seq_len, &f) || bb_calib_create(m, &o, &c) || bb_calib_run(c, f, &t, 2)) goto done;
+    if (!(out = fopen(out_path, "wb"))) goto done;
+    for (int l = 0; l < m->cfg.n_layers; l++)
+        for (int i = 0; i < BB_CALIB_INPUT_COUNT; i++) {
+            const bb_calib_stat *s;
+            if (bb_calib_stats_input(c, l, (bb_calib_input)i, &s)) goto done;
+            size_t n = (size_t)s->in_features;
+            double cnt = (double)s->n_tokens;
+            if (fwrite(s->gram_f64, 8, n * n, out) != n * n || fwrite(s->norm, 8, n, out) != n ||
+                fwrite(s->mean_abs, 8, n, out) != n || fwrite(s->freq, 8, n, out) != n || fwrite(&cnt, 8, 1, out) != 1)
+                goto done;
+        }
+    rc = fclose(out) != 0;
+    out = NULL;
+done:
+    if (out) fclose(out);
+    if (rc) fprintf(stderr, "test_calib --stats %s failed: %s\n", spec, bb_last_error());
+    free(txt);
+    free(t.ids);
+    bb_calib_destroy(&c);
+    bb_forward_destroy(&f);
+    bb_model_destroy(&m);
+    return rc;
+}
+
+int main(int argc, char **argv) {
+    if (argc == 6 && !strcmp(argv[1], "--stats")) return run_stats(argv[2], argv[3], argv[4], atof(argv[5]));
     if (bb_model_open("synthetic:tiny,layers=2", &model) != BB_OK || bb_forward_create(model, SEQ_LEN, &fwd) != BB_OK ||
         bb_sample_stream(fwd, 11, "calib", 0, SEQ, SEQ_LEN, 1.0f, &stream) != BB_OK) {
         fprintf(stderr, "setup failed: %s\n", bb_last_error());
