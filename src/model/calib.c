@@ -189,6 +189,8 @@ bb_status bb_calib_create(const bb_model *m, const bb_calib_opts *o, bb_calib **
     BB_CALL(resolve_opts(&m->cfg, o, &r));
     size_t bytes;
     BB_CALL(layout_bytes(&m->cfg, &r, &bytes));
+    bb_info("calibration statistics: layers [%d, %d), %s Grams, %.1f MiB", r.layer_begin, r.layer_end,
+            precision_names[r.precision], (double)bytes / (1024.0 * 1024.0));
     bb_calib *c;
     BB_CALLOC(c, 1, "calibration collector");
     c->m = m;
@@ -231,8 +233,6 @@ bb_status bb_calib_create(const bb_model *m, const bb_calib_opts *o, bb_calib **
             s->pub.freq = s->freq;
         }
     if (r.precision == BB_CALIB_F64) c->conv = carve(&p, (size_t)F64_BLOCK_ROWS * (size_t)max_in(&m->cfg) * 8);
-    bb_info("calibration statistics: layers [%d, %d), %s Grams, %.1f MiB", r.layer_begin, r.layer_end,
-             precision_names[r.precision], (double)bytes / (1024.0 * 1024.0));
     *out = c;
     return BB_OK;
 }
