@@ -41,9 +41,9 @@ static bb_status h5_fail(const h5ctx *x, int line, const char *expr) {
 
 /* One step of a sequence that must close its handles whatever happens: runs
  * expr only while st is OK and records the first failure. */
-#define H5_STEP(st, x, expr)                                                  \
-    do {                                                                      \
-        if ((st) == BB_OK && (expr) < 0) (st) = h5_fail((x), __LINE__, #expr); \
+#define H5_STEP(st, x, expr)                                                                                           \
+    do {                                                                                                               \
+        if ((st) == BB_OK && (expr) < 0) (st) = h5_fail((x), __LINE__, #expr);                                         \
     } while (0)
 
 static void close_id(hid_t id, herr_t (*fn)(hid_t)) {
@@ -238,11 +238,16 @@ static bb_status open_attr(h5ctx *x, hid_t loc, const char *name, H5T_class_t cl
     H5_STEP(st, x, tc = H5Tget_class(t));
     if (st == BB_OK && (sc != H5S_SCALAR || tc != cls))
         st = bb_error(BB_ERR_FORMAT, __FILE__, __LINE__, "%s: attribute %s of %s is not a scalar %s", x->path, name,
-                      x->obj[0] ? x->obj : "/", cls == H5T_STRING ? "string" : cls == H5T_FLOAT ? "float" : "integer");
+                      x->obj[0] ? x->obj : "/",
+                      cls == H5T_STRING  ? "string"
+                      : cls == H5T_FLOAT ? "float"
+                                         : "integer");
     close_id(t, H5Tclose);
     close_id(sp, H5Sclose);
-    if (st != BB_OK) close_id(a, H5Aclose);
-    else *out = a;
+    if (st != BB_OK)
+        close_id(a, H5Aclose);
+    else
+        *out = a;
     return st;
 }
 
@@ -365,10 +370,10 @@ static bb_status read_input(h5ctx *x, hid_t f, bb_calib *c, int layer, bb_calib_
     if (st == BB_OK) st = get_i64(x, g, "n_rows_nonfinite", s.n_rows_nonfinite);
     if (st == BB_OK) st = get_i64(x, g, "n_nonfinite", s.n_nonfinite);
     if (st == BB_OK && (*s.n_tokens < 0 || *s.n_rows_nonfinite < 0 || *s.n_nonfinite < *s.n_rows_nonfinite))
-        st = bb_error(BB_ERR_FORMAT, __FILE__, __LINE__,
-                      "%s: %s has inconsistent counts (n_tokens %lld, n_rows_nonfinite %lld, n_nonfinite %lld)",
-                      x->path, x->obj, (long long)*s.n_tokens, (long long)*s.n_rows_nonfinite,
-                      (long long)*s.n_nonfinite);
+        st =
+            bb_error(BB_ERR_FORMAT, __FILE__, __LINE__,
+                     "%s: %s has inconsistent counts (n_tokens %lld, n_rows_nonfinite %lld, n_nonfinite %lld)", x->path,
+                     x->obj, (long long)*s.n_tokens, (long long)*s.n_rows_nonfinite, (long long)*s.n_nonfinite);
     if (st == BB_OK) {
         obj_name(x, layer, iname, "gram");
         st = prec == BB_CALIB_F64 ? get_dataset(x, g, "gram", 2, n, 8, H5T_NATIVE_DOUBLE, s.gram)
@@ -388,8 +393,7 @@ static bb_status check_dim(const h5ctx *x, const bb_model *m, const char *what, 
     BB_CHECK(file == model, BB_ERR_ARG,
              "%s: statistics of a model with %s %lld, but %s has %lld (dim %d, hidden %d, %d layers): collect them "
              "again for this model",
-             x->path, what, (long long)file, m->path, (long long)model, m->cfg.dim, m->cfg.hidden_dim,
-             m->cfg.n_layers);
+             x->path, what, (long long)file, m->path, (long long)model, m->cfg.dim, m->cfg.hidden_dim, m->cfg.n_layers);
     return BB_OK;
 }
 
@@ -398,8 +402,10 @@ static bb_status read_all(h5ctx *x, hid_t f, const bb_model *m, bb_calib **out, 
     int64_t v;
     obj_name(x, 0, NULL, NULL);
     BB_CALL(get_str(x, f, "magic", magic, sizeof magic));
-    BB_CHECK(!strcmp(magic, STATS_MAGIC), BB_ERR_FORMAT, "%s: magic \"%s\" is not \"%s\": not a calibration statistics "
-             "file", x->path, magic, STATS_MAGIC);
+    BB_CHECK(!strcmp(magic, STATS_MAGIC), BB_ERR_FORMAT,
+             "%s: magic \"%s\" is not \"%s\": not a calibration statistics "
+             "file",
+             x->path, magic, STATS_MAGIC);
     BB_CALL(get_i64(x, f, "version", &v));
     BB_CHECK(v == BB_STATS_H5_VERSION, BB_ERR_FORMAT, "%s: version %lld, this build reads version %d", x->path,
              (long long)v, BB_STATS_H5_VERSION);
@@ -415,8 +421,10 @@ static bb_status read_all(h5ctx *x, hid_t f, const bb_model *m, bb_calib **out, 
     int64_t lb, le;
     BB_CALL(get_i64(x, f, "layer_begin", &lb));
     BB_CALL(get_i64(x, f, "layer_end", &le));
-    BB_CHECK(lb >= 0 && lb < le && le <= m->cfg.n_layers, BB_ERR_FORMAT, "%s: layer range [%lld, %lld) is not within "
-             "%d layers", x->path, (long long)lb, (long long)le, m->cfg.n_layers);
+    BB_CHECK(lb >= 0 && lb < le && le <= m->cfg.n_layers, BB_ERR_FORMAT,
+             "%s: layer range [%lld, %lld) is not within "
+             "%d layers",
+             x->path, (long long)lb, (long long)le, m->cfg.n_layers);
     char prec[8];
     BB_CALL(get_str(x, f, "precision", prec, sizeof prec));
     bb_calib_opts o;

@@ -1,4 +1,5 @@
-/* calib.c — the calibration statistics collector: Gram matrices (ssyrk/dsyrk) and per-channel sums of every linear input, fed by the forward hook. */
+/* calib.c — the calibration statistics collector: Gram matrices (ssyrk/dsyrk) and per-channel sums of every linear
+ * input, fed by the forward hook. */
 #include "model/calib.h"
 
 #include <cblas.h>
@@ -30,8 +31,8 @@ static const char *const input_names[BB_CALIB_INPUT_COUNT] = {
 };
 
 static const bb_calib_input input_of_kind[BB_LIN_COUNT] = {
-    [BB_LIN_Q] = BB_CALIB_ATTN_IN,    [BB_LIN_K] = BB_CALIB_ATTN_IN,  [BB_LIN_V] = BB_CALIB_ATTN_IN,
-    [BB_LIN_O] = BB_CALIB_ATTN_OUT_IN, [BB_LIN_GATE] = BB_CALIB_FFN_IN, [BB_LIN_UP] = BB_CALIB_FFN_IN,
+    [BB_LIN_Q] = BB_CALIB_ATTN_IN,        [BB_LIN_K] = BB_CALIB_ATTN_IN,   [BB_LIN_V] = BB_CALIB_ATTN_IN,
+    [BB_LIN_O] = BB_CALIB_ATTN_OUT_IN,    [BB_LIN_GATE] = BB_CALIB_FFN_IN, [BB_LIN_UP] = BB_CALIB_FFN_IN,
     [BB_LIN_DOWN] = BB_CALIB_FFN_DOWN_IN,
 };
 
@@ -47,25 +48,25 @@ static const bb_linear_kind owner_kind[BB_CALIB_INPUT_COUNT] = {
 static const char *const precision_names[BB_CALIB_PRECISION_COUNT] = {[BB_CALIB_F32] = "f32", [BB_CALIB_F64] = "f64"};
 
 typedef struct {
-    bb_calib_stat pub;       /* what bb_calib_stats hands out */
-    float *g32;              /* (in, in) upper triangle current, lower filled when finished */
+    bb_calib_stat pub; /* what bb_calib_stats hands out */
+    float *g32;        /* (in, in) upper triangle current, lower filled when finished */
     double *g64;
-    double *sumsq, *sumabs;  /* (in) */
-    int64_t *active;         /* (in) */
+    double *sumsq, *sumabs;         /* (in) */
+    int64_t *active;                /* (in) */
     double *norm, *mean_abs, *freq; /* (in) finished values */
-    const float *last_x;     /* rows the owner kind accumulated last, for the sharing check */
+    const float *last_x;            /* rows the owner kind accumulated last, for the sharing check */
     int64_t last_rows;
-    int dirty;               /* accumulated since last finished */
+    int dirty; /* accumulated since last finished */
 } calib_slot;
 
 struct bb_calib {
     const bb_model *m;
     bb_calib_opts o;
-    int n_layers;       /* o.layer_end - o.layer_begin */
-    calib_slot *slots;  /* [n_layers][BB_CALIB_INPUT_COUNT] */
-    void *block;        /* the one allocation behind every array */
-    double *conv;       /* (F64_BLOCK_ROWS, max in) f64 staging, f64 mode only */
-    int loaded;         /* filled from a file: read-only */
+    int n_layers;      /* o.layer_end - o.layer_begin */
+    calib_slot *slots; /* [n_layers][BB_CALIB_INPUT_COUNT] */
+    void *block;       /* the one allocation behind every array */
+    double *conv;      /* (F64_BLOCK_ROWS, max in) f64 staging, f64 mode only */
+    int loaded;        /* filled from a file: read-only */
 };
 
 const char *bb_calib_input_name(bb_calib_input in) {
@@ -300,7 +301,8 @@ static void syrk_f32(calib_slot *s, const float *x, int64_t rows, int64_t in) {
 
 static void syrk_f64(const bb_calib *c, calib_slot *s, int64_t k, int64_t in) {
     if (k > 0)
-        cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)in, (int)k, 1.0, c->conv, (int)in, 1.0, s->g64, (int)in);
+        cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)in, (int)k, 1.0, c->conv, (int)in, 1.0, s->g64,
+                    (int)in);
 }
 
 /* x (rows, in) row-major into slot s: finite rows only. f32 runs ssyrk on each
@@ -417,9 +419,12 @@ bb_status bb_calib_run(bb_calib *c, bb_forward *f, const bb_tokens *stream, int 
     size_t nl;
     bb_status st = BB_OK;
     if (bb_mul_overflow((size_t)B * (size_t)T, (size_t)mc->vocab_size, &nl) || nl > SIZE_MAX / sizeof(float))
-        st = bb_error(BB_ERR_OOM, __FILE__, __LINE__, "calibration logits of %d x %d tokens overflow: lower the "
-                      "micro-batch", B, T);
-    if (st == BB_OK) st = bb_malloc((void **)&logits, nl * sizeof(float), "calibration logits (lower calib.micro_batch)");
+        st = bb_error(BB_ERR_OOM, __FILE__, __LINE__,
+                      "calibration logits of %d x %d tokens overflow: lower the "
+                      "micro-batch",
+                      B, T);
+    if (st == BB_OK)
+        st = bb_malloc((void **)&logits, nl * sizeof(float), "calibration logits (lower calib.micro_batch)");
     int64_t bad_rows0, bad_vals0;
     nonfinite_totals(c, &bad_rows0, &bad_vals0);
     bb_progress pr;

@@ -1,4 +1,5 @@
-/* calib.h — calibration statistics of every linear-layer input (Gram X^T X, channel norms, mean |x|, activation frequency), collected through the forward pass's hook.
+/* calib.h — calibration statistics of every linear-layer input (Gram X^T X, channel norms, mean |x|, activation
+ * frequency), collected through the forward pass's hook.
  *
  * A block has four distinct linear inputs; layers that read the same input
  * share one set of statistics:
@@ -60,14 +61,14 @@ typedef struct {
     bb_calib_input input;
     int64_t in_features;
     bb_calib_precision precision;
-    const float *gram;       /* (in, in) row-major, full symmetric; f32 mode, else NULL */
-    const double *gram_f64;  /* (in, in) row-major, full symmetric; f64 mode, else NULL */
-    const double *norm;      /* (in) ||X_j||_2 over the counted rows */
-    const double *mean_abs;  /* (in) mean |x_j| over the counted rows (0 when none) */
-    const double *freq;      /* (in) fraction of counted rows with |x_j| > eps (0 when none) */
-    int64_t n_tokens;        /* rows counted (all finite) */
+    const float *gram;        /* (in, in) row-major, full symmetric; f32 mode, else NULL */
+    const double *gram_f64;   /* (in, in) row-major, full symmetric; f64 mode, else NULL */
+    const double *norm;       /* (in) ||X_j||_2 over the counted rows */
+    const double *mean_abs;   /* (in) mean |x_j| over the counted rows (0 when none) */
+    const double *freq;       /* (in) fraction of counted rows with |x_j| > eps (0 when none) */
+    int64_t n_tokens;         /* rows counted (all finite) */
     int64_t n_rows_nonfinite; /* rows left out because they hold a NaN or Inf */
-    int64_t n_nonfinite;     /* non-finite values in those rows */
+    int64_t n_nonfinite;      /* non-finite values in those rows */
 } bb_calib_stat;
 
 typedef struct bb_calib bb_calib;
@@ -111,8 +112,7 @@ bb_status bb_calib_attach(bb_calib *c, bb_forward *f);
  * with the same x and rows, and only that is checked. Errors: BB_ERR_ARG
  * (read-only statistics), BB_ERR_INTERNAL (width differs from the model's, a
  * sharer handed other rows). */
-bb_status bb_calib_feed(bb_calib *c, int layer, bb_linear_kind kind, const float *x, int64_t rows,
-                        int64_t in_features);
+bb_status bb_calib_feed(bb_calib *c, int layer, bb_linear_kind kind, const float *x, int64_t rows, int64_t in_features);
 
 /* Feed every sequence of stream (n_seq, seq_len) through bb_forward_prefill,
  * micro_batch sequences per call, with the collector attached for the duration
@@ -138,7 +138,7 @@ const bb_model *bb_calib_model(const bb_calib *c);
  * input, sized as in bb_calib_stat, to be filled completely. The collector is
  * marked loaded (read-only: attach and run refuse it). */
 typedef struct {
-    void *gram;   /* (in, in) float or double per precision, full symmetric */
+    void *gram;                     /* (in, in) float or double per precision, full symmetric */
     double *norm, *mean_abs, *freq; /* (in) each */
     int64_t *n_tokens, *n_rows_nonfinite, *n_nonfinite;
 } bb_calib_slot;

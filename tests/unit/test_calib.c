@@ -1,4 +1,5 @@
-/* test_calib.c — calibration statistics: collector against a double-precision reference hook, shared inputs, f32 vs f64, non-finite rows, layer ranges, HDF5 round trip and bad files, stories260K invariants. */
+/* test_calib.c — calibration statistics: collector against a double-precision reference hook, shared inputs, f32 vs
+ * f64, non-finite rows, layer ranges, HDF5 round trip and bad files, stories260K invariants. */
 #include <hdf5.h>
 #include <lapacke.h>
 #include <sys/resource.h>
@@ -106,9 +107,11 @@ static void compare(const bb_calib_stat *s, const ref_stat *r, double rel, const
         }
     EXPECT(bad == 0, "%s: %lld Gram entries off the reference (worst %.3g of tolerance)", label, (long long)bad,
            worst * rel);
-    EXPECT(s->n_tokens == r->counted && s->n_rows_nonfinite == r->bad_rows, "%s: %lld rows (%lld left out), "
-           "reference %lld (%lld)", label, (long long)s->n_tokens, (long long)s->n_rows_nonfinite,
-           (long long)r->counted, (long long)r->bad_rows);
+    EXPECT(s->n_tokens == r->counted && s->n_rows_nonfinite == r->bad_rows,
+           "%s: %lld rows (%lld left out), "
+           "reference %lld (%lld)",
+           label, (long long)s->n_tokens, (long long)s->n_rows_nonfinite, (long long)r->counted,
+           (long long)r->bad_rows);
     int64_t bn = 0, bm = 0, bf = 0;
     for (int64_t j = 0; j < n; j++) {
         double c = (double)r->counted;
@@ -246,8 +249,8 @@ static void test_nonfinite_rows(void) {
         EXPECT_OK(bb_calib_stats(c, 1, BB_LIN_UP, &s));
         compare(s, &r, p == BB_CALIB_F32 ? 2e-5 : 1e-13, bb_calib_precision_name(p));
         EXPECT(s->n_tokens == rows - 4 && s->n_rows_nonfinite == 4 && s->n_nonfinite == 5,
-               "%lld rows counted, %lld left out with %lld non-finite values (want 296, 4, 5)",
-               (long long)s->n_tokens, (long long)s->n_rows_nonfinite, (long long)s->n_nonfinite);
+               "%lld rows counted, %lld left out with %lld non-finite values (want 296, 4, 5)", (long long)s->n_tokens,
+               (long long)s->n_rows_nonfinite, (long long)s->n_nonfinite);
         free(r.h);
         free(r.sumsq);
         free(r.sumabs);
@@ -384,7 +387,8 @@ static void test_sample_windows(void) {
     EXPECT_OK(bb_calib_sample_windows(&flat, 0, 64, 42, -1, &b));
     EXPECT(b.n_seq == 15 && !memcmp(b.ids, flat.ids, sizeof(int32_t) * 960), "0 windows = all, in order");
     bb_tokens_free(&b);
-    EXPECT_ERR(bb_calib_sample_windows(&flat, 16, 64, 42, 1, &b), BB_ERR_ARG, "holds 15 windows of 64 tokens, 16 asked");
+    EXPECT_ERR(bb_calib_sample_windows(&flat, 16, 64, 42, 1, &b), BB_ERR_ARG,
+               "holds 15 windows of 64 tokens, 16 asked");
     EXPECT_ERR(bb_calib_sample_windows(&flat, 1, 1, 42, 1, &b), BB_ERR_ARG, "at least 2 tokens");
     char h1[65], h2[65];
     bb_calib_tokens_hash(&a, h1);
@@ -515,7 +519,8 @@ static void test_h5_bad_files(void) {
     EXPECT(copy_file(good, bad, size / 2) == 0, "truncate");
     EXPECT_ERR(bb_stats_h5_read(bad, model, &back, NULL), BB_ERR_HDF5, "calib_bad.h5");
     EXPECT(copy_file(good, bad, 0) == 0 && h5_edit(bad, "/layer_001/ffn_in/norm", NULL, NULL, 0) == 0, "delete");
-    EXPECT_ERR(bb_stats_h5_read(bad, model, &back, NULL), BB_ERR_FORMAT, "calib_bad.h5: /layer_001/ffn_in/norm is missing");
+    EXPECT_ERR(bb_stats_h5_read(bad, model, &back, NULL), BB_ERR_FORMAT,
+               "calib_bad.h5: /layer_001/ffn_in/norm is missing");
     EXPECT(copy_file(good, bad, 0) == 0 && h5_edit(bad, "/layer_000", NULL, NULL, 0) == 0, "delete layer");
     EXPECT_ERR(bb_stats_h5_read(bad, model, &back, NULL), BB_ERR_FORMAT, "/layer_000 is missing");
     EXPECT(copy_file(good, bad, 0) == 0 && h5_edit(bad, NULL, "/layer_000/ffn_down_in/gram", NULL, 0) == 0, "reshape");
