@@ -203,7 +203,8 @@ bb_status bb_stage_baseline(bb_run *r) {
 out:
     bb_logprobs_free(&ref);
     bb_tokens_free(&ev);
-    bb_tokens_free(&cal);
+    if (st == BB_OK) r->calib = cal; /* stage 1 calibrates on it */
+    else bb_tokens_free(&cal);
     bb_forward_destroy(&f);
     return st;
 }

@@ -10,14 +10,15 @@
 #include "core/log.h"
 
 bb_status bb_stage_baseline(bb_run *r);
+bb_status bb_stage_usage(bb_run *r);
 
 /* The seed's stages in order (DESIGN §1). A stage without a run function is
  * listed in the plan as not built yet and skipped. */
 static const bb_stage stages[] = {
     {"baseline", "Baseline mapping", "spectral scan; calibration and evaluation streams; dense perplexity and log-probs",
      bb_stage_baseline},
-    {"usage", "Density assessment", "calibration forward; Gram, channel norms, activation frequency; usage scores",
-     NULL},
+    {"usage", "Density assessment", "calibration forward: Gram, channel norms, activation frequency per input",
+     bb_stage_usage},
     {"decay", "Adaptive decay wave", "remove <= prune.per_wave of the remaining weights with the lowest usage", NULL},
     {"heal", "Healing phase", "closed-form low-rank compensation, then Adam steps on LoRA factors", NULL},
     {"reinforce", "Structural reinforcement", "stress detection and precision boosts", NULL},
@@ -88,6 +89,8 @@ fail:
 void bb_run_destroy(bb_run **pr) {
     if (!pr || !*pr) return;
     bb_model_destroy(&(*pr)->model);
+    bb_tokens_free(&(*pr)->calib);
+    bb_calib_destroy(&(*pr)->stats);
     free(*pr);
     *pr = NULL;
 }

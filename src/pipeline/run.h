@@ -7,6 +7,8 @@
 
 #include "io/config.h"
 #include "io/model.h"
+#include "io/tokens.h"
+#include "model/calib.h"
 #include "mpi/dist.h"
 
 typedef struct bb_run bb_run;
@@ -31,6 +33,8 @@ struct bb_run {
     /* filled by stages */
     int64_t calib_tokens, eval_tokens;
     double dense_ppl, dense_ppl_err;
+    bb_tokens calib;       /* calibration stream from stage 0 (flat or (n_seq, seq_len)) */
+    bb_calib *stats;       /* calibration statistics from stage 1 */
 };
 
 /* The stages in pipeline order; returns their number. */
