@@ -111,8 +111,13 @@ void bb_mask_apply_row(const bb_mask *m, int64_t i, float *row) {
         uint64_t word = w[q];
         if (word == ~(uint64_t)0) continue;
         int64_t j0 = q * 64, n = m->cols - j0 < 64 ? m->cols - j0 : 64;
-        for (int64_t b = 0; b < n; b++)
-            if (!((word >> b) & 1u)) row[j0 + b] = 0.0f;
+        /* clear the float's bits through an all-ones/all-zeros mask: branch-free, and +0.0 for pruned weights */
+        for (int64_t b = 0; b < n; b++) {
+            uint32_t v;
+            memcpy(&v, &row[j0 + b], sizeof v);
+            v &= (uint32_t)0 - (uint32_t)((word >> b) & 1u);
+            memcpy(&row[j0 + b], &v, sizeof v);
+        }
     }
 }
 
