@@ -278,7 +278,7 @@ static bb_status fit_block(const bb_qformat_traits *t, const grid_ops *g, const 
         BB_CHECK(isfinite(x[e]), BB_ERR_NUMERIC,
                  "%s: GPTQ's updated weight (%lld, %lld) is %g (the error updates overflowed); raise quant.damp",
                  name, (long long)row, (long long)(ob * t->blck + e), (double)x[e]);
-    t->encode_ref(x, wimp ? wimp + ob * t->blck : NULL, (size_t)t->blck, blk);
+    bb_quant_encoder(t->type)(x, wimp ? wimp + ob * t->blck : NULL, (size_t)t->blck, blk);
     g->read(blk, s, b);
     return BB_OK;
 }

@@ -23,6 +23,7 @@
 
 #include "core/status.h"
 #include "io/config.h"
+#include "io/qformat.h"
 #include "linalg/backend.h"
 
 typedef struct {
@@ -89,6 +90,13 @@ bb_status bb_quant_check_input(const bb_quant_input *in, int need_h);
  * divides cols, else qformat's fallback rule with o->fallback in place of F16; warns once (naming
  * `name`) when it differs. Errors: BB_ERR_ARG for a type without an encoder or a non-float fallback. */
 bb_status bb_quant_stored_type(const bb_quant_opts *o, const char *name, int64_t cols, int *type);
+
+/* The block encoder the quantizers use for `type` (NULL for a type without one): its output is
+ * byte-identical to qformat's encode_ref (same scale search, same arithmetic); Q8_0, Q4_0 and Q5_0
+ * run their candidate scales in vector lanes (AVX2 when the CPU has it), the others are encode_ref. */
+bb_qformat_encode_fn bb_quant_encoder(int type);
+/* bb_qformat_encode_row through bb_quant_encoder: same checks, errors and bytes. */
+bb_status bb_quant_encode_row(int type, const float *x, int64_t n, const float *importance, void *dst);
 
 bb_status bb_quant_rtn(const bb_quant_opts *o, const bb_quant_input *in, bb_quant_result **out);
 /* Needs in->h. Lazy batches, f32, the backend's potrf/potri and gemm. */

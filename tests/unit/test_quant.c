@@ -89,6 +89,55 @@ static void test_registry(void) {
            "options from config");
 }
 
+/* The vectorized encoders (Q8_0, Q4_0, Q5_0) against qformat's reference: identical bytes on Gaussian
+ * rows at several scales, with and without importance, and on edge rows. */
+static void test_fast_encoder(void) {
+    enum { N = 256, ROWS = 64 };
+    const int types[] = {BB_GGML_Q8_0, BB_GGML_Q4_0, BB_GGML_Q5_0, BB_GGML_Q4_K};
+    float x[N], imp[N];
+    uint8_t a[N * 2], b[N * 2];
+    int bad = 0, rows = 0;
+    for (int r = 0; r < ROWS + 12; r++) {
+        bb_rng_fill_normal(bb_rng_make(71, (uint64_t)r), 0, N, x);
+        bb_rng_fill_uniform(bb_rng_make(72, (uint64_t)r), 0, N, 0.0f, 4.0f, imp);
+        float scale = powf(10.0f, (float)(r % 8) - 4.0f);
+        for (int i = 0; i < N; i++) {
+            x[i] *= scale;
+            if (r >= ROWS) { /* edge rows */
+                switch (r - ROWS) {
+                case 0: x[i] = 0; break;
+                case 1: x[i] = 0.125f; break;
+                case 2: x[i] = i == 7 ? 100.0f : 0.01f * x[i]; break;
+                case 3: x[i] = 1e-40f * (float)(i % 5); break;
+                case 4: x[i] *= 1e30f; break;
+                case 5: x[i] = i % 2 ? 3.4e38f : -3.4e38f; break;
+                case 6: x[i] = fabsf(x[i]); break;
+                case 7: x[i] = -fabsf(x[i]) - 1; break;
+                case 8: imp[i] = i % 32 < 3 ? 50.0f : 0.0f; break;
+                case 9: imp[i] = 0; break;
+                case 10: x[i] = (float)((i * 7) % 15 - 8) * 0.5f; break;
+                default: x[i] = i % 32 == 0 ? 1e20f : 1e-20f * x[i]; break;
+                }
+            }
+        }
+        for (int t = 0; t < 4; t++)
+            for (int wi = 0; wi < 2; wi++) {
+                const float *w = wi ? imp : NULL;
+                size_t rb;
+                bb_qformat_row_bytes(types[t], N, &rb);
+                EXPECT_OK(bb_qformat_encode_row(types[t], x, N, w, a));
+                EXPECT_OK(bb_quant_encode_row(types[t], x, N, w, b));
+                rows++;
+                if (memcmp(a, b, rb) != 0 && bad++ < 3)
+                    fprintf(stderr, "  %s row %d importance %d: fast encoding differs\n", bb_ggml_type_name(types[t]), r, wi);
+            }
+    }
+    EXPECT(bad == 0, "%d of %d rows encode differently", bad, rows);
+    x[3] = NAN;
+    EXPECT_ERR(bb_quant_encode_row(BB_GGML_Q4_0, x, N, NULL, b), BB_ERR_NUMERIC, "element 3");
+    EXPECT_ERR(bb_quant_encode_row(BB_GGML_Q4_0, x, 48, NULL, b), BB_ERR_ARG, "not a multiple");
+}
+
 static void test_rtn(void) {
     layer L = make_layer(8, 256, 512, 11);
     bb_quant_opts o;
@@ -289,6 +338,7 @@ static void test_bad_input(void) {
 
 int main(void) {
     TEST_RUN(test_registry);
+    TEST_RUN(test_fast_encoder);
     TEST_RUN(test_rtn);
     TEST_RUN(test_fallback);
     TEST_RUN(test_gptq_exact_and_better);
