@@ -9,9 +9,11 @@
 #endif
 
 #include <math.h>
+#include <pthread.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "compress/quant.h"
 #include "core/dtype.h"
@@ -365,24 +367,64 @@ static bb_status inverse_factor_f32(const bb_linalg_backend *be, const bb_quant_
     }
 }
 
-/* Columns [i1, i2) of every row, one row at a time: the row's batch stays in cache while each
- * column is quantized and its error spread over the rest of the batch. err (rows, i2 - i1)
- * receives the scaled errors for the trailing gemm. */
-static bb_status batch_rows(const gptq_setup *s, const bb_quant_input *in, const float *u, float *wp, int64_t i1,
-                            int64_t i2, float *err) {
-    const int64_t n = in->cols, nb = i2 - i1;
+typedef float vflt __attribute__((vector_size(8 * sizeof(float))));
+
+/* w[j] -= d * u[j] for j < n: element by element (no reduction), so the vector form gives the
+ * same values as the scalar loop. */
+static void sub_scaled(float *restrict w, const float *restrict u, float d, int64_t n) {
+    int64_t j = 0;
+    for (; j + 8 <= n; j += 8) {
+        vflt a, b;
+        memcpy(&a, w + j, sizeof a);
+        memcpy(&b, u + j, sizeof b);
+        a -= d * b;
+        memcpy(w + j, &a, sizeof a);
+    }
+    for (; j < n; j++) w[j] -= d * u[j];
+}
+
+/* Rows [r0, r1) of columns [i1, i2), one row at a time: the row's batch stays in cache while each
+ * column is quantized and its error spread over the rest of the batch. err (rows, i2 - i1) receives
+ * the scaled errors for the trailing gemm. A non-finite updated weight stops the row range and is
+ * reported through *bad_row (else left at -1), so that the calling thread raises the error. */
+typedef struct {
+    const gptq_setup *s;
+    const bb_quant_input *in;
+    const float *u;
+    float *wp, *err;
+    int64_t i1, i2, r0, r1;
+    int64_t bad_row, bad_col;
+    float bad_val;
+} batch_job;
+
+static void *batch_rows(void *arg) {
+    batch_job *jb = arg;
+    const gptq_setup *s = jb->s;
+    const int64_t n = jb->in->cols, i1 = jb->i1, i2 = jb->i2, nb = i2 - i1;
     const int blck = s->t->blck;
+    const bb_qformat_encode_fn enc = bb_quant_encoder(s->type);
+    const float *u = jb->u;
     float x[BB_QK_K], sc[BB_QK_K], of[BB_QK_K];
-    for (int64_t r = 0; r < in->rows; r++) {
-        float *w = wp + r * n, *er = err + r * nb, *what = s->r->w_hat + r * n;
+    for (int64_t r = jb->r0; r < jb->r1; r++) {
+        float *w = jb->wp + r * n, *er = jb->err + r * nb, *what = s->r->w_hat + r * n;
         uint8_t *row = s->r->blocks + (size_t)r * s->r->row_bytes;
         uint8_t *blk = row;
         for (int64_t i = i1; i < i2; i++) {
             if (i % blck == 0) {
+                /* The block's scales, fit by the type's encoder on the block's current values. */
                 int64_t ob = s->perm[i] / blck;
-                for (int e = 0; e < blck; e++) x[s->perm[i + e] % blck] = w[i + e];
+                for (int e = 0; e < blck; e++) {
+                    x[s->perm[i + e] % blck] = w[i + e];
+                    if (!isfinite(w[i + e])) {
+                        jb->bad_row = r;
+                        jb->bad_col = s->perm[i + e];
+                        jb->bad_val = w[i + e];
+                        return NULL;
+                    }
+                }
                 blk = row + (size_t)ob * (size_t)s->t->block_bytes;
-                BB_CALL(fit_block(s->t, s->g, s->name, r, ob, x, s->imp, blk, sc, of));
+                enc(x, s->imp ? s->imp + ob * blck : NULL, (size_t)blck, blk);
+                s->g->read(blk, sc, of);
             }
             const int e = (int)(s->perm[i] % blck);
             int q;
@@ -391,10 +433,36 @@ static bb_status batch_rows(const gptq_setup *s, const bb_quant_input *in, const
             what[s->perm[i]] = y;
             const float d = (w[i] - y) / u[i * n + i];
             er[i - i1] = d;
-            const float *ui = u + i * n;
-            for (int64_t j = i + 1; j < i2; j++) w[j] -= d * ui[j];
+            sub_scaled(w + i + 1, u + i * n + i + 1, d, i2 - i - 1);
         }
     }
+    return NULL;
+}
+
+#define MAX_THREADS 64
+
+/* The batch's rows split over `threads` contiguous ranges (rows are independent given H, so the
+ * result does not depend on the split). */
+static bb_status batch_all_rows(const gptq_setup *s, const bb_quant_input *in, const float *u, float *wp, int64_t i1,
+                                int64_t i2, float *err, int threads) {
+    batch_job jobs[MAX_THREADS];
+    pthread_t tid[MAX_THREADS];
+    const int64_t m = in->rows;
+    int nt = threads < 1 ? 1 : threads > MAX_THREADS ? MAX_THREADS : threads;
+    if (nt > m) nt = (int)m;
+    int running[MAX_THREADS] = {0};
+    for (int t = 0; t < nt; t++)
+        jobs[t] = (batch_job){s, in, u, wp, err, i1, i2, m * t / nt, m * (t + 1) / nt, -1, -1, 0};
+    for (int t = 1; t < nt; t++) running[t] = pthread_create(&tid[t], NULL, batch_rows, &jobs[t]) == 0;
+    /* Thread 0's share runs on the calling thread, and so does any share whose thread did not start. */
+    for (int t = 0; t < nt; t++)
+        if (!running[t]) batch_rows(&jobs[t]);
+    for (int t = 1; t < nt; t++)
+        if (running[t]) pthread_join(tid[t], NULL);
+    for (int t = 0; t < nt; t++)
+        BB_CHECK(jobs[t].bad_row < 0, BB_ERR_NUMERIC,
+                 "%s: GPTQ's updated weight (%lld, %lld) is %g (the error updates overflowed); raise quant.damp",
+                 s->name, (long long)jobs[t].bad_row, (long long)jobs[t].bad_col, (double)jobs[t].bad_val);
     return BB_OK;
 }
 
@@ -425,6 +493,7 @@ bb_status bb_quant_gptq(const bb_quant_opts *o, const bb_quant_input *in, bb_qua
     BB_CALL_GOTO(st, done, bb_malloc((void **)&u, (size_t)(n * n) * sizeof *u, "GPTQ inverse factor"));
     BB_CALL_GOTO(st, done, bb_malloc((void **)&wp, (size_t)(m * n) * sizeof *wp, "GPTQ working weights"));
     const int64_t bl = batch_len(o, s.t->blck, n);
+    const int threads = o->threads > 0 ? o->threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
     BB_CALL_GOTO(st, done, bb_malloc((void **)&err, (size_t)(m * bl) * sizeof *err, "GPTQ batch errors"));
     /* Permuted copies; a dead input (H_jj = 0) gets H_jj = 1 and zero weights, as in GPTQ. */
     for (int64_t i = 0; i < n; i++)
@@ -439,7 +508,7 @@ bb_status bb_quant_gptq(const bb_quant_opts *o, const bb_quant_input *in, bb_qua
     BB_CALL_GOTO(st, done, inverse_factor_f32(be, o, s.name, hp, n, u, &s.r->damp));
     for (int64_t i1 = 0; i1 < n; i1 += bl) {
         const int64_t i2 = i1 + bl < n ? i1 + bl : n;
-        BB_CALL_GOTO(st, done, batch_rows(&s, in, u, wp, i1, i2, err));
+        BB_CALL_GOTO(st, done, batch_all_rows(&s, in, u, wp, i1, i2, err, threads));
         if (i2 < n)
             BB_CALL_GOTO(st, done, be->gemm(BB_OP_N, BB_OP_N, m, n - i2, i2 - i1, -1.0f, err, i2 - i1,
                                             u + i1 * n + i2, n, 1.0f, wp + i2, n));

@@ -35,9 +35,11 @@ typedef struct {
     int64_t block_size;               /* GPTQ: columns per lazy batch (rounded up to whole GGUF blocks) */
     int act_order;                    /* GPTQ: blocks by decreasing diag(H), columns inside each block too */
     const bb_linalg_backend *backend; /* NULL = "cpu" */
+    int threads;                      /* GPTQ: threads over rows in the column loop; 0 = all cores */
 } bb_quant_opts;
 
-/* Q4_0, fallback F16, importance on, damp 0.01, damp_max 10, block 128, no act-order, cpu backend. */
+/* Q4_0, fallback F16, importance on, damp 0.01, damp_max 10, block 128, no act-order, cpu backend,
+ * all cores. */
 void bb_quant_opts_default(bb_quant_opts *o);
 /* From the quant.* keys. quant.type = "auto" leaves o->type as it was (the budget chooses it).
  * Errors: BB_ERR_CONFIG for a type name qformat does not know. */
@@ -99,7 +101,8 @@ bb_qformat_encode_fn bb_quant_encoder(int type);
 bb_status bb_quant_encode_row(int type, const float *x, int64_t n, const float *importance, void *dst);
 
 bb_status bb_quant_rtn(const bb_quant_opts *o, const bb_quant_input *in, bb_quant_result **out);
-/* Needs in->h. Lazy batches, f32, the backend's potrf/potri and gemm. */
+/* Needs in->h. Lazy batches, f32, the backend's potrf/potri and gemm; the column loop runs the rows
+ * in o->threads threads (rows are independent given H: the result does not depend on the count). */
 bb_status bb_quant_gptq(const bb_quant_opts *o, const bb_quant_input *in, bb_quant_result **out);
 /* The plain-C reference of bb_quant_gptq: no lazy batching (every later column updated after each
  * column), Cholesky and inverse in double, all updates in double. Same options and grid rules;

@@ -96,9 +96,10 @@ def quant_values(d, q):
     return (q.astype(np.float32) * d[:, None].astype(np.float32)).astype(np.float32)
 
 
-def gptq(W, H, nmax, damp=0.01, block_size=128, importance=True):
-    """Plain GPTQ (Frantar et al. 2022) in float64 with the symmetric GGUF grid of nmax: returns Ŵ as f32."""
-    W = W.astype(np.float64).copy()
+def gptq(W, H, nmax, damp=0.01, block_size=128, importance=True, dtype=np.float64):
+    """Plain GPTQ (Frantar et al. 2022) with the symmetric GGUF grid of nmax, arithmetic in dtype
+    (float64 for the cross-check; the benchmark also times float32): returns Ŵ as f32."""
+    W = W.astype(dtype).copy()
     H = H.astype(np.float64).copy()
     rows, cols = W.shape
     wdiag = np.diag(H).copy() if importance else None
@@ -106,7 +107,7 @@ def gptq(W, H, nmax, damp=0.01, block_size=128, importance=True):
     H[dead, dead] = 1
     W[:, dead] = 0
     H[np.diag_indices(cols)] += damp * np.mean(np.diag(H))
-    U = np.linalg.cholesky(np.linalg.inv(H)).T  # upper, H^-1 = U^T U
+    U = np.linalg.cholesky(np.linalg.inv(H)).T.astype(dtype)  # upper, H^-1 = U^T U
     Q = np.zeros((rows, cols), dtype=np.float32)
     bl = -(-block_size // QK) * QK
     for i1 in range(0, cols, bl):
@@ -120,7 +121,7 @@ def gptq(W, H, nmax, damp=0.01, block_size=128, importance=True):
             if col % QK == 0:
                 wb = wdiag[col:col + QK] if wdiag is not None else None
                 d, _, _ = quant_block(W1[:, i:i + QK].astype(np.float32), wb, nmax)
-                dsafe = np.where(d != 0, d, 1).astype(np.float64)
+                dsafe = np.where(d != 0, d, 1).astype(dtype)
             w = W1[:, i]
             q = np.where(d != 0, nearest(w / dsafe, -nmax, nmax - 1), 0)
             y = (q.astype(np.float32) * d).astype(np.float32)

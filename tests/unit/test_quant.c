@@ -259,6 +259,28 @@ static void test_gptq_fast_vs_ref(void) {
     free_layer(&L);
 }
 
+/* Rows are independent given H: 1, 2 or 5 threads give identical bytes. */
+static void test_threads(void) {
+    layer L = make_layer(37, 256, 512, 35);
+    bb_quant_opts o;
+    bb_quant_opts_default(&o);
+    o.type = BB_GGML_Q4_K;
+    bb_quant_input in = input_of(&L, "blk.0.ffn_gate.weight");
+    bb_quant_result *r[3] = {NULL, NULL, NULL};
+    const int threads[3] = {1, 2, 5};
+    for (int k = 0; k < 3; k++) {
+        o.threads = threads[k];
+        EXPECT_OK(bb_quant_gptq(&o, &in, &r[k]));
+    }
+    if (r[0] && r[1] && r[2])
+        for (int k = 1; k < 3; k++)
+            EXPECT(memcmp(r[0]->blocks, r[k]->blocks, r[0]->row_bytes * (size_t)L.rows) == 0 &&
+                       memcmp(r[0]->w_hat, r[k]->w_hat, sizeof(float) * (size_t)(L.rows * L.cols)) == 0,
+                   "%d threads differ from 1", threads[k]);
+    for (int k = 0; k < 3; k++) bb_quant_result_destroy(&r[k]);
+    free_layer(&L);
+}
+
 /* A dead input (H_jj = 0, an input that is always zero) gets zero weight before quantization. */
 static void test_dead_inputs(void) {
     layer L = make_layer(8, 64, 256, 41);
@@ -343,6 +365,7 @@ int main(void) {
     TEST_RUN(test_fallback);
     TEST_RUN(test_gptq_exact_and_better);
     TEST_RUN(test_gptq_fast_vs_ref);
+    TEST_RUN(test_threads);
     TEST_RUN(test_dead_inputs);
     TEST_RUN(test_damping);
     TEST_RUN(test_bad_input);
