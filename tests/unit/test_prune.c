@@ -231,18 +231,30 @@ static void test_sparsegpt_vs_ref(void) {
             EXPECT(sf.retries == 0 && sr.retries == 0 && sf.damp_used == 0.01, "no retries expected");
             free(wf), free(wr), bb_mask_destroy(&mf), bb_mask_destroy(&mr);
         }
-    /* a given mask: only the update (the pipeline's mask-then-reconstruct mode) */
+    /* A given mask, only the update: the wave mode, where bb_prune_wave has cleared
+     * mask bits but the weights still hold their values for the OBS compensation. */
     bb_prune_opts o;
     bb_prune_opts_default(&o);
     o.fixed_mask = 1;
     o.block_size = 32;
-    float *wf, *wr;
-    bb_mask *mf, *mr;
-    run_on(bb_prune_sparsegpt, &o, &L, "fixed", prior, &wf, &mf, NULL);
-    run_on(bb_prune_sparsegpt_ref, &o, &L, "fixed", prior, &wr, &mr, NULL);
+    float *wf = copy_w(&L), *wr = copy_w(&L), *wz = copy_w(&L);
+    bb_mask *mf = NULL, *mr = NULL;
+    EXPECT_OK(bb_mask_clone(prior, &mf));
+    EXPECT_OK(bb_mask_clone(prior, &mr));
+    bb_prune_layer lf = {"fixed", L.rows, L.cols, wf, L.h, NULL, mf}, lr = {"fixed", L.rows, L.cols, wr, L.h, NULL, mr};
+    EXPECT_OK(bb_prune_sparsegpt(&o, &lf, NULL));
+    EXPECT_OK(bb_prune_sparsegpt_ref(&o, &lr, NULL));
     EXPECT(mask_diff(mf, prior) == 0 && mask_diff(mr, prior) == 0, "fixed mask changed");
     compare_weights(wf, wr, L.rows * L.cols, 2e-4, 2e-4, "sparsegpt fixed mask");
-    free(wf), free(wr), bb_mask_destroy(&mf), bb_mask_destroy(&mr);
+    check_applied(&L, wf, mf, 0, "sparsegpt fixed mask");
+    /* the update pays: lower error than zeroing the same weights */
+    bb_mask_apply(prior, wz);
+    double e_upd = 0, e_zero = 0;
+    EXPECT_OK(bb_usage_recon_error("fixed", cpu, L.rows, L.cols, L.w, wf, L.h, &e_upd));
+    EXPECT_OK(bb_usage_recon_error("fixed", cpu, L.rows, L.cols, L.w, wz, L.h, &e_zero));
+    EXPECT(e_upd < 0.8 * e_zero, "fixed-mask update error %g vs zeroing %g", e_upd, e_zero);
+    printf("    fixed mask: ||E X||^2 with the OBS update %.4g, zeroing only %.4g\n", e_upd, e_zero);
+    free(wf), free(wr), free(wz), bb_mask_destroy(&mf), bb_mask_destroy(&mr);
     bb_mask_destroy(&prior);
     free_layer(&L);
 }
