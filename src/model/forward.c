@@ -29,7 +29,6 @@ typedef struct {
     float *q, *att;       /* (rows, qd) */
     float *k, *v;         /* (rows, kvd) */
     float *h1, *h3;       /* (rows, hidden) */
-    float *tmp;           /* (rows, dim) */
     float *cos_t, *sin_t; /* (rows, hd/2) */
     int *pos;             /* (rows) */
     float *sc;            /* attention scores, `scratch` floats */
@@ -47,6 +46,7 @@ struct bb_forward {
     int cache_len, n_cached;
     float *kcache, *vcache; /* (n_layers, cache_len, kvd), allocated on the first decode */
     fw_work w;
+    bb_forward_stats stats;
     bb_forward_hook_fn hook;
     void *hook_ud;
 };
@@ -70,8 +70,7 @@ static bb_status load_f32(const bb_tensor *t, float **out) {
 }
 
 static void free_work(fw_work *w) {
-    float **bufs[] = {&w->x,  &w->xn, &w->q,   &w->att,   &w->k,     &w->v,
-                      &w->h1, &w->h3, &w->tmp, &w->cos_t, &w->sin_t, &w->sc};
+    float **bufs[] = {&w->x, &w->xn, &w->q, &w->att, &w->k, &w->v, &w->h1, &w->h3, &w->cos_t, &w->sin_t, &w->sc};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) {
         free(*bufs[i]);
         *bufs[i] = NULL;
@@ -167,6 +166,8 @@ void bb_forward_set_hook(bb_forward *f, bb_forward_hook_fn fn, void *ud) {
 }
 
 const bb_model_config *bb_forward_config(const bb_forward *f) { return &f->c; }
+void bb_forward_stats_get(const bb_forward *f, bb_forward_stats *out) { *out = f->stats; }
+void bb_forward_stats_reset(bb_forward *f) { memset(&f->stats, 0, sizeof f->stats); }
 int bb_forward_cache_len(const bb_forward *f) { return f->cache_len; }
 
 /* ---- the pass -------------------------------------------------------------------- */
@@ -184,7 +185,6 @@ static bb_status ensure_work(bb_forward *f, int64_t rows, int64_t scratch) {
         w->rows = 0;
         BB_CALL(grow(&w->x, rows * c->dim));
         BB_CALL(grow(&w->xn, rows * c->dim));
-        BB_CALL(grow(&w->tmp, rows * c->dim));
         BB_CALL(grow(&w->q, rows * f->qd));
         BB_CALL(grow(&w->att, rows * f->qd));
         BB_CALL(grow(&w->k, rows * f->kvd));
@@ -217,35 +217,56 @@ static void warn_nonfinite(const float *logits, int64_t n) {
     if (bad) bb_warn("forward: %lld of %lld logits are NaN or Inf", (long long)bad, (long long)n);
 }
 
+/* Seconds since *t0 are added to *acc, and *t0 moves to now. */
+static void lap(double *t0, double *acc) {
+    double t = bb_now();
+    *acc += t - *t0;
+    *t0 = t;
+}
+
 /* B sequences of T rows each, positions pos0..pos0+T-1. With the cache
  * (B == 1), keys/values go to cache rows pos0.. and attention reads the cache;
- * without it each sequence attends to its own T rows. */
-static bb_status run(bb_forward *f, const int *tokens, int B, int T, int pos0, int cached, float *logits) {
+ * without it each sequence attends to its own T rows. Ends with logits, or with
+ * the final-normed hidden states when `hidden` is set. */
+static bb_status run(bb_forward *f, const int *tokens, int B, int T, int pos0, int cached, float *logits,
+                     float *hidden) {
     const bb_model_config *c = &f->c;
     int64_t R = (int64_t)B * T;
     int dim = c->dim, hd = c->head_dim, hid = c->hidden_dim, qd = f->qd, kvd = f->kvd, V = c->vocab_size;
     for (int64_t r = 0; r < R; r++)
         BB_CHECK(tokens[r] >= 0 && tokens[r] < V, BB_ERR_ARG,
                  "token id %d at index %lld is outside the vocabulary (0..%d)", tokens[r], (long long)r, V - 1);
-    BB_CALL(ensure_work(f, R, (int64_t)T * (pos0 + T)));
+    BB_CALL(ensure_work(f, R, bb_attention_scratch(T, pos0, c->n_heads, c->n_kv_heads, hd)));
     fw_work *w = &f->w;
+    bb_forward_stats *st = &f->stats;
+    double t0 = bb_now();
     for (int64_t r = 0; r < R; r++)
         memcpy(w->x + r * dim, f->emb + (int64_t)tokens[r] * dim, (size_t)dim * sizeof(float));
     for (int t = 0; t < T; t++) w->pos[t] = pos0 + t;
     bb_rope_table(f->inv_freq, hd / 2, w->pos, T, w->cos_t, w->sin_t);
+    lap(&t0, &st->elementwise_s);
     for (int l = 0; l < c->n_layers; l++) {
         const fw_layer *L = &f->L[l];
         bb_rmsnorm_ref(w->x, L->attn_norm, R, dim, c->norm_eps, w->xn);
-        BB_CALL(call_hook(f, l, BB_LIN_Q, w->xn, R, dim));
+        lap(&t0, &st->elementwise_s);
+        if (f->hook) {
+            BB_CALL(call_hook(f, l, BB_LIN_Q, w->xn, R, dim));
+            BB_CALL(call_hook(f, l, BB_LIN_K, w->xn, R, dim));
+            BB_CALL(call_hook(f, l, BB_LIN_V, w->xn, R, dim));
+            t0 = bb_now();
+        }
         bb_matmul(w->xn, L->wq, L->bq, R, dim, qd, w->q);
-        BB_CALL(call_hook(f, l, BB_LIN_K, w->xn, R, dim));
         bb_matmul(w->xn, L->wk, L->bk, R, dim, kvd, w->k);
-        BB_CALL(call_hook(f, l, BB_LIN_V, w->xn, R, dim));
         bb_matmul(w->xn, L->wv, L->bv, R, dim, kvd, w->v);
+        lap(&t0, &st->matmul_s);
         for (int b = 0; b < B; b++) {
             int64_t r0 = (int64_t)b * T;
             bb_rope_ref(w->q + r0 * qd, T, c->n_heads, hd, c->rope_style, w->cos_t, w->sin_t);
             bb_rope_ref(w->k + r0 * kvd, T, c->n_kv_heads, hd, c->rope_style, w->cos_t, w->sin_t);
+        }
+        lap(&t0, &st->elementwise_s);
+        for (int b = 0; b < B; b++) {
+            int64_t r0 = (int64_t)b * T;
             if (cached) {
                 float *kc = f->kcache + (int64_t)l * f->cache_len * kvd,
                       *vc = f->vcache + (int64_t)l * f->cache_len * kvd;
@@ -257,30 +278,64 @@ static bb_status run(bb_forward *f, const int *tokens, int B, int T, int pos0, i
                              w->att + r0 * qd, w->sc);
             }
         }
-        BB_CALL(call_hook(f, l, BB_LIN_O, w->att, R, qd));
-        bb_matmul(w->att, L->wo, NULL, R, qd, dim, w->tmp);
-        for (int64_t i = 0; i < R * dim; i++) w->x[i] += w->tmp[i];
+        lap(&t0, &st->attention_s);
+        if (f->hook) {
+            BB_CALL(call_hook(f, l, BB_LIN_O, w->att, R, qd));
+            t0 = bb_now();
+        }
+        bb_matmul_add(w->att, L->wo, R, qd, dim, w->x);
+        lap(&t0, &st->matmul_s);
         bb_rmsnorm_ref(w->x, L->ffn_norm, R, dim, c->norm_eps, w->xn);
-        BB_CALL(call_hook(f, l, BB_LIN_GATE, w->xn, R, dim));
+        lap(&t0, &st->elementwise_s);
+        if (f->hook) {
+            BB_CALL(call_hook(f, l, BB_LIN_GATE, w->xn, R, dim));
+            BB_CALL(call_hook(f, l, BB_LIN_UP, w->xn, R, dim));
+            t0 = bb_now();
+        }
         bb_matmul(w->xn, L->w_gate, NULL, R, dim, hid, w->h1);
-        BB_CALL(call_hook(f, l, BB_LIN_UP, w->xn, R, dim));
         bb_matmul(w->xn, L->w_up, NULL, R, dim, hid, w->h3);
-        bb_silu_mul_ref(w->h1, w->h3, R * hid);
-        BB_CALL(call_hook(f, l, BB_LIN_DOWN, w->h1, R, hid));
-        bb_matmul(w->h1, L->w_down, NULL, R, hid, dim, w->tmp);
-        for (int64_t i = 0; i < R * dim; i++) w->x[i] += w->tmp[i];
+        lap(&t0, &st->matmul_s);
+        bb_silu_mul(w->h1, w->h3, R * hid);
+        lap(&t0, &st->elementwise_s);
+        if (f->hook) {
+            BB_CALL(call_hook(f, l, BB_LIN_DOWN, w->h1, R, hid));
+            t0 = bb_now();
+        }
+        bb_matmul_add(w->h1, L->w_down, R, hid, dim, w->x);
+        lap(&t0, &st->matmul_s);
     }
-    bb_rmsnorm_ref(w->x, f->out_norm, R, dim, c->norm_eps, w->xn);
-    bb_matmul(w->xn, f->output, NULL, R, dim, V, logits);
-    warn_nonfinite(logits, R * V);
+    /* Every query at position p sees p+1 keys: sum over a sequence is
+     * T pos0 + T(T+1)/2 pairs per head. */
+    double pairs = (double)B * ((double)T * pos0 + (double)T * (T + 1) / 2);
+    st->matmul_flop += 2.0 * R * c->n_layers * ((double)dim * (qd + 2 * kvd) + (double)qd * dim + 3.0 * dim * hid);
+    st->attention_flop += 4.0 * hd * c->n_heads * c->n_layers * pairs;
+    st->tokens += R;
+    bb_rmsnorm_ref(w->x, f->out_norm, R, dim, c->norm_eps, hidden ? hidden : w->xn);
+    if (!hidden) {
+        bb_matmul(w->xn, f->output, NULL, R, dim, V, logits);
+        st->classifier_flop += 2.0 * R * dim * V;
+    }
+    lap(&t0, &st->classifier_s);
+    if (!hidden) warn_nonfinite(logits, R * V);
+    return BB_OK;
+}
+
+static bb_status check_prefill(const bb_forward *f, int B, int T) {
+    BB_CHECK(B > 0 && T > 0, BB_ERR_ARG, "prefill needs at least one sequence and one token (got B %d, T %d)", B, T);
+    BB_CHECK(T <= f->c.max_seq_len, BB_ERR_ARG, "prefill of %d tokens exceeds the model's context of %d", T,
+             f->c.max_seq_len);
     return BB_OK;
 }
 
 bb_status bb_forward_prefill(bb_forward *f, const int *tokens, int B, int T, float *logits) {
-    BB_CHECK(B > 0 && T > 0, BB_ERR_ARG, "prefill needs at least one sequence and one token (got B %d, T %d)", B, T);
-    BB_CHECK(T <= f->c.max_seq_len, BB_ERR_ARG, "prefill of %d tokens exceeds the model's context of %d", T,
-             f->c.max_seq_len);
-    BB_CALL(run(f, tokens, B, T, 0, 0, logits));
+    BB_CALL(check_prefill(f, B, T));
+    BB_CALL(run(f, tokens, B, T, 0, 0, logits, NULL));
+    return BB_OK;
+}
+
+bb_status bb_forward_prefill_hidden(bb_forward *f, const int *tokens, int B, int T, float *hidden) {
+    BB_CALL(check_prefill(f, B, T));
+    BB_CALL(run(f, tokens, B, T, 0, 0, NULL, hidden));
     return BB_OK;
 }
 
@@ -299,7 +354,7 @@ bb_status bb_forward_decode(bb_forward *f, const int *tokens, int n, int pos0, f
     }
     /* Positions after the ones fed now hold stale entries; they are never read. */
     f->n_cached = pos0;
-    BB_CALL(run(f, tokens, 1, n, pos0, 1, logits));
+    BB_CALL(run(f, tokens, 1, n, pos0, 1, logits, NULL));
     f->n_cached = pos0 + n;
     return BB_OK;
 }

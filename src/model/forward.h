@@ -1,9 +1,14 @@
 /* forward.h — CPU fp32 forward pass of a Llama-family model (OpenBLAS): KV cache, greedy/sampled generation.
  *
  * A context converts every weight to f32 once, through bb_tensor_read_f32, so
- * it works for f32/f16/bf16 files and generator-backed tensors alike. It keeps
- * all layers resident (about 4 bytes per parameter): streaming layer by layer
- * for models larger than memory is left to later work.
+ * it works for f32/f16/bf16 files and generator-backed tensors alike. The
+ * whole model is materialized: all layers stay resident at 4 bytes per
+ * parameter (one Llama-2-7B block is 810 MB, its embedding and classifier
+ * 524 MB each; the full 7B model 27 GB). Streaming layer by layer for models
+ * larger than memory is left to later work. Activations take about
+ * 4 * (2 dim + 2 qd + 2 kvd + 2 hidden) bytes per row of B*T, grown on demand
+ * (0.8 GB for 4096 rows of a 7B block), plus the attention scores of one
+ * query block (bb_attention_scratch).
  *
  * Two entry points compute the same logits (tests/unit/test_forward.c checks it):
  *   - bb_forward_prefill: B independent sequences of T tokens from position 0,
@@ -11,6 +16,10 @@
  *   - bb_forward_decode: tokens appended to the context's single KV-cached
  *     sequence (one at a time for generation, or a chunk).
  * A hook sees the input of every linear layer just before its matmul.
+ * Speed: each linear layer is one sgemm over all rows (the residual add folded
+ * in), attention one sgemm pair per (query block, kv head); results are the
+ * same bit for bit across runs with the same OpenBLAS thread count
+ * (docs/performance-forward.md has the measured rates).
  * Contexts are not thread-safe (one workspace); not collective. */
 #ifndef BB_MODEL_FORWARD_H
 #define BB_MODEL_FORWARD_H
@@ -42,6 +51,27 @@ void bb_forward_set_hook(bb_forward *f, bb_forward_hook_fn fn, void *ud);
  * non-positive B or T), BB_ERR_OOM, or the hook's status. Non-finite logits
  * produce a warning with their count, not an error. */
 bb_status bb_forward_prefill(bb_forward *f, const int *tokens, int B, int T, float *logits);
+
+/* As bb_forward_prefill, but stop before the classifier: hidden (B, T, dim)
+ * receives the final-normed hidden states (logits = hidden output^T). For
+ * callers that want the blocks alone (the benchmark times a 7B block whose
+ * vocab-32000 classifier would otherwise dominate) or logits in chunks. */
+bb_status bb_forward_prefill_hidden(bb_forward *f, const int *tokens, int B, int T, float *hidden);
+
+/* Wall-clock seconds and flops of the passes run since the context was created
+ * or the counters were reset, by part. Hook time is in none of them. */
+typedef struct {
+    double matmul_s;        /* the 7 linear layers of every block */
+    double attention_s;     /* scores, causal softmax, weighted sums, KV-cache stores */
+    double elementwise_s;   /* embedding, RMSNorm, RoPE, SwiGLU */
+    double classifier_s;    /* final RMSNorm and output matmul */
+    double matmul_flop;     /* 2 rows in out summed over the 7 linears */
+    double attention_flop;  /* 4 hd per visible (query head, key) pair: QK^T and PV, causal half only */
+    double classifier_flop; /* 2 rows dim vocab */
+    int64_t tokens;         /* rows passed through (B*T per prefill, n per decode) */
+} bb_forward_stats;
+void bb_forward_stats_get(const bb_forward *f, bb_forward_stats *out);
+void bb_forward_stats_reset(bb_forward *f);
 
 /* Feed tokens[0, n) at positions pos0..pos0+n-1 of the cached sequence and
  * write logits (n, vocab). pos0 may rewind (the cache after it is overwritten)

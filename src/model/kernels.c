@@ -1,5 +1,5 @@
-/* kernels.c — CPU fp32 kernels: matmul, RMSNorm, RoPE (both pairings, scaled frequencies), SwiGLU, causal GQA
- * attention. */
+/* kernels.c — CPU fp32 kernels: matmul, RMSNorm, RoPE (both pairings, scaled frequencies), vectorizable exp,
+ * SwiGLU, blocked causal GQA attention. */
 #include "model/kernels.h"
 
 #include <cblas.h>
@@ -20,6 +20,20 @@ void bb_matmul(const float *x, const float *w, const float *b, int64_t rows, int
         for (int64_t r = 0; r < rows; r++) memcpy(y + r * out, b, (size_t)out * sizeof *y);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (blasint)rows, (blasint)out, (blasint)in, 1.0f, x, (blasint)in,
                 w, (blasint)in, b ? 1.0f : 0.0f, y, (blasint)out);
+}
+
+void bb_matmul_add_ref(const float *x, const float *w, int64_t rows, int64_t in, int64_t out, float *y) {
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t o = 0; o < out; o++) {
+            double s = 0;
+            for (int64_t i = 0; i < in; i++) s += (double)x[r * in + i] * w[o * in + i];
+            y[r * out + o] += (float)s;
+        }
+}
+
+void bb_matmul_add(const float *x, const float *w, int64_t rows, int64_t in, int64_t out, float *y) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (blasint)rows, (blasint)out, (blasint)in, 1.0f, x, (blasint)in,
+                w, (blasint)in, 1.0f, y, (blasint)out);
 }
 
 void bb_rmsnorm_ref(const float *x, const float *w, int64_t rows, int dim, float eps, float *y) {
@@ -83,20 +97,100 @@ void bb_silu_mul_ref(float *g, const float *u, int64_t n) {
     for (int64_t i = 0; i < n; i++) g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
 }
 
-/* Softmax of row[0, n) in place, zeros in row[n, total): the causal mask. */
-static void softmax_causal(float *row, int n, int total) {
-    float mx = row[0];
-    for (int j = 1; j < n; j++) mx = row[j] > mx ? row[j] : mx;
-    double sum = 0;
-    for (int j = 0; j < n; j++) {
-        row[j] = expf(row[j] - mx);
-        sum += row[j];
-    }
-    float inv = (float)(1.0 / sum);
-    for (int j = 0; j < n; j++) row[j] *= inv;
-    for (int j = n; j < total; j++) row[j] = 0;
+/* ---- exp: a polynomial the compiler vectorizes ------------------------------------ */
+
+/* Cephes' expf: e^x = 2^n e^r with n = round(x / ln 2), r = x - n ln 2 split in
+ * two constants for exactness, and a degree-7 polynomial for e^r on
+ * [-ln2/2, ln2/2]; 2 ulp. |x| is clamped to 87.3 first (so n stays in -126..126
+ * and 2^n can be built from its exponent bits): results saturate at 1.2e-38 and
+ * 8.2e37 instead of reaching 0 or Inf; NaN stays NaN. The clamp works on the
+ * integer bits because gcc 12 will not if-convert a float comparison (it may
+ * trap) and would then leave the whole loop scalar. Rounding uses the 1.5*2^23
+ * trick, as SSE2 has no vector floor. No FMA at the baseline ISA, so the scalar
+ * tail and the vector body round alike. */
+static inline float exp_poly(float x) {
+    const uint32_t clamp = 0x42AE999Au; /* 87.3f */
+    uint32_t ix, a;
+    memcpy(&ix, &x, sizeof ix);
+    a = ix & 0x7fffffffu;
+    uint32_t big = (uint32_t) - (int32_t)((a > clamp) & (a <= 0x7f800000u));
+    ix = (ix & ~big) | (((ix & 0x80000000u) | clamp) & big);
+    memcpy(&x, &ix, sizeof x);
+    float t = x * 1.44269504088896341f + 12582912.0f;
+    float n = t - 12582912.0f;
+    float r = x - n * 0.693359375f;
+    r = r + n * 2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    uint32_t tb, sb;
+    memcpy(&tb, &t, sizeof tb);
+    sb = (tb - 0x4B400000u + 127u) << 23; /* 2^n: n sits in t's low mantissa bits */
+    float s;
+    memcpy(&s, &sb, sizeof s);
+    return p * s;
 }
 
+/* Work in fixed chunks: at -O2 gcc vectorizes only loops whose trip count is a
+ * multiple of the vector width and that need no alias checks, so each chunk
+ * goes through a local array. */
+#define CHUNK 16
+
+/* y[i] = exp(x[i] - shift); x and y may alias. */
+static void exp_shifted(const float *x, int64_t n, float shift, float *y) {
+    int64_t i = 0;
+    for (; i + CHUNK <= n; i += CHUNK) {
+        float t[CHUNK];
+        for (int j = 0; j < CHUNK; j++) t[j] = exp_poly(x[i + j] - shift);
+        memcpy(y + i, t, sizeof t);
+    }
+    for (; i < n; i++) y[i] = exp_poly(x[i] - shift);
+}
+
+void bb_exp_ref(const float *x, int64_t n, float *y) {
+    for (int64_t i = 0; i < n; i++) y[i] = expf(x[i]);
+}
+
+void bb_exp(const float *x, int64_t n, float *y) { exp_shifted(x, n, 0.0f, y); }
+
+void bb_silu_mul(float *g, const float *u, int64_t n) {
+    int64_t i = 0;
+    for (; i + CHUNK <= n; i += CHUNK) {
+        float t[CHUNK];
+        for (int j = 0; j < CHUNK; j++) t[j] = g[i + j] / (1.0f + exp_poly(-g[i + j])) * u[i + j];
+        memcpy(g + i, t, sizeof t);
+    }
+    for (; i < n; i++) g[i] = g[i] / (1.0f + exp_poly(-g[i])) * u[i];
+}
+
+/* ---- attention -------------------------------------------------------------------- */
+
+/* Softmax of row[0, n) in place, zeros in row[n, total): the causal mask. The
+ * max and the sum run in CHUNK lanes (the sum in double) so they vectorize;
+ * the lane order is fixed, so the result is too. */
+static void softmax_causal(float *row, int n, int total) {
+    float lane_mx[CHUNK];
+    for (int j = 0; j < CHUNK; j++) lane_mx[j] = row[0];
+    int i = 0;
+    for (; i + CHUNK <= n; i += CHUNK)
+        for (int j = 0; j < CHUNK; j++) lane_mx[j] = row[i + j] > lane_mx[j] ? row[i + j] : lane_mx[j];
+    float mx = lane_mx[0];
+    for (int j = 1; j < CHUNK; j++) mx = lane_mx[j] > mx ? lane_mx[j] : mx;
+    for (; i < n; i++) mx = row[i] > mx ? row[i] : mx;
+    exp_shifted(row, n, mx, row);
+    double lane_sum[CHUNK] = {0}, sum = 0;
+    for (i = 0; i + CHUNK <= n; i += CHUNK)
+        for (int j = 0; j < CHUNK; j++) lane_sum[j] += row[i + j];
+    for (int j = 0; j < CHUNK; j++) sum += lane_sum[j];
+    for (; i < n; i++) sum += row[i];
+    float inv = (float)(1.0 / sum);
+    for (i = 0; i < n; i++) row[i] *= inv;
+    memset(row + n, 0, (size_t)(total - n) * sizeof *row);
+}
 void bb_attention_ref(const float *q, const float *k, const float *v, int T, int pos0, int n_heads, int n_kv, int hd,
                       float *out) {
     int qd = n_heads * hd, kvd = n_kv * hd, group = n_heads / n_kv;
@@ -125,18 +219,54 @@ void bb_attention_ref(const float *q, const float *k, const float *v, int T, int
         }
 }
 
+/* Queries per block. Block b needs keys 0 .. pos0+(b+1)*QBLOCK-1 only, so
+ * about half the causal square is skipped; within the diagonal block the
+ * masked triangle is computed and discarded, which costs less than smaller
+ * sgemms would (64 of a 2048-token context: 3 % waste). */
+#define QBLOCK 64
+
+static int attention_rows(int T, int group) { return group * (T < QBLOCK ? T : QBLOCK); }
+
+int64_t bb_attention_scratch(int T, int pos0, int n_heads, int n_kv, int hd) {
+    int64_t rows = attention_rows(T, n_heads / n_kv);
+    return rows * (pos0 + T) + (n_heads > n_kv ? 2 * rows * hd : 0);
+}
+
 void bb_attention(const float *q, const float *k, const float *v, int T, int pos0, int n_heads, int n_kv, int hd,
                   float *out, float *scratch) {
     int qd = n_heads * hd, kvd = n_kv * hd, group = n_heads / n_kv, S = pos0 + T;
+    int64_t max_rows = attention_rows(T, group);
     float scale = 1.0f / sqrtf((float)hd);
-    for (int h = 0; h < n_heads; h++) {
-        int g = h / group;
-        /* scores (T, S) = scale * Q_h K_g^T; the masked upper triangle is computed
-         * and discarded, which costs less than T small calls would. */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, S, hd, scale, q + h * hd, qd, k + g * hd, kvd, 0.0f,
-                    scratch, S);
-        for (int t = 0; t < T; t++) softmax_causal(scratch + (int64_t)t * S, pos0 + t + 1, S);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hd, S, 1.0f, scratch, S, v + g * hd, kvd, 0.0f,
-                    out + h * hd, qd);
+    float *sc = scratch, *qbuf = scratch + max_rows * S, *obuf = qbuf + max_rows * hd;
+    for (int t0 = 0; t0 < T; t0 += QBLOCK) {
+        int tb = T - t0 < QBLOCK ? T - t0 : QBLOCK, n = pos0 + t0 + tb, rows = group * tb;
+        for (int g = 0; g < n_kv; g++) {
+            /* The group's query heads stacked as rows (head-major, then query):
+             * one sgemm per kv head. Without sharing, Q and out are read and
+             * written in place with their row stride. */
+            const float *qg = q + (int64_t)t0 * qd + g * hd;
+            float *og = out + (int64_t)t0 * qd + g * hd;
+            int ldq = qd, ldo = qd;
+            if (group > 1) {
+                for (int j = 0; j < group; j++)
+                    for (int t = 0; t < tb; t++)
+                        memcpy(qbuf + ((int64_t)j * tb + t) * hd, q + (int64_t)(t0 + t) * qd + (g * group + j) * hd,
+                               (size_t)hd * sizeof *qbuf);
+                qg = qbuf;
+                og = obuf;
+                ldq = ldo = hd;
+            }
+            /* scores (rows, n) = scale * Q K^T over the keys this block can see */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, n, hd, scale, qg, ldq, k + g * hd, kvd, 0.0f,
+                        sc, n);
+            for (int r = 0; r < rows; r++) softmax_causal(sc + (int64_t)r * n, pos0 + t0 + r % tb + 1, n);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, hd, n, 1.0f, sc, n, v + g * hd, kvd, 0.0f,
+                        og, ldo);
+            if (group > 1)
+                for (int j = 0; j < group; j++)
+                    for (int t = 0; t < tb; t++)
+                        memcpy(out + (int64_t)(t0 + t) * qd + (g * group + j) * hd, obuf + ((int64_t)j * tb + t) * hd,
+                               (size_t)hd * sizeof *obuf);
+        }
     }
 }

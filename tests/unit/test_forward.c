@@ -189,14 +189,68 @@ static void test_matmul_vs_ref(void) {
     }
 }
 
+static void test_matmul_add_vs_ref(void) {
+    enum { R = 5, IN = 37, OUT = 70 };
+    float x[R * IN], w[OUT * IN], y[R * OUT], yr[R * OUT];
+    fill(x, R * IN, 4);
+    fill(w, OUT * IN, 5);
+    fill(y, R * OUT, 6);
+    memcpy(yr, y, sizeof y);
+    bb_matmul_add(x, w, R, IN, OUT, y);
+    bb_matmul_add_ref(x, w, R, IN, OUT, yr);
+    double worst;
+    int64_t bad = count_bad(y, yr, R * OUT, 1e-4, 1e-5, &worst);
+    EXPECT(bad == 0, "matmul_add: %lld values off, worst %.3g (tol 1e-4 + 1e-5|ref|)", (long long)bad, worst);
+}
+
+/* bb_exp against expf: 2 ulp (rel 2.4e-7) inside |x| <= 87.3, saturation
+ * outside, NaN kept; bb_silu_mul against its _ref with the same bound plus the
+ * rounding of the division. Lengths not a multiple of the chunk exercise the
+ * scalar tail. */
+static void test_exp_silu_vs_ref(void) {
+    enum { N = 4099 };
+    float *x = malloc(sizeof(float) * N), *y = malloc(sizeof(float) * N), *yr = malloc(sizeof(float) * N);
+    for (int i = 0; i < N; i++) x[i] = -87.3f + 174.6f * (float)i / (N - 1);
+    bb_exp(x, N, y);
+    bb_exp_ref(x, N, yr);
+    double worst;
+    int64_t bad = count_bad(y, yr, N, 0, 2.4e-7, &worst);
+    EXPECT(bad == 0, "exp: %lld of %d values off by more than 2.4e-7 |ref|", (long long)bad, N);
+    float edge[6] = {-1000, 1000, -INFINITY, INFINITY, NAN, 0}, ey[6];
+    bb_exp(edge, 6, ey);
+    EXPECT(ey[0] > 0 && ey[0] < 1.3e-38f && ey[2] == ey[0], "exp saturates low: %g %g", ey[0], ey[2]);
+    EXPECT(ey[1] > 8e37f && isfinite(ey[1]) && ey[3] == ey[1], "exp saturates high: %g %g", ey[1], ey[3]);
+    EXPECT(isnan(ey[4]) && ey[5] == 1.0f, "exp(NaN) %g, exp(0) %g", ey[4], ey[5]);
+    /* in place */
+    memcpy(y, x, sizeof(float) * N);
+    bb_exp(y, N, y);
+    bad = count_bad(y, yr, N, 0, 2.4e-7, &worst);
+    EXPECT(bad == 0, "exp in place: %lld values off", (long long)bad);
+
+    float *g = malloc(sizeof(float) * N), *gr = malloc(sizeof(float) * N), *u = malloc(sizeof(float) * N);
+    fill(g, N, 40);
+    fill(u, N, 41);
+    for (int i = 0; i < N; i++) g[i] *= 8, gr[i] = g[i];
+    g[0] = gr[0] = -200; /* exp(200) saturates: silu is -0 in the _ref, -1e-36 here */
+    bb_silu_mul(g, u, N);
+    bb_silu_mul_ref(gr, u, N);
+    bad = count_bad(g, gr, N, 1e-30, 5e-7, &worst);
+    EXPECT(bad == 0, "silu_mul: %lld of %d values off, worst %.3g (tol 1e-30 + 5e-7|ref|)", (long long)bad, N, worst);
+    free(x), free(y), free(yr), free(g), free(gr), free(u);
+}
+
 static void test_attention_vs_ref(void) {
-    /* (T, pos0, heads, kv heads, head dim): prefill, decode step, chunk after a prefix, MHA */
-    const int cases[][5] = {{9, 0, 8, 4, 8}, {1, 13, 8, 2, 16}, {5, 6, 4, 1, 8}, {6, 0, 3, 3, 4}};
-    for (size_t c = 0; c < 4; c++) {
+    /* (T, pos0, heads, kv heads, head dim): prefill, decode step, chunk after a
+     * prefix, MHA, then several query blocks (64 queries each) with and
+     * without sharing and a prefix */
+    const int cases[][5] = {{9, 0, 8, 4, 8},     {1, 13, 8, 2, 16},  {5, 6, 4, 1, 8},   {6, 0, 3, 3, 4},
+                            {150, 0, 4, 2, 16},  {130, 0, 2, 2, 32}, {70, 45, 6, 2, 8}, {1, 200, 4, 4, 8}};
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         int T = cases[c][0], pos0 = cases[c][1], nh = cases[c][2], nkv = cases[c][3], hd = cases[c][4], S = pos0 + T;
         float *q = malloc(sizeof(float) * T * nh * hd), *k = malloc(sizeof(float) * S * nkv * hd);
         float *v = malloc(sizeof(float) * S * nkv * hd), *o = malloc(sizeof(float) * T * nh * hd);
-        float *orf = malloc(sizeof(float) * T * nh * hd), *sc = malloc(sizeof(float) * T * S);
+        float *orf = malloc(sizeof(float) * T * nh * hd);
+        float *sc = malloc(sizeof(float) * bb_attention_scratch(T, pos0, nh, nkv, hd));
         fill(q, T * nh * hd, 10 + c);
         fill(k, S * nkv * hd, 20 + c);
         fill(v, S * nkv * hd, 30 + c);
@@ -593,6 +647,8 @@ int main(int argc, char **argv) {
     if (argc == 5 && !strcmp(argv[1], "--logits")) return run_logits(argv[2], argv[3], argv[4]);
     set_paths();
     TEST_RUN(test_matmul_vs_ref);
+    TEST_RUN(test_matmul_add_vs_ref);
+    TEST_RUN(test_exp_silu_vs_ref);
     TEST_RUN(test_attention_vs_ref);
     TEST_RUN(test_rmsnorm_silu_ref);
     TEST_RUN(test_rope);
