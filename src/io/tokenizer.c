@@ -318,8 +318,9 @@ typedef struct {
 } l2c_merge;
 
 static void push_pair(const bb_tokenizer *t, l2c_merge *m, int l) {
+    if (l < 0) return;
     int r = m->next[l];
-    if (l < 0 || r < 0) return;
+    if (r < 0) return;
     int id = pair_token(t, m->ids[l], m->ids[r], m->buf);
     if (id >= 0 && t->score[id] > L2C_MIN_SCORE) {
         l2c_cand c = {t->score[id], l, r, id, m->ver[l], m->ver[r]};
