@@ -295,8 +295,8 @@ static bb_status encode_float_rows(const bb_quant_input *in, int type, bb_quant_
     return BB_OK;
 }
 
-/* Common start of both paths: checks, stored type, result, column order, fit weights. Returns
- * *g = NULL when the stored type is a float type (then the result is already complete). */
+/* Common start of both paths: checks, stored type, result, column order, fit weights. g stays NULL
+ * when the stored type is a float type (then the result is already complete). */
 typedef struct {
     const char *name;
     int type;
@@ -305,7 +305,6 @@ typedef struct {
     bb_quant_result *r;
     int64_t *perm;
     float *imp;
-    int64_t dead;
 } gptq_setup;
 
 static void setup_free(gptq_setup *s) {
@@ -332,8 +331,7 @@ static bb_status setup_begin(const bb_quant_opts *o, const bb_quant_input *in, g
     BB_CALL(bb_malloc((void **)&s->perm, (size_t)in->cols * sizeof *s->perm, "GPTQ column order"));
     BB_CALL(column_order(in->h, in->cols, s->t->blck, o->act_order, s->perm));
     BB_CALL(fit_weights(o, in, &s->imp));
-    for (int64_t j = 0; j < in->cols; j++) s->dead += in->h[j * (in->cols + 1)] == 0;
-    s->r->dead = s->dead;
+    for (int64_t j = 0; j < in->cols; j++) s->r->dead += in->h[j * (in->cols + 1)] == 0;
     return BB_OK;
 }
 

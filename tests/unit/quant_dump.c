@@ -64,9 +64,9 @@ int main(int argc, char **argv) {
         int64_t rows, cols, samples, block_size;
         double damp;
     } cases[] = {
-        {"a", 64, 256, 1024, 128, 0.01},
-        {"b", 32, 512, 2048, 64, 0.01},
-        {"c", 48, 384, 512, 128, 0.1},
+        {"a", 32, 256, 1024, 128, 0.01},
+        {"b", 16, 512, 2048, 64, 0.01},
+        {"c", 24, 384, 512, 128, 0.1},
     };
     const int types[] = {BB_GGML_Q4_0, BB_GGML_Q8_0};
     int rc = 0;
