@@ -337,17 +337,22 @@ static bb_status setup_begin(const bb_quant_opts *o, const bb_quant_input *in, g
 
 /* ---- the fast path ---- */
 
-/* hp (n, n): the permuted Gram with dead inputs set to 1 on the diagonal; on success u (n, n)
- * holds the upper Cholesky factor of (hp + damp mean(diag) I)^-1 in its upper triangle. */
+/* On success u (n, n) holds in its upper triangle the upper Cholesky factor of (Hp + damp mean I)^-1,
+ * where Hp is H (n, n) permuted by perm with dead inputs (H_jj = 0) set to 1 on the diagonal and
+ * mean is Hp's mean diagonal. Each attempt rebuilds u from H, so no second n x n copy is kept. */
 static bb_status inverse_factor_f32(const bb_linalg_backend *be, const bb_quant_opts *o, const char *name,
-                                    const float *hp, int64_t n, float *u, double *damp_used) {
+                                    const float *h, const int64_t *perm, int64_t n, float *u, double *damp_used) {
     double mean = 0;
-    for (int64_t j = 0; j < n; j++) mean += hp[j * (n + 1)];
+    for (int64_t j = 0; j < n; j++) mean += h[j * (n + 1)] == 0 ? 1 : h[j * (n + 1)];
     mean /= (double)n;
     for (double damp = o->damp;; damp = next_damp(damp)) {
         if (damp > o->damp_max * (1 + 1e-12)) return damp_failed(name, o->damp, damp, o);
-        memcpy(u, hp, (size_t)(n * n) * sizeof *u);
-        for (int64_t j = 0; j < n; j++) u[j * (n + 1)] += (float)(damp * mean);
+        for (int64_t i = 0; i < n; i++)
+            for (int64_t j = 0; j < n; j++) u[i * n + j] = h[perm[i] * n + perm[j]];
+        for (int64_t j = 0; j < n; j++) {
+            if (u[j * (n + 1)] == 0) u[j * (n + 1)] = 1;
+            u[j * (n + 1)] += (float)(damp * mean);
+        }
         /* A failed attempt is expected here (it raises the damping), not an error to print. */
         bb_error_set_quiet(1);
         bb_status st = be->potrf(BB_UPLO_UPPER, n, u, n, NULL);
@@ -484,26 +489,19 @@ bb_status bb_quant_gptq(const bb_quant_opts *o, const bb_quant_input *in, bb_qua
     }
     const bb_linalg_backend *be = o->backend;
     const int64_t n = in->cols, m = in->rows;
-    float *hp = NULL, *u = NULL, *wp = NULL, *err = NULL;
+    float *u = NULL, *wp = NULL, *err = NULL;
     bb_event_begin("quant.gptq");
     if (!be) BB_CALL_GOTO(st, done, bb_linalg_backend_get("cpu", &be));
-    BB_CALL_GOTO(st, done, bb_malloc((void **)&hp, (size_t)(n * n) * sizeof *hp, "GPTQ Gram"));
     BB_CALL_GOTO(st, done, bb_malloc((void **)&u, (size_t)(n * n) * sizeof *u, "GPTQ inverse factor"));
     BB_CALL_GOTO(st, done, bb_malloc((void **)&wp, (size_t)(m * n) * sizeof *wp, "GPTQ working weights"));
     const int64_t bl = batch_len(o, s.t->blck, n);
     const int threads = o->threads > 0 ? o->threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
     BB_CALL_GOTO(st, done, bb_malloc((void **)&err, (size_t)(m * bl) * sizeof *err, "GPTQ batch errors"));
-    /* Permuted copies; a dead input (H_jj = 0) gets H_jj = 1 and zero weights, as in GPTQ. */
-    for (int64_t i = 0; i < n; i++)
-        for (int64_t j = 0; j < n; j++) hp[i * n + j] = in->h[s.perm[i] * n + s.perm[j]];
+    /* Permuted copy of W; a dead input (H_jj = 0) gets zero weights (and H_jj = 1), as in GPTQ. */
     for (int64_t r = 0; r < m; r++)
-        for (int64_t j = 0; j < n; j++) wp[r * n + j] = in->w[r * n + s.perm[j]];
-    for (int64_t j = 0; j < n; j++)
-        if (hp[j * (n + 1)] == 0) {
-            hp[j * (n + 1)] = 1;
-            for (int64_t r = 0; r < m; r++) wp[r * n + j] = 0;
-        }
-    BB_CALL_GOTO(st, done, inverse_factor_f32(be, o, s.name, hp, n, u, &s.r->damp));
+        for (int64_t j = 0; j < n; j++)
+            wp[r * n + j] = in->h[s.perm[j] * (n + 1)] == 0 ? 0 : in->w[r * n + s.perm[j]];
+    BB_CALL_GOTO(st, done, inverse_factor_f32(be, o, s.name, in->h, s.perm, n, u, &s.r->damp));
     for (int64_t i1 = 0; i1 < n; i1 += bl) {
         const int64_t i2 = i1 + bl < n ? i1 + bl : n;
         BB_CALL_GOTO(st, done, batch_all_rows(&s, in, u, wp, i1, i2, err, threads));
@@ -515,7 +513,6 @@ bb_status bb_quant_gptq(const bb_quant_opts *o, const bb_quant_input *in, bb_qua
     s.r = NULL;
 done:
     bb_event_end("quant.gptq", (double)m * (double)n * (double)n * 2 + (double)n * n * n * 4.0 / 3, 0);
-    free(hp);
     free(u);
     free(wp);
     free(err);
