@@ -259,6 +259,35 @@ static void test_gptq_fast_vs_ref(void) {
     free_layer(&L);
 }
 
+/* Extreme rows (zero, tiny, subnormal-scale, huge) and a tiny-scaled H: every type still stores
+ * exactly the values GPTQ used, and they are finite. */
+static void test_extreme_rows(void) {
+    layer L = make_layer(6, 256, 512, 81);
+    for (int64_t j = 0; j < L.cols; j++) {
+        L.w[0 * L.cols + j] = 0;
+        L.w[1 * L.cols + j] *= 1e-30f;
+        L.w[2 * L.cols + j] = j % 37 == 0 ? 1e-3f : 1e-38f;
+        L.w[3 * L.cols + j] *= 1e6f;
+        L.w[4 * L.cols + j] = j == 100 ? 5.0f : L.w[4 * L.cols + j];
+    }
+    for (int64_t i = 0; i < L.cols * L.cols; i++) L.h[i] *= 1e-20f;
+    bb_quant_opts o;
+    bb_quant_opts_default(&o);
+    bb_quant_input in = input_of(&L, "blk.0.extreme.weight");
+    for (int k = 0; k < N_TYPES; k++) {
+        o.type = all_types[k];
+        bb_quant_result *g = NULL;
+        EXPECT_OK(bb_quant_gptq(&o, &in, &g));
+        if (!g) continue;
+        decodes_exactly(g, bb_ggml_type_name(o.type));
+        int finite = 1;
+        for (int64_t i = 0; i < L.rows * L.cols; i++) finite &= isfinite(g->w_hat[i]) != 0;
+        EXPECT(finite, "%s: non-finite output", bb_ggml_type_name(o.type));
+        bb_quant_result_destroy(&g);
+    }
+    free_layer(&L);
+}
+
 /* Rows are independent given H: 1, 2 or 5 threads give identical bytes. */
 static void test_threads(void) {
     layer L = make_layer(37, 256, 512, 35);
@@ -365,6 +394,7 @@ int main(void) {
     TEST_RUN(test_fallback);
     TEST_RUN(test_gptq_exact_and_better);
     TEST_RUN(test_gptq_fast_vs_ref);
+    TEST_RUN(test_extreme_rows);
     TEST_RUN(test_threads);
     TEST_RUN(test_dead_inputs);
     TEST_RUN(test_damping);
