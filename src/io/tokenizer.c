@@ -19,6 +19,11 @@ struct bb_tokenizer {
     size_t max_len;   /* longest piece */
     int bos_id, eos_id;
     unsigned char bytes[256]; /* bytes[b] == b: what decoding a byte token points at */
+    char *text;               /* decoded bytes of every token (kinds other than llama2.c), or NULL */
+    size_t *text_off;         /* (n+1) token i decodes to text[text_off[i], text_off[i+1]) */
+    bb_tokenizer_strip strip;
+    void *priv; /* the kind's encoder state */
+    void (*priv_free)(void *);
 };
 
 /* ---- vocabulary ------------------------------------------------------------ */
@@ -90,6 +95,48 @@ void bb_tokenizer_set_control(bb_tokenizer *t, int bos_id, int eos_id) {
     t->eos_id = eos_id;
 }
 
+void bb_tokenizer_set_text(bb_tokenizer *t, char *text, size_t *off, bb_tokenizer_strip strip) {
+    free(t->text);
+    free(t->text_off);
+    t->text = text;
+    t->text_off = off;
+    t->strip = strip;
+}
+
+void bb_tokenizer_set_priv(bb_tokenizer *t, void *priv, void (*free_fn)(void *)) {
+    if (t->priv_free) t->priv_free(t->priv);
+    t->priv = priv;
+    t->priv_free = free_fn;
+}
+
+void *bb_tokenizer_priv(const bb_tokenizer *t) { return t->priv; }
+
+/* Grow the vocabulary to v tokens with empty pieces that decode to nothing:
+ * models pad their embedding beyond the tokenizer.json's tokens. */
+static bb_status pad_vocab(bb_tokenizer *t, int v) {
+    size_t extra = (size_t)(v - t->n), blob_end = t->off[t->n];
+    char *blob = realloc(t->blob, blob_end + extra);
+    if (blob) t->blob = blob;
+    size_t *off = blob ? realloc(t->off, ((size_t)v + 1) * sizeof *off) : NULL;
+    if (off) t->off = off;
+    float *score = off ? realloc(t->score, (size_t)v * sizeof *score) : NULL;
+    if (score) t->score = score;
+    int16_t *byte_of = score ? realloc(t->byte_of, (size_t)v * sizeof *byte_of) : NULL;
+    if (byte_of) t->byte_of = byte_of;
+    size_t *toff = byte_of && t->text_off ? realloc(t->text_off, ((size_t)v + 1) * sizeof *toff) : NULL;
+    if (toff) t->text_off = toff;
+    BB_CHECK(byte_of && (toff || !t->text_off), BB_ERR_OOM, "out of memory: padding the vocabulary to %d tokens", v);
+    for (int i = t->n; i < v; i++) {
+        t->blob[blob_end + (size_t)(i - t->n)] = '\0';
+        t->off[i + 1] = blob_end + (size_t)(i - t->n) + 1;
+        t->score[i] = 0;
+        t->byte_of[i] = -1;
+        if (toff) toff[i + 1] = toff[t->n];
+    }
+    t->n = v;
+    return BB_OK;
+}
+
 int bb_tokenizer_byte_id(const bb_tokenizer *t, unsigned char b) { return t->byte_id[b]; }
 int bb_tokenizer_vocab_size(const bb_tokenizer *t) { return t->n; }
 int bb_tokenizer_bos_id(const bb_tokenizer *t) { return t->bos_id; }
@@ -107,6 +154,19 @@ const char *bb_tokenizer_piece(const bb_tokenizer *t, int id, size_t *len) {
 
 bb_status bb_tokenizer_decode(const bb_tokenizer *t, int prev, int id, const char **piece, size_t *len) {
     BB_CHECK(id >= 0 && id < t->n, BB_ERR_ARG, "token id %d is outside the vocabulary (0..%d)", id, t->n - 1);
+    if (t->text) {
+        const char *p = t->text + t->text_off[id];
+        size_t n = t->text_off[id + 1] - t->text_off[id];
+        int start = prev == t->bos_id && prev >= 0;
+        if (t->strip == BB_TOK_STRIP_AT_START) start |= prev < 0;
+        if (t->strip != BB_TOK_STRIP_NONE && start && n > 0 && p[0] == ' ') {
+            p++;
+            n--;
+        }
+        *piece = p;
+        *len = n;
+        return BB_OK;
+    }
     if (id == t->bos_id || id == t->eos_id) {
         *piece = "";
         *len = 0;
@@ -128,22 +188,35 @@ bb_status bb_tokenizer_decode(const bb_tokenizer *t, int prev, int id, const cha
     return BB_OK;
 }
 
+/* The prev to decode ids[i] with. For STRIP_AT_START the text starts at the
+ * first token whose piece is not empty and later tokens follow the last such
+ * token: special tokens do not count, as the Strip decoder sees the text after
+ * they are skipped. *last is -1 before that first token. */
+static int seq_prev(const bb_tokenizer *t, const int *ids, int i, int *last) {
+    if (!t->text || t->strip != BB_TOK_STRIP_AT_START) return i ? ids[i - 1] : -1;
+    int prev = *last;
+    if (ids[i] >= 0 && ids[i] < t->n && t->text_off[ids[i] + 1] > t->text_off[ids[i]]) *last = ids[i];
+    return prev;
+}
+
 bb_status bb_tokenizer_decode_seq(const bb_tokenizer *t, const int *ids, int n, char **text, size_t *len) {
     *text = NULL;
     size_t total = 0;
+    int last = -1;
     for (int i = 0; i < n; i++) {
         const char *p;
         size_t l;
-        BB_CALL(bb_tokenizer_decode(t, i ? ids[i - 1] : -1, ids[i], &p, &l));
+        BB_CALL(bb_tokenizer_decode(t, seq_prev(t, ids, i, &last), ids[i], &p, &l));
         total += l;
     }
     char *out;
     BB_CALL(bb_malloc((void **)&out, total + 1, "decoded text"));
     size_t o = 0;
+    last = -1;
     for (int i = 0; i < n; i++) {
         const char *p;
         size_t l;
-        bb_tokenizer_decode(t, i ? ids[i - 1] : -1, ids[i], &p, &l);
+        bb_tokenizer_decode(t, seq_prev(t, ids, i, &last), ids[i], &p, &l);
         memcpy(out + o, p, l);
         o += l;
     }
@@ -429,7 +502,10 @@ bb_status bb_tokenizer_llama2c_encode_ref(const bb_tokenizer *t, const char *tex
 
 static const bb_tokenizer_kind kind_llama2c = {"llama2.c", l2c_probe, l2c_parse, l2c_encode};
 
-static const bb_tokenizer_kind *const kinds[] = {&kind_llama2c, NULL};
+/* tokenizer.json and GGUF probe for their leading bytes ("{", "GGUF") and go
+ * first: the llama2.c probe accepts nearly anything. */
+static const bb_tokenizer_kind *const kinds[] = {&bb_tokenizer_kind_hf_json, &bb_tokenizer_kind_gguf, &kind_llama2c,
+                                                 NULL};
 
 const bb_tokenizer_kind *const *bb_tokenizer_kinds(void) { return kinds; }
 
@@ -443,21 +519,17 @@ void bb_tokenizer_destroy(bb_tokenizer **pt) {
     free(t->score);
     free(t->slots);
     free(t->byte_of);
+    free(t->text);
+    free(t->text_off);
+    if (t->priv_free) t->priv_free(t->priv);
     free(t);
     *pt = NULL;
 }
 
-bb_status bb_tokenizer_load_memory(const void *data, size_t size, const char *label, int vocab_size,
-                                   bb_tokenizer **out) {
-    *out = NULL;
-    const bb_tokenizer_kind *kind = NULL;
-    for (int i = 0; kinds[i] && !kind; i++)
-        if (kinds[i]->probe(data, size)) kind = kinds[i];
-    BB_CHECK(kind, BB_ERR_FORMAT, "%s: not a tokenizer file of a known kind (llama2.c tokenizer.bin)", label);
-    bb_tokenizer *t;
-    BB_CALL(bb_calloc((void **)&t, 1, sizeof *t, "tokenizer"));
-    t->kind = kind;
-    bb_status st = kind->parse(t, data, size, label);
+/* The checks every loaded tokenizer passes; destroys t on error. */
+static bb_status finish_load(bb_tokenizer *t, bb_status st, const char *label, int vocab_size, bb_tokenizer **out) {
+    if (!st && vocab_size > 0 && t->n < vocab_size && t->kind == &bb_tokenizer_kind_hf_json)
+        st = pad_vocab(t, vocab_size);
     if (!st && vocab_size > 0 && t->n != vocab_size)
         st = bb_error(BB_ERR_FORMAT, __FILE__, __LINE__,
                       "%s holds %d tokens but the model's vocabulary has %d (wrong tokenizer for this model?)", label,
@@ -470,6 +542,34 @@ bb_status bb_tokenizer_load_memory(const void *data, size_t size, const char *la
         return bb_trace(st, __FILE__, __LINE__, "tokenizer parse");
     }
     *out = t;
+    return BB_OK;
+}
+
+bb_status bb_tokenizer_build(const bb_tokenizer_kind *kind,
+                             bb_status (*fill)(bb_tokenizer *tok, const void *src, const char *label),
+                             const void *src, const char *label, int vocab_size, bb_tokenizer **out) {
+    *out = NULL;
+    bb_tokenizer *t;
+    BB_CALL(bb_calloc((void **)&t, 1, sizeof *t, "tokenizer"));
+    t->kind = kind;
+    t->bos_id = t->eos_id = -1;
+    BB_CALL(finish_load(t, fill(t, src, label), label, vocab_size, out));
+    return BB_OK;
+}
+
+bb_status bb_tokenizer_load_memory(const void *data, size_t size, const char *label, int vocab_size,
+                                   bb_tokenizer **out) {
+    *out = NULL;
+    const bb_tokenizer_kind *kind = NULL;
+    for (int i = 0; kinds[i] && !kind; i++)
+        if (kinds[i]->probe(data, size)) kind = kinds[i];
+    BB_CHECK(kind, BB_ERR_FORMAT,
+             "%s: not a tokenizer file of a known kind (llama2.c tokenizer.bin, tokenizer.json, GGUF)", label);
+    bb_tokenizer *t;
+    BB_CALL(bb_calloc((void **)&t, 1, sizeof *t, "tokenizer"));
+    t->kind = kind;
+    t->bos_id = t->eos_id = -1;
+    BB_CALL(finish_load(t, kind->parse(t, data, size, label), label, vocab_size, out));
     return BB_OK;
 }
 
