@@ -122,7 +122,9 @@ int main(int argc, char **argv) {
     bb_quant_result *rr = NULL;
     bb_quant_input rin = {"bench.layer", rows, cols, w, NULL, imp};
     t = bb_now();
-    if (bb_quant_rtn(&o, &rin, &rr) != BB_OK) return 1;
+    bb_quant_opts o1 = o;
+    o1.threads = 1;
+    if (bb_quant_rtn(&o1, &rin, &rr) != BB_OK) return 1;
     double t_fit = bb_now() - t;
     double e_g = 0, e_r = 0;
     bb_quant_layer_error(NULL, w, r->w_hat, h, rows, cols, &e_g);

@@ -11,8 +11,10 @@
 #include "compress/quant.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/dtype.h"
 #include "core/events.h"
@@ -304,6 +306,29 @@ bb_status bb_quant_stored_type(const bb_quant_opts *o, const char *name, int64_t
     return BB_OK;
 }
 
+/* Rows [r0, r1) of an RTN job: inputs are checked before, so the unchecked encoder is safe here. */
+typedef struct {
+    const bb_quant_input *in;
+    const float *imp;
+    bb_quant_result *r;
+    int64_t r0, r1;
+} rtn_job;
+
+static void *rtn_rows(void *arg) {
+    const rtn_job *jb = arg;
+    const bb_qformat_encode_fn enc = bb_quant_encoder(jb->r->type);
+    const bb_qformat_decode_fn dec = bb_qformat_info(jb->r->type)->decode_ref;
+    const int64_t n = jb->in->cols;
+    for (int64_t i = jb->r0; i < jb->r1; i++) {
+        uint8_t *blk = jb->r->blocks + (size_t)i * jb->r->row_bytes;
+        enc(jb->in->w + i * n, jb->imp, (size_t)n, blk);
+        dec(blk, (size_t)n, jb->r->w_hat + i * n);
+    }
+    return NULL;
+}
+
+#define RTN_MAX_THREADS 64
+
 bb_status bb_quant_rtn(const bb_quant_opts *o, const bb_quant_input *in, bb_quant_result **out) {
     BB_CHECK(o != NULL && out != NULL, BB_ERR_ARG, "bb_quant_rtn: NULL argument");
     *out = NULL;
@@ -317,12 +342,20 @@ bb_status bb_quant_rtn(const bb_quant_opts *o, const bb_quant_input *in, bb_quan
     BB_CALL_GOTO(st, done, rtn_importance(o, in, &imp));
     BB_CALL_GOTO(st, done, bb_quant_result_create(type, in->rows, in->cols, &r));
     r->fell_back = type != o->type;
-    const float *wimp = in->importance ? in->importance : imp;
-    for (int64_t i = 0; i < in->rows; i++) {
-        uint8_t *blk = r->blocks + (size_t)i * r->row_bytes;
-        BB_CALL_GOTO(st, done, bb_quant_encode_row(type, in->w + i * in->cols, in->cols, wimp, blk));
-        BB_CALL_GOTO(st, done, bb_qformat_decode_row(type, blk, in->cols, r->w_hat + i * in->cols));
-    }
+    /* Rows are independent: contiguous row ranges in threads give the same bytes for any count. */
+    int nt = o->threads > 0 ? o->threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
+    nt = nt < 1 ? 1 : nt > RTN_MAX_THREADS ? RTN_MAX_THREADS : nt;
+    if (nt > in->rows) nt = (int)in->rows;
+    rtn_job jobs[RTN_MAX_THREADS];
+    pthread_t tid[RTN_MAX_THREADS];
+    int running[RTN_MAX_THREADS] = {0};
+    for (int t = 0; t < nt; t++)
+        jobs[t] = (rtn_job){in, in->importance ? in->importance : imp, r, in->rows * t / nt, in->rows * (t + 1) / nt};
+    for (int t = 1; t < nt; t++) running[t] = pthread_create(&tid[t], NULL, rtn_rows, &jobs[t]) == 0;
+    for (int t = 0; t < nt; t++)
+        if (!running[t]) rtn_rows(&jobs[t]);
+    for (int t = 1; t < nt; t++)
+        if (running[t]) pthread_join(tid[t], NULL);
 done:
     bb_event_end("quant.rtn", 0, (double)in->rows * (double)in->cols * sizeof(float));
     free(imp);

@@ -4,8 +4,9 @@
  * H = X^T X of its input, and produces the GGUF blocks of every row (bytes as io/qformat.h lays
  * them out) together with the dequantized matrix Ŵ, which is exactly what the blocks decode to.
  *
- *   "rtn"   round to nearest, per row: bb_qformat_encode_row with the per-input-channel
- *           importance (an explicit vector, else diag(H) when opts.importance, else none).
+ *   "rtn"   round to nearest, per row: qformat's block encoders (bb_quant_encoder) with the
+ *           per-input-channel importance (an explicit vector, else diag(H) when opts.importance,
+ *           else none); rows in opts.threads threads.
  *   "gptq"  GPTQ (Frantar et al. 2022): error-compensating column-by-column quantization in the
  *           metric of H, with lazy batches. Each GGUF block's scales are fit (by qformat's own
  *           encoder) on the block's current, error-updated values when the column loop reaches the
@@ -35,7 +36,7 @@ typedef struct {
     int64_t block_size;               /* GPTQ: columns per lazy batch (rounded up to whole GGUF blocks) */
     int act_order;                    /* GPTQ: blocks by decreasing diag(H), columns inside each block too */
     const bb_linalg_backend *backend; /* NULL = "cpu" */
-    int threads;                      /* GPTQ: threads over rows in the column loop; 0 = all cores */
+    int threads;                      /* threads over rows (RTN; GPTQ's column loop); 0 = all cores */
 } bb_quant_opts;
 
 /* Q4_0, fallback F16, importance on, damp 0.01, damp_max 10, block 128, no act-order, cpu backend,

@@ -288,7 +288,7 @@ static void test_extreme_rows(void) {
     free_layer(&L);
 }
 
-/* Rows are independent given H: 1, 2 or 5 threads give identical bytes. */
+/* Rows are independent (given H): 1, 2 or 5 threads give identical bytes, GPTQ and RTN. */
 static void test_threads(void) {
     layer L = make_layer(37, 256, 512, 35);
     bb_quant_opts o;
@@ -306,6 +306,16 @@ static void test_threads(void) {
             EXPECT(memcmp(r[0]->blocks, r[k]->blocks, r[0]->row_bytes * (size_t)L.rows) == 0 &&
                        memcmp(r[0]->w_hat, r[k]->w_hat, sizeof(float) * (size_t)(L.rows * L.cols)) == 0,
                    "%d threads differ from 1", threads[k]);
+    for (int k = 0; k < 3; k++) bb_quant_result_destroy(&r[k]);
+    o.type = BB_GGML_Q4_0;
+    for (int k = 0; k < 3; k++) {
+        o.threads = threads[k];
+        EXPECT_OK(bb_quant_rtn(&o, &in, &r[k]));
+    }
+    if (r[0] && r[1] && r[2])
+        for (int k = 1; k < 3; k++)
+            EXPECT(memcmp(r[0]->blocks, r[k]->blocks, r[0]->row_bytes * (size_t)L.rows) == 0,
+                   "RTN: %d threads differ from 1", threads[k]);
     for (int k = 0; k < 3; k++) bb_quant_result_destroy(&r[k]);
     free_layer(&L);
 }
