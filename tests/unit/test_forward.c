@@ -241,10 +241,11 @@ static void test_exp_silu_vs_ref(void) {
 
 static void test_attention_vs_ref(void) {
     /* (T, pos0, heads, kv heads, head dim): prefill, decode step, chunk after a
-     * prefix, MHA, then several query blocks (64 queries each) with and
-     * without sharing and a prefix */
-    const int cases[][5] = {{9, 0, 8, 4, 8},     {1, 13, 8, 2, 16},  {5, 6, 4, 1, 8},   {6, 0, 3, 3, 4},
-                            {150, 0, 4, 2, 16},  {130, 0, 2, 2, 32}, {70, 45, 6, 2, 8}, {1, 200, 4, 4, 8}};
+     * prefix, MHA, then several query blocks (64 queries each below head dim
+     * 64, 256 from it) with and without sharing and a prefix */
+    const int cases[][5] = {{9, 0, 8, 4, 8},    {1, 13, 8, 2, 16},  {5, 6, 4, 1, 8},   {6, 0, 3, 3, 4},
+                            {150, 0, 4, 2, 16}, {130, 0, 2, 2, 32}, {70, 45, 6, 2, 8}, {1, 200, 4, 4, 8},
+                            {300, 0, 2, 1, 64}, {260, 20, 2, 2, 64}};
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         int T = cases[c][0], pos0 = cases[c][1], nh = cases[c][2], nkv = cases[c][3], hd = cases[c][4], S = pos0 + T;
         float *q = malloc(sizeof(float) * T * nh * hd), *k = malloc(sizeof(float) * S * nkv * hd);
