@@ -37,10 +37,12 @@ extern const bb_tokenizer_kind bb_tokenizer_kind_gguf;
 /* Registered kinds, NULL-terminated, in probe order. */
 const bb_tokenizer_kind *const *bb_tokenizer_kinds(void);
 
-/* Load a tokenizer file. vocab_size > 0 demands exactly that many tokens (the
- * model's vocabulary); 0 accepts any count. Errors: BB_ERR_IO (cannot read),
- * BB_ERR_FORMAT (corrupt or truncated file, token count differs from vocab_size:
- * the message names the file and both counts), BB_ERR_OOM. */
+/* Load a tokenizer file of any registered kind. vocab_size > 0 demands exactly
+ * that many tokens (the model's vocabulary; see the padding below); 0 accepts
+ * any count. Errors: BB_ERR_IO (cannot read), BB_ERR_FORMAT (corrupt or
+ * truncated file, token count differs from vocab_size: the message names the
+ * file and both counts), BB_ERR_UNSUPPORTED (a valid file using what this
+ * build does not implement, such as a Unigram model), BB_ERR_OOM. */
 bb_status bb_tokenizer_load(const char *path, int vocab_size, bb_tokenizer **out);
 /* The same from a buffer (copied: the caller may free data afterwards).
  * tokenizer.json files may hold fewer tokens than vocab_size (models pad their

@@ -216,7 +216,7 @@ static int cmp_added(const void *x, const void *y) {
 }
 
 static void index_set(added_set *set) {
-    qsort(set->v, (size_t)set->n, sizeof *set->v, cmp_added);
+    if (set->n > 0) qsort(set->v, (size_t)set->n, sizeof *set->v, cmp_added);
     int i = 0;
     for (int c = 0; c < 256; c++) {
         set->first[c] = i;

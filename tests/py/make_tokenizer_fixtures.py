@@ -12,6 +12,8 @@ encoded for reference ids. Kinds written:
                   merges as "a b" strings, decoder Replace/ByteFallback/Fuse/Strip
   spm_meta.json   the same vocabulary with the legacy Metaspace pre-tokenizer/decoder and
                   merges as ["a", "b"] arrays
+  spm_added.json  spm.json with a splitting Metaspace and added tokens using single_word,
+                  normalized, lstrip and rstrip
   bl_llama3.json  byte-level BPE (Llama-3): Split with the Llama-3 regex, ByteLevel, ignore_merges
   bl_gpt2.json    byte-level BPE with ByteLevel's own (GPT-2) regex and an lstrip/rstrip added token
   spm.gguf, bl_llama3.gguf, bl_gpt2.gguf   the vocabularies as GGUF (tokenizer.ggml.*)
@@ -52,6 +54,7 @@ EXTRA_TEXTS = [
     "<|begin_of_text|>Once upon a time<|end_of_text|>", "x<|eot_id|>y <|eot_id|> z", "Lily said: \"Hi!\"",
     "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", "the the the the", "<sep> in <sep>the middle <sep>",
     "\u00a0non-breaking\u2003em space", "emoji🙂🙂🙂 mixed", "Ωmega ∑ ∞ → ✓",
+    "a story, storyteller, the story.", "story", "  Lily  and\tLily<sep>  x", "bestory story_x",
 ]
 
 
@@ -333,6 +336,14 @@ def main():
     (out / "spm_meta.json").write_text(meta.to_str())
     # prepend_scheme "first" adds no "▁" to a text that starts with a space, yet decoding strips one
     refs.append(reference("spm_meta", "spm_meta.json", meta, False, "", big_text))
+
+    # added tokens with every matching option: single_word on the normalized text, lstrip, rstrip
+    extra = spm_tokenizer(vocab, merges, False)
+    extra.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="never", split=True)
+    extra.add_tokens([AddedToken("story", single_word=True, normalized=True),
+                      AddedToken("Lily", lstrip=True, normalized=False), AddedToken("<sep>", rstrip=True, normalized=False)])
+    (out / "spm_added.json").write_text(extra.to_str())
+    refs.append(reference("spm_added", "spm_added.json", extra, False, "", big_text))
 
     l3 = train_bytelevel(1000, lines, True)
     l3_json = to_json_merges_as_strings(l3)
