@@ -16,7 +16,7 @@ BB_DEBS=(build-essential cmake pkg-config openmpi-bin libopenmpi-dev libscalapac
          libpcre2-dev slurm-wlm munge python3 python3-pip)
 # Only the test suite needs these (sanitizer and fuzzer builds, plots).
 BB_TEST_DEBS=(clang libclang-rt-14-dev gnuplot-nox)
-BB_PIP=(numpy gguf safetensors ml_dtypes)
+BB_PIP=(numpy gguf safetensors ml_dtypes tokenizers)
 
 bb_say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
 
