@@ -126,9 +126,9 @@ static bb_status mc_answer(const bb_json *v, const char *key, int n_choices, con
     } else if (s && *s && strspn(s, "0123456789") == strlen(s) && strlen(s) < 10) {
         a = atol(s);
     } else {
-        BB_CHECK(0, BB_ERR_FORMAT,
-                 "%s:%d: \"%s\" must be a 0-based integer, a string of digits or one letter A-Z, found %s", label,
-                 line, key, s ? "another string" : bb_json_type_name(bb_json_type(v)));
+        return bb_error(BB_ERR_FORMAT, __FILE__, __LINE__,
+                        "%s:%d: \"%s\" must be a 0-based integer, a string of digits or one letter A-Z, found %s",
+                        label, line, key, s ? "another string" : bb_json_type_name(bb_json_type(v)));
     }
     BB_CHECK(a >= 0 && a < n_choices, BB_ERR_FORMAT, "%s:%d: \"%s\" is %lld, but the %d choices are numbered 0..%d",
              label, line, key, (long long)a, n_choices, n_choices - 1);

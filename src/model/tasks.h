@@ -23,7 +23,10 @@
  * acc takes the argmax of the total log-likelihood, acc_norm the argmax of the
  * log-likelihood divided by the choice's length in Unicode characters (the
  * choice text alone, as the harness's acc_norm; equal to its byte length for
- * ASCII). Ties go to the lowest index; a non-finite score never wins.
+ * ASCII). Ties go to the lowest index; a non-finite score never wins. Unlike
+ * the harness's default for Llama models (no BOS unless add_bos_token=True),
+ * every sequence starts with BOS, as the models were trained and as llama.cpp
+ * evaluates them.
  *
  * Canaries: a JSONL file, each line {"prompt": str, "expected": str} with an
  * optional "name": str. The prompt (with BOS) is continued greedily; the canary
