@@ -1343,81 +1343,86 @@ static int hex_digit(char c) {
     return c >= '0' && c <= '9' ? c - '0' : c >= 'A' && c <= 'F' ? c - 'A' + 10 : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
 }
 
-/* One piece through the decoders into out (room for the worst case). */
-static size_t decode_piece(const hf_ctx *c, const char *p, size_t len, char *out, char *tmp) {
-    memcpy(out, p, len);
-    size_t n = len;
+/* A growing byte buffer: a decoder may lengthen pieces by any factor its file asks for. */
+typedef struct {
+    char *p;
+    size_t n, cap;
+} gbuf;
+
+static bb_status gbuf_put(gbuf *g, const char *s, size_t n) {
+    if (n == 0) return BB_OK;
+    if (g->n + n > g->cap) {
+        size_t cap = g->cap ? g->cap : 256;
+        while (cap < g->n + n) cap *= 2;
+        char *p = realloc(g->p, cap);
+        BB_CHECK(p, BB_ERR_OOM, "out of memory: %zu bytes of decoded pieces", cap);
+        g->p = p;
+        g->cap = cap;
+    }
+    memcpy(g->p + g->n, s, n);
+    g->n += n;
+    return BB_OK;
+}
+
+/* One piece through the decoders: the result is in cur->p[0, cur->n). */
+static bb_status decode_piece(const hf_ctx *c, const char *p, size_t len, gbuf *cur, gbuf *nxt) {
+    cur->n = 0;
+    BB_CALL(gbuf_put(cur, p, len));
     for (int k = 0; k < c->n_dec; k++) {
         const dec_step *d = &c->dec[k];
+        nxt->n = 0;
         if (d->type == DEC_BYTE_FALLBACK) {
-            int hi = n == 6 && memcmp(out, "<0x", 3) == 0 && out[5] == '>' ? hex_digit(out[3]) : -1;
-            int lo = hi >= 0 ? hex_digit(out[4]) : -1;
-            if (lo >= 0) {
-                out[0] = (char)(hi * 16 + lo);
-                n = 1;
-            }
+            int hi = cur->n == 6 && memcmp(cur->p, "<0x", 3) == 0 && cur->p[5] == '>' ? hex_digit(cur->p[3]) : -1;
+            int lo = hi >= 0 ? hex_digit(cur->p[4]) : -1;
+            if (lo < 0) continue;
+            char byte = (char)(hi * 16 + lo);
+            BB_CALL(gbuf_put(nxt, &byte, 1));
         } else if (d->type == DEC_BYTE_LEVEL) {
-            n = bb_tokenizer_byte_level_decode(out, n, tmp);
-            memcpy(out, tmp, n);
+            BB_CALL(gbuf_put(nxt, cur->p, cur->n)); /* room: undoing the map never lengthens */
+            nxt->n = bb_tokenizer_byte_level_decode(cur->p, cur->n, nxt->p);
         } else {
-            size_t o = 0;
-            for (size_t i = 0; i < n;) {
-                if (i + d->la <= n && memcmp(out + i, d->a, d->la) == 0) {
-                    memcpy(tmp + o, d->b, d->lb);
-                    o += d->lb;
+            for (size_t i = 0; i < cur->n;) {
+                if (i + d->la <= cur->n && memcmp(cur->p + i, d->a, d->la) == 0) {
+                    BB_CALL(gbuf_put(nxt, d->b, d->lb));
                     i += d->la;
                 } else {
-                    tmp[o++] = out[i++];
+                    BB_CALL(gbuf_put(nxt, cur->p + i, 1));
+                    i++;
                 }
             }
-            memcpy(out, tmp, o);
-            n = o;
         }
+        gbuf t = *cur;
+        *cur = *nxt;
+        *nxt = t;
     }
-    return n;
+    return BB_OK;
 }
 
 /* The decoded bytes of every token: special tokens and unused ids give none. */
 static bb_status hf_text(hf_ctx *c) {
-    size_t grow = 1; /* the most a decoder can lengthen a byte */
-    for (int k = 0; k < c->n_dec; k++)
-        if (c->dec[k].type == DEC_REPLACE && c->dec[k].lb > grow) grow = c->dec[k].lb;
-    size_t worst = 0, total = 0;
-    for (int i = 0; i < c->n; i++) {
-        size_t l;
-        bb_tokenizer_piece(c->t, i, &l);
-        size_t w = l;
-        for (int k = 0; k < c->n_dec; k++) w *= grow;
-        if (w > worst) worst = w;
-        total += w;
-    }
-    char *text = NULL, *out = NULL, *tmp = NULL;
-    size_t *off = NULL;
-    bb_status st = bb_malloc((void **)&text, total + 1, "decoded pieces");
-    if (!st) st = bb_malloc((void **)&off, ((size_t)c->n + 1) * sizeof *off, "decoded piece offsets");
-    if (!st) st = bb_malloc((void **)&out, worst + 8, "decode buffer");
-    if (!st) st = bb_malloc((void **)&tmp, worst + 8, "decode buffer");
-    if (st) {
-        free(text);
-        free(off);
-        free(out);
-        free(tmp);
-        return bb_trace(st, __FILE__, __LINE__, "decoded pieces");
-    }
-    size_t o = 0;
-    for (int i = 0; i < c->n; i++) {
-        off[i] = o;
+    gbuf text = {0}, cur = {0}, nxt = {0};
+    size_t *off;
+    BB_CALL(bb_malloc((void **)&off, ((size_t)c->n + 1) * sizeof *off, "decoded piece offsets"));
+    bb_status st = BB_OK;
+    for (int i = 0; i < c->n && !st; i++) {
+        off[i] = text.n;
         if (c->special[i] || c->src[i] == -1) continue;
         size_t l;
         const char *p = bb_tokenizer_piece(c->t, i, &l);
-        size_t n = decode_piece(c, p, l, out, tmp);
-        memcpy(text + o, out, n);
-        o += n;
+        st = decode_piece(c, p, l, &cur, &nxt);
+        if (!st) st = gbuf_put(&text, cur.p, cur.n);
     }
-    off[c->n] = o;
-    free(out);
-    free(tmp);
-    bb_tokenizer_set_text(c->t, text, off, c->strip ? BB_TOK_STRIP_AT_START : BB_TOK_STRIP_NONE);
+    off[c->n] = text.n;
+    /* non-NULL even when every piece decodes to nothing: its presence selects table decoding */
+    if (!st && !text.p) st = bb_malloc((void **)&text.p, 1, "decoded pieces");
+    free(cur.p);
+    free(nxt.p);
+    if (st) {
+        free(text.p);
+        free(off);
+        return bb_trace(st, __FILE__, __LINE__, "decoded pieces");
+    }
+    bb_tokenizer_set_text(c->t, text.p, off, c->strip ? BB_TOK_STRIP_AT_START : BB_TOK_STRIP_NONE);
     return BB_OK;
 }
 

@@ -15,6 +15,7 @@ encoded for reference ids. Kinds written:
   spm_added.json  spm.json with a splitting Metaspace and added tokens using single_word,
                   normalized, lstrip and rstrip
   bl_llama3.json  byte-level BPE (Llama-3): Split with the Llama-3 regex, ByteLevel, ignore_merges
+  bl_split.json   bl_llama3.json split on spaces (String pattern, Removed), ByteLevel adding a prefix space
   bl_gpt2.json    byte-level BPE with ByteLevel's own (GPT-2) regex and an lstrip/rstrip added token
   spm.gguf, bl_llama3.gguf, bl_gpt2.gguf   the vocabularies as GGUF (tokenizer.ggml.*)
   spm.bin         the SentencePiece vocabulary as a llama2.c tokenizer.bin
@@ -316,6 +317,11 @@ def main():
         (out / "spm_meta.json").write_text(spm_tokenizer(vocab, merges, True).to_str())
         (out / "bl_llama3.json").write_text(to_json_merges_as_strings(train_bytelevel(256 + 40, lines, True)))
         (out / "bl_gpt2.json").write_text(train_bytelevel(256 + 40, lines, False).to_str())
+        extra = spm_tokenizer(vocab, merges, False)
+        extra.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="never", split=True)
+        extra.add_tokens([AddedToken("he", single_word=True, normalized=True), AddedToken("Lily", lstrip=True),
+                          AddedToken("<sep>", rstrip=True, normalized=False)])
+        (out / "spm_added.json").write_text(extra.to_str())
         return 0
     out = Path(sys.argv[1])
     out.mkdir(parents=True, exist_ok=True)
@@ -351,6 +357,13 @@ def main():
     write_gguf_bl(out / "bl_llama3.gguf", l3, "llama-bpe")
     write_model_gguf(out / "tokmodel.gguf", l3)
     refs.append(reference("bl_llama3", "bl_llama3.json", l3, True, "bl_llama3.gguf", big_text))
+    # a String Split that removes the spaces, then ByteLevel adding a prefix space to every piece
+    feat = Tokenizer.from_str(l3_json)
+    feat.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(" ", behavior="removed", invert=False),
+        pre_tokenizers.ByteLevel(add_prefix_space=True, use_regex=False)])
+    (out / "bl_split.json").write_text(feat.to_str())
+    refs.append(reference("bl_split", "bl_split.json", feat, False, "", big_text))
     g2 = train_bytelevel(800, lines, False)
     (out / "bl_gpt2.json").write_text(g2.to_str())
     write_gguf_bl(out / "bl_gpt2.gguf", g2, "gpt-2")
