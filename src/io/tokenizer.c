@@ -546,8 +546,8 @@ static bb_status finish_load(bb_tokenizer *t, bb_status st, const char *label, i
 }
 
 bb_status bb_tokenizer_build(const bb_tokenizer_kind *kind,
-                             bb_status (*fill)(bb_tokenizer *tok, const void *src, const char *label),
-                             const void *src, const char *label, int vocab_size, bb_tokenizer **out) {
+                             bb_status (*fill)(bb_tokenizer *tok, const void *src, const char *label), const void *src,
+                             const char *label, int vocab_size, bb_tokenizer **out) {
     *out = NULL;
     bb_tokenizer *t;
     BB_CALL(bb_calloc((void **)&t, 1, sizeof *t, "tokenizer"));

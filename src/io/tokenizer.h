@@ -129,8 +129,8 @@ void *bb_tokenizer_priv(const bb_tokenizer *tok);
  * `kind` filled by fill(tok, src, label), with the checks of
  * bb_tokenizer_load_memory (vocab_size, BOS/EOS range). */
 bb_status bb_tokenizer_build(const bb_tokenizer_kind *kind,
-                             bb_status (*fill)(bb_tokenizer *tok, const void *src, const char *label),
-                             const void *src, const char *label, int vocab_size, bb_tokenizer **out);
+                             bb_status (*fill)(bb_tokenizer *tok, const void *src, const char *label), const void *src,
+                             const char *label, int vocab_size, bb_tokenizer **out);
 
 /* ---- the Hugging Face pipeline (tokenizer_hf.c), shared by tokenizer.json and GGUF ----
  * Added tokens are cut out of the text first; each remaining segment runs
@@ -160,13 +160,13 @@ bb_status bb_tokenizer_bpe_add_byte_level(bb_tokenizer_bpe *b, const char *label
 /* Merge rank `rank` of the pieces a and b (BY_RANK). Errors: BB_ERR_FORMAT
  * naming label when a, b or a+b is not a token. A repeated pair keeps the
  * later rank, as the tokenizers library does. */
-bb_status bb_tokenizer_bpe_add_merge(bb_tokenizer_bpe *b, const char *a, size_t la, const char *bp, size_t lb,
-                                     int rank, const char *label);
+bb_status bb_tokenizer_bpe_add_merge(bb_tokenizer_bpe *b, const char *a, size_t la, const char *bp, size_t lb, int rank,
+                                     const char *label);
 /* Model options: a whole pre-token that is a token is taken as is
  * (ignore_merges); characters without a token become their byte tokens
  * (byte_fallback), else unk_id (>= 0; consecutive ones fused if fuse_unk). */
-void bb_tokenizer_bpe_set_options(bb_tokenizer_bpe *b, int ignore_merges, int byte_fallback, int unk_id,
-                                  int fuse_unk, int add_bos);
+void bb_tokenizer_bpe_set_options(bb_tokenizer_bpe *b, int ignore_merges, int byte_fallback, int unk_id, int fuse_unk,
+                                  int add_bos);
 /* Undo the GPT-2 byte -> printable character map of a byte-level piece into
  * out (room for len bytes); returns the byte count. A piece holding a character
  * outside the map is copied as it is (the ByteLevel decoder's rule). */

@@ -1,4 +1,5 @@
-/* tokenizer_gguf.c — the vocabulary stored in GGUF (tokenizer.ggml.*): llama.cpp's "llama" (SentencePiece) and "gpt2" (byte-level BPE) models as a tokenizer kind. */
+/* tokenizer_gguf.c — the vocabulary stored in GGUF (tokenizer.ggml.*): llama.cpp's "llama" (SentencePiece) and "gpt2"
+ * (byte-level BPE) models as a tokenizer kind. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -85,8 +86,9 @@ static bb_status gg_vocab(gg_ctx *c, bb_tokenizer *t) {
         uint64_t ns;
         st = bb_gguf_get_arr(c->g, "tokenizer.ggml.scores", BB_GGUF_TYPE_COUNT, &ns);
         if (!st && ns != n)
-            st = bb_error(BB_ERR_FORMAT, __FILE__, __LINE__, "%s: tokenizer.ggml.scores has %llu entries for %llu tokens",
-                          c->label, (unsigned long long)ns, (unsigned long long)n);
+            st = bb_error(BB_ERR_FORMAT, __FILE__, __LINE__,
+                          "%s: tokenizer.ggml.scores has %llu entries for %llu tokens", c->label,
+                          (unsigned long long)ns, (unsigned long long)n);
         if (!st) st = bb_gguf_get_arr_f32(c->g, "tokenizer.ggml.scores", 0, n, score);
     }
     size_t o = 0;
@@ -110,7 +112,10 @@ static bb_status gg_vocab(gg_ctx *c, bb_tokenizer *t) {
 }
 
 static int hex(char c) {
-    return c >= '0' && c <= '9' ? c - '0' : c >= 'A' && c <= 'F' ? c - 'A' + 10 : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+    return c >= '0' && c <= '9'   ? c - '0'
+           : c >= 'A' && c <= 'F' ? c - 'A' + 10
+           : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                                  : -1;
 }
 
 /* The bytes each token decodes to: "▁" as a space (llama) or the byte-level

@@ -1,4 +1,5 @@
-/* tokenizer_hf.c — the Hugging Face encoding pipeline (added tokens, normalizers, pre-tokenizers, BPE by merge rank or by piece score) and the tokenizer.json kind. */
+/* tokenizer_hf.c — the Hugging Face encoding pipeline (added tokens, normalizers, pre-tokenizers, BPE by merge rank or
+ * by piece score) and the tokenizer.json kind. */
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
 #include <stdlib.h>
@@ -124,8 +125,8 @@ typedef struct {
 struct bb_tokenizer_bpe {
     const bb_tokenizer *tok;
     bb_bpe_mode mode;
-    int byte_level;     /* pre-tokens are mapped byte by byte before the model sees them */
-    int byte_sym[256];  /* byte-level: the token of each byte's character, -1 if none */
+    int byte_level;    /* pre-tokens are mapped byte by byte before the model sees them */
+    int byte_sym[256]; /* byte-level: the token of each byte's character, -1 if none */
     int ignore_merges, byte_fallback, unk_id, fuse_unk, add_bos;
     uint8_t *model_tok; /* (n) 1 for tokens of the model's vocabulary, 0 for added-only ones */
     merge_slot *merges; /* open addressing, mcap a power of two */
@@ -205,7 +206,8 @@ static bb_status add_to_set(added_set *set, int id, const char *s, size_t len, i
     BB_CALL(bb_malloc((void **)&c, len + 1, "added token"));
     memcpy(c, s, len);
     c[len] = '\0';
-    set->v[set->n++] = (added_tok){id, c, len, (unsigned char)lstrip, (unsigned char)rstrip, (unsigned char)single_word};
+    set->v[set->n++] =
+        (added_tok){id, c, len, (unsigned char)lstrip, (unsigned char)rstrip, (unsigned char)single_word};
     return BB_OK;
 }
 
@@ -268,8 +270,9 @@ static bb_status compile_re(const char *pattern, size_t len, int literal, const 
     if (!re) {
         PCRE2_UCHAR msg[256];
         pcre2_get_error_message(err, msg, sizeof msg);
-        return bb_error(BB_ERR_FORMAT, __FILE__, __LINE__, "%s: pre-tokenizer regex \"%.*s\" does not compile at offset %zu: %s",
-                        label, (int)(len > 200 ? 200 : len), pattern, (size_t)off, (const char *)msg);
+        return bb_error(BB_ERR_FORMAT, __FILE__, __LINE__,
+                        "%s: pre-tokenizer regex \"%.*s\" does not compile at offset %zu: %s", label,
+                        (int)(len > 200 ? 200 : len), pattern, (size_t)off, (const char *)msg);
     }
     pcre2_jit_compile(re, PCRE2_JIT_COMPLETE); /* without JIT the interpreter runs: same matches */
     *out = re;
@@ -346,8 +349,8 @@ static bb_status merge_grow(bb_tokenizer_bpe *b) {
     return BB_OK;
 }
 
-bb_status bb_tokenizer_bpe_add_merge(bb_tokenizer_bpe *b, const char *a, size_t la, const char *bp, size_t lb,
-                                     int rank, const char *label) {
+bb_status bb_tokenizer_bpe_add_merge(bb_tokenizer_bpe *b, const char *a, size_t la, const char *bp, size_t lb, int rank,
+                                     const char *label) {
     int ia = model_lookup(b, a, la), ib = model_lookup(b, bp, lb);
     BB_CHECK(ia >= 0, BB_ERR_FORMAT, "%s: merge %d names \"%.*s\", which is not in the vocabulary", label, rank,
              (int)(la > 100 ? 100 : la), a);
@@ -363,8 +366,9 @@ bb_status bb_tokenizer_bpe_add_merge(bb_tokenizer_bpe *b, const char *a, size_t 
     memcpy(cat + la, bp, lb);
     int id = model_lookup(b, cat, la + lb);
     if (cat != buf) free(cat);
-    BB_CHECK(id >= 0, BB_ERR_FORMAT, "%s: merge %d (\"%.*s\" \"%.*s\") makes \"%.*s%.*s\", which is not in the vocabulary",
-             label, rank, (int)(la > 100 ? 100 : la), a, (int)(lb > 100 ? 100 : lb), bp, (int)(la > 100 ? 100 : la), a,
+    BB_CHECK(id >= 0, BB_ERR_FORMAT,
+             "%s: merge %d (\"%.*s\" \"%.*s\") makes \"%.*s%.*s\", which is not in the vocabulary", label, rank,
+             (int)(la > 100 ? 100 : la), a, (int)(lb > 100 ? 100 : lb), bp, (int)(la > 100 ? 100 : la), a,
              (int)(lb > 100 ? 100 : lb), bp);
     merge_slot *m = merge_find(b, ia, ib);
     if (m) { /* a repeated pair: the later rank wins, as in the library's hash map */
@@ -383,7 +387,7 @@ bb_status bb_tokenizer_bpe_add_merge(bb_tokenizer_bpe *b, const char *a, size_t 
 /* ---- encoding ----------------------------------------------------------------- */
 
 typedef struct {
-    int id;             /* token, or -1 for a character without one (BY_SCORE) */
+    int id;              /* token, or -1 for a character without one (BY_SCORE) */
     uint32_t start, len; /* bytes of the word it covers; len 0 once merged away */
     int prev, next;
 } sym;
@@ -430,7 +434,9 @@ static bb_status reserve_buf(enc *e, size_t n) {
     return BB_OK;
 }
 
-static int cand_before(const cand *a, const cand *b) { return a->key < b->key || (a->key == b->key && a->pos < b->pos); }
+static int cand_before(const cand *a, const cand *b) {
+    return a->key < b->key || (a->key == b->key && a->pos < b->pos);
+}
 
 static void heap_push(enc *e, cand c) {
     size_t i = e->hn++;
@@ -546,7 +552,8 @@ static bb_status word_symbols(enc *e, const char *w, size_t len, int *ns) {
         int all = b->byte_fallback;
         for (size_t k = 0; k < n && all; k++) all = bb_tokenizer_byte_id(e->t, (unsigned char)w[i + k]) >= 0;
         if (all) {
-            for (size_t k = 0; k < n; k++) add_sym(e, ns, bb_tokenizer_byte_id(e->t, (unsigned char)w[i + k]), i + k, 1);
+            for (size_t k = 0; k < n; k++)
+                add_sym(e, ns, bb_tokenizer_byte_id(e->t, (unsigned char)w[i + k]), i + k, 1);
             unk_open = 0;
         } else {
             BB_CHECK(b->unk_id >= 0, BB_ERR_ARG,
@@ -672,10 +679,8 @@ static bb_status pretokenize(enc *e, int k, const char *s, size_t len, int first
     if (k == e->b->n_pres) return model_word(e, s, len);
     const pre_step *p = &e->b->pres[k];
     switch (p->type) {
-    case PRE_SPLIT:
-        return split_regex(e, k, p->re, p->behavior == SPLIT_ISOLATED, s, len, first);
-    case PRE_METASPACE:
-        return metaspace(e, k, p, s, len, first);
+    case PRE_SPLIT: return split_regex(e, k, p->re, p->behavior == SPLIT_ISOLATED, s, len, first);
+    case PRE_METASPACE: return metaspace(e, k, p, s, len, first);
     case PRE_BYTE_LEVEL:
     default: {
         char *buf = NULL;
@@ -892,11 +897,11 @@ typedef struct {
     bb_tokenizer_bpe *b;
     const bb_json *root, *model;
     int n;
-    int *src;          /* (n) vocab member index, -2 - added index, or -1 for an id nobody uses */
-    uint8_t *special;  /* (n) 1 for added tokens marked special: they decode to nothing */
+    int *src;         /* (n) vocab member index, -2 - added index, or -1 for an id nobody uses */
+    uint8_t *special; /* (n) 1 for added tokens marked special: they decode to nothing */
     dec_step dec[8];
     int n_dec;
-    int strip;         /* a decoder drops the first leading space */
+    int strip; /* a decoder drops the first leading space */
     int bos, eos, add_bos;
 } hf_ctx;
 
@@ -917,8 +922,8 @@ static bb_status get_flag(const hf_ctx *c, const bb_json *obj, const char *key, 
     const bb_json *v = bb_json_get(obj, key);
     *out = dflt;
     if (bb_json_type(v) == BB_JSON_MISSING || bb_json_type(v) == BB_JSON_NULL) return BB_OK;
-    BB_CHECK(bb_json_type(v) == BB_JSON_BOOL, BB_ERR_FORMAT, "%s:%u:%u: %s.%s must be true or false, found %s", c->label,
-             bb_json_line(v), bb_json_col(v), where, key, bb_json_type_name(bb_json_type(v)));
+    BB_CHECK(bb_json_type(v) == BB_JSON_BOOL, BB_ERR_FORMAT, "%s:%u:%u: %s.%s must be true or false, found %s",
+             c->label, bb_json_line(v), bb_json_col(v), where, key, bb_json_type_name(bb_json_type(v)));
     *out = bb_json_bool(v);
     return BB_OK;
 }
@@ -929,7 +934,8 @@ static bb_status get_type(const hf_ctx *c, const bb_json *obj, const char *where
     BB_CHECK(bb_json_type(obj) == BB_JSON_OBJECT, BB_ERR_FORMAT, "%s:%u:%u: %s must be an object, found %s", c->label,
              bb_json_line(obj), bb_json_col(obj), where, bb_json_type_name(bb_json_type(obj)));
     BB_CALL(get_str(c, obj, "type", where, type, &len));
-    BB_CHECK(*type, BB_ERR_FORMAT, "%s:%u:%u: %s has no \"type\"", c->label, bb_json_line(obj), bb_json_col(obj), where);
+    BB_CHECK(*type, BB_ERR_FORMAT, "%s:%u:%u: %s has no \"type\"", c->label, bb_json_line(obj), bb_json_col(obj),
+             where);
     return BB_OK;
 }
 
@@ -962,8 +968,8 @@ static bb_status hf_vocab(hf_ctx *c) {
         const char *s;
         size_t l;
         BB_CALL(get_str(c, a, "content", "added_tokens[]", &s, &l));
-        BB_CHECK(s, BB_ERR_FORMAT, "%s:%u:%u: added token %zu has no content", c->label, bb_json_line(a), bb_json_col(a),
-                 i);
+        BB_CHECK(s, BB_ERR_FORMAT, "%s:%u:%u: added token %zu has no content", c->label, bb_json_line(a),
+                 bb_json_col(a), i);
         BB_CALL(get_id(c, bb_json_get(a, "id"), "added_tokens[].id", &id));
         if (id > max_id) max_id = id;
     }
@@ -998,8 +1004,8 @@ static bb_status hf_vocab(hf_ctx *c) {
             size_t lv;
             const char *kv = bb_json_key_at(vocab, (size_t)o, &lv);
             BB_CHECK(lv == l && memcmp(kv, s, l) == 0, BB_ERR_FORMAT,
-                     "%s: token id %lld is \"%s\" in model.vocab but \"%s\" in added_tokens", c->label, (long long)id, kv,
-                     s);
+                     "%s: token id %lld is \"%s\" in model.vocab but \"%s\" in added_tokens", c->label, (long long)id,
+                     kv, s);
         } else {
             BB_CHECK(o == -1, BB_ERR_FORMAT, "%s: added_tokens give id %lld twice", c->label, (long long)id);
             bytes += l;
@@ -1042,20 +1048,23 @@ static bb_status hf_normalizer(hf_ctx *c, const bb_json *n, int depth) {
     BB_CALL(get_type(c, n, "normalizer", &type));
     if (strcmp(type, "Sequence") == 0) {
         const bb_json *list = bb_json_get(n, "normalizers");
-        BB_CHECK(bb_json_type(list) == BB_JSON_ARRAY, BB_ERR_FORMAT, "%s:%u:%u: normalizer Sequence has no array \"normalizers\"",
-                 c->label, bb_json_line(n), bb_json_col(n));
+        BB_CHECK(bb_json_type(list) == BB_JSON_ARRAY, BB_ERR_FORMAT,
+                 "%s:%u:%u: normalizer Sequence has no array \"normalizers\"", c->label, bb_json_line(n),
+                 bb_json_col(n));
         for (size_t i = 0; i < bb_json_len(list); i++) BB_CALL(hf_normalizer(c, bb_json_at(list, i), depth + 1));
     } else if (strcmp(type, "Prepend") == 0) {
         BB_CALL(get_str(c, n, "prepend", "Prepend", &a, &la));
-        BB_CHECK(a, BB_ERR_FORMAT, "%s:%u:%u: Prepend has no string \"prepend\"", c->label, bb_json_line(n), bb_json_col(n));
+        BB_CHECK(a, BB_ERR_FORMAT, "%s:%u:%u: Prepend has no string \"prepend\"", c->label, bb_json_line(n),
+                 bb_json_col(n));
         BB_CALL(add_norm(c->b, NORM_PREPEND, a, la, NULL, 0, c->label));
     } else if (strcmp(type, "Replace") == 0) {
         const bb_json *pat = bb_json_get(n, "pattern");
         BB_CALL(get_str(c, pat, "String", "Replace.pattern", &a, &la));
-        BB_CHECK(a, BB_ERR_UNSUPPORTED, "%s:%u:%u: only a String pattern is supported in the Replace normalizer", c->label,
-                 bb_json_line(n), bb_json_col(n));
+        BB_CHECK(a, BB_ERR_UNSUPPORTED, "%s:%u:%u: only a String pattern is supported in the Replace normalizer",
+                 c->label, bb_json_line(n), bb_json_col(n));
         BB_CALL(get_str(c, n, "content", "Replace", &b, &lb));
-        BB_CHECK(b, BB_ERR_FORMAT, "%s:%u:%u: Replace has no string \"content\"", c->label, bb_json_line(n), bb_json_col(n));
+        BB_CHECK(b, BB_ERR_FORMAT, "%s:%u:%u: Replace has no string \"content\"", c->label, bb_json_line(n),
+                 bb_json_col(n));
         BB_CALL(add_norm(c->b, NORM_REPLACE, a, la, b, lb, c->label));
     } else if (strcmp(type, "NFC") == 0) {
         /* Composing needs Unicode tables this build does not carry; text that is
@@ -1077,7 +1086,8 @@ static bb_status hf_pre_tokenizer(hf_ctx *c, const bb_json *p, int depth) {
     if (strcmp(type, "Sequence") == 0) {
         const bb_json *list = bb_json_get(p, "pretokenizers");
         BB_CHECK(bb_json_type(list) == BB_JSON_ARRAY, BB_ERR_FORMAT,
-                 "%s:%u:%u: pre_tokenizer Sequence has no array \"pretokenizers\"", c->label, bb_json_line(p), bb_json_col(p));
+                 "%s:%u:%u: pre_tokenizer Sequence has no array \"pretokenizers\"", c->label, bb_json_line(p),
+                 bb_json_col(p));
         for (size_t i = 0; i < bb_json_len(list); i++) BB_CALL(hf_pre_tokenizer(c, bb_json_at(list, i), depth + 1));
     } else if (strcmp(type, "Split") == 0) {
         const bb_json *pat = bb_json_get(p, "pattern");
@@ -1120,11 +1130,14 @@ static bb_status hf_pre_tokenizer(hf_ctx *c, const bb_json *p, int depth) {
                  "%s:%u:%u: Metaspace.replacement must be one character", c->label, bb_json_line(p), bb_json_col(p));
         pre_step s = {.type = PRE_METASPACE, .lrepl = lrepl, .split = split, .scheme = SCHEME_ALWAYS};
         memcpy(s.repl, repl, lrepl);
-        if (scheme && strcmp(scheme, "first") == 0) s.scheme = SCHEME_FIRST;
-        else if (scheme && strcmp(scheme, "never") == 0) s.scheme = SCHEME_NEVER;
-        else BB_CHECK(!scheme || strcmp(scheme, "always") == 0, BB_ERR_FORMAT,
-                      "%s:%u:%u: Metaspace.prepend_scheme \"%s\" is not always, first or never", c->label,
-                      bb_json_line(p), bb_json_col(p), scheme);
+        if (scheme && strcmp(scheme, "first") == 0)
+            s.scheme = SCHEME_FIRST;
+        else if (scheme && strcmp(scheme, "never") == 0)
+            s.scheme = SCHEME_NEVER;
+        else
+            BB_CHECK(!scheme || strcmp(scheme, "always") == 0, BB_ERR_FORMAT,
+                     "%s:%u:%u: Metaspace.prepend_scheme \"%s\" is not always, first or never", c->label,
+                     bb_json_line(p), bb_json_col(p), scheme);
         if (!prefix) s.scheme = SCHEME_NEVER;
         BB_CALL(add_pre(c->b, s, c->label));
     } else {
@@ -1179,7 +1192,8 @@ static bb_status hf_model(hf_ctx *c) {
             lb = l - la - 1;
         } else {
             BB_CHECK(bb_json_type(e) == BB_JSON_ARRAY && bb_json_len(e) == 2 &&
-                         bb_json_type(bb_json_at(e, 0)) == BB_JSON_STRING && bb_json_type(bb_json_at(e, 1)) == BB_JSON_STRING,
+                         bb_json_type(bb_json_at(e, 0)) == BB_JSON_STRING &&
+                         bb_json_type(bb_json_at(e, 1)) == BB_JSON_STRING,
                      BB_ERR_FORMAT, "%s:%u:%u: merge %d must be \"a b\" or [\"a\", \"b\"]", c->label, bb_json_line(e),
                      bb_json_col(e), rank);
             a = bb_json_str(bb_json_at(e, 0), &la);
@@ -1340,7 +1354,10 @@ static bb_status hf_decoder(hf_ctx *c, const bb_json *d, int depth) {
 }
 
 static int hex_digit(char c) {
-    return c >= '0' && c <= '9' ? c - '0' : c >= 'A' && c <= 'F' ? c - 'A' + 10 : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+    return c >= '0' && c <= '9'   ? c - '0'
+           : c >= 'A' && c <= 'F' ? c - 'A' + 10
+           : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                                  : -1;
 }
 
 /* A growing byte buffer: a decoder may lengthen pieces by any factor its file asks for. */

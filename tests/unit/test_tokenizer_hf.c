@@ -1,4 +1,5 @@
-/* test_tokenizer_hf.c — tokenizer.json and GGUF vocabularies against the ids of the `tokenizers` package, round trips, GGUF = tokenizer.json = llama2.c, corrupt files, model lookup, speed.
+/* test_tokenizer_hf.c — tokenizer.json and GGUF vocabularies against the ids of the `tokenizers` package, round trips,
+ * GGUF = tokenizer.json = llama2.c, corrupt files, model lookup, speed.
  *
  * The fixtures come from tests/py/make_tokenizer_fixtures.py (tokenizer_hf.fixtures in CTest) in
  * $BB_TEST_TMP/tokenizer_fixtures. Exits 77 (skipped) only when that script found its Python
@@ -111,7 +112,8 @@ static void check_cases(const bb_tokenizer *t, const bb_json *entry, const char 
         free(ids);
     }
     EXPECT(!lossless || round > 100, "%s: only %d round trips checked", what, round);
-    EXPECT(bad == 0, "%s: %d of %zu texts encode differently from the tokenizers package", what, bad, bb_json_len(cases));
+    EXPECT(bad == 0, "%s: %d of %zu texts encode differently from the tokenizers package", what, bad,
+           bb_json_len(cases));
     EXPECT(bad_dec == 0, "%s: %d texts decode differently from the tokenizers package", what, bad_dec);
 }
 
@@ -285,7 +287,8 @@ static void test_open_for_model(void) {
         if (t) {
             const bb_json *e = ref_entry("bl_llama3");
             check_cases(t, e, "tokmodel.gguf", 1);
-            EXPECT(bb_tokenizer_bos_id(t) == m->cfg.bos_id, "BOS %d vs model %d", bb_tokenizer_bos_id(t), m->cfg.bos_id);
+            EXPECT(bb_tokenizer_bos_id(t) == m->cfg.bos_id, "BOS %d vs model %d", bb_tokenizer_bos_id(t),
+                   m->cfg.bos_id);
         }
         bb_tokenizer_destroy(&t);
         EXPECT_OK(bb_tokenizer_open_for_model(m, fx("bl_llama3.json"), &t));
@@ -361,8 +364,9 @@ int main(void) {
     }
     char *text = read_text(fx("reference.json"));
     if (!text || bb_json_parse(text, strlen(text), "reference.json", &ref) != BB_OK) {
-        fprintf(stderr, "no fixtures in %s: run tests/py/make_tokenizer_fixtures.py %s (CTest: tokenizer_hf.fixtures)\n",
-                fix, fix);
+        fprintf(stderr,
+                "no fixtures in %s: run tests/py/make_tokenizer_fixtures.py %s (CTest: tokenizer_hf.fixtures)\n", fix,
+                fix);
         free(text);
         return 1;
     }
