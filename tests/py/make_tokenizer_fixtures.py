@@ -16,8 +16,9 @@ encoded for reference ids. Kinds written:
                   normalized, lstrip and rstrip
   bl_llama3.json  byte-level BPE (Llama-3): Split with the Llama-3 regex, ByteLevel, ignore_merges
   bl_split.json   bl_llama3.json split on spaces (String pattern, Removed), ByteLevel adding a prefix space
+  bl_qwen2.json   byte-level BPE with the Qwen2 regex, NFC and no BOS
   bl_gpt2.json    byte-level BPE with ByteLevel's own (GPT-2) regex and an lstrip/rstrip added token
-  spm.gguf, bl_llama3.gguf, bl_gpt2.gguf   the vocabularies as GGUF (tokenizer.ggml.*)
+  spm.gguf, bl_llama3.gguf, bl_qwen2.gguf, bl_gpt2.gguf   the vocabularies as GGUF (tokenizer.ggml.*)
   spm.bin         the SentencePiece vocabulary as a llama2.c tokenizer.bin
   tokmodel.gguf   a tiny llama model whose GGUF carries the bl_llama3 vocabulary
   reference.json  {"tokenizers": [{"name", "file", "gguf", "lossless", "cases": [{"text", "ids",
@@ -44,6 +45,8 @@ except ImportError as e:  # the C test skips (exit 77) on this marker; scripts/s
 
 LLAMA3_RE = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"
              r"|\s*[\r\n]+|\s+(?!\S)|\s+")
+QWEN2_RE = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"
+            r"|\s*[\r\n]+|\s+(?!\S)|\s+")
 SPM_SPECIAL = ["<unk>", "<s>", "</s>"]
 BL_SPECIAL = ["<|begin_of_text|>", "<|end_of_text|>", "<|eot_id|>"]
 
@@ -102,11 +105,13 @@ def spm_tokenizer(vocab, merges, legacy):
     return tok
 
 
-def train_bytelevel(vocab_size, lines, llama3):
+def train_bytelevel(vocab_size, lines, llama3, qwen2=False):
+    """Byte-level BPE: Llama 3 (its regex, ignore_merges, a BOS template), Qwen2 (its regex, NFC,
+    no BOS) or GPT-2 (ByteLevel's own regex)."""
     tok = Tokenizer(models.BPE(ignore_merges=llama3))
-    if llama3:
+    if llama3 or qwen2:
         tok.pre_tokenizer = pre_tokenizers.Sequence([
-            pre_tokenizers.Split(Regex(LLAMA3_RE), behavior="isolated", invert=False),
+            pre_tokenizers.Split(Regex(QWEN2_RE if qwen2 else LLAMA3_RE), behavior="isolated", invert=False),
             pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=True, use_regex=False)])
     else:
         tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
@@ -119,6 +124,10 @@ def train_bytelevel(vocab_size, lines, llama3):
         tok.post_processor = processors.TemplateProcessing(
             single="<|begin_of_text|> $A", pair="<|begin_of_text|> $A <|begin_of_text|> $B",
             special_tokens=[("<|begin_of_text|>", tok.token_to_id("<|begin_of_text|>"))])
+    elif qwen2:
+        tok.normalizer = normalizers.NFC()
+        tok.add_special_tokens(["<|endoftext|>", "<|im_start|>", "<|im_end|>"])
+        tok.post_processor = processors.ByteLevel(trim_offsets=False)
     else:
         tok.add_special_tokens(["<|endoftext|>"])
         tok.add_tokens([AddedToken("<sep>", lstrip=True, rstrip=True, normalized=False)])
@@ -364,6 +373,10 @@ def main():
         pre_tokenizers.ByteLevel(add_prefix_space=True, use_regex=False)])
     (out / "bl_split.json").write_text(feat.to_str())
     refs.append(reference("bl_split", "bl_split.json", feat, False, "", big_text))
+    qw = train_bytelevel(900, lines, False, qwen2=True)
+    (out / "bl_qwen2.json").write_text(qw.to_str())
+    write_gguf_bl(out / "bl_qwen2.gguf", qw, "qwen2")
+    refs.append(reference("bl_qwen2", "bl_qwen2.json", qw, True, "bl_qwen2.gguf", big_text))
     g2 = train_bytelevel(800, lines, False)
     (out / "bl_gpt2.json").write_text(g2.to_str())
     write_gguf_bl(out / "bl_gpt2.gguf", g2, "gpt-2")
