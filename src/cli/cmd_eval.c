@@ -1,4 +1,4 @@
-/* cmd_eval.c — `birdbone eval`: perplexity (llama.cpp's method), KL-divergence, multiple-choice accuracy, canaries. */
+/* cmd_eval.c — `birdbone eval`: perplexity (llama.cpp's method), KL-divergence, multiple choice, canaries. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,10 +57,14 @@ static void print_snippet(const char *s, size_t n, size_t max) {
     putchar('"');
     for (size_t i = 0; i < n && i < max; i++) {
         unsigned char c = (unsigned char)s[i];
-        if (c == '"' || c == '\\') printf("\\%c", c);
-        else if (c == '\n') printf("\\n");
-        else if (c < 0x20 || c == 0x7f) printf("\\x%02x", c);
-        else putchar(c);
+        if (c == '"' || c == '\\')
+            printf("\\%c", c);
+        else if (c == '\n')
+            printf("\\n");
+        else if (c < 0x20 || c == 0x7f)
+            printf("\\x%02x", c);
+        else
+            putchar(c);
     }
     printf(n > max ? "\"..." : "\"");
 }
@@ -138,8 +142,8 @@ static bb_status run(const eval_args *a) {
         bb_ppl_opts o = {.n_ctx = a->n_ctx, .max_windows = a->max_windows, .bos_id = m->cfg.bos_id};
         bb_ppl_result r;
         bb_kld_result k;
-        BB_CALL_GOTO(st, out, bb_eval_perplexity(f, t.ids, t.n, &o, &r, a->save_ref ? &save : NULL,
-                                                 a->ref ? &ref : NULL, &k));
+        BB_CALL_GOTO(st, out,
+                     bb_eval_perplexity(f, t.ids, t.n, &o, &r, a->save_ref ? &save : NULL, a->ref ? &ref : NULL, &k));
         printf("PPL = %.4f +/- %.4f   (n_ctx %d, %d windows, %lld tokens scored of %lld, %s)\n", r.ppl, r.ppl_err,
                r.n_ctx, r.n_windows, (long long)r.n_scored, (long long)r.n_tokens, a->text ? a->text : a->tokens);
         if (a->ref)

@@ -148,8 +148,8 @@ static bb_status mc_fill(bb_mc_item *it, const bb_json *obj, const char *label, 
     BB_CHECK(bb_json_type(ch) == BB_JSON_ARRAY, BB_ERR_FORMAT, "%s:%d: \"%s\" must be an array of strings, found %s",
              label, line, kc, bb_json_type_name(bb_json_type(ch)));
     size_t n = bb_json_len(ch);
-    BB_CHECK(n >= 2 && n <= 1000, BB_ERR_FORMAT, "%s:%d: \"%s\" has %zu choice(s); 2 to 1000 are needed",
-             label, line, kc, n);
+    BB_CHECK(n >= 2 && n <= 1000, BB_ERR_FORMAT, "%s:%d: \"%s\" has %zu choice(s); 2 to 1000 are needed", label, line,
+             kc, n);
     BB_CALL(bb_calloc((void **)&it->choices, n, sizeof(char *), "choices"));
     it->n_choices = (int)n;
     for (size_t j = 0; j < n; j++) {
@@ -570,8 +570,8 @@ static bb_status canary_generate(bb_forward *f, const bb_tokenizer *tok, const i
     for (int k = 0; k < n_gen; k++) {
         const char *piece;
         size_t l;
-        BB_CALL_GOTO(st, done, bb_tokenizer_decode(tok, k ? out[first + k - 1] : prompt[n_p - 1], out[first + k],
-                                                   &piece, &l));
+        BB_CALL_GOTO(st, done,
+                     bb_tokenizer_decode(tok, k ? out[first + k - 1] : prompt[n_p - 1], out[first + k], &piece, &l));
         total += l;
     }
     free(o->got);
@@ -632,8 +632,7 @@ void bb_tasks_canaries_result_free(bb_canary_result *r) {
     memset(r, 0, sizeof *r);
 }
 
-bb_status bb_tasks_canaries_run(bb_forward *f, const bb_tokenizer *tok, const bb_canary_set *set,
-                                bb_canary_result *r) {
+bb_status bb_tasks_canaries_run(bb_forward *f, const bb_tokenizer *tok, const bb_canary_set *set, bb_canary_result *r) {
     memset(r, 0, sizeof *r);
     const bb_model_config *c = bb_forward_config(f);
     BB_CHECK(bb_tokenizer_vocab_size(tok) == c->vocab_size, BB_ERR_ARG,

@@ -49,11 +49,11 @@
 /* ---- multiple choice ---------------------------------------------------------------- */
 
 typedef struct {
-    char *question;   /* context text (UTF-8) */
-    char **choices;   /* [n_choices] */
-    int n_choices;    /* >= 2 */
-    int answer;       /* 0 <= answer < n_choices */
-    int line;         /* 1-based line in the source file */
+    char *question; /* context text (UTF-8) */
+    char **choices; /* [n_choices] */
+    int n_choices;  /* >= 2 */
+    int answer;     /* 0 <= answer < n_choices */
+    int line;       /* 1-based line in the source file */
 } bb_mc_item;
 
 typedef struct {
@@ -74,17 +74,17 @@ typedef struct {
 } bb_mc_opts;
 
 typedef struct {
-    int n;                      /* questions */
-    int correct, correct_norm;  /* right by acc / by acc_norm */
-    double acc, acc_stderr;     /* stderr = sqrt(acc (1 - acc) / (n - 1)), lm-eval's sample form */
+    int n;                     /* questions */
+    int correct, correct_norm; /* right by acc / by acc_norm */
+    double acc, acc_stderr;    /* stderr = sqrt(acc (1 - acc) / (n - 1)), lm-eval's sample form */
     double acc_norm, acc_norm_stderr;
-    double chance;              /* mean of 1 / n_choices */
-    int64_t n_tokens_scored;    /* continuation tokens over all choices */
-    int n_prefix_mismatch;      /* choices whose ctx tokens were not a prefix of whole */
-    int n_nonfinite;            /* choices whose score was not finite */
-    double *loglik;             /* (n_choices_total) total log-likelihood, items in order */
-    int *n_cont;                /* (n_choices_total) continuation tokens of each choice */
-    int *pred, *pred_norm;      /* (n) chosen index by acc / acc_norm, -1 if no finite score */
+    double chance;           /* mean of 1 / n_choices */
+    int64_t n_tokens_scored; /* continuation tokens over all choices */
+    int n_prefix_mismatch;   /* choices whose ctx tokens were not a prefix of whole */
+    int n_nonfinite;         /* choices whose score was not finite */
+    double *loglik;          /* (n_choices_total) total log-likelihood, items in order */
+    int *n_cont;             /* (n_choices_total) continuation tokens of each choice */
+    int *pred, *pred_norm;   /* (n) chosen index by acc / acc_norm, -1 if no finite score */
 } bb_mc_result;
 
 /* Score every choice of set with f (tokenized with tok; BOS first) and fill r
@@ -99,7 +99,7 @@ void bb_tasks_mc_result_free(bb_mc_result *r); /* NULL-safe */
 /* ---- canaries ------------------------------------------------------------------------- */
 
 typedef struct {
-    char *name;     /* "name" of the line, else "line N" */
+    char *name; /* "name" of the line, else "line N" */
     char *prompt;
     char *expected; /* non-empty */
     int line;
@@ -123,9 +123,9 @@ int bb_tasks_canaries_positions(const bb_canary_set *set);
 
 typedef struct {
     int pass;
-    size_t diverge;  /* failures: byte offset into expected of the first difference; 0 for a pass */
-    int ended;       /* failures: the output stopped (EOS/BOS or cache full) before covering expected */
-    char *got;       /* decoded continuation (NUL-terminated) */
+    size_t diverge; /* failures: byte offset into expected of the first difference; 0 for a pass */
+    int ended;      /* failures: the output stopped (EOS/BOS or cache full) before covering expected */
+    char *got;      /* decoded continuation (NUL-terminated) */
     size_t got_len;
     int n_generated; /* tokens generated after the prompt */
 } bb_canary_outcome;
@@ -141,8 +141,7 @@ typedef struct {
  * when that output matched so far but fell short, again with the byte bound.
  * Errors: BB_ERR_ARG (vocabularies differ), BB_ERR_OOM, forward and tokenizer
  * errors (a canary failing is no error). */
-bb_status bb_tasks_canaries_run(bb_forward *f, const bb_tokenizer *tok, const bb_canary_set *set,
-                                bb_canary_result *r);
+bb_status bb_tasks_canaries_run(bb_forward *f, const bb_tokenizer *tok, const bb_canary_set *set, bb_canary_result *r);
 void bb_tasks_canaries_result_free(bb_canary_result *r); /* NULL-safe */
 
 #endif

@@ -173,18 +173,18 @@ static void test_mc_healthy_and_broken(void) {
     bb_mc_set *set = NULL;
     EXPECT_OK(bb_tasks_mc_load(path, &set));
     if (!set) return;
-    EXPECT(set->n == N_QUESTIONS && set->n_choices_total == N_QUESTIONS * N_CHOICES, "%d questions, %d choices",
-           set->n, set->n_choices_total);
+    EXPECT(set->n == N_QUESTIONS && set->n_choices_total == N_QUESTIONS * N_CHOICES, "%d questions, %d choices", set->n,
+           set->n_choices_total);
     bb_forward *f = NULL;
     bb_mc_result r = {0};
     EXPECT_OK(bb_forward_create(model, 0, &f));
     EXPECT_OK(bb_tasks_mc_score(f, tok, set, NULL, &r));
-    printf("stories260K: acc %.3f +/- %.3f, acc_norm %.3f +/- %.3f (%d questions, chance %.2f, %lld tokens)\n",
-           r.acc, r.acc_stderr, r.acc_norm, r.acc_norm_stderr, r.n, r.chance, (long long)r.n_tokens_scored);
+    printf("stories260K: acc %.3f +/- %.3f, acc_norm %.3f +/- %.3f (%d questions, chance %.2f, %lld tokens)\n", r.acc,
+           r.acc_stderr, r.acc_norm, r.acc_norm_stderr, r.n, r.chance, (long long)r.n_tokens_scored);
     EXPECT(r.n == N_QUESTIONS && fabs(r.chance - 0.25) < 1e-12, "n %d, chance %g", r.n, r.chance);
     EXPECT(r.acc >= 0.6 && r.acc_norm >= 0.6, "acc %.3f, acc_norm %.3f: expected at least 0.6", r.acc, r.acc_norm);
-    EXPECT(r.n_prefix_mismatch == 0 && r.n_nonfinite == 0, "prefix mismatches %d, non-finite %d",
-           r.n_prefix_mismatch, r.n_nonfinite);
+    EXPECT(r.n_prefix_mismatch == 0 && r.n_nonfinite == 0, "prefix mismatches %d, non-finite %d", r.n_prefix_mismatch,
+           r.n_nonfinite);
     EXPECT_NEAR(r.acc_stderr, sqrt(r.acc * (1 - r.acc) / (r.n - 1)), 1e-12);
 
     /* one sequence per prefill gives the same scores as the padded batches */
@@ -274,8 +274,8 @@ static void test_mc_matches_reference(void) {
                    r.n_cont[k], n_cont);
         }
     /* the story opening is the model's favourite, by total and per character */
-    EXPECT(r.pred[0] == 0 && r.pred[1] == 0 && r.pred_norm[1] == 0, "predictions %d %d / norm %d", r.pred[0],
-           r.pred[1], r.pred_norm[1]);
+    EXPECT(r.pred[0] == 0 && r.pred[1] == 0 && r.pred_norm[1] == 0, "predictions %d %d / norm %d", r.pred[0], r.pred[1],
+           r.pred_norm[1]);
 out:
     bb_tasks_mc_result_free(&r);
     bb_forward_destroy(&f);
@@ -296,8 +296,8 @@ static void test_mc_key_variants(void) {
     EXPECT(set->n == 4 && set->n_choices_total == 11, "%d questions, %d choices", set->n, set->n_choices_total);
     EXPECT(set->items[0].answer == 2 && set->items[0].line == 2 && !strcmp(set->items[0].question, "A man"),
            "HellaSwag shape: answer %d line %d", set->items[0].answer, set->items[0].line);
-    EXPECT(set->items[1].answer == 1 && set->items[1].line == 3, "query/gold: answer %d line %d",
-           set->items[1].answer, set->items[1].line);
+    EXPECT(set->items[1].answer == 1 && set->items[1].line == 3, "query/gold: answer %d line %d", set->items[1].answer,
+           set->items[1].line);
     EXPECT(set->items[2].answer == 3 && set->items[2].line == 5, "letter answer %d line %d", set->items[2].answer,
            set->items[2].line);
     EXPECT(set->items[3].answer == 1 && !strcmp(set->items[3].choices[0], "\xc3\xa9t\xc3\xa9"),
@@ -342,7 +342,8 @@ static void test_mc_malformed(void) {
     expect_mc_error("{\"question\": \"q\", \"choices\": [\"a\"], \"answer\": 0}", "\"choices\" has 1 choice");
     expect_mc_error("{\"question\": \"q\", \"choices\": [\"a\", 3], \"answer\": 0}",
                     "bad.jsonl:1: choice 1 of \"choices\" must be a string, found a number");
-    expect_mc_error("{\"question\": \"q\", \"choices\": [\"a\", \"\"], \"answer\": 0}", "choice 1 of \"choices\" is empty");
+    expect_mc_error("{\"question\": \"q\", \"choices\": [\"a\", \"\"], \"answer\": 0}",
+                    "choice 1 of \"choices\" is empty");
     expect_mc_error("{\"question\": \"q\", \"choices\": [\"a\", \"b\"], \"answer\": 2}",
                     "\"answer\" is 2, but the 2 choices are numbered 0..1");
     expect_mc_error("{\"question\": \"q\", \"choices\": [\"a\", \"b\"], \"answer\": -1}", "\"answer\" is -1");
@@ -404,8 +405,8 @@ static void test_canaries(void) {
     EXPECT_OK(bb_tasks_canaries_run(f, tok, set, &r));
     if (r.c) {
         EXPECT(r.n == 3 && r.n_pass == 2, "%d of %d passed", r.n_pass, r.n);
-        EXPECT(r.c[0].pass && r.c[1].pass, "lily: pass %d got '%s'; greedy: pass %d got '%s'", r.c[0].pass,
-               r.c[0].got, r.c[1].pass, r.c[1].got);
+        EXPECT(r.c[0].pass && r.c[1].pass, "lily: pass %d got '%s'; greedy: pass %d got '%s'", r.c[0].pass, r.c[0].got,
+               r.c[1].pass, r.c[1].got);
         size_t at = strlen(", there was a little ");
         EXPECT(!r.c[2].pass && r.c[2].diverge == at && !r.c[2].ended, "tim: pass %d diverges at %zu (expected %zu)",
                r.c[2].pass, r.c[2].diverge, at);
@@ -416,8 +417,9 @@ static void test_canaries(void) {
     bb_tasks_canaries_destroy(&set);
 
     /* a short KV cache ends the output early: a failure at the point it stopped */
-    static const char one[] = "{\"prompt\": \"Once upon a time\", \"expected\": \", there was a little girl named Lily. "
-                              "She loved to play outside in the park.\"}";
+    static const char one[] =
+        "{\"prompt\": \"Once upon a time\", \"expected\": \", there was a little girl named Lily. "
+        "She loved to play outside in the park.\"}";
     EXPECT_OK(bb_tasks_canaries_parse(one, sizeof one - 1, "short.jsonl", &set));
     EXPECT_OK(bb_forward_create(model, 12, &f));
     if (set && f) {
