@@ -126,10 +126,12 @@ static int parse_args(int argc, char **argv, bench_args *a) {
 int main(int argc, char **argv) {
     bench_args a;
     if (parse_args(argc, argv, &a)) {
-        fprintf(stderr, "usage: bench_prune [--rows R] [--cols C] [--tokens T] [--sparsity S] [--threads N] [--reps K]\n");
+        fprintf(stderr,
+                "usage: bench_prune [--rows R] [--cols C] [--tokens T] [--sparsity S] [--threads N] [--reps K]\n");
         return 2;
     }
-    float *w0 = malloc(sizeof(float) * (size_t)(a.rows * a.cols)), *w = malloc(sizeof(float) * (size_t)(a.rows * a.cols)),
+    float *w0 = malloc(sizeof(float) * (size_t)(a.rows * a.cols)),
+          *w = malloc(sizeof(float) * (size_t)(a.rows * a.cols)),
           *h = malloc(sizeof(float) * (size_t)(a.cols * a.cols));
     if (!w0 || !w || !h) {
         fprintf(stderr, "error: out of memory for a (%lld, %lld) layer\n", (long long)a.rows, (long long)a.cols);

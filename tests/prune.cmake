@@ -19,3 +19,11 @@ if(Python3_EXECUTABLE)
 else()
   message(STATUS "prune.numpy_ref not registered: no Python 3 interpreter")
 endif()
+
+# prune.stories260k: one-shot Wanda 10-50 %, SparseGPT 10-50 % and magnitude 50 % on stories260K against the
+# reference table of DESIGN §7 (PPL within +-2 %), and SparseGPT's reconstruction error below Wanda's on every matrix.
+# It takes minutes (calibration forward plus 13 perplexity runs): label "reference", skipped under BB_SKIP_SLOW.
+add_executable(prune_stories ${CMAKE_CURRENT_SOURCE_DIR}/unit/prune_stories.c)
+target_link_libraries(prune_stories PRIVATE birdbone_core)
+add_test(NAME prune.stories260k COMMAND prune_stories ${BB_SHARED_DIR})
+set_tests_properties(prune.stories260k PROPERTIES LABELS "reference" TIMEOUT 900 SKIP_RETURN_CODE 77)

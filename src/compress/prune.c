@@ -176,13 +176,13 @@ static bb_status check_layer(const char *method, const bb_prune_opts *o, const b
              (long long)(l->rows * l->cols));
     const bb_prune_pattern *p = &o->pattern;
     if (p->m) {
-        BB_CHECK(p->n > 0 && p->n < p->m && p->m <= 64, BB_ERR_ARG, "%s: %s: bad N:M pattern %d:%d", name, method,
-                 p->n, p->m);
+        BB_CHECK(p->n > 0 && p->n < p->m && p->m <= 64, BB_ERR_ARG, "%s: %s: bad N:M pattern %d:%d", name, method, p->n,
+                 p->m);
         BB_CHECK(l->cols % p->m == 0, BB_ERR_ARG, "%s: %s: %d:%d needs the input width %lld to be a multiple of %d",
                  name, method, p->n, p->m, (long long)l->cols, p->m);
     } else {
-        BB_CHECK(o->sparsity >= 0 && o->sparsity < 1, BB_ERR_ARG, "%s: %s: sparsity %g is outside [0, 1)", name,
-                 method, o->sparsity);
+        BB_CHECK(o->sparsity >= 0 && o->sparsity < 1, BB_ERR_ARG, "%s: %s: sparsity %g is outside [0, 1)", name, method,
+                 o->sparsity);
     }
     for (int64_t k = 0; k < l->rows * l->cols; k++)
         BB_CHECK(isfinite(l->w[k]), BB_ERR_NUMERIC, "%s: %s: weight (%lld, %lld) is %g", name, method,
@@ -280,7 +280,7 @@ bb_status bb_prune_magnitude(const bb_prune_opts *o, bb_prune_layer *l, bb_prune
     double t0 = bb_now();
     if (st) memset(st, 0, sizeof *st);
     BB_CALL(check_layer("magnitude", o, l));
-    if (o->pattern.m) {
+    if (o->pattern.m || o->per_row) {
         BB_CALL(prune_rows(o, l, NULL));
     } else {
         /* one threshold for the whole matrix */
@@ -349,7 +349,7 @@ bb_status bb_prune_magnitude_ref(const bb_prune_opts *o, bb_prune_layer *l, bb_p
     double t0 = bb_now();
     if (st) memset(st, 0, sizeof *st);
     BB_CALL(check_layer("magnitude", o, l));
-    BB_CALL(ranked_ref(o, l, NULL, 1));
+    BB_CALL(ranked_ref(o, l, NULL, !o->per_row));
     finish_stats(l, st, t0);
     return BB_OK;
 }
@@ -537,7 +537,13 @@ bb_status bb_prune_sparsegpt(const bb_prune_opts *o, bb_prune_layer *l, bb_prune
                     forced += !keep;
                     pruned[i * nb + k] = (uint8_t)!keep;
                 }
-            if (!o->fixed_mask) {
+            if (!o->fixed_mask && o->per_row) {
+                for (int64_t i = 0; i < rows; i++) {
+                    int64_t f = 0, k = quota(nb, o->sparsity);
+                    for (int64_t t = 0; t < nb; t++) f += pruned[i * nb + t];
+                    select_lowest(cls + i * nb, nb, k > f ? k : f, pruned + i * nb);
+                }
+            } else if (!o->fixed_mask) {
                 int64_t k = quota(rows * nb, o->sparsity);
                 select_lowest(cls, rows * nb, k > forced ? k : forced, pruned);
             }
@@ -646,7 +652,8 @@ bb_status bb_prune_sparsegpt_ref(const bb_prune_opts *o, bb_prune_layer *l, bb_p
     for (int attempt = 0; attempt <= o->max_retries && !ok; attempt++) {
         double lam = retry_damp(o->damp, attempt);
         for (int64_t k = 0; k < cols * cols; k++) u[k] = l->h[k];
-        for (int64_t j = 0; j < cols; j++) u[j * cols + j] = (u[j * cols + j] == 0.0 ? 1.0 : u[j * cols + j]) + lam * mean;
+        for (int64_t j = 0; j < cols; j++)
+            u[j * cols + j] = (u[j * cols + j] == 0.0 ? 1.0 : u[j * cols + j]) + lam * mean;
         if (ref_inverse_factor(u, tmp, cols) == 0) {
             ok = 1;
             st->damp_used = lam;
@@ -672,8 +679,17 @@ bb_status bb_prune_sparsegpt_ref(const bb_prune_opts *o, bb_prune_layer *l, bb_p
                     r[n] = (ranked){wk * wk / (dk * dk), !bb_mask_get(l->mask, i, j + k), i * nb + k};
                     forced += r[n].forced;
                 }
-            int64_t k = quota(n, o->sparsity);
-            ref_prune_lowest(r, n, k > forced ? k : forced, 0, blk);
+            if (o->per_row) {
+                /* the comparison group is one row of the block */
+                for (int64_t i = 0; i < rows; i++) {
+                    int64_t f = 0, k = quota(nb, o->sparsity);
+                    for (int64_t t = 0; t < nb; t++) f += r[i * nb + t].forced;
+                    ref_prune_lowest(r + i * nb, nb, k > f ? k : f, i * nb, blk + i * nb);
+                }
+            } else {
+                int64_t k = quota(n, o->sparsity);
+                ref_prune_lowest(r, n, k > forced ? k : forced, 0, blk);
+            }
             for (int64_t i = 0; i < rows; i++)
                 for (int64_t k2 = 0; k2 < nb; k2++) pr[i * cols + j + k2] = blk[i * nb + k2];
         }

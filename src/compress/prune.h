@@ -10,14 +10,19 @@
  * How many weights each method prunes (sparsity s, pattern N:M):
  *   magnitude   per tensor: the floor(rows*cols*s) smallest |W_ij| (one threshold
  *               per weight matrix, as the magnitude baseline of the Wanda paper's code);
+ *               with per_row: the floor(cols*s) smallest of every output row;
  *   wanda       per output row: the floor(cols*s) smallest |W_ij| * ||X_j|| (Sun et al.
  *               2023: comparison group = one row; their code takes int(), i.e. floor);
  *   sparsegpt   per block of B columns: the floor(rows*B*s) smallest w^2 / U_jj^2 of the
  *               block, chosen when the lazy batch reaches it (adaptive mask selection,
- *               Frantar & Alistarh 2023), U the upper Cholesky factor of H^-1;
+ *               Frantar & Alistarh 2023), U the upper Cholesky factor of H^-1; with
+ *               per_row: the floor(B*s) smallest of every row within the block;
  *   N:M         in every group of M consecutive input columns of a row the N highest
- *               scores stay (s is ignored); SparseGPT picks each group's mask when the
- *               column loop reaches the group's first column.
+ *               scores stay (s and per_row are ignored); SparseGPT picks each group's
+ *               mask when the column loop reaches the group's first column.
+ * The reference table of DESIGN §7 (stories260K) was made with per-row groups:
+ * magnitude per_row, SparseGPT per_row with B = 32 reproduce it to 4 digits
+ * (docs/pruning.md); the defaults follow the papers.
  * Ties are broken by position (lower index pruned first), so fast and _ref paths
  * choose identical masks from identical scores. The paper's code prunes with
  * `score <= sorted[k]`, one more weight (plus ties) than k; birdbone prunes exactly k.
@@ -61,11 +66,12 @@ typedef struct {
     int block_size;                   /* SparseGPT lazy-batch columns B (prune.block_size); N:M needs M | B */
     int max_retries;                  /* SparseGPT: Cholesky retries with damping x10 each */
     int fixed_mask;                   /* SparseGPT: keep the given mask, only update the kept weights */
+    int per_row;                      /* magnitude, SparseGPT: one output row is the comparison group */
     int threads;                      /* row threads; 0 = online CPUs */
     const bb_linalg_backend *backend; /* NULL = "cpu" */
 } bb_prune_opts;
 
-/* sparsity 0.5, unstructured, damp 0.01, block_size 128, max_retries 6, threads 0. */
+/* sparsity 0.5, unstructured, damp 0.01, block_size 128, max_retries 6, per_row 0, threads 0. */
 void bb_prune_opts_default(bb_prune_opts *o);
 
 typedef struct {

@@ -62,8 +62,9 @@ bb_status bb_usage_score(const char *name, int64_t rows, int64_t cols, const flo
     }
     /* one check pass after the vectorizable loop: NaN/Inf make every selection meaningless */
     for (int64_t k = 0; k < rows * cols; k++)
-        BB_CHECK(isfinite(score[k]), BB_ERR_NUMERIC, "%s: Wanda score at (%lld, %lld) is %g (weight or ||X_j|| not finite)",
-                 name, (long long)(k / cols), (long long)(k % cols), (double)score[k]);
+        BB_CHECK(isfinite(score[k]), BB_ERR_NUMERIC,
+                 "%s: Wanda score at (%lld, %lld) is %g (weight or ||X_j|| not finite)", name, (long long)(k / cols),
+                 (long long)(k % cols), (double)score[k]);
     return BB_OK;
 }
 

@@ -4,7 +4,8 @@
 SparseGPT follows Frantar & Alistarh (2023) and their reference code: dead
 inputs (H_jj = 0) get H_jj = 1 and W[:, j] = 0; damping lambda * mean(diag H);
 U = upper Cholesky factor of H^-1; lazy batches of B columns; unstructured
-masks chosen per batch over all rows from w^2 / U_jj^2; N:M masks chosen per
+masks chosen per batch over all rows (or, with per_row, within each row of the batch) from
+w^2 / U_jj^2; N:M masks chosen per
 row and group when the column loop reaches the group; OBS update inside the
 batch and one matrix product for the later columns. Selection rule as in
 birdbone (prune.h): exactly floor(n * s) weights (ties by position, a stable
@@ -52,7 +53,7 @@ def lowest(scores, k):
     return out
 
 
-def sparsegpt(W, H, sparsity, n=0, m=0, block=128, damp=0.01, dtype=np.float64):
+def sparsegpt(W, H, sparsity, n=0, m=0, block=128, damp=0.01, dtype=np.float64, per_row=False):
     """Returns (pruned W, keep mask). W (rows, cols), H (cols, cols)."""
     W = W.astype(dtype).copy()
     H = H.astype(dtype).copy()
@@ -70,7 +71,12 @@ def sparsegpt(W, H, sparsity, n=0, m=0, block=128, damp=0.01, dtype=np.float64):
         Err1 = np.zeros_like(W1)
         U1 = U[i1:i2, i1:i2]
         d = np.diag(U1)
-        if m == 0:
+        if m == 0 and per_row:
+            tmp = W1**2 / d[None, :] ** 2
+            k = int(math.floor(count * sparsity + 1e-9))
+            mask1 = np.zeros(W1.shape, dtype=bool)
+            np.put_along_axis(mask1, np.argsort(tmp, axis=1, kind="stable")[:, :k], True, axis=1)
+        elif m == 0:
             tmp = W1**2 / d[None, :] ** 2
             k = int(math.floor(tmp.size * sparsity + 1e-9))
             mask1 = lowest(tmp.ravel(), k).reshape(tmp.shape)
@@ -123,8 +129,8 @@ def main():
     if not lines:
         print("no cases in", d)
         return 1
-    for name, method, rows, cols, sp, n, m, block, damp in lines:
-        rows, cols, n, m, block = int(rows), int(cols), int(n), int(m), int(block)
+    for name, method, rows, cols, sp, n, m, block, damp, per_row in lines:
+        rows, cols, n, m, block, per_row = int(rows), int(cols), int(n), int(m), int(block), int(per_row) != 0
         sp, damp = float(sp), float(damp)
         W = load(d, name, "w.f32", (rows, cols), np.float32)
         H = load(d, name, "h.f32", (cols, cols), np.float32)
@@ -137,14 +143,14 @@ def main():
             ok = bad_mask == 0 and bad_w == 0
             print(f"{name}: wanda ({rows}, {cols}) s={sp}: mask mismatches {bad_mask}, weight mismatches {bad_w}")
         else:
-            ref_w, ref_keep = sparsegpt(W, H, sp, n, m, block, damp, np.float64)
-            f32_w, f32_keep = sparsegpt(W, H, sp, n, m, block, damp, np.float32)
+            ref_w, ref_keep = sparsegpt(W, H, sp, n, m, block, damp, np.float64, per_row)
+            f32_w, f32_keep = sparsegpt(W, H, sp, n, m, block, damp, np.float32, per_row)
             bad_mask = int(np.sum(ref_keep != got_keep))
             tol = 1e-4 * np.max(np.abs(W)) + 1e-4 * np.abs(ref_w)
             diff = np.abs(got_w.astype(np.float64) - ref_w)
             bad_w = int(np.sum(diff > tol))
             ok = bad_mask == 0 and bad_w == 0 and np.all(got_w[~got_keep] == 0)
-            pattern = f"{n}:{m}" if m else f"s={sp}"
+            pattern = f"{n}:{m}" if m else f"s={sp}" + (" per row" if per_row else "")
             print(
                 f"{name}: sparsegpt ({rows}, {cols}) {pattern} B={block}: vs float64 mask mismatches {bad_mask}, "
                 f"max |w - ref| {diff.max():.3g} (max |W| {np.max(np.abs(W)):.3g}), outside tol {bad_w}; "

@@ -1,10 +1,11 @@
-/* prune_dump.c — writes random layers and birdbone's SparseGPT and Wanda results as raw files for tests/py/sparsegpt_ref.py.
+/* prune_dump.c — writes random layers and birdbone's SparseGPT and Wanda results as raw files for
+ * tests/py/sparsegpt_ref.py.
  *
  * usage: prune_dump DIR
  * For each case NAME: DIR/NAME.w.f32 (rows, cols) and DIR/NAME.h.f32 (cols, cols)
  * inputs, DIR/NAME.out.f32 (rows, cols) pruned weights and DIR/NAME.mask.u8
  * (rows, cols, 1 = kept) results, all row-major little-endian; DIR/cases.txt has
- * one line per case: "NAME METHOD ROWS COLS SPARSITY N M BLOCK DAMP". Exit 1 on error. */
+ * one line per case: "NAME METHOD ROWS COLS SPARSITY N M BLOCK DAMP PER_ROW". Exit 1 on error. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,15 +19,17 @@ typedef struct {
     int64_t rows, cols, tokens;
     double sparsity;
     int n, m, block;
-    int dead; /* make input 3 dead (H row and column 0) */
+    int dead;    /* make input 3 dead (H row and column 0) */
+    int per_row; /* per-row comparison groups */
 } dump_case;
 
 static const dump_case cases[] = {
-    {"sgpt_u50", "sparsegpt", 64, 192, 384, 0.5, 0, 0, 64, 0},
-    {"sgpt_u30_b128", "sparsegpt", 40, 256, 512, 0.3, 0, 0, 128, 0},
-    {"sgpt_24", "sparsegpt", 48, 128, 256, 0.5, 2, 4, 32, 0},
-    {"sgpt_48_dead", "sparsegpt", 32, 96, 192, 0.5, 4, 8, 32, 1},
-    {"wanda_u50", "wanda", 50, 160, 320, 0.5, 0, 0, 128, 0},
+    {"sgpt_u50", "sparsegpt", 64, 192, 384, 0.5, 0, 0, 64, 0, 0},
+    {"sgpt_u30_b128", "sparsegpt", 40, 256, 512, 0.3, 0, 0, 128, 0, 0},
+    {"sgpt_u50_row_b32", "sparsegpt", 56, 172, 344, 0.5, 0, 0, 32, 0, 1},
+    {"sgpt_24", "sparsegpt", 48, 128, 256, 0.5, 2, 4, 32, 0, 0},
+    {"sgpt_48_dead", "sparsegpt", 32, 96, 192, 0.5, 4, 8, 32, 1, 0},
+    {"wanda_u50", "wanda", 50, 160, 320, 0.5, 0, 0, 128, 0, 0},
 };
 
 static bb_status write_raw(const char *dir, const char *name, const char *ext, const void *p, size_t n) {
@@ -82,6 +85,7 @@ static bb_status run_case(const char *dir, const dump_case *c, FILE *list) {
     o.sparsity = c->sparsity;
     o.pattern = (bb_prune_pattern){c->n, c->m};
     o.block_size = c->block;
+    o.per_row = c->per_row;
     const bb_pruner *p;
     BB_CALL_GOTO(st, done, bb_pruner_get(c->method, &p));
     bb_prune_layer l = {c->name, c->rows, c->cols, w, h, NULL, mask};
@@ -91,8 +95,8 @@ static bb_status run_case(const char *dir, const dump_case *c, FILE *list) {
     BB_CALL_GOTO(st, done, write_raw(dir, c->name, "h.f32", h, sizeof(float) * nh));
     BB_CALL_GOTO(st, done, write_raw(dir, c->name, "out.f32", w, sizeof(float) * nw));
     BB_CALL_GOTO(st, done, write_raw(dir, c->name, "mask.u8", keep, nw));
-    fprintf(list, "%s %s %lld %lld %.17g %d %d %d %.17g\n", c->name, c->method, (long long)c->rows,
-            (long long)c->cols, c->sparsity, c->n, c->m, c->block, o.damp);
+    fprintf(list, "%s %s %lld %lld %.17g %d %d %d %.17g %d\n", c->name, c->method, (long long)c->rows,
+            (long long)c->cols, c->sparsity, c->n, c->m, c->block, o.damp, c->per_row);
 done:
     free(w);
     free(w0);

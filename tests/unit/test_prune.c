@@ -166,6 +166,22 @@ static void test_wanda_magnitude(void) {
                    sp[s], with_prior, (long long)(n - bb_mask_count(mf)), (long long)(kt > pp ? kt : pp));
             check_applied(&L, wf, mf, !pm, "magnitude");
             free(wf), free(wr), bb_mask_destroy(&mf), bb_mask_destroy(&mr);
+
+            /* magnitude per row: floor(cols s) in every row, like Wanda with unit norms */
+            o.per_row = 1;
+            run_on(bb_prune_magnitude, &o, &L, "blk.0.ffn_up.weight", pm, &wf, &mf, &st);
+            run_on(bb_prune_magnitude_ref, &o, &L, "blk.0.ffn_up.weight", pm, &wr, &mr, NULL);
+            EXPECT(mask_diff(mf, mr) == 0, "magnitude per row %.2f: %lld mask bits differ from _ref", sp[s],
+                   (long long)mask_diff(mf, mr));
+            bad = 0;
+            for (int64_t i = 0; i < L.rows; i++) {
+                int64_t pruned = L.cols - bb_mask_count_row(mf, i);
+                int64_t prior_pruned = pm ? L.cols - bb_mask_count_row(pm, i) : 0;
+                bad += pruned != (k > prior_pruned ? k : prior_pruned);
+            }
+            EXPECT(bad == 0, "magnitude per row %.2f prior %d: %lld rows with a wrong count", sp[s], with_prior,
+                   (long long)bad);
+            free(wf), free(wr), bb_mask_destroy(&mf), bb_mask_destroy(&mr);
         }
     bb_mask_destroy(&prior);
     free_layer(&L);
@@ -195,42 +211,50 @@ static void test_sparsegpt_vs_ref(void) {
     layer L = make_layer(48, 160, 400, 0.7, 2);
     bb_mask *prior = prior_mask(&L);
     const double sp[] = {0.2, 0.5};
-    for (size_t s = 0; s < 2; s++)
-        for (int with_prior = 0; with_prior < 2; with_prior++) {
-            bb_prune_opts o;
-            bb_prune_opts_default(&o);
-            o.sparsity = sp[s];
-            o.block_size = 64;
-            o.threads = 2;
-            const bb_mask *pm = with_prior ? prior : NULL;
-            float *wf, *wr;
-            bb_mask *mf, *mr;
-            bb_prune_stats sf, sr;
-            run_on(bb_prune_sparsegpt, &o, &L, "blk.1.attn_q.weight", pm, &wf, &mf, &sf);
-            run_on(bb_prune_sparsegpt_ref, &o, &L, "blk.1.attn_q.weight", pm, &wr, &mr, &sr);
-            EXPECT(mask_diff(mf, mr) == 0, "sparsegpt %.1f prior %d: %lld mask bits differ from _ref", sp[s],
-                   with_prior, (long long)mask_diff(mf, mr));
-            char what[64];
-            snprintf(what, sizeof what, "sparsegpt %.1f prior %d", sp[s], with_prior);
-            compare_weights(wf, wr, L.rows * L.cols, 2e-4, 2e-4, what);
-            check_applied(&L, wf, mf, 0, "sparsegpt");
-            /* per block: exactly floor(rows * B * s) pruned (more where the prior prunes more) */
-            int64_t bad = 0;
-            for (int64_t j0 = 0; j0 < L.cols; j0 += 64) {
-                int64_t nb = L.cols - j0 < 64 ? L.cols - j0 : 64, pruned = 0, pp = 0;
-                for (int64_t i = 0; i < L.rows; i++)
-                    for (int64_t j = j0; j < j0 + nb; j++) {
-                        pruned += !bb_mask_get(mf, i, j);
-                        pp += pm && !bb_mask_get(pm, i, j);
+    for (int per_row = 0; per_row < 2; per_row++)
+        for (size_t s = 0; s < 2; s++)
+            for (int with_prior = 0; with_prior < 2; with_prior++) {
+                bb_prune_opts o;
+                bb_prune_opts_default(&o);
+                o.sparsity = sp[s];
+                o.block_size = 64;
+                o.threads = 2;
+                o.per_row = per_row;
+                const bb_mask *pm = with_prior ? prior : NULL;
+                float *wf, *wr;
+                bb_mask *mf, *mr;
+                bb_prune_stats sf, sr;
+                run_on(bb_prune_sparsegpt, &o, &L, "blk.1.attn_q.weight", pm, &wf, &mf, &sf);
+                run_on(bb_prune_sparsegpt_ref, &o, &L, "blk.1.attn_q.weight", pm, &wr, &mr, &sr);
+                EXPECT(mask_diff(mf, mr) == 0, "sparsegpt %.1f prior %d: %lld mask bits differ from _ref", sp[s],
+                       with_prior, (long long)mask_diff(mf, mr));
+                char what[64];
+                snprintf(what, sizeof what, "sparsegpt %.1f prior %d per_row %d", sp[s], with_prior, per_row);
+                compare_weights(wf, wr, L.rows * L.cols, 2e-4, 2e-4, what);
+                check_applied(&L, wf, mf, 0, "sparsegpt");
+                /* per block: exactly floor(rows * B * s) pruned, or floor(B * s) in each row of
+                 * the block with per_row (more where the prior prunes more) */
+                int64_t bad = 0;
+                for (int64_t j0 = 0; j0 < L.cols; j0 += 64) {
+                    int64_t nb = L.cols - j0 < 64 ? L.cols - j0 : 64, pruned = 0, pp = 0;
+                    for (int64_t i = 0; i < L.rows; i++) {
+                        int64_t pr_i = 0, pp_i = 0;
+                        for (int64_t j = j0; j < j0 + nb; j++) {
+                            pr_i += !bb_mask_get(mf, i, j);
+                            pp_i += pm && !bb_mask_get(pm, i, j);
+                        }
+                        int64_t k = (int64_t)floor(nb * sp[s] + 1e-9);
+                        if (per_row) bad += pr_i != (k > pp_i ? k : pp_i);
+                        pruned += pr_i;
+                        pp += pp_i;
                     }
-                int64_t k = (int64_t)floor(L.rows * nb * sp[s] + 1e-9);
-                bad += pruned != (k > pp ? k : pp);
+                    int64_t k = (int64_t)floor(L.rows * nb * sp[s] + 1e-9);
+                    if (!per_row) bad += pruned != (k > pp ? k : pp);
+                }
+                EXPECT(bad == 0, "%s: %lld blocks or rows with a wrong count", what, (long long)bad);
+                EXPECT(sf.retries == 0 && sr.retries == 0 && sf.damp_used == 0.01, "no retries expected");
+                free(wf), free(wr), bb_mask_destroy(&mf), bb_mask_destroy(&mr);
             }
-            EXPECT(bad == 0, "sparsegpt %.1f prior %d: %lld blocks with a wrong count", sp[s], with_prior,
-                   (long long)bad);
-            EXPECT(sf.retries == 0 && sr.retries == 0 && sf.damp_used == 0.01, "no retries expected");
-            free(wf), free(wr), bb_mask_destroy(&mf), bb_mask_destroy(&mr);
-        }
     /* A given mask, only the update: the wave mode, where bb_prune_wave has cleared
      * mask bits but the weights still hold their values for the OBS compensation. */
     bb_prune_opts o;
@@ -275,8 +299,8 @@ static void test_nm(void) {
             bb_mask *mf, *mr;
             run_on(fast[f], &o, &L, "blk.2.ffn_gate.weight", NULL, &wf, &mf, NULL);
             run_on(ref[f], &o, &L, "blk.2.ffn_gate.weight", NULL, &wr, &mr, NULL);
-            EXPECT(mask_diff(mf, mr) == 0, "%s %d:%d: %lld mask bits differ from _ref", names[f], pats[p].n,
-                   pats[p].m, (long long)mask_diff(mf, mr));
+            EXPECT(mask_diff(mf, mr) == 0, "%s %d:%d: %lld mask bits differ from _ref", names[f], pats[p].n, pats[p].m,
+                   (long long)mask_diff(mf, mr));
             int64_t bad = 0;
             for (int64_t i = 0; i < L.rows; i++)
                 for (int64_t g = 0; g < L.cols; g += pats[p].m) {
@@ -284,8 +308,7 @@ static void test_nm(void) {
                     for (int c = 0; c < pats[p].m; c++) kept += bb_mask_get(mf, i, g + c);
                     bad += kept != pats[p].n;
                 }
-            EXPECT(bad == 0, "%s %d:%d: %lld groups break the pattern", names[f], pats[p].n, pats[p].m,
-                   (long long)bad);
+            EXPECT(bad == 0, "%s %d:%d: %lld groups break the pattern", names[f], pats[p].n, pats[p].m, (long long)bad);
             check_applied(&L, wf, mf, f < 2, names[f]);
             if (f == 2) compare_weights(wf, wr, L.rows * L.cols, 2e-4, 2e-4, "sparsegpt N:M");
             free(wf), free(wr), bb_mask_destroy(&mf), bb_mask_destroy(&mr);
@@ -468,8 +491,8 @@ static void test_waves(void) {
         }
         int64_t pruned = n - bb_mask_count(m);
         /* per row, the last waves stall once 0.1 * kept < 1 is below one weight: no row has that few here */
-        EXPECT(pruned == (per_row ? L.rows * (L.cols / 2) : n / 2), "per_row %d: %lld pruned after %lld waves",
-               per_row, (long long)pruned, (long long)waves);
+        EXPECT(pruned == (per_row ? L.rows * (L.cols / 2) : n / 2), "per_row %d: %lld pruned after %lld waves", per_row,
+               (long long)pruned, (long long)waves);
         printf("    waves per_row=%d: %lld waves to 50 %%\n", per_row, (long long)waves);
         bb_mask_destroy(&m);
         free(w);
