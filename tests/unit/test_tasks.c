@@ -116,9 +116,10 @@ static int setup(void) {
 /* ---- multiple choice ------------------------------------------------------------------- */
 
 /* The same model with its classifier rows permuted: every prediction lands on
- * the wrong token, so the scores carry no information. Tensors are shared
+ * the wrong token, so the scores carry no information. With `nan_row` one row
+ * is NaN as well, which makes every logit row non-finite. Tensors are shared
  * views of `model` except the new output matrix (owned by *out_rows). */
-static bb_status make_broken_model(bb_model **out, float **out_rows) {
+static bb_status make_broken_model(int nan_row, bb_model **out, float **out_rows) {
     const bb_model_config *c = &model->cfg;
     bb_model *m = NULL;
     BB_CALL(bb_model_alloc(&m, c->n_layers));
@@ -145,6 +146,7 @@ static bb_status make_broken_model(bb_model **out, float **out_rows) {
             perm[j] = t;
         }
         for (size_t i = 0; i < V; i++) memcpy(rows + i * D, orig + (size_t)perm[i] * D, sizeof(float) * D);
+        if (nan_row) rows[D] = NAN;
         int64_t shape[2] = {(int64_t)V, (int64_t)D};
         st = bb_tensor_init_memory(&m->output, "output.weight", BB_F32, 2, shape, rows, sizeof(float) * V * D);
     }
@@ -203,7 +205,7 @@ static void test_mc_healthy_and_broken(void) {
 
     bb_model *broken = NULL;
     float *rows = NULL;
-    EXPECT_OK(make_broken_model(&broken, &rows));
+    EXPECT_OK(make_broken_model(0, &broken, &rows));
     if (broken) {
         EXPECT_OK(bb_forward_create(broken, 0, &f));
         EXPECT_OK(bb_tasks_mc_score(f, tok, set, NULL, &r));
@@ -279,6 +281,30 @@ static void test_mc_matches_reference(void) {
 out:
     bb_tasks_mc_result_free(&r);
     bb_forward_destroy(&f);
+    bb_tasks_mc_destroy(&set);
+}
+
+/* NaN logits: every choice scores NaN, none wins, each is counted. */
+static void test_mc_nonfinite(void) {
+    static const char jsonl[] = "{\"question\": \"Once upon a\", \"choices\": [\"time\", \"dog\"], \"answer\": 0}\n";
+    bb_mc_set *set = NULL;
+    bb_model *nan_model = NULL;
+    float *rows = NULL;
+    bb_forward *f = NULL;
+    bb_mc_result r = {0};
+    EXPECT_OK(bb_tasks_mc_parse(jsonl, sizeof jsonl - 1, "nan.jsonl", &set));
+    EXPECT_OK(make_broken_model(1, &nan_model, &rows));
+    if (nan_model) EXPECT_OK(bb_forward_create(nan_model, 0, &f));
+    if (set && f) {
+        EXPECT_OK(bb_tasks_mc_score(f, tok, set, NULL, &r));
+        EXPECT(r.pred && r.n_nonfinite == 2 && r.pred[0] == -1 && r.pred_norm[0] == -1 && r.correct == 0,
+               "non-finite %d, predictions %d / %d", r.n_nonfinite, r.pred ? r.pred[0] : 0,
+               r.pred_norm ? r.pred_norm[0] : 0);
+    }
+    bb_tasks_mc_result_free(&r);
+    bb_forward_destroy(&f);
+    bb_model_destroy(&nan_model);
+    free(rows);
     bb_tasks_mc_destroy(&set);
 }
 
@@ -483,6 +509,7 @@ int main(void) {
     TEST_RUN(test_mc_malformed);
     TEST_RUN(test_mc_matches_reference);
     TEST_RUN(test_mc_healthy_and_broken);
+    TEST_RUN(test_mc_nonfinite);
     TEST_RUN(test_canaries_malformed);
     TEST_RUN(test_canaries);
     TEST_RUN(test_canary_file);
