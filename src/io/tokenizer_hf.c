@@ -393,8 +393,9 @@ typedef struct {
 } sym;
 
 typedef struct {
-    double key; /* smaller merges first: the rank, or minus the score */
-    int pos, id;
+    uint32_t key; /* smaller merges first: the rank, or the score in an order-reversing code */
+    uint32_t pos;
+    int id;
 } cand;
 
 /* Scratch for one encode call (the tokenizer itself stays read-only). */
@@ -434,32 +435,45 @@ static bb_status reserve_buf(enc *e, size_t n) {
     return BB_OK;
 }
 
-static int cand_before(const cand *a, const cand *b) {
-    return a->key < b->key || (a->key == b->key && a->pos < b->pos);
-}
+static uint64_t cand_order(const cand *c) { return (uint64_t)c->key << 32 | c->pos; }
 
+/* A 4-ary min-heap on (key, pos): half the depth of a binary heap, and the four
+ * children share a cache line or two (a SentencePiece-style text is one word
+ * of up to millions of symbols). */
 static void heap_push(enc *e, cand c) {
     size_t i = e->hn++;
-    while (i > 0 && cand_before(&c, &e->heap[(i - 1) / 2])) {
-        e->heap[i] = e->heap[(i - 1) / 2];
-        i = (i - 1) / 2;
+    uint64_t o = cand_order(&c);
+    while (i > 0 && o < cand_order(&e->heap[(i - 1) / 4])) {
+        e->heap[i] = e->heap[(i - 1) / 4];
+        i = (i - 1) / 4;
     }
     e->heap[i] = c;
 }
 
 static cand heap_pop(enc *e) {
     cand top = e->heap[0], last = e->heap[--e->hn];
+    uint64_t o = cand_order(&last);
     size_t i = 0;
     for (;;) {
-        size_t c = 2 * i + 1;
+        size_t c = 4 * i + 1, end = c + 4 < e->hn ? c + 4 : e->hn;
         if (c >= e->hn) break;
-        if (c + 1 < e->hn && cand_before(&e->heap[c + 1], &e->heap[c])) c++;
-        if (!cand_before(&e->heap[c], &last)) break;
-        e->heap[i] = e->heap[c];
-        i = c;
+        size_t best = c;
+        for (size_t k = c + 1; k < end; k++)
+            if (cand_order(&e->heap[k]) < cand_order(&e->heap[best])) best = k;
+        if (cand_order(&e->heap[best]) >= o) break;
+        e->heap[i] = e->heap[best];
+        i = best;
     }
     e->heap[i] = last;
     return top;
+}
+
+/* Scores as keys: higher scores give smaller keys (IEEE order, reversed). */
+static uint32_t score_key(float score) {
+    uint32_t u;
+    memcpy(&u, &score, sizeof u);
+    u = u & 0x80000000u ? ~u : u | 0x80000000u;
+    return ~u;
 }
 
 /* The merge of symbols l and r (adjacent): its key and resulting token. */
@@ -469,12 +483,12 @@ static int pair_merge(const enc *e, const char *w, int l, int r, cand *c) {
         if (a->id < 0 || s->id < 0) return 0;
         const merge_slot *m = merge_find(e->b, a->id, s->id);
         if (!m) return 0;
-        *c = (cand){(double)m->rank, l, m->id};
+        *c = (cand){(uint32_t)m->rank, (uint32_t)l, m->id};
         return 1;
     }
     int id = bb_tokenizer_lookup(e->t, w + a->start, (size_t)a->len + s->len);
     if (id < 0) return 0;
-    *c = (cand){-(double)bb_tokenizer_score(e->t, id), l, id};
+    *c = (cand){score_key(bb_tokenizer_score(e->t, id)), (uint32_t)l, id};
     return 1;
 }
 
@@ -491,18 +505,19 @@ static void merge_all(enc *e, const char *w, int ns) {
     for (int i = 0; i + 1 < ns; i++) push_pair(e, w, i);
     while (e->hn > 0) {
         cand c = heap_pop(e);
-        sym *l = &e->syms[c.pos];
+        int pos = (int)c.pos;
+        sym *l = &e->syms[pos];
         if (l->len == 0 || l->next < 0) continue;
         cand now;
-        if (!pair_merge(e, w, c.pos, l->next, &now) || now.id != c.id) continue;
+        if (!pair_merge(e, w, pos, l->next, &now) || now.id != c.id) continue;
         sym *r = &e->syms[l->next];
         l->id = c.id;
         l->len += r->len;
         r->len = 0;
         l->next = r->next;
-        if (r->next >= 0) e->syms[r->next].prev = c.pos;
+        if (r->next >= 0) e->syms[r->next].prev = pos;
         push_pair(e, w, l->prev);
-        push_pair(e, w, c.pos);
+        push_pair(e, w, pos);
     }
 }
 

@@ -336,7 +336,8 @@ def main():
     out.mkdir(parents=True, exist_ok=True)
     (out / "missing_packages.txt").unlink(missing_ok=True)
     lines = train_lines()
-    big_text = (shared() / "data/tinystories/dev.txt").read_text()
+    with open(shared() / "data/tinystories/dev.txt", newline="") as f:  # bytes as they are: no \r\n -> \n
+        big_text = f.read()
     (out / "big.txt").write_text(big_text)
     refs = []
 
