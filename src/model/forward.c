@@ -206,11 +206,6 @@ static bb_status ensure_work(bb_forward *f, int64_t rows, int64_t scratch) {
     return BB_OK;
 }
 
-static bb_status call_hook(bb_forward *f, int layer, bb_linear_kind k, const float *x, int64_t rows, int64_t in) {
-    if (f->hook) BB_CALL(f->hook(f->hook_ud, layer, k, x, rows, in));
-    return BB_OK;
-}
-
 static void warn_nonfinite(const float *logits, int64_t n) {
     int64_t bad = 0;
     for (int64_t i = 0; i < n; i++) bad += !isfinite(logits[i]);
@@ -250,9 +245,9 @@ static bb_status run(bb_forward *f, const int *tokens, int B, int T, int pos0, i
         bb_rmsnorm_ref(w->x, L->attn_norm, R, dim, c->norm_eps, w->xn);
         lap(&t0, &st->elementwise_s);
         if (f->hook) {
-            BB_CALL(call_hook(f, l, BB_LIN_Q, w->xn, R, dim));
-            BB_CALL(call_hook(f, l, BB_LIN_K, w->xn, R, dim));
-            BB_CALL(call_hook(f, l, BB_LIN_V, w->xn, R, dim));
+            BB_CALL(f->hook(f->hook_ud, l, BB_LIN_Q, w->xn, R, dim));
+            BB_CALL(f->hook(f->hook_ud, l, BB_LIN_K, w->xn, R, dim));
+            BB_CALL(f->hook(f->hook_ud, l, BB_LIN_V, w->xn, R, dim));
             t0 = bb_now();
         }
         bb_matmul(w->xn, L->wq, L->bq, R, dim, qd, w->q);
@@ -280,7 +275,7 @@ static bb_status run(bb_forward *f, const int *tokens, int B, int T, int pos0, i
         }
         lap(&t0, &st->attention_s);
         if (f->hook) {
-            BB_CALL(call_hook(f, l, BB_LIN_O, w->att, R, qd));
+            BB_CALL(f->hook(f->hook_ud, l, BB_LIN_O, w->att, R, qd));
             t0 = bb_now();
         }
         bb_matmul_add(w->att, L->wo, R, qd, dim, w->x);
@@ -288,8 +283,8 @@ static bb_status run(bb_forward *f, const int *tokens, int B, int T, int pos0, i
         bb_rmsnorm_ref(w->x, L->ffn_norm, R, dim, c->norm_eps, w->xn);
         lap(&t0, &st->elementwise_s);
         if (f->hook) {
-            BB_CALL(call_hook(f, l, BB_LIN_GATE, w->xn, R, dim));
-            BB_CALL(call_hook(f, l, BB_LIN_UP, w->xn, R, dim));
+            BB_CALL(f->hook(f->hook_ud, l, BB_LIN_GATE, w->xn, R, dim));
+            BB_CALL(f->hook(f->hook_ud, l, BB_LIN_UP, w->xn, R, dim));
             t0 = bb_now();
         }
         bb_matmul(w->xn, L->w_gate, NULL, R, dim, hid, w->h1);
@@ -298,7 +293,7 @@ static bb_status run(bb_forward *f, const int *tokens, int B, int T, int pos0, i
         bb_silu_mul(w->h1, w->h3, R * hid);
         lap(&t0, &st->elementwise_s);
         if (f->hook) {
-            BB_CALL(call_hook(f, l, BB_LIN_DOWN, w->h1, R, hid));
+            BB_CALL(f->hook(f->hook_ud, l, BB_LIN_DOWN, w->h1, R, hid));
             t0 = bb_now();
         }
         bb_matmul_add(w->h1, L->w_down, R, hid, dim, w->x);
