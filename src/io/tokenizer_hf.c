@@ -640,6 +640,7 @@ static bb_status split_regex(enc *e, int k, const pcre2_code *re, int keep_match
         size_t ms = ov[0], me = ov[1];
         if (ms > prev) BB_CALL(pretokenize(e, k + 1, s + prev, ms - prev, first && prev == 0));
         if (me == ms) {
+            if (ms >= len) break;
             prev = ms;
             off = ms + utf8_len(s + ms, len - ms);
             continue;
