@@ -40,7 +40,7 @@ static const row rows_[] = {
     {"sparsegpt", 0.3, 0, 0, 128},     {"sparsegpt", 0.5, 0, 0, 128},     {"magnitude", 0.5, 0, 0, 128},
 };
 
-static bb_status encode_file(const bb_model *m, bb_tokenizer *tok, const char *path, int **ids, int *n) {
+static bb_status encode_file(bb_tokenizer *tok, const char *path, int **ids, int *n) {
     char *text = NULL;
     size_t len;
     BB_CALL(bb_file_read_all(path, (size_t)1 << 26, &text, &len));
@@ -133,8 +133,8 @@ int main(int argc, char **argv) {
     BB_CALL_GOTO(st, out, bb_model_open(mpath, &c.m));
     BB_CHECK_GOTO(st, out, c.m->cfg.n_layers <= 64, BB_ERR_UNSUPPORTED, "more than 64 layers");
     BB_CALL_GOTO(st, out, bb_tokenizer_open_for_model(c.m, NULL, &tok));
-    BB_CALL_GOTO(st, out, encode_file(c.m, tok, cpath, &cal, &n_cal));
-    BB_CALL_GOTO(st, out, encode_file(c.m, tok, dpath, &dev, &n_dev));
+    BB_CALL_GOTO(st, out, encode_file(tok, cpath, &cal, &n_cal));
+    BB_CALL_GOTO(st, out, encode_file(tok, dpath, &dev, &n_dev));
     flat = (bb_tokens){cal, n_cal, n_cal, 0, c.m->cfg.vocab_size};
     BB_CALL_GOTO(st, out, bb_calib_sample_windows(&flat, 0, 512, 0, c.m->cfg.bos_id, &win));
     bb_calib_opts co;
