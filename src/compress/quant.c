@@ -100,7 +100,7 @@ typedef int vint __attribute__((vector_size(VL * sizeof(int))));
 /* mask ? a : b lane by lane (a macro: a vector-valued function would change the ABI between clones). */
 #define VSELECT(mask, a, b) ((vdbl)(((vlong)(a) & (mask)) | ((vlong)(b) & ~(mask))))
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#if defined(__x86_64__) && defined(__GNUC__) /* gcc and clang */
 __attribute__((target_clones("avx512f", "avx2", "default")))
 #endif
 static double fit_symmetric_fast(const float *x, const float *w, int n, int nmax) {
