@@ -103,7 +103,7 @@ typedef struct {
 } norm_step;
 
 typedef enum { PRE_SPLIT, PRE_BYTE_LEVEL, PRE_METASPACE } pre_type;
-typedef enum { SPLIT_ISOLATED, SPLIT_REMOVED } split_behavior;
+typedef enum { SPLIT_ISOLATED, SPLIT_REMOVED, SPLIT_MERGED_PREV, SPLIT_MERGED_NEXT, SPLIT_CONTIGUOUS } split_behavior;
 typedef enum { SCHEME_ALWAYS, SCHEME_FIRST, SCHEME_NEVER } prepend_scheme;
 
 typedef struct {
@@ -627,29 +627,82 @@ static bb_status model_word(enc *e, const char *w, size_t len) {
 
 static bb_status pretokenize(enc *e, int k, const char *s, size_t len, int first);
 
-/* Regex matches [and the gaps between them] become pieces, each run through the
- * steps after k. An empty match only ends the gap before it. */
-static bb_status split_regex(enc *e, int k, const pcre2_code *re, int keep_matches, const char *s, size_t len,
-                             int first) {
-    size_t prev = 0, off = 0;
+/* A piece of a split: bytes [a, b), a regex match or the gap between two. */
+typedef struct {
+    size_t a, b;
+    int match;
+} span;
+
+static bb_status push_span(span **v, size_t *n, size_t *cap, size_t a, size_t b, int match) {
+    if (*n == *cap) {
+        size_t c = *cap ? 2 * *cap : 64;
+        span *p = realloc(*v, c * sizeof *p);
+        BB_CHECK(p, BB_ERR_OOM, "out of memory: %zu pre-token pieces", c);
+        *v = p;
+        *cap = c;
+    }
+    (*v)[(*n)++] = (span){a, b, match};
+    return BB_OK;
+}
+
+/* The library's split: matches and the gaps between them (an empty match
+ * counts: it ends the gap before it), ... */
+static bb_status find_spans(enc *e, const pcre2_code *re, const char *s, size_t len, span **v, size_t *n) {
+    size_t prev = 0, off = 0, cap = 0;
     while (off < len) {
         int rc = pcre2_match(re, (PCRE2_SPTR)s, len, off, 0, e->md, e->mctx);
         if (rc == PCRE2_ERROR_NOMATCH) break;
         BB_CHECK(rc >= 0, BB_ERR_ARG, "pre-tokenizer regex failed (PCRE2 error %d) at byte %zu", rc, off);
         PCRE2_SIZE *ov = pcre2_get_ovector_pointer(e->md);
         size_t ms = ov[0], me = ov[1];
-        if (ms > prev) BB_CALL(pretokenize(e, k + 1, s + prev, ms - prev, first && prev == 0));
-        if (me == ms) {
-            if (ms >= len) break;
-            prev = ms;
-            off = ms + utf8_len(s + ms, len - ms);
-            continue;
-        }
-        if (keep_matches) BB_CALL(pretokenize(e, k + 1, s + ms, me - ms, first && ms == 0));
-        prev = off = me;
+        if (ms > prev) BB_CALL(push_span(v, n, &cap, prev, ms, 0));
+        BB_CALL(push_span(v, n, &cap, ms, me, 1));
+        prev = me;
+        /* after an empty match the search resumes one character on */
+        off = me > ms ? me : ms < len ? ms + utf8_len(s + ms, len - ms) : len + 1;
     }
-    if (prev < len) BB_CALL(pretokenize(e, k + 1, s + prev, len - prev, first && prev == 0));
+    if (prev < len) BB_CALL(push_span(v, n, &cap, prev, len, 0));
     return BB_OK;
+}
+
+/* ... then folded by the Split behavior (the library's rules, in place) into
+ * the pieces that go on to the steps after k. */
+static bb_status split_regex(enc *e, int k, const pcre2_code *re, split_behavior beh, const char *s, size_t len,
+                             int first) {
+    span *v = NULL;
+    size_t n = 0, lo = 0, w = 0;
+    bb_status st = find_spans(e, re, s, len, &v, &n);
+    int prevm = 0;
+    if (!st && beh == SPLIT_MERGED_NEXT) {
+        /* a match joins the piece after it: fold from the end */
+        w = n;
+        for (size_t i = n; i-- > 0;) {
+            span sp = v[i];
+            if (sp.match && !prevm && w < n)
+                v[w].a = sp.a;
+            else
+                v[--w] = sp;
+            prevm = sp.match;
+        }
+        lo = w;
+        w = n;
+    } else if (!st) {
+        for (size_t i = 0; i < n; i++) {
+            span sp = v[i];
+            int join =
+                (beh == SPLIT_MERGED_PREV && sp.match && !prevm) || (beh == SPLIT_CONTIGUOUS && sp.match == prevm);
+            prevm = sp.match;
+            if (beh == SPLIT_REMOVED && sp.match) continue;
+            if (join && w > 0)
+                v[w - 1].b = sp.b;
+            else
+                v[w++] = sp;
+        }
+    }
+    for (size_t i = lo; i < w && !st; i++)
+        st = pretokenize(e, k + 1, s + v[i].a, v[i].b - v[i].a, first && v[i].a == 0);
+    free(v);
+    return st;
 }
 
 static bb_status metaspace(enc *e, int k, const pre_step *p, const char *s, size_t len, int first) {
@@ -695,7 +748,7 @@ static bb_status pretokenize(enc *e, int k, const char *s, size_t len, int first
     if (k == e->b->n_pres) return model_word(e, s, len);
     const pre_step *p = &e->b->pres[k];
     switch (p->type) {
-    case PRE_SPLIT: return split_regex(e, k, p->re, p->behavior == SPLIT_ISOLATED, s, len, first);
+    case PRE_SPLIT: return split_regex(e, k, p->re, p->behavior, s, len, first);
     case PRE_METASPACE: return metaspace(e, k, p, s, len, first);
     case PRE_BYTE_LEVEL:
     default: {
@@ -707,7 +760,8 @@ static bb_status pretokenize(enc *e, int k, const char *s, size_t len, int first
             s = buf;
             len++;
         }
-        bb_status st = p->re ? split_regex(e, k, p->re, 1, s, len, first) : pretokenize(e, k + 1, s, len, first);
+        bb_status st =
+            p->re ? split_regex(e, k, p->re, SPLIT_ISOLATED, s, len, first) : pretokenize(e, k + 1, s, len, first);
         free(buf);
         return st;
     }
@@ -1116,15 +1170,19 @@ static bb_status hf_pre_tokenizer(hf_ctx *c, const bb_json *p, int depth) {
                  bb_json_line(p), bb_json_col(p));
         BB_CALL(get_str(c, p, "behavior", "Split", &beh, &lbeh));
         BB_CALL(get_flag(c, p, "invert", "Split", 0, &invert));
-        pre_step s = {.type = PRE_SPLIT};
-        if (beh && strcmp(beh, "Isolated") == 0)
-            s.behavior = SPLIT_ISOLATED;
-        else if (beh && strcmp(beh, "Removed") == 0)
-            s.behavior = SPLIT_REMOVED;
-        else
-            return bb_error(BB_ERR_UNSUPPORTED, __FILE__, __LINE__,
-                            "%s:%u:%u: Split behavior \"%s\" is not supported (Isolated, Removed)", c->label,
-                            bb_json_line(p), bb_json_col(p), beh ? beh : "(none)");
+        static const char *const behaviors[] = {"Isolated", "Removed", "MergedWithPrevious", "MergedWithNext",
+                                                "Contiguous"};
+        pre_step s = {.type = PRE_SPLIT, .behavior = SPLIT_ISOLATED};
+        int known = 0;
+        for (int i = 0; i < 5 && beh; i++)
+            if (strcmp(beh, behaviors[i]) == 0) {
+                s.behavior = (split_behavior)i;
+                known = 1;
+            }
+        BB_CHECK(known, BB_ERR_FORMAT,
+                 "%s:%u:%u: Split behavior \"%s\" is not one of Isolated, Removed, "
+                 "MergedWithPrevious, MergedWithNext, Contiguous",
+                 c->label, bb_json_line(p), bb_json_col(p), beh ? beh : "(none)");
         BB_CHECK(!invert, BB_ERR_UNSUPPORTED, "%s:%u:%u: Split with invert = true is not supported", c->label,
                  bb_json_line(p), bb_json_col(p));
         BB_CALL(compile_re(re ? re : lit, re ? lre : llit, !re, c->label, &s.re));

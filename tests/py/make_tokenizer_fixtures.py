@@ -16,6 +16,7 @@ encoded for reference ids. Kinds written:
                   normalized, lstrip and rstrip
   bl_llama3.json  byte-level BPE (Llama-3): Split with the Llama-3 regex, ByteLevel, ignore_merges
   bl_split.json   bl_llama3.json split on spaces (String pattern, Removed), ByteLevel adding a prefix space
+  bl_merged_with_previous.json, bl_merged_with_next.json, bl_contiguous.json   the other Split behaviors
   bl_qwen2.json   byte-level BPE with the Qwen2 regex, NFC and no BOS
   bl_gpt2.json    byte-level BPE with ByteLevel's own (GPT-2) regex and an lstrip/rstrip added token
   spm.gguf, bl_llama3.gguf, bl_qwen2.gguf, bl_gpt2.gguf   the vocabularies as GGUF (tokenizer.ggml.*)
@@ -374,6 +375,13 @@ def main():
         pre_tokenizers.ByteLevel(add_prefix_space=True, use_regex=False)])
     (out / "bl_split.json").write_text(feat.to_str())
     refs.append(reference("bl_split", "bl_split.json", feat, False, "", big_text))
+    # the other Split behaviors, on a regex of single delimiter characters
+    for beh in ("merged_with_previous", "merged_with_next", "contiguous"):
+        feat.pre_tokenizer = pre_tokenizers.Sequence([
+            pre_tokenizers.Split(Regex(r"[ ,.!?\n]"), behavior=beh, invert=False),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+        (out / f"bl_{beh}.json").write_text(feat.to_str())
+        refs.append(reference(f"bl_{beh}", f"bl_{beh}.json", feat, True, "", big_text))
     qw = train_bytelevel(900, lines, False, qwen2=True)
     (out / "bl_qwen2.json").write_text(qw.to_str())
     write_gguf_bl(out / "bl_qwen2.gguf", qw, "qwen2")
