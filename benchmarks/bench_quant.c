@@ -32,8 +32,7 @@ static double rtn_rate(bb_status (*enc)(int, const float *, int64_t, const float
     double best = 1e30;
     for (int r = 0; r < reps; r++) {
         double t = bb_now();
-        for (int64_t i = 0; i < rows; i++)
-            enc(type, x + i * cols, cols, imp, dst + (size_t)i * rb);
+        for (int64_t i = 0; i < rows; i++) enc(type, x + i * cols, cols, imp, dst + (size_t)i * rb);
         t = bb_now() - t;
         if (t < best) best = t;
     }
@@ -45,11 +44,16 @@ int main(int argc, char **argv) {
     int64_t rows = 4096, cols = 4096, rtn_elems = 1 << 22;
     int reps = 3, gptq = 1;
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--rows") && i + 1 < argc) rows = atoll(argv[++i]);
-        else if (!strcmp(argv[i], "--cols") && i + 1 < argc) cols = atoll(argv[++i]);
-        else if (!strcmp(argv[i], "--rtn-elems") && i + 1 < argc) rtn_elems = atoll(argv[++i]);
-        else if (!strcmp(argv[i], "--reps") && i + 1 < argc) reps = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--no-gptq")) gptq = 0;
+        if (!strcmp(argv[i], "--rows") && i + 1 < argc)
+            rows = atoll(argv[++i]);
+        else if (!strcmp(argv[i], "--cols") && i + 1 < argc)
+            cols = atoll(argv[++i]);
+        else if (!strcmp(argv[i], "--rtn-elems") && i + 1 < argc)
+            rtn_elems = atoll(argv[++i]);
+        else if (!strcmp(argv[i], "--reps") && i + 1 < argc)
+            reps = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--no-gptq"))
+            gptq = 0;
         else {
             fprintf(stderr, "usage: bench_quant [--rows R] [--cols C] [--rtn-elems N] [--reps K] [--no-gptq]\n");
             return 2;

@@ -76,8 +76,8 @@ bb_status bb_budget_add_fortress(bb_budget_opts *o, const char *pattern) {
     BB_CHECK(o != NULL && pattern != NULL, BB_ERR_ARG, "bb_budget_add_fortress: NULL argument");
     BB_CHECK(o->n_fortress < BB_BUDGET_MAX_FORTRESS, BB_ERR_CONFIG, "fortress patterns: at most %d",
              BB_BUDGET_MAX_FORTRESS);
-    BB_CHECK(strlen(pattern) < BB_CONFIG_NAME_MAX, BB_ERR_CONFIG, "fortress pattern \"%s\" is longer than %d characters",
-             pattern, BB_CONFIG_NAME_MAX - 1);
+    BB_CHECK(strlen(pattern) < BB_CONFIG_NAME_MAX, BB_ERR_CONFIG,
+             "fortress pattern \"%s\" is longer than %d characters", pattern, BB_CONFIG_NAME_MAX - 1);
     strcpy(o->fortress[o->n_fortress++], pattern);
     return BB_OK;
 }
@@ -308,7 +308,8 @@ static bb_status assign_seed(assign_ctx *c) {
 static bb_status assign_uniform(assign_ctx *c) {
     const bb_budget_opts *o = c->o;
     for (int k = o->n_choices - 1; k >= 0; k--) {
-        for (int64_t i = 0; i < c->n; i++) c->choice[i] = c->b[i].fortress ? 0 : candidate_at_most(&c->b[i], o->choices[k]);
+        for (int64_t i = 0; i < c->n; i++)
+            c->choice[i] = c->b[i].fortress ? 0 : candidate_at_most(&c->b[i], o->choices[k]);
         if (total_cost(c) <= c->budget) return BB_OK;
     }
     return bb_error(BB_ERR_INTERNAL, __FILE__, __LINE__, "uniform: the cheapest assignment exceeds the budget");
@@ -362,8 +363,9 @@ bb_status bb_budget_assign(const bb_budget_opts *o, const bb_budget_block *block
     free(ki);
     for (int64_t s = 1; s < n; s++)
         if (blocks[ord[s]].key == blocks[ord[s - 1]].key) {
-            bb_status e = bb_error(BB_ERR_ARG, __FILE__, __LINE__, "budget blocks %s and %s share the key %llu",
-                                   blocks[ord[s - 1]].name, blocks[ord[s]].name, (unsigned long long)blocks[ord[s]].key);
+            bb_status e =
+                bb_error(BB_ERR_ARG, __FILE__, __LINE__, "budget blocks %s and %s share the key %llu",
+                         blocks[ord[s - 1]].name, blocks[ord[s]].name, (unsigned long long)blocks[ord[s]].key);
             free(ord);
             return e;
         }

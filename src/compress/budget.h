@@ -33,15 +33,15 @@
 #define BB_BUDGET_MAX_FORTRESS 16
 
 typedef struct {
-    char policy[BB_CONFIG_ENUM_MAX];                /* "lagrange" (= "optimal"), "seed", "uniform" */
-    double target_bits;                             /* average bits per weight the assignment may spend */
-    int init_bits;                                  /* p_init (8): B_init, and the seed policy's high width */
-    int base_bits;                                  /* p_base (4): the seed policy's low width */
-    int n_choices;                                  /* widths, strictly increasing */
+    char policy[BB_CONFIG_ENUM_MAX]; /* "lagrange" (= "optimal"), "seed", "uniform" */
+    double target_bits;              /* average bits per weight the assignment may spend */
+    int init_bits;                   /* p_init (8): B_init, and the seed policy's high width */
+    int base_bits;                   /* p_base (4): the seed policy's low width */
+    int n_choices;                   /* widths, strictly increasing */
     int choices[BB_BUDGET_MAX_CHOICES];
-    int legacy;                                     /* 4 and 5 bits as Q4_0 and Q5_0 instead of Q4_K and Q5_K */
-    double alpha;                                   /* seed policy: s_b < alpha -> base_bits */
-    int n_fortress;                                 /* name patterns (fnmatch) kept at 16 bits */
+    int legacy;     /* 4 and 5 bits as Q4_0 and Q5_0 instead of Q4_K and Q5_K */
+    double alpha;   /* seed policy: s_b < alpha -> base_bits */
+    int n_fortress; /* name patterns (fnmatch) kept at 16 bits */
     char fortress[BB_BUDGET_MAX_FORTRESS][BB_CONFIG_NAME_MAX];
 } bb_budget_opts;
 
@@ -60,10 +60,10 @@ double bb_budget_alpha(int k, int R, double start, double end);
 int bb_budget_type_for_bits(int bits, int legacy);
 
 typedef struct {
-    int bits;           /* nominal width, one of the choices */
-    int type;           /* bb_ggml_type stored at this width for this block's rows (after the fallback) */
-    int64_t cost;       /* bits of the block in that type: rows * row_bytes * 8 */
-    double distortion;  /* D_b at this width: tr(E H E^T) summed over the block (0 until measured) */
+    int bits;          /* nominal width, one of the choices */
+    int type;          /* bb_ggml_type stored at this width for this block's rows (after the fallback) */
+    int64_t cost;      /* bits of the block in that type: rows * row_bytes * 8 */
+    double distortion; /* D_b at this width: tr(E H E^T) summed over the block (0 until measured) */
 } bb_budget_candidate;
 
 /* One block's table: plain data (no pointers), so tables can be gathered as bytes. */
@@ -88,13 +88,13 @@ bb_status bb_budget_block_measure(bb_budget_block *b, const bb_quantizer *qz, co
                                   const bb_quant_input *in);
 
 typedef struct {
-    int64_t weights;      /* sum of sizes */
-    int64_t budget_init;  /* B_init = weights * init_bits */
-    int64_t budget;       /* B = floor(target_bits * weights) */
-    int64_t total;        /* bits assigned, <= budget */
-    double avg_bits;      /* total / weights */
-    double distortion;    /* sum of the chosen D_b (in key order) */
-    double lambda;        /* lagrange: the multiplier found; else 0 */
+    int64_t weights;     /* sum of sizes */
+    int64_t budget_init; /* B_init = weights * init_bits */
+    int64_t budget;      /* B = floor(target_bits * weights) */
+    int64_t total;       /* bits assigned, <= budget */
+    double avg_bits;     /* total / weights */
+    double distortion;   /* sum of the chosen D_b (in key order) */
+    double lambda;       /* lagrange: the multiplier found; else 0 */
 } bb_budget_summary;
 
 /* The assignment: choice[i] = index into blocks[i].c, for the n blocks in any order. Policies:

@@ -267,8 +267,7 @@ static bb_status fit_weights(const bb_quant_opts *o, const bb_quant_input *in, f
     *imp = NULL;
     if (!in->importance && !o->importance) return BB_OK;
     BB_CALL(bb_malloc((void **)imp, (size_t)in->cols * sizeof(float), "block-fit weights"));
-    for (int64_t j = 0; j < in->cols; j++)
-        (*imp)[j] = in->importance ? in->importance[j] : in->h[j * in->cols + j];
+    for (int64_t j = 0; j < in->cols; j++) (*imp)[j] = in->importance ? in->importance[j] : in->h[j * in->cols + j];
     return BB_OK;
 }
 
@@ -278,8 +277,8 @@ static bb_status fit_block(const bb_qformat_traits *t, const grid_ops *g, const 
                            const float *x, const float *wimp, uint8_t *blk, float *s, float *b) {
     for (int e = 0; e < t->blck; e++)
         BB_CHECK(isfinite(x[e]), BB_ERR_NUMERIC,
-                 "%s: GPTQ's updated weight (%lld, %lld) is %g (the error updates overflowed); raise quant.damp",
-                 name, (long long)row, (long long)(ob * t->blck + e), (double)x[e]);
+                 "%s: GPTQ's updated weight (%lld, %lld) is %g (the error updates overflowed); raise quant.damp", name,
+                 (long long)row, (long long)(ob * t->blck + e), (double)x[e]);
     bb_quant_encoder(t->type)(x, wimp ? wimp + ob * t->blck : NULL, (size_t)t->blck, blk);
     g->read(blk, s, b);
     return BB_OK;
@@ -499,15 +498,15 @@ bb_status bb_quant_gptq(const bb_quant_opts *o, const bb_quant_input *in, bb_qua
     BB_CALL_GOTO(st, done, bb_malloc((void **)&err, (size_t)(m * bl) * sizeof *err, "GPTQ batch errors"));
     /* Permuted copy of W; a dead input (H_jj = 0) gets zero weights (and H_jj = 1), as in GPTQ. */
     for (int64_t r = 0; r < m; r++)
-        for (int64_t j = 0; j < n; j++)
-            wp[r * n + j] = in->h[s.perm[j] * (n + 1)] == 0 ? 0 : in->w[r * n + s.perm[j]];
+        for (int64_t j = 0; j < n; j++) wp[r * n + j] = in->h[s.perm[j] * (n + 1)] == 0 ? 0 : in->w[r * n + s.perm[j]];
     BB_CALL_GOTO(st, done, inverse_factor_f32(be, o, s.name, in->h, s.perm, n, u, &s.r->damp));
     for (int64_t i1 = 0; i1 < n; i1 += bl) {
         const int64_t i2 = i1 + bl < n ? i1 + bl : n;
         BB_CALL_GOTO(st, done, batch_all_rows(&s, in, u, wp, i1, i2, err, threads));
         if (i2 < n)
-            BB_CALL_GOTO(st, done, be->gemm(BB_OP_N, BB_OP_N, m, n - i2, i2 - i1, -1.0f, err, i2 - i1,
-                                            u + i1 * n + i2, n, 1.0f, wp + i2, n));
+            BB_CALL_GOTO(st, done,
+                         be->gemm(BB_OP_N, BB_OP_N, m, n - i2, i2 - i1, -1.0f, err, i2 - i1, u + i1 * n + i2, n, 1.0f,
+                                  wp + i2, n));
     }
     *out = s.r;
     s.r = NULL;

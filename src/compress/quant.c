@@ -1,4 +1,5 @@
-/* quant.c — the quantizer registry, options, results, round-to-nearest (with vectorized symmetric encoders), and the layer error. */
+/* quant.c — the quantizer registry, options, results, round-to-nearest (with vectorized symmetric encoders), and the
+ * layer error. */
 
 /* The fast encoders must repeat qformat's scale search operation for operation (bit-identical
  * blocks); a fused multiply-add would change the sums' last bits. GCC ignores the STDC pragma. */
@@ -103,7 +104,8 @@ typedef int vint __attribute__((vector_size(VL * sizeof(int))));
 #if defined(__x86_64__) && defined(__GNUC__) /* gcc and clang */
 __attribute__((target_clones("avx512f", "avx2", "default")))
 #endif
-static double fit_symmetric_fast(const float *x, const float *w, int n, int nmax) {
+static double
+fit_symmetric_fast(const float *x, const float *w, int n, int nmax) {
     int uni = 1;
     if (w)
         for (int i = 0; i < n; i++)
@@ -278,8 +280,9 @@ bb_status bb_quant_check_input(const bb_quant_input *in, int need_h) {
                  name, (long long)(i / n), (long long)(i % n), (double)in->w[i]);
     if (in->h)
         for (int64_t i = 0; i < n * n; i++)
-            BB_CHECK(isfinite(in->h[i]), BB_ERR_NUMERIC, "%s: Gram H (%lld, %lld) is %g; check the calibration statistics",
-                     name, (long long)(i / n), (long long)(i % n), (double)in->h[i]);
+            BB_CHECK(isfinite(in->h[i]), BB_ERR_NUMERIC,
+                     "%s: Gram H (%lld, %lld) is %g; check the calibration statistics", name, (long long)(i / n),
+                     (long long)(i % n), (double)in->h[i]);
     if (in->importance)
         for (int64_t j = 0; j < n; j++)
             BB_CHECK(isfinite(in->importance[j]) && in->importance[j] >= 0, BB_ERR_NUMERIC,

@@ -56,14 +56,14 @@ typedef struct {
 } bb_quant_input;
 
 typedef struct {
-    int type;            /* type stored: the requested one, or its fallback (bb_qformat_fallback) */
-    int fell_back;       /* 1 when type differs from the requested type */
+    int type;      /* type stored: the requested one, or its fallback (bb_qformat_fallback) */
+    int fell_back; /* 1 when type differs from the requested type */
     int64_t rows, cols;
-    size_t row_bytes;    /* bytes of one encoded row */
-    uint8_t *blocks;     /* (rows, row_bytes): the GGUF tensor data, row after row */
-    float *w_hat;        /* (rows, cols) row-major: exactly what blocks decode to */
-    double damp;         /* GPTQ: damping fraction that factorized (0 for RTN) */
-    int64_t dead;        /* GPTQ: inputs with H_jj = 0 (their weights are quantized as 0) */
+    size_t row_bytes; /* bytes of one encoded row */
+    uint8_t *blocks;  /* (rows, row_bytes): the GGUF tensor data, row after row */
+    float *w_hat;     /* (rows, cols) row-major: exactly what blocks decode to */
+    double damp;      /* GPTQ: damping fraction that factorized (0 for RTN) */
+    int64_t dead;     /* GPTQ: inputs with H_jj = 0 (their weights are quantized as 0) */
 } bb_quant_result;
 
 /* Allocates blocks and w_hat for (rows, cols) of `type` (which must fit the row length).

@@ -43,8 +43,7 @@ static void test_types_and_costs(void) {
     EXPECT_OK(bb_budget_block_init(&o, "blk.0.attn_q.weight", 1, 64, 512, 0.5, &b));
     const double bpw[] = {2.625, 3.4375, 4.5, 5.5, 6.5625, 8.5, 16};
     EXPECT(b.n == 7, "7 candidates, got %d", b.n);
-    for (int i = 0; i < b.n && i < 7; i++)
-        EXPECT_NEAR((double)b.c[i].cost / (double)b.size, bpw[i], 1e-12);
+    for (int i = 0; i < b.n && i < 7; i++) EXPECT_NEAR((double)b.c[i].cost / (double)b.size, bpw[i], 1e-12);
     /* 96-wide rows: 2 and 3 bits both fall back to Q4_0, 6 and 8 both to Q8_0: duplicates dropped. */
     EXPECT_OK(bb_budget_block_init(&o, "blk.0.ffn_down.weight", 2, 64, 96, 0.5, &b));
     const int types96[] = {BB_GGML_Q4_0, BB_GGML_Q5_0, BB_GGML_Q5_1, BB_GGML_Q8_0, BB_GGML_F16};
@@ -217,8 +216,8 @@ static void test_seed(void) {
     int mono = 1;
     for (int i = 1; i < n; i++) mono &= b[i].c[ch[i]].bits >= b[i - 1].c[ch[i - 1]].bits;
     EXPECT(mono, "lower usage never keeps more bits than higher usage");
-    EXPECT(b[0].c[ch[0]].bits < 4 && b[n - 1].c[ch[n - 1]].bits > 4, "lowest usage demoted below 4, highest above (%d, %d)",
-           b[0].c[ch[0]].bits, b[n - 1].c[ch[n - 1]].bits);
+    EXPECT(b[0].c[ch[0]].bits < 4 && b[n - 1].c[ch[n - 1]].bits > 4,
+           "lowest usage demoted below 4, highest above (%d, %d)", b[0].c[ch[0]].bits, b[n - 1].c[ch[n - 1]].bits);
     free(b);
 }
 
@@ -239,7 +238,8 @@ static void test_fortress_and_errors(void) {
     bb_budget_summary s;
     o.target_bits = 7;
     EXPECT_OK(bb_budget_assign(&o, b, 4, ch, &s));
-    EXPECT(b[1].c[ch[1]].bits == 16 && b[2].c[ch[2]].bits == 16 && s.total <= s.budget, "fortress kept at 16 and counted");
+    EXPECT(b[1].c[ch[1]].bits == 16 && b[2].c[ch[2]].bits == 16 && s.total <= s.budget,
+           "fortress kept at 16 and counted");
     /* Cheapest: the two fortress blocks at 16 plus Q2_K elsewhere = (2*16 + 5*2.625)/7 bits per weight. */
     o.target_bits = 5.5;
     EXPECT_ERR(bb_budget_assign(&o, b, 4, ch, &s), BB_ERR_CONFIG, "below the smallest achievable average, 6.4464");

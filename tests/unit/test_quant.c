@@ -15,7 +15,8 @@ typedef struct {
 /* A random layer whose inputs are correlated (AR(1) across channels, coefficient 0.7) with channel
  * scales spread over two decades, so H is far from a multiple of the identity. */
 static layer make_layer(int64_t rows, int64_t cols, int64_t samples, uint64_t seed) {
-    layer L = {rows, cols, malloc(sizeof(float) * (size_t)(rows * cols)), malloc(sizeof(float) * (size_t)(cols * cols))};
+    layer L = {rows, cols, malloc(sizeof(float) * (size_t)(rows * cols)),
+               malloc(sizeof(float) * (size_t)(cols * cols))};
     float *x = malloc(sizeof(float) * (size_t)(samples * cols));
     bb_rng r = bb_rng_make(seed, 1);
     bb_rng_fill_normal(r, 0, (size_t)(samples * cols), x);
@@ -79,8 +80,13 @@ static void test_registry(void) {
     EXPECT_OK(bb_quant_get("rtn", &q));
     EXPECT(q->apply == bb_quant_rtn, "rtn entry");
     EXPECT_ERR(bb_quant_get("awq", &q), BB_ERR_CONFIG, "valid: rtn, gptq");
-    bb_config_quant c = {.method = "gptq", .type = "q4_k", .fallback = "bf16", .act_order = true, .damp = 0.05,
-                         .block_size = 64, .importance = false};
+    bb_config_quant c = {.method = "gptq",
+                         .type = "q4_k",
+                         .fallback = "bf16",
+                         .act_order = true,
+                         .damp = 0.05,
+                         .block_size = 64,
+                         .importance = false};
     bb_quant_opts o;
     bb_quant_opts_default(&o);
     EXPECT_OK(bb_quant_opts_from_config(&c, &o));
@@ -129,7 +135,8 @@ static void test_fast_encoder(void) {
                 EXPECT_OK(bb_quant_encode_row(types[t], x, N, w, b));
                 rows++;
                 if (memcmp(a, b, rb) != 0 && bad++ < 3)
-                    fprintf(stderr, "  %s row %d importance %d: fast encoding differs\n", bb_ggml_type_name(types[t]), r, wi);
+                    fprintf(stderr, "  %s row %d importance %d: fast encoding differs\n", bb_ggml_type_name(types[t]),
+                            r, wi);
             }
     }
     EXPECT(bad == 0, "%d of %d rows encode differently", bad, rows);
@@ -156,7 +163,8 @@ static void test_rtn(void) {
         EXPECT_OK(bb_quant_rtn(&o, &in, &p));
         uint8_t *ref = malloc(p->row_bytes);
         bb_qformat_encode_row(o.type, L.w, L.cols, NULL, ref);
-        EXPECT(memcmp(ref, p->blocks, p->row_bytes) == 0, "%s: plain RTN differs from qformat", bb_ggml_type_name(o.type));
+        EXPECT(memcmp(ref, p->blocks, p->row_bytes) == 0, "%s: plain RTN differs from qformat",
+               bb_ggml_type_name(o.type));
         free(ref);
         o.importance = 1;
         bb_quant_result_destroy(&p);
@@ -211,8 +219,8 @@ static void test_gptq_exact_and_better(void) {
             snprintf(what, sizeof what, "gptq %s act_order %d", bb_ggml_type_name(o.type), ao);
             decodes_exactly(g, what);
             double eg = herr(&L, g), er = herr(&L, r);
-            printf("  %-5s act_order %d: tr(EHE^T) rtn %.4g gptq %.4g, ratio %.3f\n", bb_ggml_type_name(o.type), ao,
-                   er, eg, eg / er);
+            printf("  %-5s act_order %d: tr(EHE^T) rtn %.4g gptq %.4g, ratio %.3f\n", bb_ggml_type_name(o.type), ao, er,
+                   eg, eg / er);
             EXPECT(eg < er, "%s: GPTQ %.4g does not beat RTN %.4g", what, eg, er);
             bb_quant_result_destroy(&g);
             bb_quant_result_destroy(&r);
@@ -248,8 +256,9 @@ static void test_gptq_fast_vs_ref(void) {
             if (fabs(gr->w_hat[i]) > maxw) maxw = fabs(gr->w_hat[i]);
         }
         double eg = herr(&L, g), egr = herr(&L, gr);
-        printf("  %-5s act_order %d, fast vs ref: %.4f %% identical, max |diff| %.3g (max |w| %.3g), err %.6g vs %.6g\n",
-               bb_ggml_type_name(o.type), o.act_order, 100.0 * (double)same / (double)n, maxd, maxw, eg, egr);
+        printf(
+            "  %-5s act_order %d, fast vs ref: %.4f %% identical, max |diff| %.3g (max |w| %.3g), err %.6g vs %.6g\n",
+            bb_ggml_type_name(o.type), o.act_order, 100.0 * (double)same / (double)n, maxd, maxw, eg, egr);
         EXPECT((double)same >= 0.98 * (double)n, "%s: only %lld of %lld identical", bb_ggml_type_name(o.type),
                (long long)same, (long long)n);
         EXPECT(fabs(eg - egr) <= 0.01 * egr, "%s: error %.6g vs reference %.6g", bb_ggml_type_name(o.type), eg, egr);
