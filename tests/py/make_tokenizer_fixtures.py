@@ -325,7 +325,12 @@ def main():
         vocab, merges = train_spm(259 + 48, lines)
         (out / "spm.json").write_text(spm_tokenizer(vocab, merges, False).to_str())
         (out / "spm_meta.json").write_text(spm_tokenizer(vocab, merges, True).to_str())
-        (out / "bl_llama3.json").write_text(to_json_merges_as_strings(train_bytelevel(256 + 40, lines, True)))
+        small = train_bytelevel(256 + 40, lines, True)
+        (out / "bl_llama3.json").write_text(to_json_merges_as_strings(small))
+        small.pre_tokenizer = pre_tokenizers.Sequence([
+            pre_tokenizers.Split(Regex(r"[ ,.!?\n]"), behavior="merged_with_previous", invert=False),
+            pre_tokenizers.ByteLevel(add_prefix_space=True, use_regex=False)])
+        (out / "bl_merged.json").write_text(small.to_str())
         (out / "bl_gpt2.json").write_text(train_bytelevel(256 + 40, lines, False).to_str())
         extra = spm_tokenizer(vocab, merges, False)
         extra.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="never", split=True)
