@@ -10,6 +10,8 @@ Training text is $BB_SHARED/data/tinystories/calib.txt (never dev.txt); dev.txt 
 encoded for reference ids. Kinds written:
   spm.json        SentencePiece-style BPE (Llama-2): Prepend+Replace normalizer, byte fallback,
                   merges as "a b" strings, decoder Replace/ByteFallback/Fuse/Strip
+  spm_bare.json   spm.json without the dummy prefix (no Prepend, no Strip); spm_bare.gguf has
+                  add_space_prefix = false
   spm_meta.json   the same vocabulary with the legacy Metaspace pre-tokenizer/decoder and
                   merges as ["a", "b"] arrays
   spm_added.json  spm.json with a splitting Metaspace and added tokens using single_word,
@@ -90,16 +92,17 @@ def train_spm(vocab_size, lines):
     return vocab, merges
 
 
-def spm_tokenizer(vocab, merges, legacy):
+def spm_tokenizer(vocab, merges, legacy, prefix=True):
     tok = Tokenizer(models.BPE(vocab=vocab, merges=[tuple(m) for m in merges], unk_token="<unk>", fuse_unk=True,
                                byte_fallback=True))
     if legacy:
         tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="first", split=False)
         tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="first", split=False)
     else:
-        tok.normalizer = normalizers.Sequence([normalizers.Prepend("▁"), normalizers.Replace(" ", "▁")])
-        tok.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse(),
-                                         decoders.Strip(" ", 1, 0)])
+        # without the dummy prefix (GGUF add_space_prefix = false) nothing is prepended or stripped
+        tok.normalizer = normalizers.Sequence([normalizers.Prepend("▁")] * prefix + [normalizers.Replace(" ", "▁")])
+        tok.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse()] +
+                                        [decoders.Strip(" ", 1, 0)] * prefix)
     tok.add_special_tokens(SPM_SPECIAL)
     tok.post_processor = processors.TemplateProcessing(single="<s> $A", pair="<s> $A <s> $B",
                                                        special_tokens=[("<s>", 1)])
@@ -151,7 +154,7 @@ def token_table(tok):
     return pieces
 
 
-def write_gguf_spm(path, tok, merges):
+def write_gguf_spm(path, tok, merges, prefix=True):
     """llama.cpp's "llama" vocabulary: scores make the merge order (a merge's result scores -rank)."""
     pieces = token_table(tok)
     rank = {}
@@ -178,6 +181,7 @@ def write_gguf_spm(path, tok, merges):
     w.add_eos_token_id(2)
     w.add_unk_token_id(0)
     w.add_add_bos_token(True)
+    w.add_add_space_prefix(prefix)
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
@@ -354,6 +358,10 @@ def main():
     pieces, scores = write_gguf_spm(out / "spm.gguf", spm, merges)
     write_llama2c_bin(out / "spm.bin", pieces, scores)
     refs.append(reference("spm", "spm.json", Tokenizer.from_str(spm_json), True, "spm.gguf", big_text))
+    bare = spm_tokenizer(vocab, merges, False, prefix=False)
+    (out / "spm_bare.json").write_text(bare.to_str())
+    write_gguf_spm(out / "spm_bare.gguf", bare, merges, prefix=False)
+    refs.append(reference("spm_bare", "spm_bare.json", bare, True, "spm_bare.gguf", big_text))
     meta = spm_tokenizer(vocab, merges, True)
     (out / "spm_meta.json").write_text(meta.to_str())
     # prepend_scheme "first" adds no "▁" to a text that starts with a space, yet decoding strips one
