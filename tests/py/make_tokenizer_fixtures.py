@@ -125,9 +125,10 @@ def train_bytelevel(vocab_size, lines, llama3, qwen2=False):
     tok.train_from_iterator(lines, trainer)
     if llama3:
         tok.add_special_tokens(BL_SPECIAL)
-        tok.post_processor = processors.TemplateProcessing(
+        # as Llama 3 writes it: ByteLevel (offsets only) then the BOS template
+        tok.post_processor = processors.Sequence([processors.ByteLevel(trim_offsets=False), processors.TemplateProcessing(
             single="<|begin_of_text|> $A", pair="<|begin_of_text|> $A <|begin_of_text|> $B",
-            special_tokens=[("<|begin_of_text|>", tok.token_to_id("<|begin_of_text|>"))])
+            special_tokens=[("<|begin_of_text|>", tok.token_to_id("<|begin_of_text|>"))])])
     elif qwen2:
         tok.normalizer = normalizers.NFC()
         tok.add_special_tokens(["<|endoftext|>", "<|im_start|>", "<|im_end|>"])
