@@ -92,6 +92,7 @@ typedef struct {
     double owl_m;
     double damp;
     int64_t block_size;
+    char groups[BB_CONFIG_ENUM_MAX]; /* row|block: where SparseGPT and magnitude choose their masks */
 } bb_config_prune;
 
 typedef struct {

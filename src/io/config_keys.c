@@ -86,6 +86,10 @@ static const bb_config_key keys[] = {
          "OWL: an outlier exceeds owl_m times the layer's mean score."),
     FLT_(prune, "damp", damp, "0.01", 0, 1, 0, "SparseGPT: damping added to diag(H), as a fraction of its mean."),
     INT_(prune, "block_size", block_size, "128", 1, 65536, "SparseGPT: columns processed per block."),
+    ENUM_(prune, "groups", groups, "row", "row|block",
+          "Where the mask is chosen: per output row (within each SparseGPT column block; the DESIGN reference "
+          "table, and better on small models) or over all rows of a block (the SparseGPT paper; magnitude: one "
+          "threshold per matrix)."),
 
     INT_(waves, "count", count, "5", 1, 1000, "Waves R of prune, heal, redistribute, quantize."),
     FLT_(waves, "alpha_start", alpha_start, "0.3", 0, 1, 0,
