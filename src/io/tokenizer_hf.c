@@ -1187,6 +1187,13 @@ static bb_status hf_pre_tokenizer(hf_ctx *c, const bb_json *p, int depth) {
                  bb_json_line(p), bb_json_col(p));
         BB_CALL(compile_re(re ? re : lit, re ? lre : llit, !re, c->label, &s.re));
         BB_CALL(add_pre(c->b, s, c->label));
+    } else if (strcmp(type, "Digits") == 0) {
+        /* each numeric character (Rust's char::is_numeric: Nd, Nl, No) is a match */
+        int individual;
+        BB_CALL(get_flag(c, p, "individual_digits", "Digits", 0, &individual));
+        pre_step s = {.type = PRE_SPLIT, .behavior = individual ? SPLIT_ISOLATED : SPLIT_CONTIGUOUS};
+        BB_CALL(compile_re("\\p{N}", 5, 0, c->label, &s.re));
+        BB_CALL(add_pre(c->b, s, c->label));
     } else if (strcmp(type, "ByteLevel") == 0) {
         int prefix, use_regex;
         BB_CALL(get_flag(c, p, "add_prefix_space", "ByteLevel", 1, &prefix));
@@ -1215,9 +1222,10 @@ static bb_status hf_pre_tokenizer(hf_ctx *c, const bb_json *p, int depth) {
         if (!prefix) s.scheme = SCHEME_NEVER;
         BB_CALL(add_pre(c->b, s, c->label));
     } else {
-        return bb_error(BB_ERR_UNSUPPORTED, __FILE__, __LINE__,
-                        "%s:%u:%u: pre_tokenizer \"%s\" is not supported (Sequence, Split, ByteLevel, Metaspace)",
-                        c->label, bb_json_line(p), bb_json_col(p), type);
+        return bb_error(
+            BB_ERR_UNSUPPORTED, __FILE__, __LINE__,
+            "%s:%u:%u: pre_tokenizer \"%s\" is not supported (Sequence, Split, Digits, ByteLevel, Metaspace)", c->label,
+            bb_json_line(p), bb_json_col(p), type);
     }
     return BB_OK;
 }

@@ -19,6 +19,7 @@ encoded for reference ids. Kinds written:
   bl_llama3.json  byte-level BPE (Llama-3): Split with the Llama-3 regex, ByteLevel, ignore_merges
   bl_split.json   bl_llama3.json split on spaces (String pattern, Removed), ByteLevel adding a prefix space
   bl_merged_with_previous.json, bl_merged_with_next.json, bl_contiguous.json   the other Split behaviors
+  bl_digits.json, bl_digit_runs.json   the Digits pre-tokenizer (individual_digits true / false)
   bl_qwen2.json   byte-level BPE with the Qwen2 regex, NFC and no BOS
   bl_gpt2.json    byte-level BPE with ByteLevel's own (GPT-2) regex and an lstrip/rstrip added token
   spm.gguf, bl_llama3.gguf, bl_qwen2.gguf, bl_gpt2.gguf   the vocabularies as GGUF (tokenizer.ggml.*)
@@ -389,6 +390,13 @@ def main():
         pre_tokenizers.ByteLevel(add_prefix_space=True, use_regex=False)])
     (out / "bl_split.json").write_text(feat.to_str())
     refs.append(reference("bl_split", "bl_split.json", feat, False, "", big_text))
+    # Digits (one piece per digit, or per run of digits) before the ByteLevel regex
+    for individual in (True, False):
+        feat.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=individual),
+                                                      pre_tokenizers.ByteLevel(add_prefix_space=False)])
+        name = "bl_digits" if individual else "bl_digit_runs"
+        (out / f"{name}.json").write_text(feat.to_str())
+        refs.append(reference(name, f"{name}.json", feat, True, "", big_text))
     # the other Split behaviors, on a regex of single delimiter characters
     for beh in ("merged_with_previous", "merged_with_next", "contiguous"):
         feat.pre_tokenizer = pre_tokenizers.Sequence([
