@@ -916,8 +916,9 @@ bb_status bb_tokenizer_bpe_encode(const bb_tokenizer *t, const char *text, int a
     BB_CHECK(len < (size_t)INT32_MAX / 4, BB_ERR_ARG, "text of %zu bytes is too long to encode", len);
     enc e = {.t = t, .b = b};
     bb_status st = BB_OK;
-    /* one match data for every regex: the largest ovector any of them needs is 1 pair */
-    e.md = pcre2_match_data_create(4, NULL);
+    /* one match data for every regex: only the whole match (pair 0) is read, and
+     * pcre2_match still fills it when a pattern has more groups than room */
+    e.md = pcre2_match_data_create(1, NULL);
     e.mctx = pcre2_match_context_create(NULL);
     e.jit = pcre2_jit_stack_create(32 * 1024, 4 * 1024 * 1024, NULL);
     if (!e.md || !e.mctx || !e.jit) st = bb_error(BB_ERR_OOM, __FILE__, __LINE__, "out of memory: regex match state");

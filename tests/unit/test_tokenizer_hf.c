@@ -272,6 +272,17 @@ static void test_small_errors(void) {
         free(ids);
     }
     bb_tokenizer_destroy(&t);
+    /* a regex with capturing groups: only the whole match counts */
+    const char *groups = "{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0,\"b\":1,\"ab\":2,\"c\":3},\"merges\":[[\"a\","
+                         "\"b\"]]},\"pre_tokenizer\":{\"type\":\"Split\",\"pattern\":{\"Regex\":\"(a)(b)|(c)\"},"
+                         "\"behavior\":\"Removed\",\"invert\":false}}";
+    EXPECT_OK(bb_tokenizer_load_memory(groups, strlen(groups), "groups.json", 0, &t));
+    if (t) {
+        EXPECT_OK(bb_tokenizer_encode(t, "aabcbab", 0, 0, &ids, &n));
+        EXPECT(n == 2 && ids[0] == 0 && ids[1] == 1, "aabcbab without the matches ab, c, ab -> %d ids", n);
+        free(ids);
+    }
+    bb_tokenizer_destroy(&t);
 }
 
 /* bb_tokenizer_open_for_model: the GGUF's own vocabulary, a tokenizer.json
