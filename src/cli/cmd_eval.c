@@ -11,8 +11,6 @@
 #include "model/eval.h"
 #include "model/tasks.h"
 
-bb_status bb_tokenizer_open_for_model(const bb_model *m, const char *path, bb_tokenizer **out);
-
 static void usage(FILE *f) {
     fprintf(f, "usage: birdbone eval MODEL [--text FILE | --tokens FILE] [--mc FILE] [--canaries FILE] [options]\n\n"
                "Perplexity exactly as llama.cpp's llama-perplexity computes it (the whole text tokenized\n"

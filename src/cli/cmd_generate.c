@@ -102,14 +102,7 @@ int bb_cmd_generate(int argc, char **argv) {
     bb_forward *f = NULL;
     int *ids = NULL, *out = NULL, n_ids = 0, n_out = 0, rc = 1;
     if (bb_model_open(model_path, &m)) goto done;
-    if (!tok_path) tok_path = m->tokenizer_path[0] ? m->tokenizer_path : NULL;
-    if (!tok_path) {
-        bb_error(BB_ERR_ARG, __FILE__, __LINE__,
-                 "%s: no tokenizer found beside the model (tokenizer.bin or tok%d.bin); pass --tokenizer PATH",
-                 model_path, m->cfg.vocab_size);
-        goto done;
-    }
-    if (bb_tokenizer_load(tok_path, m->cfg.vocab_size, &tok)) goto done;
+    if (bb_tokenizer_open_for_model(m, tok_path, &tok)) goto done;
     if (bb_tokenizer_encode(tok, prompt, 1, 0, &ids, &n_ids)) goto done;
     if (steps > m->cfg.max_seq_len) steps = m->cfg.max_seq_len;
     if (bb_forward_create(m, (int)steps, &f)) goto done;

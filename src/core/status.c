@@ -32,7 +32,11 @@ const char *bb_status_name(bb_status s) {
     return names[s];
 }
 
-void bb_error_set_quiet(int q) { quiet = q; }
+int bb_error_set_quiet(int q) {
+    int old = quiet;
+    quiet = q;
+    return old;
+}
 
 const char *bb_last_error(void) { return last_msg; }
 

@@ -40,8 +40,9 @@ bb_status bb_trace(bb_status code, const char *file, int line, const char *expr)
 const char *bb_last_error(void);
 void bb_clear_error(void);
 
-/* Silence printing (tests that expect failures); messages are still kept. */
-void bb_error_set_quiet(int quiet);
+/* Silence printing (expected failures); messages are still kept. Returns the
+ * previous setting, so that a caller can restore it. */
+int bb_error_set_quiet(int quiet);
 
 #define BB_CALL(expr)                                                  \
     do {                                                               \

@@ -13,8 +13,6 @@
 #include "model/sample.h"
 #include "pipeline/run.h"
 
-bb_status bb_tokenizer_open_for_model(const bb_model *m, const char *path, bb_tokenizer **out);
-
 /* Windows sampled for synthetic models when eval.max_windows is 0 (all). */
 #define SYNTH_EVAL_WINDOWS 32
 

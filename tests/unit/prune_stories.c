@@ -25,8 +25,6 @@
 #include "model/calib.h"
 #include "model/eval.h"
 
-bb_status bb_tokenizer_open_for_model(const bb_model *m, const char *path, bb_tokenizer **out);
-
 typedef struct {
     const char *method;
     double sparsity, ref_ppl; /* ref_ppl 0: printed, not checked */

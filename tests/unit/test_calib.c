@@ -13,8 +13,6 @@
 #include "mpi/stats_h5.h"
 #include "test.h"
 
-bb_status bb_tokenizer_open_for_model(const bb_model *m, const char *path, bb_tokenizer **out);
-
 #define SEQ 4
 #define SEQ_LEN 48
 #define MICRO 3 /* does not divide SEQ: the last micro-batch is short */

@@ -9,8 +9,6 @@
 #include "model/eval.h"
 #include "test.h"
 
-bb_status bb_tokenizer_open_for_model(const bb_model *m, const char *path, bb_tokenizer **out);
-
 static bb_model *model;
 static int *ids, n_ids;
 

@@ -8,8 +8,6 @@
 #include "model/tasks.h"
 #include "test.h"
 
-bb_status bb_tokenizer_open_for_model(const bb_model *m, const char *path, bb_tokenizer **out);
-
 #define N_QUESTIONS 80
 #define N_CHOICES 4
 #define ENDING_WORDS 4
