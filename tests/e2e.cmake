@@ -27,3 +27,14 @@ bb_expect_fail(e2e.unknown_command 2 "unknown command 'compres'" ${BB_BIN} compr
 bb_expect_fail(e2e.inspect_missing 1 "does not exist" ${BB_BIN} inspect /nonexistent/dir/model.gguf)
 add_test(NAME e2e.inspect_synth_70b COMMAND ${BB_BIN} inspect --brief synthetic:llama2-70b)
 set_tests_properties(e2e.inspect_synth_70b PROPERTIES LABELS "e2e" PASS_REGULAR_EXPRESSION "68976648192 total")
+
+# The stories260K model through the command line: golden greedy text, canaries, multiple choice.
+set(BB_S260 ${BB_SHARED_DIR}/data/stories260K)
+add_test(NAME e2e.generate_stories260k
+  COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/sh/generate_golden.sh ${BB_S260}/stories260K.bin ${BB_S260}/expected_greedy_200.txt)
+add_test(NAME e2e.eval_tasks_stories260k
+  COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/sh/expect_output.sh "canaries: 4 of 4 passed" "MC acc = 1.0000" --
+          ${BB_BIN} eval ${BB_S260}/stories260K.bin --canaries ${CMAKE_CURRENT_SOURCE_DIR}/data/canaries_stories260k.jsonl
+          --mc ${CMAKE_CURRENT_SOURCE_DIR}/data/mc_example.jsonl)
+set_tests_properties(e2e.generate_stories260k e2e.eval_tasks_stories260k PROPERTIES LABELS "e2e" TIMEOUT 300
+  ENVIRONMENT "${BB_E2E_ENV}")
