@@ -91,9 +91,18 @@ void bb_run_destroy(bb_run **pr) {
     bb_model_destroy(&(*pr)->model);
     bb_tokens_free(&(*pr)->calib);
     bb_calib_destroy(&(*pr)->stats);
+    bb_weights_destroy(&(*pr)->weights);
     free(*pr);
     *pr = NULL;
 }
+
+bb_status bb_run_weights(bb_run *r, bb_weights **out) {
+    if (!r->weights) BB_CALL(bb_weights_create(r->model, 0, 0, &r->weights));
+    *out = r->weights;
+    return BB_OK;
+}
+
+const bb_model *bb_run_current_model(const bb_run *r) { return r->weights ? bb_weights_model(r->weights) : r->model; }
 
 static void human_bytes(double b, char *buf, size_t n) {
     const char *u[] = {"B", "KiB", "MiB", "GiB", "TiB"};

@@ -10,6 +10,7 @@
 #include "io/tokens.h"
 #include "model/calib.h"
 #include "mpi/dist.h"
+#include "pipeline/weights.h"
 
 typedef struct bb_run bb_run;
 
@@ -35,6 +36,7 @@ struct bb_run {
     double dense_ppl, dense_ppl_err;
     bb_tokens calib;       /* calibration stream from stage 0 (flat or (n_seq, seq_len)) */
     bb_calib *stats;       /* calibration statistics from stage 1 */
+    bb_weights *weights;   /* working copies once a stage changes weights (bb_run_weights) */
 };
 
 /* The stages in pipeline order; returns their number. */
@@ -48,5 +50,12 @@ bb_status bb_run_create(const bb_dist *d, const char *config_path, char **overri
  * summary last. */
 bb_status bb_run_execute(bb_run *r);
 void bb_run_destroy(bb_run **r); /* not collective; NULL-safe */
+
+/* The run's working weights, created from the model on first use (all layers,
+ * on this rank). Not collective. */
+bb_status bb_run_weights(bb_run *r, bb_weights **out);
+/* The model the next stage should evaluate: the working weights' derived model
+ * once they exist, else the original. */
+const bb_model *bb_run_current_model(const bb_run *r);
 
 #endif
