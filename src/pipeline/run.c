@@ -88,10 +88,11 @@ fail:
 
 void bb_run_destroy(bb_run **pr) {
     if (!pr || !*pr) return;
+    /* the working weights view the model: they go first */
+    bb_weights_destroy(&(*pr)->weights);
     bb_model_destroy(&(*pr)->model);
     bb_tokens_free(&(*pr)->calib);
     bb_calib_destroy(&(*pr)->stats);
-    bb_weights_destroy(&(*pr)->weights);
     free(*pr);
     *pr = NULL;
 }
