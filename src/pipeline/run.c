@@ -11,6 +11,8 @@
 
 bb_status bb_stage_baseline(bb_run *r);
 bb_status bb_stage_usage(bb_run *r);
+bb_status bb_stage_decay(bb_run *r);
+void bb_decay_free(bb_run *r);
 
 /* The seed's stages in order (DESIGN §1). A stage without a run function is
  * listed in the plan as not built yet and skipped. */
@@ -19,7 +21,8 @@ static const bb_stage stages[] = {
      bb_stage_baseline},
     {"usage", "Density assessment", "calibration forward: Gram, channel norms, activation frequency per input",
      bb_stage_usage},
-    {"decay", "Adaptive decay wave", "remove <= prune.per_wave of the remaining weights with the lowest usage", NULL},
+    {"decay", "Adaptive decay wave", "remove <= prune.per_wave of the remaining weights with the lowest usage",
+     bb_stage_decay},
     {"heal", "Healing phase", "closed-form low-rank compensation, then Adam steps on LoRA factors", NULL},
     {"reinforce", "Structural reinforcement", "stress detection and precision boosts", NULL},
     {"redistribute", "Density redistribution", "RigL: regrow the connections with the largest gradient", NULL},
@@ -90,6 +93,7 @@ void bb_run_destroy(bb_run **pr) {
     if (!pr || !*pr) return;
     /* the working weights view the model: they go first */
     bb_weights_destroy(&(*pr)->weights);
+    bb_decay_free(*pr);
     bb_model_destroy(&(*pr)->model);
     bb_tokens_free(&(*pr)->calib);
     bb_calib_destroy(&(*pr)->stats);
@@ -207,6 +211,7 @@ bb_status bb_run_execute(bb_run *r) {
         bb_info("dense        PPL %.4f +/- %.4f on %lld evaluation tokens; %lld calibration tokens", r->dense_ppl,
                 r->dense_ppl_err, (long long)r->eval_tokens, (long long)r->calib_tokens);
     bb_info("output       nothing compressed yet: no stage changes weights in this build");
+    if (r->decay_report) bb_info("decay        %s", r->decay_report);
     bb_info("time         %.2f s", total);
     bb_info("run files    %s/config.yaml, %s/summary.json", r->cfg.run.dir, r->cfg.run.dir);
     bb_status st = r->dist->rank == 0 ? write_summary_json(r, total, bytes) : BB_OK;

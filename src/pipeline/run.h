@@ -5,6 +5,7 @@
 #ifndef BB_PIPELINE_RUN_H
 #define BB_PIPELINE_RUN_H
 
+#include "compress/mask.h"
 #include "io/config.h"
 #include "io/model.h"
 #include "io/tokens.h"
@@ -37,6 +38,12 @@ struct bb_run {
     bb_tokens calib;       /* calibration stream from stage 0 (flat or (n_seq, seq_len)) */
     bb_calib *stats;       /* calibration statistics from stage 1 */
     bb_weights *weights;   /* working copies once a stage changes weights (bb_run_weights) */
+    /* filled by stage 2 (decay); masks and report on rank 0 only, freed by bb_decay_free */
+    bb_mask **masks;       /* (n_masks) one per linear weight, index layer * BB_LIN_COUNT + kind; 1 = kept */
+    int n_masks;
+    int n_waves;           /* waves run */
+    double sparsity;       /* pruned fraction of all linear weights after the last wave */
+    char *decay_report;    /* the per-wave lines and the final sparsity, for the summary */
 };
 
 /* The stages in pipeline order; returns their number. */

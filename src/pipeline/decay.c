@@ -1,0 +1,466 @@
+/* decay.c — stage 2 (Adaptive decay wave): prune the least-used weights wave by
+ * wave, recomputing usage in between, evaluating and saving every wave.
+ *
+ * Wave k (1..waves.count): usage from the working weights and the current
+ * calibration statistics; each matrix loses at most prune.per_wave of its
+ * remaining weights (bb_prune_wave), never past its target (prune.target, or
+ * its layer's OWL ratio); SparseGPT then corrects the kept weights with the OBS
+ * update for that mask (fixed_mask). When one wave may reach the target
+ * (per_wave >= target) or the pattern is N:M, the method's own one-shot pruner
+ * runs instead: N:M groups cannot be filled a little at a time, and SparseGPT's
+ * adaptive mask selection beats a static saliency when nothing limits the
+ * wave. Between waves the calibration statistics are collected again on the
+ * pruned model, so the next wave scores weights by the activations they now
+ * see. Rank 0 does all of it; the sharded version (each rank its layers, a MAX
+ * reduction for u_max) comes with the MPI issue. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "compress/owl.h"
+#include "compress/prune.h"
+#include "compress/usage.h"
+#include "core/events.h"
+#include "core/log.h"
+#include "model/eval.h"
+#include "mpi/wave_h5.h"
+#include "pipeline/run.h"
+
+typedef enum { SCORE_WANDA = 0, SCORE_MAGNITUDE, SCORE_OBS } score_kind;
+
+typedef struct {
+    bb_run *r;
+    const bb_config *c;
+    bb_weights *w;
+    const bb_pruner *pruner;
+    score_kind score_kind;
+    bb_prune_opts opts;    /* the one-shot pruner's options (sparsity set per layer) */
+    bb_usage_block ub;
+    int per_row, one_shot; /* wave comparison group; one-shot mode (see the file comment) */
+    int n_layers, n_mat;   /* n_mat = n_layers * BB_LIN_COUNT */
+    int64_t max_numel, max_cols;
+    double *layer_target;  /* (n_layers) */
+    double *owl;           /* (n_layers) OWL ratios, or NULL */
+    const bb_tensor **tensors;
+    double **u, **s;       /* (n_mat) arrays of (n_blocks[i]) */
+    int64_t *n_blocks;
+    double u_max;
+    float *score, *h, *xnorm; /* scratch: (max_numel), (max_cols^2), (max_cols) */
+    bb_tokens eval;
+    bb_logprobs ref;
+} decay;
+
+static bb_status calib_stream(bb_run *r, bb_tokens *windows, const bb_tokens **stream) {
+    *stream = &r->calib;
+    if (r->calib.seq_len) return BB_OK;
+    /* A text stream: the same seeded windows stage 1 drew. */
+    const bb_config *c = &r->cfg;
+    BB_CALL(bb_calib_sample_windows(&r->calib, (int)c->calib.samples, (int)c->calib.seq_len, (uint64_t)c->run.seed,
+                                    r->model->cfg.bos_id, windows));
+    *stream = windows;
+    return BB_OK;
+}
+
+/* The calibration statistics of the pruned model, replacing the run's. */
+static bb_status recalibrate(bb_run *r) {
+    const bb_config *c = &r->cfg;
+    const bb_model *m = bb_run_current_model(r);
+    bb_tokens windows = {0};
+    const bb_tokens *stream;
+    bb_calib *fresh = NULL;
+    bb_forward *f = NULL;
+    bb_calib_opts o;
+    bb_status st;
+    BB_CALL_GOTO(st, out, calib_stream(r, &windows, &stream));
+    BB_CALL_GOTO(st, out, bb_calib_opts_from_config(c, &o));
+    BB_CALL_GOTO(st, out, bb_calib_create(m, &o, &fresh));
+    BB_CALL_GOTO(st, out, bb_forward_create(m, stream->seq_len, &f));
+    int mb = (int)(c->calib.micro_batch < stream->n_seq ? c->calib.micro_batch : stream->n_seq);
+    BB_CALL_GOTO(st, out, bb_calib_run(fresh, f, stream, mb));
+    bb_calib_destroy(&r->stats);
+    r->stats = fresh;
+    fresh = NULL;
+out:
+    bb_calib_destroy(&fresh);
+    bb_forward_destroy(&f);
+    bb_tokens_free(&windows);
+    return st;
+}
+
+/* H (f32, full) and xnorm of the input of linear `kind` of `layer`, into d's scratch. */
+static bb_status load_stats(decay *d, int layer, bb_linear_kind kind, int64_t cols) {
+    const bb_calib_stat *s;
+    BB_CALL(bb_calib_stats(d->r->stats, layer, kind, &s));
+    BB_CHECK(s->in_features == cols, BB_ERR_INTERNAL, "%s: statistics of width %lld for %lld columns",
+             d->tensors[layer * BB_LIN_COUNT + kind]->name, (long long)s->in_features, (long long)cols);
+    for (int64_t j = 0; j < cols; j++) d->xnorm[j] = (float)s->norm[j];
+    if (d->score_kind == SCORE_OBS || d->opts.pattern.m || strcmp(d->pruner->name, "sparsegpt") == 0) {
+        if (s->gram)
+            memcpy(d->h, s->gram, sizeof(float) * (size_t)(cols * cols));
+        else
+            for (int64_t e = 0; e < cols * cols; e++) d->h[e] = (float)s->gram_f64[e];
+    }
+    return BB_OK;
+}
+
+/* OBS saliency w_ij^2 / [H^-1]_jj (Hassibi & Stork; SparseGPT's score) with
+ * H damped as SparseGPT does (dead inputs set to 1, lambda * mean(diag H)
+ * added, raised x10 on a failed Cholesky). d->h is destroyed. */
+static bb_status obs_scores(decay *d, const char *name, int64_t rows, int64_t cols, const float *w) {
+    const bb_linalg_backend *be = d->opts.backend ? d->opts.backend : &bb_linalg_backend_cpu;
+    float *hinv = NULL;
+    size_t nb = sizeof(float) * (size_t)(cols * cols);
+    BB_CALL(bb_malloc((void **)&hinv, nb, "OBS inverse Gram"));
+    double mean = 0;
+    for (int64_t j = 0; j < cols; j++) {
+        if (d->h[j * cols + j] == 0) d->h[j * cols + j] = 1;
+        mean += d->h[j * cols + j];
+    }
+    mean /= (double)cols;
+    double lambda = d->opts.damp > 0 ? d->opts.damp : 1e-6;
+    bb_status st = BB_ERR_NUMERIC;
+    int prev = bb_error_set_quiet(1);
+    for (int t = 0; t <= d->opts.max_retries && st != BB_OK; t++, lambda *= 10) {
+        memcpy(hinv, d->h, nb);
+        for (int64_t j = 0; j < cols; j++) hinv[j * cols + j] += (float)(lambda * mean);
+        st = be->potrf(BB_UPLO_UPPER, cols, hinv, cols, NULL);
+        if (st == BB_OK) st = be->potri(BB_UPLO_UPPER, cols, hinv, cols);
+    }
+    bb_error_set_quiet(prev);
+    if (st != BB_OK) {
+        free(hinv);
+        BB_CHECK(0, BB_ERR_NUMERIC, "%s: wave saliency: H + lambda mean(diag H) I is not positive definite up to "
+                 "lambda %g: raise prune.damp", name, lambda / 10);
+    }
+    for (int64_t i = 0; i < rows; i++)
+        for (int64_t j = 0; j < cols; j++) {
+            float v = w[i * cols + j];
+            d->score[i * cols + j] = v * v / hinv[j * cols + j];
+        }
+    free(hinv);
+    return BB_OK;
+}
+
+/* The usage maps of every matrix from the current weights and statistics:
+ * u_b (mean Wanda score per block) and s_b = u_b / u_max over the model. */
+static bb_status usage_maps(decay *d) {
+    d->u_max = 0;
+    for (int i = 0; i < d->n_mat; i++) {
+        int l = i / BB_LIN_COUNT;
+        bb_linear_kind k = (bb_linear_kind)(i % BB_LIN_COUNT);
+        const bb_tensor *t = d->tensors[i];
+        int64_t rows = bb_tensor_rows(t), cols = bb_tensor_cols(t);
+        BB_CALL(load_stats(d, l, k, cols));
+        BB_CALL(bb_usage_blocks(t->name, &d->ub, rows, cols, bb_weights_linear(d->w, l, k), d->xnorm, d->u[i]));
+        double m = bb_usage_max(d->u[i], d->n_blocks[i]);
+        if (m > d->u_max) d->u_max = m;
+    }
+    /* One rank holds every block; with sharding, u_max is MPI_MAX-reduced here. */
+    for (int i = 0; i < d->n_mat; i++) BB_CALL(bb_usage_normalize(d->u[i], d->n_blocks[i], d->u_max, d->s[i]));
+    return BB_OK;
+}
+
+/* OWL per-layer target sparsities from the outlier ratios of the current
+ * Wanda scores. */
+static bb_status owl_ratios(decay *d) {
+    const bb_config *c = d->c;
+    double *ratio = NULL;
+    BB_CALL(bb_calloc((void **)&ratio, (size_t)d->n_layers, sizeof(double), "OWL outlier ratios"));
+    bb_status st = BB_OK;
+    for (int l = 0; l < d->n_layers && st == BB_OK; l++) {
+        double sum = 0;
+        int64_t n = 0, count = 0;
+        for (int pass = 0; pass < 2 && st == BB_OK; pass++)
+            for (int k = 0; k < BB_LIN_COUNT && st == BB_OK; k++) {
+                const bb_tensor *t = d->tensors[l * BB_LIN_COUNT + k];
+                int64_t rows = bb_tensor_rows(t), cols = bb_tensor_cols(t), part = 0;
+                const float *w = bb_weights_linear(d->w, l, (bb_linear_kind)k);
+                st = load_stats(d, l, (bb_linear_kind)k, cols);
+                if (st == BB_OK && pass == 0) {
+                    double s1;
+                    st = bb_owl_score_sum(t->name, rows, cols, w, d->xnorm, &s1, &part);
+                    sum += s1;
+                    n += part;
+                } else if (st == BB_OK) {
+                    st = bb_owl_count_above(t->name, rows, cols, w, d->xnorm, c->prune.owl_m * sum / (double)n, &part);
+                    count += part;
+                }
+            }
+        ratio[l] = n ? (double)count / (double)n : 0;
+    }
+    if (st == BB_OK) st = bb_owl_ratios(d->n_layers, ratio, c->prune.target, c->prune.owl_lambda, d->owl);
+    free(ratio);
+    BB_CALL(st);
+    for (int l = 0; l < d->n_layers; l++) d->layer_target[l] = d->owl[l];
+    return BB_OK;
+}
+
+/* Prune one matrix by one wave (or one-shot); *removed = weights pruned now. */
+static bb_status prune_matrix(decay *d, int i, int64_t *removed) {
+    int l = i / BB_LIN_COUNT;
+    bb_linear_kind k = (bb_linear_kind)(i % BB_LIN_COUNT);
+    const bb_tensor *t = d->tensors[i];
+    int64_t rows = bb_tensor_rows(t), cols = bb_tensor_cols(t);
+    float *w = bb_weights_linear(d->w, l, k);
+    bb_mask *mask = d->r->masks[i];
+    int64_t before = bb_mask_count(mask);
+    BB_CALL(load_stats(d, l, k, cols));
+    bb_prune_opts o = d->opts;
+    bb_prune_layer pl = {t->name, rows, cols, w, d->h, d->xnorm, mask};
+    if (d->one_shot) {
+        o.sparsity = d->layer_target[l];
+        BB_CALL(d->pruner->apply(&o, &pl, NULL));
+    } else {
+        if (d->score_kind == SCORE_WANDA)
+            BB_CALL(bb_usage_score(t->name, rows, cols, w, d->xnorm, d->score));
+        else if (d->score_kind == SCORE_MAGNITUDE)
+            for (int64_t e = 0; e < rows * cols; e++) d->score[e] = fabsf(w[e]);
+        else
+            BB_CALL(obs_scores(d, t->name, rows, cols, w));
+        BB_CALL(bb_prune_wave(t->name, rows, cols, d->score, d->c->prune.per_wave, d->layer_target[l], d->per_row, mask,
+                              NULL));
+        if (d->score_kind == SCORE_OBS) {
+            BB_CALL(load_stats(d, l, k, cols)); /* obs_scores damped d->h in place */
+            o.fixed_mask = 1;
+            BB_CALL(bb_prune_sparsegpt(&o, &pl, NULL));
+        } else {
+            bb_mask_apply(mask, w);
+        }
+    }
+    *removed = before - bb_mask_count(mask);
+    return BB_OK;
+}
+
+/* Whether another wave would prune anything: bb_prune_wave's count depends on
+ * the mask's counts only, so a dry run on copies with zero scores tells. */
+static bb_status more_to_prune(decay *d, int *more) {
+    *more = 0;
+    if (d->one_shot) return BB_OK;
+    memset(d->score, 0, sizeof(float) * (size_t)d->max_numel);
+    for (int i = 0; i < d->n_mat && !*more; i++) {
+        const bb_tensor *t = d->tensors[i];
+        bb_mask *copy = NULL;
+        int64_t removed = 0;
+        BB_CALL(bb_mask_clone(d->r->masks[i], &copy));
+        bb_status st = bb_prune_wave(t->name, bb_tensor_rows(t), bb_tensor_cols(t), d->score, d->c->prune.per_wave,
+                                     d->layer_target[i / BB_LIN_COUNT], d->per_row, copy, &removed);
+        bb_mask_destroy(&copy);
+        BB_CALL(st);
+        *more = removed > 0;
+    }
+    return BB_OK;
+}
+
+static bb_status evaluate(decay *d, bb_ppl_result *res, bb_kld_result *kld) {
+    const bb_config *c = d->c;
+    bb_forward *f = NULL;
+    BB_CALL(bb_forward_create(bb_run_current_model(d->r), (int)c->eval.n_ctx, &f));
+    bb_ppl_opts o = {.n_ctx = (int)c->eval.n_ctx, .max_windows = (int)c->eval.max_windows,
+                     .bos_id = d->r->model->cfg.bos_id};
+    bb_event_begin("eval.wave");
+    bb_status st = bb_eval_perplexity(f, d->eval.ids, d->eval.n, &o, res, NULL, c->eval.kld ? &d->ref : NULL,
+                                      c->eval.kld ? kld : NULL);
+    bb_event_end("eval.wave", 0, 0);
+    bb_forward_destroy(&f);
+    return st;
+}
+
+/* Append one line to the run's decay report (shown again in the summary). */
+static bb_status report(bb_run *r, const char *line) {
+    size_t have = r->decay_report ? strlen(r->decay_report) : 0, add = strlen(line);
+    /* continuation lines line up under the summary's "decay        " label */
+    const char *sep = "\n             ";
+    size_t need = have + strlen(sep) + add + 1;
+    char *grown = realloc(r->decay_report, need);
+    BB_CHECK(grown, BB_ERR_OOM, "out of memory: the decay report needs %zu bytes", need);
+    snprintf(grown + have, need - have, "%s%s", have ? sep : "", line);
+    r->decay_report = grown;
+    return BB_OK;
+}
+
+static bb_status save_wave(decay *d, int k, double sparsity, int64_t kept, int64_t total, const bb_ppl_result *pr,
+                           const bb_kld_result *kr) {
+    const bb_config *c = d->c;
+    bb_wave_h5 wf = {.wave = k, .method = c->prune.method, .pattern = c->prune.pattern, .usage_block = c->usage.block,
+                     .config_hash = d->r->hash, .per_wave = c->prune.per_wave, .target = c->prune.target,
+                     .sparsity = sparsity, .ppl = pr->ppl, .dppl = pr->ppl / d->r->dense_ppl - 1,
+                     .kld_mean = c->eval.kld ? kr->kld_mean : NAN, .u_max = d->u_max, .kept = kept, .total = total,
+                     .n_layers = d->n_layers, .owl_ratios = d->owl, .tensors = d->tensors, .masks = d->r->masks,
+                     .u = (const double *const *)d->u, .s = (const double *const *)d->s, .n_blocks = d->n_blocks};
+    char path[1200];
+    snprintf(path, sizeof path, "%s/wave_%d.h5", c->run.dir, k);
+    bb_event_begin("decay.write");
+    bb_status st = bb_wave_h5_write(path, &wf);
+    bb_event_end("decay.write", 0, 0);
+    return st;
+}
+
+static bb_status waves(decay *d) {
+    bb_run *r = d->r;
+    const bb_config *c = d->c;
+    int64_t total = 0;
+    for (int i = 0; i < d->n_mat; i++) total += bb_tensor_rows(d->tensors[i]) * bb_tensor_cols(d->tensors[i]);
+    int more = 0;
+    for (int k = 1; k <= c->waves.count; k++) {
+        double t0 = bb_now();
+        if (k > 1) {
+            bb_event_begin("decay.recalib");
+            bb_status st = recalibrate(r);
+            bb_event_end("decay.recalib", 0, 0);
+            BB_CALL(st);
+        }
+        BB_CALL(usage_maps(d));
+        if (d->owl && k == 1) BB_CALL(owl_ratios(d));
+        int64_t removed = 0, kept = 0;
+        bb_event_begin("decay.prune");
+        bb_status st = BB_OK;
+        for (int i = 0; i < d->n_mat && st == BB_OK; i++) {
+            int64_t now = 0;
+            st = prune_matrix(d, i, &now);
+            removed += now;
+            kept += bb_mask_count(r->masks[i]);
+        }
+        bb_event_end("decay.prune", 0, 0);
+        BB_CALL(st);
+        r->n_waves = k;
+        r->sparsity = 1.0 - (double)kept / (double)total;
+        bb_ppl_result pr;
+        bb_kld_result kr = {0};
+        BB_CALL(evaluate(d, &pr, &kr));
+        char kld[32] = "-";
+        if (c->eval.kld) snprintf(kld, sizeof kld, "%.4f", kr.kld_mean);
+        char line[256];
+        snprintf(line, sizeof line, "wave %d/%lld  sparsity %.4f  PPL %.4f  dPPL %+.2f %%  KLD %s  (%lld weights removed%s)",
+                 k, (long long)c->waves.count, r->sparsity, pr.ppl, 100 * (pr.ppl / r->dense_ppl - 1), kld,
+                 (long long)removed, d->one_shot ? ", one-shot" : "");
+        bb_info("%s  %.1f s", line, bb_now() - t0);
+        BB_CALL(report(r, line));
+        BB_CALL(save_wave(d, k, r->sparsity, kept, total, &pr, &kr));
+        BB_CALL(more_to_prune(d, &more));
+        if (!more) break;
+    }
+    /* The configuration checks reachability for the plain target; OWL ratios above it may need more waves. */
+    if (more)
+        bb_warn("decay: waves.count = %lld waves end at sparsity %.4f, before every matrix reached its target %g%s",
+                (long long)c->waves.count, r->sparsity, c->prune.target, d->owl ? " (or its OWL ratio)" : "");
+    char line[1400];
+    snprintf(line, sizeof line, "sparsity %.4f of the linear weights after %d wave%s; masks and usage maps in %s/wave_*.h5",
+             r->sparsity, r->n_waves, r->n_waves == 1 ? "" : "s", c->run.dir);
+    bb_info("%s", line);
+    return report(r, line);
+}
+
+static bb_status setup(decay *d, bb_run *r) {
+    const bb_config *c = &r->cfg;
+    d->r = r;
+    d->c = c;
+    BB_CALL(bb_pruner_get(c->prune.method, &d->pruner));
+    BB_CALL(bb_usage_block_parse(c->usage.block, c->usage.tile_rows, c->usage.tile_cols, &d->ub));
+    bb_prune_opts_default(&d->opts);
+    BB_CALL(bb_prune_pattern_parse(c->prune.pattern, &d->opts.pattern));
+    d->opts.damp = c->prune.damp;
+    d->opts.block_size = (int)c->prune.block_size;
+    d->opts.threads = (int)c->backend.threads;
+    int groups_row = strcmp(c->prune.groups, "row") == 0;
+    d->opts.per_row = groups_row;
+    /* Wanda compares within an output row by definition; the others follow prune.groups. */
+    d->score_kind = !strcmp(c->prune.method, "sparsegpt") ? SCORE_OBS
+                    : !strcmp(c->prune.method, "magnitude") ? SCORE_MAGNITUDE
+                                                            : SCORE_WANDA;
+    d->per_row = d->score_kind == SCORE_WANDA ? 1 : groups_row;
+    d->one_shot = d->opts.pattern.m || c->prune.per_wave >= c->prune.target;
+    BB_CHECK(r->stats, BB_ERR_INTERNAL, "decay: no calibration statistics (stage 1 did not run)");
+    BB_CALL(bb_run_weights(r, &d->w));
+    d->n_layers = r->model->cfg.n_layers;
+    d->n_mat = d->n_layers * BB_LIN_COUNT;
+    BB_CALL(bb_calloc((void **)&d->layer_target, (size_t)d->n_layers, sizeof(double), "layer targets"));
+    for (int l = 0; l < d->n_layers; l++) d->layer_target[l] = c->prune.target;
+    if (c->prune.owl) BB_CALL(bb_calloc((void **)&d->owl, (size_t)d->n_layers, sizeof(double), "OWL ratios"));
+    BB_CALL(bb_calloc((void **)&d->tensors, (size_t)d->n_mat, sizeof *d->tensors, "decay tensors"));
+    BB_CALL(bb_calloc((void **)&d->u, (size_t)d->n_mat * 2, sizeof *d->u, "usage maps"));
+    d->s = d->u + d->n_mat;
+    BB_CALL(bb_calloc((void **)&d->n_blocks, (size_t)d->n_mat, sizeof *d->n_blocks, "usage block counts"));
+    if (!r->masks) {
+        BB_CALL(bb_calloc((void **)&r->masks, (size_t)d->n_mat, sizeof *r->masks, "masks"));
+        r->n_masks = d->n_mat;
+    }
+    for (int i = 0; i < d->n_mat; i++) {
+        const bb_tensor *t = bb_weights_tensor(d->w, i / BB_LIN_COUNT, (bb_linear_kind)(i % BB_LIN_COUNT));
+        int64_t rows = bb_tensor_rows(t), cols = bb_tensor_cols(t);
+        d->tensors[i] = t;
+        d->n_blocks[i] = bb_usage_block_count(&d->ub, rows, cols);
+        BB_CALL(bb_calloc((void **)&d->u[i], (size_t)d->n_blocks[i] * 2, sizeof(double), "usage map"));
+        d->s[i] = d->u[i] + d->n_blocks[i];
+        if (!r->masks[i]) BB_CALL(bb_mask_create(rows, cols, 1, &r->masks[i]));
+        if (rows * cols > d->max_numel) d->max_numel = rows * cols;
+        if (cols > d->max_cols) d->max_cols = cols;
+    }
+    BB_CALL(bb_malloc((void **)&d->score, sizeof(float) * (size_t)d->max_numel, "wave scores"));
+    BB_CALL(bb_malloc((void **)&d->h, sizeof(float) * (size_t)(d->max_cols * d->max_cols), "Gram f32"));
+    BB_CALL(bb_malloc((void **)&d->xnorm, sizeof(float) * (size_t)d->max_cols, "channel norms"));
+    char path[1200];
+    snprintf(path, sizeof path, "%s/eval.tokens", c->run.dir);
+    BB_CALL(bb_tokens_read(path, r->model->cfg.vocab_size, &d->eval));
+    if (c->eval.kld) {
+        snprintf(path, sizeof path, "%s/dense.bblp", c->run.dir);
+        BB_CALL(bb_logprobs_read(path, &d->ref));
+    }
+    return BB_OK;
+}
+
+static void teardown(decay *d) {
+    for (int i = 0; d->u && i < d->n_mat; i++) free(d->u[i]);
+    free(d->u);
+    free(d->n_blocks);
+    free(d->tensors);
+    free(d->layer_target);
+    free(d->owl);
+    free(d->score);
+    free(d->h);
+    free(d->xnorm);
+    bb_tokens_free(&d->eval);
+    bb_logprobs_free(&d->ref);
+}
+
+static bb_status decay_run(bb_run *r) {
+    decay d;
+    memset(&d, 0, sizeof d);
+    bb_status st = setup(&d, r);
+    if (st == BB_OK) {
+        if (d.opts.pattern.m)
+            bb_info("decay   %s %s in one wave (N:M groups are filled at once; prune.target is ignored)",
+                    r->cfg.prune.method, r->cfg.prune.pattern);
+        else
+            bb_info("decay   %s to sparsity %g, at most %g of the remaining weights per wave%s%s", r->cfg.prune.method,
+                    r->cfg.prune.target, r->cfg.prune.per_wave, d.one_shot ? " (one wave reaches it: one-shot)" : "",
+                    r->cfg.prune.owl ? ", OWL layer ratios" : "");
+        st = waves(&d);
+    }
+    teardown(&d);
+    return st;
+}
+
+bb_status bb_stage_decay(bb_run *r) {
+    const bb_config *c = &r->cfg;
+    if (!strcmp(c->prune.method, "none") || (c->prune.target == 0 && !strcmp(c->prune.pattern, "unstructured"))) {
+        bb_info("decay   nothing to do: prune.method = %s, prune.target = %g", c->prune.method, c->prune.target);
+        return BB_OK;
+    }
+    bb_status st = r->dist->rank == 0 ? decay_run(r) : BB_OK;
+    BB_CALL(bb_dist_agree(r->dist, st));
+    double v[2] = {r->sparsity, (double)r->n_waves};
+    BB_CHECK(MPI_Bcast(v, 2, MPI_DOUBLE, 0, r->dist->comm) == MPI_SUCCESS, BB_ERR_MPI,
+             "broadcast of the decay result failed");
+    r->sparsity = v[0];
+    r->n_waves = (int)v[1];
+    return BB_OK;
+}
+
+void bb_decay_free(bb_run *r) {
+    for (int i = 0; r->masks && i < r->n_masks; i++) bb_mask_destroy(&r->masks[i]);
+    free(r->masks);
+    r->masks = NULL;
+    free(r->decay_report);
+    r->decay_report = NULL;
+}
