@@ -13,6 +13,7 @@ bb_status bb_stage_baseline(bb_run *r);
 bb_status bb_stage_usage(bb_run *r);
 bb_status bb_stage_decay(bb_run *r);
 void bb_decay_free(bb_run *r);
+bb_status bb_stage_quantize(bb_run *r);
 
 /* The seed's stages in order (DESIGN §1). A stage without a run function is
  * listed in the plan as not built yet and skipped. */
@@ -26,7 +27,7 @@ static const bb_stage stages[] = {
     {"heal", "Healing phase", "closed-form low-rank compensation, then Adam steps on LoRA factors", NULL},
     {"reinforce", "Structural reinforcement", "stress detection and precision boosts", NULL},
     {"redistribute", "Density redistribution", "RigL: regrow the connections with the largest gradient", NULL},
-    {"quantize", "Quantize + low-rank merge", "GPTQ into GGUF block types under the global bit budget", NULL},
+    {"quantize", "Quantize + low-rank merge", "GPTQ into GGUF block types under the global bit budget", bb_stage_quantize},
     {"version", "Version bump", "HDF5 checkpoint, diff bundle, weight hashes, metrics", NULL},
 };
 
@@ -210,7 +211,11 @@ bb_status bb_run_execute(bb_run *r) {
     if (r->eval_tokens)
         bb_info("dense        PPL %.4f +/- %.4f on %lld evaluation tokens; %lld calibration tokens", r->dense_ppl,
                 r->dense_ppl_err, (long long)r->eval_tokens, (long long)r->calib_tokens);
-    bb_info("output       nothing compressed yet: no stage changes weights in this build");
+    if (r->quant_bits > 0)
+        bb_info("output       %.3f bits per linear weight; PPL %.4f, KLD %.5f; GGUF %s", r->quant_bits, r->quant_ppl,
+                r->quant_kld, r->gguf_path[0] ? r->gguf_path : "not written");
+    else
+        bb_info("output       nothing compressed yet: no stage changes weights in this build");
     if (r->decay_report) bb_info("decay        %s", r->decay_report);
     bb_info("time         %.2f s", total);
     bb_info("run files    %s/config.yaml, %s/summary.json", r->cfg.run.dir, r->cfg.run.dir);

@@ -38,6 +38,10 @@ struct bb_run {
     bb_tokens calib;       /* calibration stream from stage 0 (flat or (n_seq, seq_len)) */
     bb_calib *stats;       /* calibration statistics from stage 1 */
     bb_weights *weights;   /* working copies once a stage changes weights (bb_run_weights) */
+    /* filled by stage 6 (quantize) on rank 0 */
+    double quant_bits;     /* stored bits per linear weight, scales included; 0 = not quantized */
+    double quant_ppl, quant_kld;
+    char gguf_path[1200];  /* the exported GGUF, "" if none */
     /* filled by stage 2 (decay); masks and report on rank 0 only, freed by bb_decay_free */
     bb_mask **masks;       /* (n_masks) one per linear weight, index layer * BB_LIN_COUNT + kind; 1 = kept */
     int n_masks;

@@ -1,0 +1,281 @@
+/* export.c — GGUF v3 export for llama.cpp: architecture keys, vocabulary, and per-tensor types. */
+#include "pipeline/export.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/log.h"
+#include "io/gguf.h"
+#include "io/qformat.h"
+#include "io/tokenizer.h"
+
+/* llama.cpp's llama_token_type */
+enum { TT_NORMAL = 1, TT_UNKNOWN = 2, TT_CONTROL = 3, TT_BYTE = 6 };
+
+void bb_export_opts_default(bb_export_opts *o) {
+    memset(o, 0, sizeof *o);
+    o->output_type = BB_GGML_Q8_0;
+}
+
+int64_t bb_export_rope_row(int64_t row, int head_dim) {
+    int64_t h = row / head_dim, r = row % head_dim, half = head_dim / 2;
+    return h * head_dim + 2 * (r % half) + r / half;
+}
+
+/* Buffers the writer streams from: freed after the file is written. */
+typedef struct {
+    void **p;
+    int n, cap;
+} owned;
+
+static bb_status own(owned *o, void *p) {
+    if (o->n == o->cap) {
+        int cap = o->cap ? 2 * o->cap : 64;
+        void **np = realloc(o->p, (size_t)cap * sizeof *np);
+        if (!np) {
+            free(p);
+            BB_CHECK(0, BB_ERR_OOM, "out of memory: export buffer table (%d entries)", cap);
+        }
+        o->p = np;
+        o->cap = cap;
+    }
+    o->p[o->n++] = p;
+    return BB_OK;
+}
+
+static void owned_free(owned *o) {
+    for (int i = 0; i < o->n; i++) free(o->p[i]);
+    free(o->p);
+}
+
+/* A float tensor of the model as F32 (or, for `type` other than F32, encoded row by row). */
+static bb_status add_float(bb_gguf_writer *w, owned *ow, const bb_tensor *t, int type) {
+    int64_t rows = bb_tensor_rows(t), cols = bb_tensor_cols(t);
+    float *x;
+    BB_CALL(bb_malloc((void **)&x, sizeof(float) * (size_t)(rows * cols), t->name));
+    BB_CALL(own(ow, x));
+    BB_CALL(bb_tensor_read_f32(t, 0, rows, x));
+    int64_t shape[2] = {rows, cols};
+    int ndim = t->ndim == 1 ? 1 : 2;
+    const int64_t *sh = ndim == 1 ? &shape[1] : shape;
+    if (type == BB_GGML_F32) return bb_gguf_writer_add_tensor(w, t->name, BB_GGML_F32, ndim, sh, x, sizeof(float) * (size_t)(rows * cols));
+    size_t rb;
+    BB_CALL(bb_qformat_row_bytes(type, cols, &rb));
+    uint8_t *b;
+    BB_CALL(bb_malloc((void **)&b, rb * (size_t)rows, t->name));
+    BB_CALL(own(ow, b));
+    for (int64_t i = 0; i < rows; i++) BB_CALL(bb_qformat_encode_row(type, x + i * cols, cols, NULL, b + (size_t)i * rb));
+    return bb_gguf_writer_add_tensor(w, t->name, type, ndim, sh, b, rb * (size_t)rows);
+}
+
+/* Rows of data (rows, row_bytes) permuted to llama.cpp's rotary order when the model rotates halves. */
+static bb_status rope_rows(owned *ow, const bb_model *m, bb_linear_kind k, int64_t rows, size_t row_bytes,
+                           const void *data, const void **out) {
+    *out = data;
+    if (m->cfg.rope_style != BB_ROPE_HALF || (k != BB_LIN_Q && k != BB_LIN_K)) return BB_OK;
+    uint8_t *p;
+    BB_CALL(bb_malloc((void **)&p, row_bytes * (size_t)rows, "rope-permuted rows"));
+    BB_CALL(own(ow, p));
+    for (int64_t r = 0; r < rows; r++)
+        memcpy(p + (size_t)bb_export_rope_row(r, m->cfg.head_dim) * row_bytes, (const uint8_t *)data + (size_t)r * row_bytes,
+               row_bytes);
+    *out = p;
+    return BB_OK;
+}
+
+static bb_status add_linear(bb_gguf_writer *w, owned *ow, const bb_model *base, const bb_model *cur,
+                            const bb_quantized *q, int l, bb_linear_kind k) {
+    const bb_tensor *t = bb_layer_linear(&cur->layers[l], k);
+    int64_t rows = bb_tensor_rows(t), cols = bb_tensor_cols(t), shape[2] = {rows, cols};
+    const void *data;
+    if (q) {
+        const bb_quant_result *res = q->q[l * BB_LIN_COUNT + k];
+        BB_CHECK(res && res->rows == rows && res->cols == cols, BB_ERR_INTERNAL, "%s: quantized shape differs",
+                 t->name);
+        BB_CALL(rope_rows(ow, base, k, rows, res->row_bytes, res->blocks, &data));
+        return bb_gguf_writer_add_tensor(w, t->name, res->type, 2, shape, data, res->row_bytes * (size_t)rows);
+    }
+    float *x;
+    size_t rb = sizeof(float) * (size_t)cols;
+    BB_CALL(bb_malloc((void **)&x, rb * (size_t)rows, t->name));
+    BB_CALL(own(ow, x));
+    BB_CALL(bb_tensor_read_f32(t, 0, rows, x));
+    BB_CALL(rope_rows(ow, base, k, rows, rb, x, &data));
+    return bb_gguf_writer_add_tensor(w, t->name, BB_GGML_F32, 2, shape, data, rb * (size_t)rows);
+}
+
+static bb_status add_arch(bb_gguf_writer *w, const bb_model *m, const bb_quantized *q, const bb_export_opts *o) {
+    const bb_model_config *c = &m->cfg;
+    BB_CHECK(!c->attn_bias, BB_ERR_UNSUPPORTED,
+             "%s: q/k/v biases (%s) have no place in the llama architecture; export supports llama-style models",
+             m->path, c->arch);
+    BB_CHECK(c->rope_scaling != BB_ROPE_SCALING_LLAMA3, BB_ERR_UNSUPPORTED,
+             "%s: Llama-3 rope scaling is not exported yet (it needs rope_freqs.weight)", m->path);
+    BB_CALL(bb_gguf_writer_add_str(w, "general.architecture", "llama", 5));
+    const char *name = o->name;
+    if (!name) {
+        const char *s = strrchr(m->path, '/');
+        name = s && s[1] ? s + 1 : m->path;
+    }
+    BB_CALL(bb_gguf_writer_add_str(w, "general.name", name, strlen(name)));
+    int ft = bb_quantize_file_type(q ? q->dominant : BB_GGML_F32);
+    BB_CALL(bb_gguf_writer_add_u32(w, "general.file_type", (uint32_t)(ft < 0 ? 0 : ft)));
+    BB_CALL(bb_gguf_writer_add_u32(w, "llama.context_length", (uint32_t)c->max_seq_len));
+    BB_CALL(bb_gguf_writer_add_u32(w, "llama.embedding_length", (uint32_t)c->dim));
+    BB_CALL(bb_gguf_writer_add_u32(w, "llama.block_count", (uint32_t)c->n_layers));
+    BB_CALL(bb_gguf_writer_add_u32(w, "llama.feed_forward_length", (uint32_t)c->hidden_dim));
+    BB_CALL(bb_gguf_writer_add_u32(w, "llama.attention.head_count", (uint32_t)c->n_heads));
+    BB_CALL(bb_gguf_writer_add_u32(w, "llama.attention.head_count_kv", (uint32_t)c->n_kv_heads));
+    BB_CALL(bb_gguf_writer_add_f32(w, "llama.attention.layer_norm_rms_epsilon", c->norm_eps));
+    BB_CALL(bb_gguf_writer_add_f32(w, "llama.rope.freq_base", c->rope_theta));
+    BB_CALL(bb_gguf_writer_add_u32(w, "llama.rope.dimension_count", (uint32_t)c->head_dim));
+    if (c->head_dim * c->n_heads != c->dim)
+        BB_CALL(bb_gguf_writer_add_u32(w, "llama.attention.key_length", (uint32_t)c->head_dim));
+    if (c->head_dim * c->n_heads != c->dim)
+        BB_CALL(bb_gguf_writer_add_u32(w, "llama.attention.value_length", (uint32_t)c->head_dim));
+    BB_CALL(bb_gguf_writer_add_u32(w, "llama.vocab_size", (uint32_t)c->vocab_size));
+    if (c->rope_scaling == BB_ROPE_SCALING_LINEAR) {
+        BB_CALL(bb_gguf_writer_add_str(w, "llama.rope.scaling.type", "linear", 6));
+        BB_CALL(bb_gguf_writer_add_f32(w, "llama.rope.scaling.factor", c->rope_factor));
+    }
+    return BB_OK;
+}
+
+static int parse_byte_piece(const char *s, size_t len) {
+    unsigned v;
+    char tail;
+    if (len != 6 || memcmp(s, "<0x", 3) != 0 || s[5] != '>') return 0;
+    char hex[3] = {s[3], s[4], 0};
+    return sscanf(hex, "%2x%c", &v, &tail) == 1;
+}
+
+/* A llama2.c vocabulary in the form convert-llama2c-to-ggml writes. */
+static bb_status add_vocab_llama(bb_gguf_writer *w, owned *ow, const bb_tokenizer *tok) {
+    int n = bb_tokenizer_vocab_size(tok), bos = bb_tokenizer_bos_id(tok), eos = bb_tokenizer_eos_id(tok);
+    char **strs;
+    size_t *lens;
+    float *scores;
+    int32_t *types;
+    BB_CALL(bb_calloc((void **)&strs, (size_t)n, sizeof *strs, "token texts"));
+    BB_CALL(own(ow, strs));
+    BB_CALL(bb_calloc((void **)&lens, (size_t)n, sizeof *lens, "token lengths"));
+    BB_CALL(own(ow, lens));
+    BB_CALL(bb_calloc((void **)&scores, (size_t)n, sizeof *scores, "token scores"));
+    BB_CALL(own(ow, scores));
+    BB_CALL(bb_calloc((void **)&types, (size_t)n, sizeof *types, "token types"));
+    BB_CALL(own(ow, types));
+    for (int i = 0; i < n; i++) {
+        size_t len;
+        const char *p = bb_tokenizer_piece(tok, i, &len);
+        const char *fixed = NULL;
+        types[i] = TT_NORMAL;
+        if (i == 0) {
+            fixed = "<unk>";
+            types[i] = TT_UNKNOWN;
+        } else if (i == bos) {
+            fixed = "<s>";
+            types[i] = TT_CONTROL;
+        } else if (i == eos) {
+            fixed = "</s>";
+            types[i] = TT_CONTROL;
+        } else if (len == 0) {
+            types[i] = TT_CONTROL;
+        } else if (parse_byte_piece(p, len)) {
+            types[i] = TT_BYTE;
+        }
+        scores[i] = bb_tokenizer_score(tok, i);
+        if (fixed) {
+            p = fixed;
+            len = strlen(fixed);
+        }
+        /* SentencePiece writes a space as U+2581 (3 bytes) */
+        size_t spaces = 0;
+        for (size_t j = 0; j < len; j++) spaces += p[j] == ' ';
+        char *s;
+        BB_CALL(bb_malloc((void **)&s, len + 2 * spaces + 1, "token text"));
+        BB_CALL(own(ow, s));
+        size_t o = 0;
+        for (size_t j = 0; j < len; j++) {
+            if (p[j] == ' ') {
+                memcpy(s + o, "\xe2\x96\x81", 3);
+                o += 3;
+            } else {
+                s[o++] = p[j];
+            }
+        }
+        s[o] = 0;
+        strs[i] = s;
+        lens[i] = o;
+    }
+    BB_CALL(bb_gguf_writer_add_str(w, "tokenizer.ggml.model", "llama", 5));
+    BB_CALL(bb_gguf_writer_add_arr_str(w, "tokenizer.ggml.tokens", (const char *const *)strs, lens, (uint64_t)n));
+    BB_CALL(bb_gguf_writer_add_arr(w, "tokenizer.ggml.scores", BB_GGUF_FLOAT32, scores, (uint64_t)n));
+    BB_CALL(bb_gguf_writer_add_arr(w, "tokenizer.ggml.token_type", BB_GGUF_INT32, types, (uint64_t)n));
+    BB_CALL(bb_gguf_writer_add_u32(w, "tokenizer.ggml.unknown_token_id", 0));
+    if (bos >= 0) BB_CALL(bb_gguf_writer_add_u32(w, "tokenizer.ggml.bos_token_id", (uint32_t)bos));
+    if (eos >= 0) BB_CALL(bb_gguf_writer_add_u32(w, "tokenizer.ggml.eos_token_id", (uint32_t)eos));
+    BB_CALL(bb_gguf_writer_add_bool(w, "tokenizer.ggml.add_bos_token", 1));
+    BB_CALL(bb_gguf_writer_add_bool(w, "tokenizer.ggml.add_eos_token", 0));
+    return BB_OK;
+}
+
+static bb_status add_vocab(bb_gguf_writer *w, owned *ow, const bb_model *m, const bb_export_opts *o) {
+    const bb_gguf *g = bb_gguf_of_model(m);
+    if (g && !o->tokenizer && bb_gguf_find_key(g, "tokenizer.ggml.model") >= 0) {
+        for (int64_t i = 0; i < bb_gguf_n_kv(g); i++)
+            if (!strncmp(bb_gguf_key_name(g, i), "tokenizer.", 10)) BB_CALL(bb_gguf_writer_copy_kv(w, g, i));
+        return BB_OK;
+    }
+    bb_tokenizer *tok = NULL;
+    int quiet = bb_error_set_quiet(1);
+    bb_status st = bb_tokenizer_open_for_model(m, o->tokenizer, &tok);
+    bb_error_set_quiet(quiet);
+    if (st == BB_OK && !strcmp(bb_tokenizer_kind_name(tok), "llama2.c")) {
+        st = add_vocab_llama(w, ow, tok);
+        bb_tokenizer_destroy(&tok);
+        return st;
+    }
+    if (st != BB_OK && o->tokenizer) return bb_trace(st, __FILE__, __LINE__, "bb_tokenizer_open_for_model(m, o->tokenizer, &tok)");
+    bb_warn("export: %s: %s; the GGUF gets tokenizer.ggml.model \"no_vocab\" (llama.cpp loads it but cannot "
+            "tokenize text)", m->path,
+            st == BB_OK ? "writing a tokenizer.json vocabulary is not supported yet" : "no tokenizer found");
+    bb_tokenizer_destroy(&tok);
+    return bb_gguf_writer_add_str(w, "tokenizer.ggml.model", "no_vocab", 8);
+}
+
+bb_status bb_export_gguf(const bb_model *base, const bb_model *cur, const bb_quantized *q, const bb_export_opts *o,
+                         const char *path) {
+    BB_CHECK(base && cur && o && path, BB_ERR_ARG, "bb_export_gguf: NULL argument");
+    BB_CHECK(!q || q->n_layers == base->cfg.n_layers, BB_ERR_ARG, "bb_export_gguf: %d quantized layers, model has %d",
+             q ? q->n_layers : 0, base->cfg.n_layers);
+    bb_gguf_writer *w = NULL;
+    owned ow = {0};
+    bb_status st;
+    BB_CALL_GOTO(st, out, bb_gguf_writer_create(&w));
+    BB_CALL_GOTO(st, out, add_arch(w, base, q, o));
+    BB_CALL_GOTO(st, out, add_vocab(w, &ow, base, o));
+    BB_CALL_GOTO(st, out, add_float(w, &ow, &base->tok_embd, BB_GGML_F32));
+    BB_CALL_GOTO(st, out, add_float(w, &ow, &base->out_norm, BB_GGML_F32));
+    if (!base->cfg.tied_embeddings) {
+        int type = BB_GGML_F32;
+        if (q) {
+            type = bb_qformat_fallback(o->output_type, bb_tensor_cols(&base->output));
+            if (type != o->output_type)
+                bb_warn("%s: rows of %lld fit no %s block: stored as %s", base->output.name,
+                        (long long)bb_tensor_cols(&base->output), bb_ggml_type_name(o->output_type),
+                        bb_ggml_type_name(type));
+        }
+        BB_CALL_GOTO(st, out, add_float(w, &ow, &base->output, type));
+    }
+    for (int l = 0; l < base->cfg.n_layers; l++) {
+        BB_CALL_GOTO(st, out, add_float(w, &ow, &base->layers[l].attn_norm, BB_GGML_F32));
+        BB_CALL_GOTO(st, out, add_float(w, &ow, &base->layers[l].ffn_norm, BB_GGML_F32));
+        for (int k = 0; k < BB_LIN_COUNT; k++) BB_CALL_GOTO(st, out, add_linear(w, &ow, base, cur, q, l, (bb_linear_kind)k));
+    }
+    BB_CALL_GOTO(st, out, bb_gguf_writer_write(w, path));
+out:
+    bb_gguf_writer_destroy(&w);
+    owned_free(&ow);
+    return st;
+}

@@ -1,0 +1,285 @@
+/* quantize.c — stage 6 (Quantize + low-rank merge): per-tensor GGUF types from quant.type or the bit budget,
+ * RTN or GPTQ on the working weights, evaluation of the quantized model and the GGUF export. */
+#include "pipeline/quantize.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/events.h"
+#include "core/log.h"
+#include "io/tokens.h"
+#include "model/eval.h"
+#include "pipeline/export.h"
+#include "pipeline/run.h"
+
+void bb_quantized_destroy(bb_quantized **pq) {
+    if (!pq || !*pq) return;
+    bb_quantized *q = *pq;
+    if (q->q)
+        for (int i = 0; i < q->n_layers * BB_LIN_COUNT; i++) bb_quant_result_destroy(&q->q[i]);
+    free(q->q);
+    free(q);
+    *pq = NULL;
+}
+
+int bb_quantize_file_type(int type) {
+    /* ggml's enum llama_ftype; for K types the _M variant, as llama.cpp names a file mostly of that type */
+    switch (type) {
+    case BB_GGML_F32: return 0;
+    case BB_GGML_F16: return 1;
+    case BB_GGML_Q4_0: return 2;
+    case BB_GGML_Q4_1: return 3;
+    case BB_GGML_Q8_0: return 7;
+    case BB_GGML_Q5_0: return 8;
+    case BB_GGML_Q5_1: return 9;
+    case BB_GGML_Q2_K: return 10;
+    case BB_GGML_Q3_K: return 12;
+    case BB_GGML_Q4_K: return 15;
+    case BB_GGML_Q5_K: return 17;
+    case BB_GGML_Q6_K: return 18;
+    case BB_GGML_BF16: return 32;
+    default: return -1;
+    }
+}
+
+/* One linear weight's inputs to a quantizer: H as f32 (converted from f64 statistics) or NULL. */
+typedef struct {
+    bb_quant_input in;
+    float *h_own; /* set when H was converted */
+} lin_input;
+
+static bb_status lin_input_make(bb_weights *w, bb_calib *stats, int l, bb_linear_kind k, lin_input *li) {
+    memset(li, 0, sizeof *li);
+    const bb_tensor *t = bb_weights_tensor(w, l, k);
+    li->in.name = t->name;
+    li->in.rows = bb_tensor_rows(t);
+    li->in.cols = bb_tensor_cols(t);
+    li->in.w = bb_weights_linear(w, l, k);
+    if (!stats) return BB_OK;
+    const bb_calib_stat *s;
+    BB_CALL(bb_calib_stats(stats, l, k, &s));
+    BB_CHECK(s->in_features == li->in.cols, BB_ERR_INTERNAL, "%s: statistics are %lld wide, the weight %lld", t->name,
+             (long long)s->in_features, (long long)li->in.cols);
+    if (s->gram) {
+        li->in.h = s->gram;
+        return BB_OK;
+    }
+    size_t n = (size_t)(s->in_features * s->in_features);
+    BB_CALL(bb_malloc((void **)&li->h_own, n * sizeof(float), "H as f32"));
+    for (size_t e = 0; e < n; e++) li->h_own[e] = (float)s->gram_f64[e];
+    li->in.h = li->h_own;
+    return BB_OK;
+}
+
+/* s_b before normalisation: mean |W_ij| ||X_j|| (the seed's usage score), 1 without statistics. */
+static bb_status usage_score(bb_weights *w, bb_calib *stats, int l, bb_linear_kind k, double *u) {
+    *u = 1;
+    if (!stats) return BB_OK;
+    const bb_calib_stat *s;
+    BB_CALL(bb_calib_stats(stats, l, k, &s));
+    const bb_tensor *t = bb_weights_tensor(w, l, k);
+    int64_t rows = bb_tensor_rows(t), cols = bb_tensor_cols(t);
+    const float *x = bb_weights_linear(w, l, k);
+    double acc = 0;
+    for (int64_t i = 0; i < rows; i++)
+        for (int64_t j = 0; j < cols; j++) acc += fabs((double)x[i * cols + j]) * s->norm[j];
+    *u = acc / (double)(rows * cols);
+    return BB_OK;
+}
+
+/* The stored type of every tensor (types[l * 7 + k]) from the budget. */
+static bb_status budget_types(const bb_config *cfg, bb_weights *w, bb_calib *stats, const bb_quantizer *qz,
+                              const bb_quant_opts *qo, int *types, bb_budget_summary *sum) {
+    int L = bb_weights_model(w)->cfg.n_layers, n = L * BB_LIN_COUNT;
+    bb_budget_opts bo;
+    bb_budget_opts_default(&bo);
+    BB_CALL(bb_budget_opts_from_config(cfg, (int)cfg->waves.count, &bo));
+    bb_budget_block *blocks = NULL;
+    int *choice = NULL;
+    double *usage = NULL;
+    bb_status st = bb_calloc((void **)&blocks, (size_t)n, sizeof *blocks, "budget tables");
+    if (st == BB_OK) st = bb_calloc((void **)&choice, (size_t)n, sizeof *choice, "budget choices");
+    if (st == BB_OK) st = bb_calloc((void **)&usage, (size_t)n, sizeof *usage, "usage scores");
+    double umax = 0;
+    for (int i = 0; st == BB_OK && i < n; i++) {
+        st = usage_score(w, stats, i / BB_LIN_COUNT, (bb_linear_kind)(i % BB_LIN_COUNT), &usage[i]);
+        if (usage[i] > umax) umax = usage[i];
+    }
+    int measure = !strcmp(bo.policy, "lagrange") || !strcmp(bo.policy, "optimal");
+    for (int i = 0; st == BB_OK && i < n; i++) {
+        int l = i / BB_LIN_COUNT;
+        bb_linear_kind k = (bb_linear_kind)(i % BB_LIN_COUNT);
+        const bb_tensor *t = bb_weights_tensor(w, l, k);
+        st = bb_budget_block_init(&bo, t->name, (uint64_t)i, bb_tensor_rows(t), bb_tensor_cols(t),
+                                  umax > 0 ? usage[i] / umax : 1, &blocks[i]);
+        if (st == BB_OK && measure) {
+            lin_input li;
+            st = lin_input_make(w, stats, l, k, &li);
+            if (st == BB_OK) st = bb_budget_block_measure(&blocks[i], qz, qo, &li.in);
+            free(li.h_own);
+        }
+    }
+    if (st == BB_OK) {
+        /* A budget below every tensor's narrowest width (small models whose rows fit no K block) is spent at
+         * that width with a warning: failing here would lose the whole run's work. */
+        int64_t weights = 0, least = 0;
+        for (int i = 0; i < n; i++) {
+            weights += blocks[i].size;
+            least += blocks[i].c[0].cost;
+        }
+        if ((double)least > floor(bo.target_bits * (double)weights)) {
+            double t = nextafter((double)least / (double)weights, INFINITY);
+            bb_warn("budget.target_bits %.4g is below the narrowest this model's tensors can be stored in (%.4f bits "
+                    "per weight, scales included): using %.4f",
+                    bo.target_bits, (double)least / (double)weights, t);
+            bo.target_bits = t;
+        }
+        st = bb_budget_assign(&bo, blocks, n, choice, sum);
+    }
+    for (int i = 0; st == BB_OK && i < n; i++) types[i] = blocks[i].c[choice[i]].type;
+    if (st == BB_OK)
+        bb_info("budget  %s: %.3f bits per weight (budget %.3f), %lld of %lld bits, distortion %.6g", bo.policy,
+                sum->avg_bits, (double)sum->budget / (double)sum->weights, (long long)sum->total,
+                (long long)sum->budget, sum->distortion);
+    free(blocks);
+    free(choice);
+    free(usage);
+    return st;
+}
+
+bb_status bb_quantize_model(const bb_config *cfg, bb_weights *w, bb_calib *stats, bb_quantized **out) {
+    *out = NULL;
+    const bb_model *m = bb_weights_model(w);
+    int l0, l1;
+    bb_weights_range(w, &l0, &l1);
+    BB_CHECK(l0 == 0 && l1 == m->cfg.n_layers, BB_ERR_ARG,
+             "quantization needs the working weights of every layer (have [%d, %d) of %d)", l0, l1, m->cfg.n_layers);
+    BB_CHECK(strcmp(cfg->quant.method, "none") != 0, BB_ERR_CONFIG, "quant.method is none: nothing to quantize");
+    const bb_quantizer *qz;
+    BB_CALL(bb_quant_get(cfg->quant.method, &qz));
+    BB_CHECK(stats || strcmp(cfg->quant.method, "gptq") != 0, BB_ERR_CONFIG,
+             "quant.method gptq needs calibration statistics (data.calib): none were collected; use quant.method rtn "
+             "or give calibration text");
+    bb_quant_opts qo;
+    bb_quant_opts_default(&qo);
+    BB_CALL(bb_quant_opts_from_config(&cfg->quant, &qo));
+    qo.threads = (int)cfg->backend.threads;
+    int auto_type = !strcmp(cfg->quant.type, "auto");
+    int n = m->cfg.n_layers * BB_LIN_COUNT;
+    bb_quantized *q;
+    BB_CALL(bb_calloc((void **)&q, 1, sizeof *q, "quantized model"));
+    q->n_layers = m->cfg.n_layers;
+    int *types = NULL;
+    int64_t per_type[BB_GGML_TYPE_COUNT] = {0};
+    bb_status st = bb_calloc((void **)&q->q, (size_t)n + 1, sizeof *q->q, "quantized tensors");
+    if (st == BB_OK) st = bb_calloc((void **)&types, (size_t)n + 1, sizeof *types, "tensor types");
+    if (st == BB_OK && auto_type) st = budget_types(cfg, w, stats, qz, &qo, types, &q->sum);
+    for (int i = 0; st == BB_OK && i < n; i++) {
+        int l = i / BB_LIN_COUNT;
+        bb_linear_kind k = (bb_linear_kind)(i % BB_LIN_COUNT);
+        lin_input li;
+        st = lin_input_make(w, stats, l, k, &li);
+        if (st != BB_OK) break;
+        bb_quant_opts o = qo;
+        if (auto_type) o.type = types[i];
+        st = qz->apply(&o, &li.in, &q->q[i]);
+        free(li.h_own);
+        if (st != BB_OK) break;
+        const bb_quant_result *res = q->q[i];
+        /* later stages and the evaluation see exactly what the file stores */
+        memcpy(bb_weights_linear(w, l, k), res->w_hat, sizeof(float) * (size_t)(res->rows * res->cols));
+        q->weights += res->rows * res->cols;
+        q->bits += res->rows * (int64_t)res->row_bytes * 8;
+        per_type[res->type] += res->rows * res->cols;
+    }
+    free(types);
+    if (st != BB_OK) {
+        bb_quantized_destroy(&q);
+        return bb_trace(st, __FILE__, __LINE__, "bb_quantize_model");
+    }
+    q->dominant = BB_GGML_F32;
+    for (int t = 0; t < BB_GGML_TYPE_COUNT; t++)
+        if (per_type[t] > per_type[q->dominant]) q->dominant = t;
+    *out = q;
+    return BB_OK;
+}
+
+/* ---- the stage ---- */
+
+static bb_status evaluate(bb_run *r) {
+    const bb_config *c = &r->cfg;
+    char path[1200];
+    bb_tokens ev = {0};
+    bb_logprobs ref = {0};
+    bb_forward *f = NULL;
+    snprintf(path, sizeof path, "%s/eval.tokens", c->run.dir);
+    bb_status st = bb_tokens_read(path, r->model->cfg.vocab_size, &ev);
+    if (st == BB_OK && c->eval.kld) {
+        snprintf(path, sizeof path, "%s/dense.bblp", c->run.dir);
+        st = bb_logprobs_read(path, &ref);
+    }
+    if (st == BB_OK) st = bb_forward_create(bb_run_current_model(r), (int)c->eval.n_ctx, &f);
+    if (st == BB_OK) {
+        bb_ppl_opts o = {.n_ctx = (int)c->eval.n_ctx, .max_windows = (int)c->eval.max_windows,
+                         .bos_id = r->model->cfg.bos_id};
+        bb_ppl_result pr;
+        bb_kld_result kr;
+        bb_event_begin("eval.quant");
+        st = bb_eval_perplexity(f, ev.ids, ev.n, &o, &pr, NULL, c->eval.kld ? &ref : NULL, &kr);
+        bb_event_end("eval.quant", 0, 0);
+        if (st == BB_OK) {
+            r->quant_ppl = pr.ppl;
+            r->quant_kld = c->eval.kld ? kr.kld_mean : 0;
+            if (c->eval.kld)
+                bb_info("quant   PPL %.4f +/- %.4f (dense %.4f, %+.2f%%); KLD mean %.5f, p99 %.4f; top-1 %.4f", pr.ppl,
+                        pr.ppl_err, r->dense_ppl, 100 * (pr.ppl / r->dense_ppl - 1), kr.kld_mean, kr.kld_p99, kr.top1);
+            else
+                bb_info("quant   PPL %.4f +/- %.4f (dense %.4f, %+.2f%%)", pr.ppl, pr.ppl_err, r->dense_ppl,
+                        100 * (pr.ppl / r->dense_ppl - 1));
+        }
+    }
+    bb_forward_destroy(&f);
+    bb_logprobs_free(&ref);
+    bb_tokens_free(&ev);
+    return st;
+}
+
+static bb_status quantize_rank0(bb_run *r) {
+    const bb_config *c = &r->cfg;
+    bb_weights *w;
+    BB_CALL(bb_run_weights(r, &w));
+    bb_quantized *q = NULL;
+    bb_event_begin("quant.model");
+    bb_status st = bb_quantize_model(c, w, r->stats, &q);
+    bb_event_end("quant.model", 0, 0);
+    BB_CALL(st);
+    r->quant_bits = q->weights ? (double)q->bits / (double)q->weights : 0;
+    bb_info("quant   %s, %lld linear weights in %.3f bits per weight (scales included), mostly %s",
+            c->quant.method, (long long)q->weights, r->quant_bits, bb_ggml_type_name(q->dominant));
+    if (r->eval_tokens) st = evaluate(r);
+    if (st == BB_OK && c->output.gguf) {
+        if (c->output.gguf_path[0]) snprintf(r->gguf_path, sizeof r->gguf_path, "%s", c->output.gguf_path);
+        else snprintf(r->gguf_path, sizeof r->gguf_path, "%s/model.gguf", c->run.dir);
+        bb_export_opts eo;
+        bb_export_opts_default(&eo);
+        eo.tokenizer = c->model.tokenizer[0] ? c->model.tokenizer : NULL;
+        bb_event_begin("export.gguf");
+        st = bb_export_gguf(r->model, bb_run_current_model(r), q, &eo, r->gguf_path);
+        bb_event_end("export.gguf", 0, 0);
+        if (st == BB_OK) bb_info("export  %s", r->gguf_path);
+    }
+    bb_quantized_destroy(&q);
+    return st;
+}
+
+bb_status bb_stage_quantize(bb_run *r) {
+    if (!strcmp(r->cfg.quant.method, "none")) {
+        bb_info("quant   quant.method none: the weights keep their float type");
+        return BB_OK;
+    }
+    /* Rank 0 holds every layer and all statistics until the sharding plan lands; the others wait here. */
+    bb_status st = r->dist->rank == 0 ? quantize_rank0(r) : BB_OK;
+    return bb_dist_agree(r->dist, st);
+}
