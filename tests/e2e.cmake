@@ -38,3 +38,18 @@ add_test(NAME e2e.eval_tasks_stories260k
           --mc ${CMAKE_CURRENT_SOURCE_DIR}/data/mc_example.jsonl)
 set_tests_properties(e2e.generate_stories260k e2e.eval_tasks_stories260k PROPERTIES LABELS "e2e" TIMEOUT 300
   ENVIRONMENT "${BB_E2E_ENV}")
+
+# Stage 2 (adaptive decay waves) on the default synthetic model, prune.target 0.3 by waves of at most 10 %: the
+# per-wave lines during the stage and again in the summary, and the final sparsity in [0.29, 0.30] of the linear
+# weights; then the same run on 3 ranks must write the same wave_*.h5 files (h5diff) and print the same waves.
+add_test(NAME e2e.decay_default
+  COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/sh/expect_output.sh "^wave 1/5  sparsity 0\\.[0-9]+  PPL [0-9.]+  dPPL [-+][0-9.]+ %  KLD [0-9.]+"
+          "^wave 4/5  sparsity 0\\.(29[0-9]{2}|3000)" "^decay +wave 1/5  sparsity"
+          "^ +sparsity 0\\.(29[0-9]{2}|3000) of the linear weights after 4 waves; masks and usage maps in .*/wave_\\*\\.h5"
+          -- ${BB_BIN} compress --set run.dir=${CMAKE_CURRENT_BINARY_DIR}/tmp/decay1 --set quant.method=none)
+add_test(NAME e2e.decay_3ranks
+  COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/sh/decay_ranks.sh ${CMAKE_CURRENT_BINARY_DIR}/tmp/decay3
+          ${BB_MPIRUN} 3 --oversubscribe)
+set_tests_properties(e2e.decay_default e2e.decay_3ranks PROPERTIES LABELS "e2e" TIMEOUT 300
+  ENVIRONMENT "${BB_E2E_ENV}")
+set_tests_properties(e2e.decay_3ranks PROPERTIES LABELS "e2e;mpi" PROCESSORS 3)
