@@ -3,7 +3,61 @@
 #include <string.h>
 
 #include "cli/commands.h"
+#include "io/gguf.h"
 #include "io/model.h"
+
+/* 1 if path is a file that starts with the GGUF magic. */
+static int is_gguf(const char *path) {
+    FILE *f = fopen(path, "rb");
+    char magic[4] = {0};
+    int yes = f && fread(magic, 1, 4, f) == 4 && !memcmp(magic, "GGUF", 4);
+    if (f) fclose(f);
+    return yes;
+}
+
+/* A GGUF with quantized tensors (what `birdbone export` writes) cannot become a bb_model, whose weights are
+ * float: list its header, tensor types and size instead. Returns 0 when it listed, 1 on a read error, -1 when
+ * the file holds no quantized tensor (the model reader prints it). */
+static int list_quantized_gguf(const char *path, int brief) {
+    bb_gguf *g = NULL;
+    if (bb_gguf_open(path, &g) != BB_OK) return 1;
+    int64_t n = bb_gguf_n_tensors(g), quantized = 0;
+    for (int64_t i = 0; i < n; i++) quantized += bb_ggml_type_info(bb_gguf_tensor_at(g, i)->type)->is_quantized;
+    if (!quantized) {
+        bb_gguf_destroy(&g);
+        return -1;
+    }
+    bb_gguf_str arch = {"?", 1}, name = {"?", 1}, vocab = {"?", 1};
+    uint32_t ft = 0;
+    bb_gguf_get_str(g, "general.architecture", &arch);
+    bb_gguf_get_str(g, "general.name", &name);
+    bb_gguf_get_str(g, "tokenizer.ggml.model", &vocab);
+    bb_gguf_get_u32(g, "general.file_type", &ft);
+    printf("%s: GGUF v%u, architecture %.*s, name %.*s, file_type %u, vocabulary %.*s, %lld keys, %lld tensors "
+           "(%lld quantized)\n",
+           path, bb_gguf_version(g), (int)arch.len, arch.s, (int)name.len, name.s, ft, (int)vocab.len, vocab.s,
+           (long long)bb_gguf_n_kv(g), (long long)n, (long long)quantized);
+    double params = 0, bytes = 0;
+    for (int64_t i = 0; i < n; i++) {
+        const bb_gguf_tensor *t = bb_gguf_tensor_at(g, i);
+        double e = 1;
+        char shape[96] = "";
+        for (int d = 0; d < t->ndim; d++) {
+            e *= (double)t->shape[d];
+            size_t used = strlen(shape);
+            snprintf(shape + used, sizeof shape - used, "%s%lld", d ? " x " : "", (long long)t->shape[d]);
+        }
+        params += e;
+        bytes += (double)t->nbytes;
+        if (!brief)
+            printf("  %-28s %-16s %-6s %10.0f params %12zu bytes\n", t->name, shape, bb_ggml_type_name(t->type), e,
+                   t->nbytes);
+    }
+    printf("total: %.0f parameters in %.0f bytes of tensor data (%.3f bits per parameter)\n", params, bytes,
+           params > 0 ? 8 * bytes / params : 0);
+    bb_gguf_destroy(&g);
+    return 0;
+}
 
 int bb_cmd_inspect(int argc, char **argv) {
     const char *path = NULL;
@@ -30,6 +84,10 @@ int bb_cmd_inspect(int argc, char **argv) {
     if (!path) {
         fprintf(stderr, "error: inspect needs a model path (see birdbone inspect --help)\n");
         return 2;
+    }
+    if (is_gguf(path)) {
+        int rc = list_quantized_gguf(path, brief);
+        if (rc >= 0) return rc;
     }
     bb_model *m = NULL;
     if (bb_model_open(path, &m) != BB_OK) return 1;
