@@ -35,15 +35,15 @@ typedef struct {
     bb_weights *w;
     const bb_pruner *pruner;
     score_kind score_kind;
-    bb_prune_opts opts;    /* the one-shot pruner's options (sparsity set per layer) */
+    bb_prune_opts opts; /* the one-shot pruner's options (sparsity set per layer) */
     bb_usage_block ub;
     int per_row, one_shot; /* wave comparison group; one-shot mode (see the file comment) */
     int n_layers, n_mat;   /* n_mat = n_layers * BB_LIN_COUNT */
     int64_t max_numel, max_cols;
-    double *layer_target;  /* (n_layers) */
-    double *owl;           /* (n_layers) OWL ratios, or NULL */
+    double *layer_target; /* (n_layers) */
+    double *owl;          /* (n_layers) OWL ratios, or NULL */
     const bb_tensor **tensors;
-    double **u, **s;       /* (n_mat) arrays of (n_blocks[i]) */
+    double **u, **s; /* (n_mat) arrays of (n_blocks[i]) */
     int64_t *n_blocks;
     double u_max;
     float *score, *h, *xnorm; /* scratch: (max_numel), (max_cols^2), (max_cols) */
@@ -95,7 +95,7 @@ static bb_status load_stats(decay *d, int layer, bb_linear_kind kind, int64_t co
     BB_CHECK(s->in_features == cols, BB_ERR_INTERNAL, "%s: statistics of width %lld for %lld columns",
              d->tensors[layer * BB_LIN_COUNT + kind]->name, (long long)s->in_features, (long long)cols);
     for (int64_t j = 0; j < cols; j++) d->xnorm[j] = (float)s->norm[j];
-    if (d->score_kind == SCORE_OBS || d->opts.pattern.m || strcmp(d->pruner->name, "sparsegpt") == 0) {
+    if (d->score_kind == SCORE_OBS) { /* only SparseGPT reads H */
         if (s->gram)
             memcpy(d->h, s->gram, sizeof(float) * (size_t)(cols * cols));
         else
@@ -130,8 +130,10 @@ static bb_status obs_scores(decay *d, const char *name, int64_t rows, int64_t co
     bb_error_set_quiet(prev);
     if (st != BB_OK) {
         free(hinv);
-        BB_CHECK(0, BB_ERR_NUMERIC, "%s: wave saliency: H + lambda mean(diag H) I is not positive definite up to "
-                 "lambda %g: raise prune.damp", name, lambda / 10);
+        BB_CHECK(0, BB_ERR_NUMERIC,
+                 "%s: wave saliency: H + lambda mean(diag H) I is not positive definite up to "
+                 "lambda %g: raise prune.damp",
+                 name, lambda / 10);
     }
     for (int64_t i = 0; i < rows; i++)
         for (int64_t j = 0; j < cols; j++) {
@@ -256,8 +258,8 @@ static bb_status evaluate(decay *d, bb_ppl_result *res, bb_kld_result *kld) {
     const bb_config *c = d->c;
     bb_forward *f = NULL;
     BB_CALL(bb_forward_create(bb_run_current_model(d->r), (int)c->eval.n_ctx, &f));
-    bb_ppl_opts o = {.n_ctx = (int)c->eval.n_ctx, .max_windows = (int)c->eval.max_windows,
-                     .bos_id = d->r->model->cfg.bos_id};
+    bb_ppl_opts o = {
+        .n_ctx = (int)c->eval.n_ctx, .max_windows = (int)c->eval.max_windows, .bos_id = d->r->model->cfg.bos_id};
     bb_event_begin("eval.wave");
     bb_status st = bb_eval_perplexity(f, d->eval.ids, d->eval.n, &o, res, NULL, c->eval.kld ? &d->ref : NULL,
                                       c->eval.kld ? kld : NULL);
@@ -282,12 +284,27 @@ static bb_status report(bb_run *r, const char *line) {
 static bb_status save_wave(decay *d, int k, double sparsity, int64_t kept, int64_t total, const bb_ppl_result *pr,
                            const bb_kld_result *kr) {
     const bb_config *c = d->c;
-    bb_wave_h5 wf = {.wave = k, .method = c->prune.method, .pattern = c->prune.pattern, .usage_block = c->usage.block,
-                     .config_hash = d->r->hash, .per_wave = c->prune.per_wave, .target = c->prune.target,
-                     .sparsity = sparsity, .ppl = pr->ppl, .dppl = pr->ppl / d->r->dense_ppl - 1,
-                     .kld_mean = c->eval.kld ? kr->kld_mean : NAN, .u_max = d->u_max, .kept = kept, .total = total,
-                     .n_layers = d->n_layers, .owl_ratios = d->owl, .tensors = d->tensors, .masks = d->r->masks,
-                     .u = (const double *const *)d->u, .s = (const double *const *)d->s, .n_blocks = d->n_blocks};
+    bb_wave_h5 wf = {.wave = k,
+                     .method = c->prune.method,
+                     .pattern = c->prune.pattern,
+                     .usage_block = c->usage.block,
+                     .config_hash = d->r->hash,
+                     .per_wave = c->prune.per_wave,
+                     .target = c->prune.target,
+                     .sparsity = sparsity,
+                     .ppl = pr->ppl,
+                     .dppl = pr->ppl / d->r->dense_ppl - 1,
+                     .kld_mean = c->eval.kld ? kr->kld_mean : NAN,
+                     .u_max = d->u_max,
+                     .kept = kept,
+                     .total = total,
+                     .n_layers = d->n_layers,
+                     .owl_ratios = d->owl,
+                     .tensors = d->tensors,
+                     .masks = d->r->masks,
+                     .u = (const double *const *)d->u,
+                     .s = (const double *const *)d->s,
+                     .n_blocks = d->n_blocks};
     char path[1200];
     snprintf(path, sizeof path, "%s/wave_%d.h5", c->run.dir, k);
     bb_event_begin("decay.write");
@@ -331,8 +348,9 @@ static bb_status waves(decay *d) {
         char kld[32] = "-";
         if (c->eval.kld) snprintf(kld, sizeof kld, "%.4f", kr.kld_mean);
         char line[256];
-        snprintf(line, sizeof line, "wave %d/%lld  sparsity %.4f  PPL %.4f  dPPL %+.2f %%  KLD %s  (%lld weights removed%s)",
-                 k, (long long)c->waves.count, r->sparsity, pr.ppl, 100 * (pr.ppl / r->dense_ppl - 1), kld,
+        snprintf(line, sizeof line,
+                 "wave %d/%lld  sparsity %.4f  PPL %.4f  dPPL %+.2f %%  KLD %s  (%lld weights removed%s)", k,
+                 (long long)c->waves.count, r->sparsity, pr.ppl, 100 * (pr.ppl / r->dense_ppl - 1), kld,
                  (long long)removed, d->one_shot ? ", one-shot" : "");
         bb_info("%s  %.1f s", line, bb_now() - t0);
         BB_CALL(report(r, line));
@@ -345,8 +363,9 @@ static bb_status waves(decay *d) {
         bb_warn("decay: waves.count = %lld waves end at sparsity %.4f, before every matrix reached its target %g%s",
                 (long long)c->waves.count, r->sparsity, c->prune.target, d->owl ? " (or its OWL ratio)" : "");
     char line[1400];
-    snprintf(line, sizeof line, "sparsity %.4f of the linear weights after %d wave%s; masks and usage maps in %s/wave_*.h5",
-             r->sparsity, r->n_waves, r->n_waves == 1 ? "" : "s", c->run.dir);
+    snprintf(line, sizeof line,
+             "sparsity %.4f of the linear weights after %d wave%s; masks and usage maps in %s/wave_*.h5", r->sparsity,
+             r->n_waves, r->n_waves == 1 ? "" : "s", c->run.dir);
     bb_info("%s", line);
     return report(r, line);
 }
@@ -365,7 +384,7 @@ static bb_status setup(decay *d, bb_run *r) {
     int groups_row = strcmp(c->prune.groups, "row") == 0;
     d->opts.per_row = groups_row;
     /* Wanda compares within an output row by definition; the others follow prune.groups. */
-    d->score_kind = !strcmp(c->prune.method, "sparsegpt") ? SCORE_OBS
+    d->score_kind = !strcmp(c->prune.method, "sparsegpt")   ? SCORE_OBS
                     : !strcmp(c->prune.method, "magnitude") ? SCORE_MAGNITUDE
                                                             : SCORE_WANDA;
     d->per_row = d->score_kind == SCORE_WANDA ? 1 : groups_row;

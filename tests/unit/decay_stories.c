@@ -144,9 +144,9 @@ int main(int argc, char **argv) {
     snprintf(ov[1], sizeof ov[1], "data.calib=%s/data/tinystories/calib.txt", shared);
     snprintf(ov[2], sizeof ov[2], "data.eval=%s/data/tinystories/dev.txt", shared);
     snprintf(ov[3], sizeof ov[3], "run.dir=%s/decay_stories", work);
-    const char *fixed[] = {"calib.samples=224", "calib.seq_len=512",      "calib.micro_batch=8",
-                           "calib.gram_precision=f64", "eval.n_ctx=512", "scan.enabled=false",
-                           "prune.block_size=32",      "prune.groups=row", "run.events=false"};
+    const char *fixed[] = {"calib.samples=224",        "calib.seq_len=512", "calib.micro_batch=8",
+                           "calib.gram_precision=f64", "eval.n_ctx=512",    "scan.enabled=false",
+                           "prune.block_size=32",      "prune.groups=row",  "run.events=false"};
     char *overrides[16];
     int n = 0;
     for (int i = 0; i < 4; i++) overrides[n++] = ov[i];
@@ -183,12 +183,13 @@ int main(int argc, char **argv) {
             if (waves) failures += check_masks(r, x->waves, 0.1) > 0;
         }
     printf("\ndense PPL %.4f; calibration (224 x 512 tokens, f64 Grams) %.1f s\n", r->dense_ppl, calib_s);
-    printf("| method | target | one-shot PPL | one-shot KLD | waves | waves sparsity | waves PPL | waves KLD | waves time |\n");
+    printf("| method | target | one-shot PPL | one-shot KLD | waves | waves sparsity | waves PPL | waves KLD | waves "
+           "time |\n");
     printf("|---|---|---|---|---|---|---|---|---|\n");
     for (int i = 0; i < 4; i++)
         printf("| %s | %.0f %% | %.4f | %.4f | %d | %.4f | %.4f | %.4f | %.0f s |\n", rows_[i].method,
-               100 * rows_[i].target, res[i][0].ppl, res[i][0].kld, res[i][1].waves, res[i][1].sparsity,
-               res[i][1].ppl, res[i][1].kld, res[i][1].seconds);
+               100 * rows_[i].target, res[i][0].ppl, res[i][0].kld, res[i][1].waves, res[i][1].sparsity, res[i][1].ppl,
+               res[i][1].kld, res[i][1].seconds);
 out:
     if (st != BB_OK) fprintf(stderr, "decay_stories: %s\n", bb_last_error());
     bb_run_destroy(&r);
