@@ -53,3 +53,10 @@ add_test(NAME e2e.decay_3ranks
 set_tests_properties(e2e.decay_default e2e.decay_3ranks PROPERTIES LABELS "e2e" TIMEOUT 300
   ENVIRONMENT "${BB_E2E_ENV}")
 set_tests_properties(e2e.decay_3ranks PROPERTIES LABELS "e2e;mpi" PROCESSORS 3)
+
+# Stage 6: GPTQ under a 4.5-bit budget writes model.gguf; inspect reads it back; 3 ranks give the same bytes.
+add_test(NAME e2e.compress_gguf
+  COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/sh/compress_gguf.sh ${CMAKE_CURRENT_BINARY_DIR}/tmp/gguf_run
+          ${BB_MPIRUN} 3 --oversubscribe)
+set_tests_properties(e2e.compress_gguf PROPERTIES LABELS "e2e;mpi" TIMEOUT 900 PROCESSORS 3
+  ENVIRONMENT "${BB_E2E_ENV}")
