@@ -183,13 +183,13 @@ int main(int argc, char **argv) {
             if (waves) failures += check_masks(r, x->waves, 0.1) > 0;
         }
     printf("\ndense PPL %.4f; calibration (224 x 512 tokens, f64 Grams) %.1f s\n", r->dense_ppl, calib_s);
-    printf("| method | target | one-shot PPL | one-shot KLD | waves | waves sparsity | waves PPL | waves KLD | waves "
-           "time |\n");
-    printf("|---|---|---|---|---|---|---|---|---|\n");
+    printf("| method | target | one-shot sparsity | one-shot PPL | one-shot KLD | waves | waves sparsity | waves PPL "
+           "| waves KLD | stage time one-shot / waves |\n");
+    printf("|---|---|---|---|---|---|---|---|---|---|\n");
     for (int i = 0; i < 4; i++)
-        printf("| %s | %.0f %% | %.4f | %.4f | %d | %.4f | %.4f | %.4f | %.0f s |\n", rows_[i].method,
-               100 * rows_[i].target, res[i][0].ppl, res[i][0].kld, res[i][1].waves, res[i][1].sparsity, res[i][1].ppl,
-               res[i][1].kld, res[i][1].seconds);
+        printf("| %s | %.0f %% | %.4f | %.4f | %.4f | %d | %.4f | %.4f | %.4f | %.0f s / %.0f s |\n", rows_[i].method,
+               100 * rows_[i].target, res[i][0].sparsity, res[i][0].ppl, res[i][0].kld, res[i][1].waves,
+               res[i][1].sparsity, res[i][1].ppl, res[i][1].kld, res[i][0].seconds, res[i][1].seconds);
 out:
     if (st != BB_OK) fprintf(stderr, "decay_stories: %s\n", bb_last_error());
     bb_run_destroy(&r);
