@@ -12,7 +12,8 @@
  *
  * Two entry points compute the same logits (tests/unit/test_forward.c checks it):
  *   - bb_forward_prefill: B independent sequences of T tokens from position 0,
- *     each linear layer one sgemm over all B*T rows; no cache.
+ *     each linear layer one sgemm over all B*T rows; no cache
+ *     (bb_forward_prefill_hidden: the same pass stopped before the classifier).
  *   - bb_forward_decode: tokens appended to the context's single KV-cached
  *     sequence (one at a time for generation, or a chunk).
  * A hook sees the input of every linear layer just before its matmul.

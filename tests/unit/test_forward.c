@@ -327,6 +327,53 @@ static void test_rope(void) {
         }
 }
 
+/* ---- hidden states and stats ---------------------------------------------------- */
+
+/* prefill_hidden stops before the classifier: its hidden states times the
+ * classifier give prefill's logits; the stats count the pass. */
+static void test_prefill_hidden_and_stats(void) {
+    bb_model *m = NULL;
+    bb_forward *f = NULL;
+    EXPECT_OK(bb_model_open(model_path, &m));
+    if (!m) return;
+    EXPECT_OK(bb_forward_create(m, 16, &f));
+    if (f) {
+        enum { B = 2, T = 5 };
+        int tokens[B * T] = {1, 400, 300, 280, 17, 1, 9, 33, 260, 501};
+        int V = m->cfg.vocab_size, dim = m->cfg.dim;
+        float *logits = malloc(sizeof(float) * B * T * V), *hidden = malloc(sizeof(float) * B * T * dim);
+        float *w = malloc(sizeof(float) * V * dim), *again = malloc(sizeof(float) * B * T * V);
+        bb_forward_stats_reset(f);
+        EXPECT_OK(bb_forward_prefill(f, tokens, B, T, logits));
+        bb_forward_stats s;
+        bb_forward_stats_get(f, &s);
+        const bb_model_config *c = &m->cfg;
+        int qd = c->n_heads * c->head_dim, kvd = c->n_kv_heads * c->head_dim;
+        double mm = 2.0 * B * T * c->n_layers *
+                    ((double)dim * (qd + 2 * kvd) + (double)qd * dim + 3.0 * dim * c->hidden_dim);
+        EXPECT(s.tokens == B * T && s.matmul_flop == mm && s.classifier_flop == 2.0 * B * T * dim * V,
+               "stats: %lld tokens, %.0f matmul flops (expected %.0f)", (long long)s.tokens, s.matmul_flop, mm);
+        EXPECT(s.attention_flop == 4.0 * c->head_dim * c->n_heads * c->n_layers * B * (T * (T + 1) / 2),
+               "attention flops %.0f", s.attention_flop);
+        EXPECT(s.matmul_s > 0 && s.attention_s > 0 && s.elementwise_s > 0 && s.classifier_s > 0, "part times");
+        EXPECT_OK(bb_forward_prefill_hidden(f, tokens, B, T, hidden));
+        EXPECT_OK(bb_tensor_read_f32(&m->output, 0, V, w));
+        bb_matmul_ref(hidden, w, NULL, B * T, dim, V, again);
+        double e = rel_err(again, logits, (int64_t)B * T * V);
+        EXPECT(e <= 1e-5, "hidden x classifier differs from the logits: %.3g (tol 1e-5)", e);
+        /* the same tokens again: the same logits, bit for bit */
+        EXPECT_OK(bb_forward_prefill(f, tokens, B, T, again));
+        EXPECT(memcmp(again, logits, sizeof(float) * B * T * V) == 0, "two prefills differ");
+        bb_forward_stats_reset(f);
+        bb_forward_stats_get(f, &s);
+        EXPECT(s.tokens == 0 && s.matmul_s == 0, "reset");
+        EXPECT_ERR(bb_forward_prefill_hidden(f, tokens, 0, T, hidden), BB_ERR_ARG, "at least one sequence");
+        free(logits), free(hidden), free(w), free(again);
+    }
+    bb_forward_destroy(&f);
+    bb_model_destroy(&m);
+}
+
 /* ---- hook ----------------------------------------------------------------------- */
 
 typedef struct {
@@ -655,6 +702,7 @@ int main(int argc, char **argv) {
     TEST_RUN(test_rope);
     TEST_RUN(test_greedy_stories260k);
     TEST_RUN(test_decode_matches_prefill);
+    TEST_RUN(test_prefill_hidden_and_stats);
     TEST_RUN(test_hook);
     TEST_RUN(test_argmax_and_sampling);
     TEST_RUN(test_bf16_weights);
