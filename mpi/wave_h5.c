@@ -210,6 +210,12 @@ static bb_status read_mask(const char *path, hid_t f, int layer, bb_linear_kind 
                       (long long)rows, (long long)cols);
     if (st == BB_OK) st = bb_mask_create(rows, cols, 0, out);
     STEP(st, where, H5Dread(d, H5T_NATIVE_UINT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, (*out)->bits));
+    /* Popcounts count whole words: bits past cols must be 0, as bb_mask keeps them. */
+    int tail = (int)(cols % 64);
+    for (int64_t i = 0; st == BB_OK && tail && i < rows; i++)
+        if ((*out)->bits[i * (*out)->words_per_row + (*out)->words_per_row - 1] >> tail)
+            st = bb_error(BB_ERR_FORMAT, __FILE__, __LINE__, "%s: mask row %lld has bits set past column %lld", where,
+                          (long long)i, (long long)cols);
     close_id(sp, H5Sclose);
     close_id(d, H5Dclose);
     close_id(g, H5Gclose);

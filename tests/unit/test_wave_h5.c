@@ -67,6 +67,14 @@ static void test_roundtrip(void) {
     char tmp[1300];
     snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
     EXPECT(access(tmp, F_OK) != 0, "temporary file %s left behind", tmp);
+    /* a padding bit set past the last column (ffn_down is 352 wide: 5.5 words) is refused */
+    bb_mask *down = masks[BB_LIN_DOWN];
+    down->bits[down->words_per_row - 1] |= (uint64_t)1 << 63;
+    char padded[1200];
+    snprintf(padded, sizeof padded, "%s/test_wave_h5_padding.h5", test_tmpdir());
+    EXPECT_OK(bb_wave_h5_write(padded, &w));
+    EXPECT_ERR(bb_wave_h5_read_mask(padded, 0, BB_LIN_DOWN, &none), BB_ERR_FORMAT, "bits set past column 352");
+    down->bits[down->words_per_row - 1] &= ~((uint64_t)1 << 63);
     /* not HDF5 at all */
     char junk[1200];
     snprintf(junk, sizeof junk, "%s/test_wave_h5.junk", test_tmpdir());
