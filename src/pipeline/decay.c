@@ -118,10 +118,12 @@ static bb_status obs_scores(decay *d, const char *name, int64_t rows, int64_t co
         mean += d->h[j * cols + j];
     }
     mean /= (double)cols;
-    double lambda = d->opts.damp > 0 ? d->opts.damp : 1e-6;
+    double lambda = d->opts.damp, tried = lambda;
     bb_status st = BB_ERR_NUMERIC;
     int prev = bb_error_set_quiet(1);
-    for (int t = 0; t <= d->opts.max_retries && st != BB_OK; t++, lambda *= 10) {
+    /* as SparseGPT: x10 per retry, a damping of 0 retries from 1e-6 */
+    for (int t = 0; t <= d->opts.max_retries && st != BB_OK; t++, lambda = lambda > 0 ? lambda * 10 : 1e-6) {
+        tried = lambda;
         memcpy(hinv, d->h, nb);
         for (int64_t j = 0; j < cols; j++) hinv[j * cols + j] += (float)(lambda * mean);
         st = be->potrf(BB_UPLO_UPPER, cols, hinv, cols, NULL);
@@ -133,7 +135,7 @@ static bb_status obs_scores(decay *d, const char *name, int64_t rows, int64_t co
         BB_CHECK(0, BB_ERR_NUMERIC,
                  "%s: wave saliency: H + lambda mean(diag H) I is not positive definite up to "
                  "lambda %g: raise prune.damp",
-                 name, lambda / 10);
+                 name, tried);
     }
     for (int64_t i = 0; i < rows; i++)
         for (int64_t j = 0; j < cols; j++) {
