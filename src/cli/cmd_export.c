@@ -135,8 +135,10 @@ int bb_cmd_export(int argc, char **argv) {
         }
     }
     if (!model || !out || seq_len < 2) {
-        fprintf(stderr, "birdbone export: %s\n", !model ? "MODEL is missing" : !out ? "-o OUT.gguf is missing"
-                                                                                    : "--seq-len must be at least 2");
+        fprintf(stderr, "birdbone export: %s\n",
+                !model ? "MODEL is missing"
+                : !out ? "-o OUT.gguf is missing"
+                       : "--seq-len must be at least 2");
         usage(stderr);
         return 2;
     }

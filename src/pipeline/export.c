@@ -59,13 +59,15 @@ static bb_status add_float(bb_gguf_writer *w, owned *ow, const bb_tensor *t, int
     int64_t shape[2] = {rows, cols};
     int ndim = t->ndim == 1 ? 1 : 2;
     const int64_t *sh = ndim == 1 ? &shape[1] : shape;
-    if (type == BB_GGML_F32) return bb_gguf_writer_add_tensor(w, t->name, BB_GGML_F32, ndim, sh, x, sizeof(float) * (size_t)(rows * cols));
+    if (type == BB_GGML_F32)
+        return bb_gguf_writer_add_tensor(w, t->name, BB_GGML_F32, ndim, sh, x, sizeof(float) * (size_t)(rows * cols));
     size_t rb;
     BB_CALL(bb_qformat_row_bytes(type, cols, &rb));
     uint8_t *b;
     BB_CALL(bb_malloc((void **)&b, rb * (size_t)rows, t->name));
     BB_CALL(own(ow, b));
-    for (int64_t i = 0; i < rows; i++) BB_CALL(bb_qformat_encode_row(type, x + i * cols, cols, NULL, b + (size_t)i * rb));
+    for (int64_t i = 0; i < rows; i++)
+        BB_CALL(bb_qformat_encode_row(type, x + i * cols, cols, NULL, b + (size_t)i * rb));
     return bb_gguf_writer_add_tensor(w, t->name, type, ndim, sh, b, rb * (size_t)rows);
 }
 
@@ -78,8 +80,8 @@ static bb_status rope_rows(owned *ow, const bb_model *m, bb_linear_kind k, int64
     BB_CALL(bb_malloc((void **)&p, row_bytes * (size_t)rows, "rope-permuted rows"));
     BB_CALL(own(ow, p));
     for (int64_t r = 0; r < rows; r++)
-        memcpy(p + (size_t)bb_export_rope_row(r, m->cfg.head_dim) * row_bytes, (const uint8_t *)data + (size_t)r * row_bytes,
-               row_bytes);
+        memcpy(p + (size_t)bb_export_rope_row(r, m->cfg.head_dim) * row_bytes,
+               (const uint8_t *)data + (size_t)r * row_bytes, row_bytes);
     *out = p;
     return BB_OK;
 }
@@ -236,10 +238,11 @@ static bb_status add_vocab(bb_gguf_writer *w, owned *ow, const bb_model *m, cons
         bb_tokenizer_destroy(&tok);
         return st;
     }
-    if (st != BB_OK && o->tokenizer) return bb_trace(st, __FILE__, __LINE__, "bb_tokenizer_open_for_model(m, o->tokenizer, &tok)");
+    if (st != BB_OK && o->tokenizer)
+        return bb_trace(st, __FILE__, __LINE__, "bb_tokenizer_open_for_model(m, o->tokenizer, &tok)");
     bb_warn("export: %s: %s; the GGUF gets tokenizer.ggml.model \"no_vocab\" (llama.cpp loads it but cannot "
-            "tokenize text)", m->path,
-            st == BB_OK ? "writing a tokenizer.json vocabulary is not supported yet" : "no tokenizer found");
+            "tokenize text)",
+            m->path, st == BB_OK ? "writing a tokenizer.json vocabulary is not supported yet" : "no tokenizer found");
     bb_tokenizer_destroy(&tok);
     return bb_gguf_writer_add_str(w, "tokenizer.ggml.model", "no_vocab", 8);
 }
@@ -271,7 +274,8 @@ bb_status bb_export_gguf(const bb_model *base, const bb_model *cur, const bb_qua
     for (int l = 0; l < base->cfg.n_layers; l++) {
         BB_CALL_GOTO(st, out, add_float(w, &ow, &base->layers[l].attn_norm, BB_GGML_F32));
         BB_CALL_GOTO(st, out, add_float(w, &ow, &base->layers[l].ffn_norm, BB_GGML_F32));
-        for (int k = 0; k < BB_LIN_COUNT; k++) BB_CALL_GOTO(st, out, add_linear(w, &ow, base, cur, q, l, (bb_linear_kind)k));
+        for (int k = 0; k < BB_LIN_COUNT; k++)
+            BB_CALL_GOTO(st, out, add_linear(w, &ow, base, cur, q, l, (bb_linear_kind)k));
     }
     BB_CALL_GOTO(st, out, bb_gguf_writer_write(w, path));
 out:

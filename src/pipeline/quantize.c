@@ -222,8 +222,8 @@ static bb_status evaluate(bb_run *r) {
     }
     if (st == BB_OK) st = bb_forward_create(bb_run_current_model(r), (int)c->eval.n_ctx, &f);
     if (st == BB_OK) {
-        bb_ppl_opts o = {.n_ctx = (int)c->eval.n_ctx, .max_windows = (int)c->eval.max_windows,
-                         .bos_id = r->model->cfg.bos_id};
+        bb_ppl_opts o = {
+            .n_ctx = (int)c->eval.n_ctx, .max_windows = (int)c->eval.max_windows, .bos_id = r->model->cfg.bos_id};
         bb_ppl_result pr;
         bb_kld_result kr;
         bb_event_begin("eval.quant");
@@ -256,12 +256,14 @@ static bb_status quantize_rank0(bb_run *r) {
     bb_event_end("quant.model", 0, 0);
     BB_CALL(st);
     r->quant_bits = q->weights ? (double)q->bits / (double)q->weights : 0;
-    bb_info("quant   %s, %lld linear weights in %.3f bits per weight (scales included), mostly %s",
-            c->quant.method, (long long)q->weights, r->quant_bits, bb_ggml_type_name(q->dominant));
+    bb_info("quant   %s, %lld linear weights in %.3f bits per weight (scales included), mostly %s", c->quant.method,
+            (long long)q->weights, r->quant_bits, bb_ggml_type_name(q->dominant));
     if (r->eval_tokens) st = evaluate(r);
     if (st == BB_OK && c->output.gguf) {
-        if (c->output.gguf_path[0]) snprintf(r->gguf_path, sizeof r->gguf_path, "%s", c->output.gguf_path);
-        else snprintf(r->gguf_path, sizeof r->gguf_path, "%s/model.gguf", c->run.dir);
+        if (c->output.gguf_path[0])
+            snprintf(r->gguf_path, sizeof r->gguf_path, "%s", c->output.gguf_path);
+        else
+            snprintf(r->gguf_path, sizeof r->gguf_path, "%s/model.gguf", c->run.dir);
         bb_export_opts eo;
         bb_export_opts_default(&eo);
         eo.tokenizer = c->model.tokenizer[0] ? c->model.tokenizer : NULL;

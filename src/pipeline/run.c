@@ -27,7 +27,8 @@ static const bb_stage stages[] = {
     {"heal", "Healing phase", "closed-form low-rank compensation, then Adam steps on LoRA factors", NULL},
     {"reinforce", "Structural reinforcement", "stress detection and precision boosts", NULL},
     {"redistribute", "Density redistribution", "RigL: regrow the connections with the largest gradient", NULL},
-    {"quantize", "Quantize + low-rank merge", "GPTQ into GGUF block types under the global bit budget", bb_stage_quantize},
+    {"quantize", "Quantize + low-rank merge", "GPTQ into GGUF block types under the global bit budget",
+     bb_stage_quantize},
     {"version", "Version bump", "HDF5 checkpoint, diff bundle, weight hashes, metrics", NULL},
 };
 

@@ -12,9 +12,9 @@
  * Checks: GPTQ Q4_0 and Q4_1 within +-2 % of the reference PPL or below it; GPTQ's KLD below RTN's at every
  * 4-bit type; the lagrange budget at the size of the uniform GPTQ Q4_1 file (linear tensors, scales included)
  * below uniform Q4_1's KLD without exceeding its size, and at the uniform Q4_0 size (where Q4_0 everywhere is
- * the only assignment that fits: see docs/quantization.md) not worse than uniform Q4_0. Prints a table; exit 1 on any miss, 77 (skipped) when
- * BB_SKIP_SLOW is set. With BB_QUANT_STORIES_GGUF=DIR every row is also exported to DIR/<method>_<type>.gguf (the
- * files docs/export.md runs through llama.cpp). */
+ * the only assignment that fits: see docs/quantization.md) not worse than uniform Q4_0. Prints a table; exit 1 on any
+ * miss, 77 (skipped) when BB_SKIP_SLOW is set. With BB_QUANT_STORIES_GGUF=DIR every row is also exported to
+ * DIR/<method>_<type>.gguf (the files docs/export.md runs through llama.cpp). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,8 +35,8 @@ typedef struct {
 } row;
 
 static const row rows_[] = {
-    {"rtn", "q8_0", 0},       {"gptq", "q8_0", 0},      {"rtn", "q5_0", 0},       {"gptq", "q5_0", 0},
-    {"rtn", "q4_1", 5.4864},  {"gptq", "q4_1", 5.4298}, {"rtn", "q4_0", 5.5139},  {"gptq", "q4_0", 5.4677},
+    {"rtn", "q8_0", 0},      {"gptq", "q8_0", 0},      {"rtn", "q5_0", 0},      {"gptq", "q5_0", 0},
+    {"rtn", "q4_1", 5.4864}, {"gptq", "q4_1", 5.4298}, {"rtn", "q4_0", 5.5139}, {"gptq", "q4_0", 5.4677},
 };
 #define N_ROWS ((int)(sizeof rows_ / sizeof rows_[0]))
 
@@ -180,9 +180,13 @@ int main(int argc, char **argv) {
         int q4_0 = !strcmp(type, "q4_0");
         int ok = lag.total_bits <= u->total_bits && (q4_0 ? lag.kld <= u->kld : lag.kld < u->kld);
         failures += !ok;
-        printf("%-5s %-5s %6.3f %9.4f %9s %8s %9.5f %7.4f %7.4f   lagrange at the uniform %s size (%lld <= %lld bits)%s\n",
-               "gptq", "mixed", lag.bits, lag.ppl, "-", "-", lag.kld, lag.p99, lag.top1, type, (long long)lag.total_bits,
-               (long long)u->total_bits, ok ? "" : q4_0 ? "   <- worse than uniform" : "   <- not better than uniform");
+        printf(
+            "%-5s %-5s %6.3f %9.4f %9s %8s %9.5f %7.4f %7.4f   lagrange at the uniform %s size (%lld <= %lld bits)%s\n",
+            "gptq", "mixed", lag.bits, lag.ppl, "-", "-", lag.kld, lag.p99, lag.top1, type, (long long)lag.total_bits,
+            (long long)u->total_bits,
+            ok     ? ""
+            : q4_0 ? "   <- worse than uniform"
+                   : "   <- not better than uniform");
         fflush(stdout);
     }
 out:

@@ -78,7 +78,8 @@ static void test_f32_stories(void) {
         EXPECT_OK(bb_tokenizer_open_for_model(g, NULL, &b));
     }
     if (a && b) {
-        const char *text = "Once upon a time, there was a little girl named Lily. She said: \"Hi!\" \xc3\xa9t\xc3\xa9 42";
+        const char *text =
+            "Once upon a time, there was a little girl named Lily. She said: \"Hi!\" \xc3\xa9t\xc3\xa9 42";
         int *x = NULL, *y = NULL, nx = 0, ny = 0;
         EXPECT_OK(bb_tokenizer_encode(a, text, 1, 0, &x, &nx));
         EXPECT_OK(bb_tokenizer_encode(b, text, 1, 0, &y, &ny));
@@ -116,7 +117,8 @@ static void test_f32_hf_rope(void) {
 static void test_rope_row(void) {
     /* head_dim 8: rows 0..3 hold the first halves of the pairs, 4..7 the second */
     const int64_t want[8] = {0, 2, 4, 6, 1, 3, 5, 7};
-    for (int r = 0; r < 8; r++) EXPECT(bb_export_rope_row(r, 8) == want[r], "row %d -> %lld", r, (long long)bb_export_rope_row(r, 8));
+    for (int r = 0; r < 8; r++)
+        EXPECT(bb_export_rope_row(r, 8) == want[r], "row %d -> %lld", r, (long long)bb_export_rope_row(r, 8));
     EXPECT(bb_export_rope_row(8 + 5, 8) == 8 + 3, "second head");
 }
 
