@@ -306,11 +306,11 @@ void bb_attention(const float *q, const float *k, const float *v, int T, int pos
                 ldq = ldo = hd;
             }
             /* scores (rows, n) = scale * Q K^T over the keys this block can see */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, n, hd, scale, qg, ldq, k + g * hd, kvd, 0.0f,
-                        sc, n);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, n, hd, scale, qg, ldq, k + g * hd, kvd, 0.0f, sc,
+                        n);
             for (int r = 0; r < rows; r++) inv[r] = softmax_causal(sc + (int64_t)r * n, pos0 + t0 + r % tb + 1, n);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, hd, n, 1.0f, sc, n, v + g * hd, kvd, 0.0f,
-                        og, ldo);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, hd, n, 1.0f, sc, n, v + g * hd, kvd, 0.0f, og,
+                        ldo);
             for (int r = 0; r < rows; r++)
                 for (int i = 0; i < hd; i++) og[(int64_t)r * ldo + i] *= inv[r];
             if (group > 1)

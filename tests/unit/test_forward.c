@@ -349,8 +349,8 @@ static void test_prefill_hidden_and_stats(void) {
         bb_forward_stats_get(f, &s);
         const bb_model_config *c = &m->cfg;
         int qd = c->n_heads * c->head_dim, kvd = c->n_kv_heads * c->head_dim;
-        double mm = 2.0 * B * T * c->n_layers *
-                    ((double)dim * (qd + 2 * kvd) + (double)qd * dim + 3.0 * dim * c->hidden_dim);
+        double mm =
+            2.0 * B * T * c->n_layers * ((double)dim * (qd + 2 * kvd) + (double)qd * dim + 3.0 * dim * c->hidden_dim);
         EXPECT(s.tokens == B * T && s.matmul_flop == mm && s.classifier_flop == 2.0 * B * T * dim * V,
                "stats: %lld tokens, %.0f matmul flops (expected %.0f)", (long long)s.tokens, s.matmul_flop, mm);
         EXPECT(s.attention_flop == 4.0 * c->head_dim * c->n_heads * c->n_layers * B * (T * (T + 1) / 2),
