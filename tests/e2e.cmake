@@ -60,3 +60,24 @@ add_test(NAME e2e.compress_gguf
           ${BB_MPIRUN} 3 --oversubscribe)
 set_tests_properties(e2e.compress_gguf PROPERTIES LABELS "e2e;mpi" TIMEOUT 900 PROCESSORS 3
   ENVIRONMENT "${BB_E2E_ENV}")
+
+# A model file with a NaN weight: one clear error naming the tensor, for every command.
+add_test(NAME e2e.nan_weight_fixture
+  COMMAND ${Python3_EXECUTABLE} -c "import numpy as np; b=bytearray(open('${BB_S260}/stories260K.bin','rb').read()); v=np.frombuffer(bytes(b[28:]),dtype=np.float32).copy(); v[70000]=np.nan; b[28:]=v.tobytes(); open('${CMAKE_CURRENT_BINARY_DIR}/tmp/nan/model.bin','wb').write(b)")
+set_tests_properties(e2e.nan_weight_fixture PROPERTIES FIXTURES_SETUP nan_model LABELS "e2e")
+file(MAKE_DIRECTORY ${CMAKE_CURRENT_BINARY_DIR}/tmp/nan)
+file(COPY ${BB_S260}/tok512.bin DESTINATION ${CMAKE_CURRENT_BINARY_DIR}/tmp/nan)
+foreach(cmd eval generate)
+  if(cmd STREQUAL eval)
+    set(args --text ${BB_SHARED_DIR}/data/tinystories/dev.txt)
+  else()
+    set(args -n 4)
+  endif()
+  bb_expect_fail(e2e.nan_weight_${cmd} 1 "blk.3.attn_v.weight has a non-finite value \\(nan\\) at row 0, column 48"
+    ${BB_BIN} ${cmd} ${CMAKE_CURRENT_BINARY_DIR}/tmp/nan/model.bin ${args})
+  set_tests_properties(e2e.nan_weight_${cmd} PROPERTIES FIXTURES_REQUIRED nan_model)
+endforeach()
+bb_expect_fail(e2e.nan_weight_compress_2ranks 1 "has a non-finite value"
+  ${BB_MPIRUN} 2 --oversubscribe ${BB_BIN} compress -c ${PROJECT_SOURCE_DIR}/configs/stories260K.yaml
+  --set model.path=${CMAKE_CURRENT_BINARY_DIR}/tmp/nan/model.bin --set run.dir=${CMAKE_CURRENT_BINARY_DIR}/tmp/nanrun)
+set_tests_properties(e2e.nan_weight_compress_2ranks PROPERTIES FIXTURES_REQUIRED nan_model)

@@ -123,6 +123,7 @@ static bb_status run(const eval_args *a) {
     int ppl = a->text || a->tokens;
     bb_status st;
     BB_CALL_GOTO(st, out, bb_model_open(a->model, &m));
+    BB_CALL_GOTO(st, out, bb_model_check_finite(m));
     if (a->text || a->mc || a->canaries) BB_CALL_GOTO(st, out, bb_tokenizer_open_for_model(m, a->tokenizer, &tok));
     if (ppl) BB_CALL_GOTO(st, out, load_tokens(m, a->text, a->tokens, tok, &t));
     if (a->ref) BB_CALL_GOTO(st, out, bb_logprobs_read(a->ref, &ref));

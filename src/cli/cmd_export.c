@@ -69,6 +69,7 @@ static bb_status run(const char *model, const char *out_path, bb_config *cfg, co
     bb_quantized *q = NULL;
     bb_status st;
     BB_CALL_GOTO(st, done, bb_model_open(model, &m));
+    BB_CALL_GOTO(st, done, bb_model_check_finite(m));
     if (seq_len > m->cfg.max_seq_len) seq_len = m->cfg.max_seq_len;
     bb_export_opts eo;
     bb_export_opts_default(&eo);

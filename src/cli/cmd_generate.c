@@ -102,6 +102,7 @@ int bb_cmd_generate(int argc, char **argv) {
     bb_forward *f = NULL;
     int *ids = NULL, *out = NULL, n_ids = 0, n_out = 0, rc = 1;
     if (bb_model_open(model_path, &m)) goto done;
+    if (bb_model_check_finite(m)) goto done;
     if (bb_tokenizer_open_for_model(m, tok_path, &tok)) goto done;
     if (bb_tokenizer_encode(tok, prompt, 1, 0, &ids, &n_ids)) goto done;
     if (steps > m->cfg.max_seq_len) steps = m->cfg.max_seq_len;

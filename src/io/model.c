@@ -1,6 +1,7 @@
 /* model.c — model description: lifecycle, format dispatch, validation, summary. */
 #include "io/model.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -177,6 +178,34 @@ bb_status bb_model_for_each_tensor(const bb_model *m, bb_tensor_visit_fn fn, voi
     }
     BB_CALL(fn(&m->out_norm, ud));
     if (!m->cfg.tied_embeddings) BB_CALL(fn(&m->output, ud));
+    return BB_OK;
+}
+
+static bb_status finite_visit(const bb_tensor *t, void *ud) {
+    const bb_model *m = ud;
+    if (t->gen) return BB_OK;
+    int64_t rows = bb_tensor_rows(t), cols = bb_tensor_cols(t);
+    int64_t block = cols > 0 && cols < (1 << 20) ? (1 << 20) / cols : 1;
+    if (block < 1) block = 1;
+    float *buf;
+    BB_CALL(bb_malloc((void **)&buf, sizeof(float) * (size_t)(block * cols), "finiteness check"));
+    bb_status st = BB_OK;
+    for (int64_t r0 = 0; st == BB_OK && r0 < rows; r0 += block) {
+        int64_t n = rows - r0 < block ? rows - r0 : block;
+        st = bb_tensor_read_f32(t, r0, n, buf);
+        for (int64_t i = 0; st == BB_OK && i < n * cols; i++)
+            if (!isfinite(buf[i]))
+                st = bb_error(BB_ERR_NUMERIC, __FILE__, __LINE__,
+                              "%s: tensor %s has a non-finite value (%g) at row %lld, column %lld: the model file is "
+                              "damaged",
+                              m->path, t->name, (double)buf[i], (long long)(r0 + i / cols), (long long)(i % cols));
+    }
+    free(buf);
+    return st;
+}
+
+bb_status bb_model_check_finite(const bb_model *m) {
+    BB_CALL(bb_model_for_each_tensor(m, finite_visit, (void *)m));
     return BB_OK;
 }
 

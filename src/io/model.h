@@ -122,6 +122,12 @@ bb_status bb_model_validate(const bb_model *m);
 typedef bb_status (*bb_tensor_visit_fn)(const bb_tensor *t, void *ud);
 bb_status bb_model_for_each_tensor(const bb_model *m, bb_tensor_visit_fn fn, void *ud);
 
+/* Every weight finite? Reads every tensor once in row blocks (generator-backed
+ * tensors are finite by construction and skipped). Errors: BB_ERR_NUMERIC
+ * naming the file, tensor, row and column of the first NaN/Inf ("the model
+ * file is damaged"), read errors. */
+bb_status bb_model_check_finite(const bb_model *m);
+
 /* Parameter count (tied output counted once). */
 int64_t bb_model_param_count(const bb_model *m);
 const char *bb_model_source_name(bb_model_source s);

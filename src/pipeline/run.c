@@ -81,6 +81,7 @@ bb_status bb_run_create(const bb_dist *d, const char *config_path, char **overri
     if (level >= 0 && !getenv("BB_LOG_LEVEL")) bb_log_set_level((bb_log_level)level);
     BB_CALL_GOTO(st, fail, bb_config_hash(&r->cfg, r->hash));
     st = bb_model_open(r->cfg.model.path, &r->model);
+    if (st == BB_OK) st = bb_model_check_finite(r->model);
     BB_CALL_GOTO(st, fail, bb_dist_agree(d, st));
     st = d->rank == 0 ? write_run_files(r) : BB_OK;
     BB_CALL_GOTO(st, fail, bb_dist_agree(d, st));
