@@ -159,9 +159,10 @@ bb_status bb_quantize_model(const bb_config *cfg, bb_weights *w, bb_calib *stats
     BB_CHECK(strcmp(cfg->quant.method, "none") != 0, BB_ERR_CONFIG, "quant.method is none: nothing to quantize");
     const bb_quantizer *qz;
     BB_CALL(bb_quant_get(cfg->quant.method, &qz));
-    BB_CHECK(stats || strcmp(cfg->quant.method, "gptq") != 0, BB_ERR_CONFIG,
-             "quant.method gptq needs calibration statistics (data.calib): none were collected; use quant.method rtn "
-             "or give calibration text");
+    BB_CHECK(
+        stats || strcmp(cfg->quant.method, "gptq") != 0, BB_ERR_CONFIG,
+        "quant.method gptq needs calibration statistics (data.calib; birdbone export --calib): none were collected; "
+        "give calibration text or use quant.method rtn");
     bb_quant_opts qo;
     bb_quant_opts_default(&qo);
     BB_CALL(bb_quant_opts_from_config(&cfg->quant, &qo));
