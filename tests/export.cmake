@@ -1,8 +1,10 @@
 # export.cmake — the GGUF export read back: unit.export (birdbone's own reader and forward pass; it needs the
-# HF fixtures for the rotary permutation check) writes its files to tmp/export, which export.gguf_py then reads
-# with the gguf Python package (keys, vocabulary form, tensor types, dequantization).
+# HF fixtures for the rotary permutation check and the tokenizer fixtures for tokenizer.json vocabularies)
+# writes its files to tmp/export, which export.gguf_py then reads with the gguf Python package (keys,
+# vocabulary form, tensor types, dequantization).
 if(TEST unit.export)
-  set_tests_properties(unit.export PROPERTIES FIXTURES_REQUIRED hf_fixtures FIXTURES_SETUP export_files)
+  set_tests_properties(unit.export PROPERTIES FIXTURES_REQUIRED "hf_fixtures;tokenizer_hf_fixtures"
+                       FIXTURES_SETUP export_files)
 endif()
 if(Python3_EXECUTABLE)
   add_test(NAME export.gguf_py COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/py/check_export_gguf.py

@@ -5,13 +5,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/file.h"
 #include "core/log.h"
 #include "io/gguf.h"
+#include "io/json.h"
 #include "io/qformat.h"
 #include "io/tokenizer.h"
 
 /* llama.cpp's llama_token_type */
-enum { TT_NORMAL = 1, TT_UNKNOWN = 2, TT_CONTROL = 3, TT_BYTE = 6 };
+enum { TT_NORMAL = 1, TT_UNKNOWN = 2, TT_CONTROL = 3, TT_USER_DEFINED = 4, TT_UNUSED = 5, TT_BYTE = 6 };
 
 void bb_export_opts_default(bb_export_opts *o) {
     memset(o, 0, sizeof *o);
@@ -222,6 +224,158 @@ static bb_status add_vocab_llama(bb_gguf_writer *w, owned *ow, const bb_tokenize
     return BB_OK;
 }
 
+/* A copy of s[0, len) kept until the file is written. */
+static bb_status keep_str(owned *ow, const char *s, size_t len, char **out) {
+    char *c;
+    BB_CALL(bb_malloc((void **)&c, len + 1, "token text"));
+    BB_CALL(own(ow, c));
+    memcpy(c, s, len);
+    c[len] = 0;
+    *out = c;
+    return BB_OK;
+}
+
+/* llama.cpp's tokenizer.ggml.pre for a byte-level pre-tokenizer, told by its Split regex: Llama 3 splits digits in
+ * runs of up to 3, Qwen2 one by one; a bare ByteLevel pre-tokenizer is GPT-2's. */
+static const char *pre_name(const bb_json *pre) {
+    const char *type = bb_json_str(bb_json_get(pre, "type"), NULL);
+    if (type && !strcmp(type, "Sequence")) {
+        const bb_json *seq = bb_json_get(pre, "pretokenizers");
+        for (size_t i = 0; i < bb_json_len(seq); i++) {
+            const char *name = pre_name(bb_json_at(seq, i));
+            if (strcmp(name, "gpt-2") != 0) return name;
+        }
+        return "gpt-2";
+    }
+    const char *re =
+        type && !strcmp(type, "Split") ? bb_json_str(bb_json_get(bb_json_get(pre, "pattern"), "Regex"), NULL) : NULL;
+    if (re && strstr(re, "\\p{N}{1,3}")) return "llama-bpe";
+    if (re && !strncmp(re, "(?i:'s", 6)) return "qwen2";
+    return "gpt-2";
+}
+
+/* tokenizer.json (model type BPE): with byte_fallback the SentencePiece form ("llama": pieces as they are, with
+ * U+2581; <0xAB> BYTE; score -id, so earlier pieces, which SentencePiece BPE creates by earlier merges, merge
+ * first), else the byte-level form ("gpt2": pieces as they are, the merges as "a b"). Added tokens are CONTROL
+ * when special, USER_DEFINED otherwise; ids the file does not name are "[PAD<id>]" (UNUSED), as llama.cpp's
+ * convert_hf_to_gguf pads. Other model types (Unigram, WordPiece) write nothing: *written = 0. */
+static bb_status add_vocab_hf(bb_gguf_writer *w, owned *ow, const bb_model *m, const bb_tokenizer *tok,
+                              const char *path, int *written) {
+    char *text = NULL;
+    size_t len = 0;
+    bb_json_doc *doc = NULL;
+    BB_CALL(bb_file_read_all(path, (size_t)1 << 31, &text, &len));
+    bb_status st = bb_json_parse(text, len, path, &doc);
+    free(text);
+    BB_CALL(st);
+    const bb_json *root = bb_json_root(doc), *model = bb_json_get(root, "model");
+    const bb_json *vocab = bb_json_get(model, "vocab"), *merges = bb_json_get(model, "merges");
+    const bb_json *added = bb_json_get(root, "added_tokens");
+    const char *type = bb_json_str(bb_json_get(model, "type"), NULL);
+    int n = m->cfg.vocab_size, spm = bb_json_bool(bb_json_get(model, "byte_fallback")) == 1;
+    char **strs = NULL;
+    size_t *lens = NULL;
+    float *scores = NULL;
+    int32_t *types = NULL;
+    *written = type && !strcmp(type, "BPE") && bb_json_type(vocab) == BB_JSON_OBJECT;
+    if (!*written) {
+        bb_warn("export: %s: model.type %s: only BPE vocabularies are written to GGUF; the GGUF gets "
+                "tokenizer.ggml.model \"no_vocab\"",
+                path, type ? type : "missing");
+        goto out;
+    }
+    BB_CALL_GOTO(st, out, bb_calloc((void **)&strs, (size_t)n, sizeof *strs, "token texts"));
+    BB_CALL_GOTO(st, out, own(ow, strs));
+    BB_CALL_GOTO(st, out, bb_calloc((void **)&lens, (size_t)n, sizeof *lens, "token lengths"));
+    BB_CALL_GOTO(st, out, own(ow, lens));
+    BB_CALL_GOTO(st, out, bb_calloc((void **)&scores, (size_t)n, sizeof *scores, "token scores"));
+    BB_CALL_GOTO(st, out, own(ow, scores));
+    BB_CALL_GOTO(st, out, bb_calloc((void **)&types, (size_t)n, sizeof *types, "token types"));
+    BB_CALL_GOTO(st, out, own(ow, types));
+    for (size_t i = 0; i < bb_json_len(vocab); i++) {
+        size_t kl;
+        const char *k = bb_json_key_at(vocab, i, &kl);
+        int64_t id;
+        BB_CALL_GOTO(st, out, bb_json_int64(bb_json_at(vocab, i), &id));
+        if (id < 0 || id >= n) continue;
+        BB_CALL_GOTO(st, out, keep_str(ow, k, kl, &strs[id]));
+        lens[id] = kl;
+        types[id] = spm && parse_byte_piece(k, kl) ? TT_BYTE : TT_NORMAL;
+        scores[id] = spm ? -(float)id : 0;
+    }
+    for (size_t i = 0; i < bb_json_len(added); i++) {
+        const bb_json *a = bb_json_at(added, i);
+        size_t cl;
+        const char *c = bb_json_str(bb_json_get(a, "content"), &cl);
+        int64_t id;
+        if (!c || bb_json_int64(bb_json_get(a, "id"), &id) != BB_OK || id < 0 || id >= n) continue;
+        BB_CALL_GOTO(st, out, keep_str(ow, c, cl, &strs[id]));
+        lens[id] = cl;
+        types[id] = bb_json_bool(bb_json_get(a, "special")) == 1 ? TT_CONTROL : TT_USER_DEFINED;
+        scores[id] = 0;
+    }
+    for (int id = 0; id < n; id++)
+        if (!strs[id]) {
+            char pad[32];
+            int pl = snprintf(pad, sizeof pad, "[PAD%d]", id);
+            BB_CALL_GOTO(st, out, keep_str(ow, pad, (size_t)pl, &strs[id]));
+            lens[id] = (size_t)pl;
+            types[id] = TT_UNUSED;
+        }
+    BB_CALL_GOTO(st, out, bb_gguf_writer_add_str(w, "tokenizer.ggml.model", spm ? "llama" : "gpt2", spm ? 5 : 4));
+    if (!spm) {
+        const char *pre = pre_name(bb_json_get(root, "pre_tokenizer"));
+        BB_CALL_GOTO(st, out, bb_gguf_writer_add_str(w, "tokenizer.ggml.pre", pre, strlen(pre)));
+    }
+    BB_CALL_GOTO(st, out,
+                 bb_gguf_writer_add_arr_str(w, "tokenizer.ggml.tokens", (const char *const *)strs, lens, (uint64_t)n));
+    BB_CALL_GOTO(st, out, bb_gguf_writer_add_arr(w, "tokenizer.ggml.token_type", BB_GGUF_INT32, types, (uint64_t)n));
+    if (spm)
+        BB_CALL_GOTO(st, out, bb_gguf_writer_add_arr(w, "tokenizer.ggml.scores", BB_GGUF_FLOAT32, scores, (uint64_t)n));
+    if (!spm && bb_json_len(merges)) {
+        size_t nm = bb_json_len(merges);
+        char **ms;
+        BB_CALL_GOTO(st, out, bb_calloc((void **)&ms, nm, sizeof *ms, "merges"));
+        BB_CALL_GOTO(st, out, own(ow, ms));
+        for (size_t i = 0; i < nm; i++) {
+            const bb_json *e = bb_json_at(merges, i);
+            size_t al = 0, bl = 0;
+            const char *a = bb_json_str(e, &al), *b = NULL;
+            if (!a) {
+                /* the newer form: ["a", "b"] */
+                a = bb_json_str(bb_json_at(e, 0), &al);
+                b = bb_json_str(bb_json_at(e, 1), &bl);
+                BB_CHECK_GOTO(st, out, a && b, BB_ERR_FORMAT, "%s: model.merges[%zu] is neither \"a b\" nor [a, b]",
+                              path, i);
+            }
+            BB_CALL_GOTO(st, out, bb_malloc((void **)&ms[i], al + bl + 2, "merge"));
+            BB_CALL_GOTO(st, out, own(ow, ms[i]));
+            memcpy(ms[i], a, al);
+            ms[i][al] = 0;
+            if (b) {
+                ms[i][al] = ' ';
+                memcpy(ms[i] + al + 1, b, bl);
+                ms[i][al + 1 + bl] = 0;
+            }
+        }
+        BB_CALL_GOTO(st, out,
+                     bb_gguf_writer_add_arr_str(w, "tokenizer.ggml.merges", (const char *const *)ms, NULL, nm));
+    }
+    int bos = bb_tokenizer_bos_id(tok), eos = bb_tokenizer_eos_id(tok);
+    if (bos >= 0) BB_CALL_GOTO(st, out, bb_gguf_writer_add_u32(w, "tokenizer.ggml.bos_token_id", (uint32_t)bos));
+    if (eos >= 0) BB_CALL_GOTO(st, out, bb_gguf_writer_add_u32(w, "tokenizer.ggml.eos_token_id", (uint32_t)eos));
+    /* whether the post-processor puts BOS first: encode nothing and look */
+    int *ids = NULL, nid = 0;
+    BB_CALL_GOTO(st, out, bb_tokenizer_encode(tok, "", 1, 0, &ids, &nid));
+    int add_bos = nid > 0 && bos >= 0 && ids[0] == bos;
+    free(ids);
+    BB_CALL_GOTO(st, out, bb_gguf_writer_add_bool(w, "tokenizer.ggml.add_bos_token", add_bos));
+    BB_CALL_GOTO(st, out, bb_gguf_writer_add_bool(w, "tokenizer.ggml.add_eos_token", 0));
+out:
+    bb_json_doc_destroy(&doc);
+    return st;
+}
+
 static bb_status add_vocab(bb_gguf_writer *w, owned *ow, const bb_model *m, const bb_export_opts *o) {
     const bb_gguf *g = bb_gguf_of_model(m);
     if (g && !o->tokenizer && bb_gguf_find_key(g, "tokenizer.ggml.model") >= 0) {
@@ -240,9 +394,17 @@ static bb_status add_vocab(bb_gguf_writer *w, owned *ow, const bb_model *m, cons
     }
     if (st != BB_OK && o->tokenizer)
         return bb_trace(st, __FILE__, __LINE__, "bb_tokenizer_open_for_model(m, o->tokenizer, &tok)");
+    if (st == BB_OK && !strcmp(bb_tokenizer_kind_name(tok), "tokenizer.json")) {
+        const char *path = o->tokenizer ? o->tokenizer : m->tokenizer_path;
+        int written = 0;
+        st = add_vocab_hf(w, ow, m, tok, path, &written);
+        bb_tokenizer_destroy(&tok);
+        BB_CALL(st);
+        return written ? BB_OK : bb_gguf_writer_add_str(w, "tokenizer.ggml.model", "no_vocab", 8);
+    }
     bb_warn("export: %s: %s; the GGUF gets tokenizer.ggml.model \"no_vocab\" (llama.cpp loads it but cannot "
             "tokenize text)",
-            m->path, st == BB_OK ? "writing a tokenizer.json vocabulary is not supported yet" : "no tokenizer found");
+            m->path, st == BB_OK ? "this tokenizer kind is not written to GGUF" : "no tokenizer found");
     bb_tokenizer_destroy(&tok);
     return bb_gguf_writer_add_str(w, "tokenizer.ggml.model", "no_vocab", 8);
 }

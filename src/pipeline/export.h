@@ -8,9 +8,12 @@
  *   vocab_size (and rope.scaling.* for linear scaling);
  *   the vocabulary: copied key by key from a GGUF input (tokenizer.*); for a llama2.c tokenizer.bin the
  *   SentencePiece form llama.cpp's convert-llama2c-to-ggml writes (model "llama", spaces as U+2581, token
- *   0 <unk> UNKNOWN, BOS <s> and EOS </s> CONTROL, <0xAB> pieces BYTE, scores); a model without a
- *   tokenizer, or with a tokenizer.json, gets tokenizer.ggml.model "no_vocab" and a warning (llama.cpp
- *   then loads it but cannot tokenize text).
+ *   0 <unk> UNKNOWN, BOS <s> and EOS </s> CONTROL, <0xAB> pieces BYTE, scores); a Hugging Face
+ *   tokenizer.json BPE vocabulary with byte_fallback is written as "llama" (pieces as they are, score -id),
+ *   a byte-level one as "gpt2" with its merges and tokenizer.ggml.pre told from the Split regex (llama-bpe,
+ *   qwen2, gpt-2); added tokens CONTROL when special, else USER_DEFINED; ids without a token "[PAD<id>]".
+ *   A model without a tokenizer, or another tokenizer kind, gets tokenizer.ggml.model "no_vocab" and a
+ *   warning (llama.cpp then loads it but cannot tokenize text).
  * RoPE: llama.cpp rotates pairs (2i, 2i+1) for the llama architecture. A model whose rotary pairs are
  * (i, i + head_dim/2) (Hugging Face rotate_half, BB_ROPE_HALF) has its attn_q / attn_k rows permuted
  * within each head to the interleaved order, as llama.cpp's convert_hf_to_gguf does, so the exported file

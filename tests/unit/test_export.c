@@ -197,6 +197,65 @@ static void test_quantized(void) {
     quantized_export("synthetic:tiny,layers=2", "q5_0", "synth_q5_0.gguf", 0);
 }
 
+/* A tokenizer.json vocabulary written to GGUF must tokenize like the tokenizer.json itself in birdbone's GGUF
+ * tokenizer (the llama.cpp rules: "llama" for byte-fallback SentencePiece BPE, "gpt2" + merges + pre otherwise). */
+static void hf_vocab(const char *file, const char *want_model, const char *want_pre) {
+    char tok_path[1200], spec[128], gguf_name[128];
+    struct stat sb;
+    snprintf(tok_path, sizeof tok_path, "%s/tokenizer_fixtures/%s", test_tmpdir(), file);
+    if (stat(tok_path, &sb) != 0) {
+        printf("  no tokenizer fixture %s (run tokenizer_hf.fixtures): skipped\n", tok_path);
+        return;
+    }
+    bb_tokenizer *a = NULL, *b = NULL;
+    bb_model *m = NULL;
+    bb_gguf *g = NULL;
+    EXPECT_OK(bb_tokenizer_load(tok_path, 0, &a));
+    if (!a) return;
+    snprintf(spec, sizeof spec, "synthetic:tiny,layers=1,vocab=%d", bb_tokenizer_vocab_size(a));
+    snprintf(gguf_name, sizeof gguf_name, "vocab_%s.gguf", file);
+    EXPECT_OK(bb_model_open(spec, &m));
+    bb_export_opts o;
+    bb_export_opts_default(&o);
+    o.tokenizer = tok_path;
+    if (m) EXPECT_OK(bb_export_gguf(m, m, NULL, &o, out_path(gguf_name)));
+    EXPECT_OK(bb_gguf_open(out_path(gguf_name), &g));
+    if (g) {
+        bb_gguf_str model = {"", 0}, pre = {"", 0};
+        EXPECT_OK(bb_gguf_get_str(g, "tokenizer.ggml.model", &model));
+        EXPECT(model.len == strlen(want_model) && !memcmp(model.s, want_model, model.len), "%s: model %.*s", file,
+               (int)model.len, model.s);
+        if (want_pre) {
+            EXPECT_OK(bb_gguf_get_str(g, "tokenizer.ggml.pre", &pre));
+            EXPECT(pre.len == strlen(want_pre) && !memcmp(pre.s, want_pre, pre.len), "%s: pre %.*s", file, (int)pre.len,
+                   pre.s);
+        }
+        EXPECT_OK(bb_tokenizer_load_gguf(g, bb_tokenizer_vocab_size(a), &b));
+    }
+    const char *texts[] = {"Hello world! It's 2024: 12345 apples.", " leading space and  two",
+                           "caf\xc3\xa9 \xe2\x96\x81x\n\nnew lines"};
+    for (int i = 0; b && i < 3; i++) {
+        int *x = NULL, *y = NULL, nx = 0, ny = 0;
+        EXPECT_OK(bb_tokenizer_encode(a, texts[i], 1, 0, &x, &nx));
+        EXPECT_OK(bb_tokenizer_encode(b, texts[i], 1, 0, &y, &ny));
+        EXPECT(nx == ny && x && y && !memcmp(x, y, sizeof(int) * (size_t)nx), "%s: \"%s\" gives %d vs %d tokens", file,
+               texts[i], nx, ny);
+        free(x);
+        free(y);
+    }
+    bb_tokenizer_destroy(&a);
+    bb_tokenizer_destroy(&b);
+    bb_gguf_destroy(&g);
+    bb_model_destroy(&m);
+}
+
+static void test_hf_vocab(void) {
+    hf_vocab("spm.json", "llama", NULL);
+    hf_vocab("bl_llama3.json", "gpt2", "llama-bpe");
+    hf_vocab("bl_qwen2.json", "gpt2", "qwen2");
+    hf_vocab("bl_gpt2.json", "gpt2", "gpt-2");
+}
+
 static void test_refusals(void) {
     char src[1200];
     struct stat sb;
@@ -217,6 +276,7 @@ int main(void) {
     TEST_RUN(test_f32_stories);
     TEST_RUN(test_f32_hf_rope);
     TEST_RUN(test_quantized);
+    TEST_RUN(test_hf_vocab);
     TEST_RUN(test_refusals);
     return TEST_DONE();
 }
