@@ -256,6 +256,49 @@ static void test_hf_vocab(void) {
     hf_vocab("bl_gpt2.json", "gpt2", "gpt-2");
 }
 
+/* quant.type auto: every policy stays within budget.target_bits; lagrange's squared error is the smallest. */
+static void test_budget_policies(void) {
+    const char *policies[] = {"uniform", "seed", "lagrange"};
+    double err[3] = {0};
+    for (int p = 0; p < 3; p++) {
+        bb_model *m = NULL;
+        bb_weights *w = NULL;
+        bb_quantized *q = NULL;
+        bb_config cfg;
+        char set[64];
+        EXPECT_OK(bb_config_defaults(&cfg));
+        EXPECT_OK(bb_config_set(&cfg, "quant.method=rtn"));
+        EXPECT_OK(bb_config_set(&cfg, "budget.target_bits=5"));
+        snprintf(set, sizeof set, "budget.policy=%s", policies[p]);
+        EXPECT_OK(bb_config_set(&cfg, set));
+        EXPECT_OK(bb_model_open("synthetic:tiny,layers=2,dim=256,hidden=512,heads=4,kv_heads=2", &m));
+        if (m) EXPECT_OK(bb_weights_create(m, 0, 0, &w));
+        if (w) EXPECT_OK(bb_quantize_model(&cfg, w, NULL, &q));
+        if (q) {
+            EXPECT(q->bits <= (int64_t)floor(5.0 * (double)q->weights), "%s: %lld bits for %lld weights", policies[p],
+                   (long long)q->bits, (long long)q->weights);
+            EXPECT(q->sum.total == q->bits, "%s: budget summary %lld, stored %lld", policies[p],
+                   (long long)q->sum.total, (long long)q->bits);
+            for (int l = 0; l < m->cfg.n_layers; l++)
+                for (int k = 0; k < BB_LIN_COUNT; k++) {
+                    const bb_tensor *t = bb_layer_linear(&m->layers[l], (bb_linear_kind)k);
+                    int64_t n = bb_tensor_numel(t);
+                    float *x = malloc(sizeof(float) * (size_t)n);
+                    EXPECT_OK(bb_tensor_read_f32(t, 0, bb_tensor_rows(t), x));
+                    const float *y = bb_weights_linear(w, l, (bb_linear_kind)k);
+                    for (int64_t i = 0; i < n; i++) err[p] += ((double)x[i] - y[i]) * ((double)x[i] - y[i]);
+                    free(x);
+                }
+            printf("  %s: %.3f bits per weight, squared error %.6g\n", policies[p], (double)q->bits / q->weights,
+                   err[p]);
+        }
+        bb_quantized_destroy(&q);
+        bb_weights_destroy(&w);
+        bb_model_destroy(&m);
+    }
+    EXPECT(err[2] <= err[0] && err[2] <= err[1], "lagrange %g, uniform %g, seed %g", err[2], err[0], err[1]);
+}
+
 static void test_refusals(void) {
     char src[1200];
     struct stat sb;
@@ -276,6 +319,7 @@ int main(void) {
     TEST_RUN(test_f32_stories);
     TEST_RUN(test_f32_hf_rope);
     TEST_RUN(test_quantized);
+    TEST_RUN(test_budget_policies);
     TEST_RUN(test_hf_vocab);
     TEST_RUN(test_refusals);
     return TEST_DONE();
