@@ -168,7 +168,9 @@ void bb_exp_ref(const float *x, int64_t n, float *y) {
 
 void bb_exp(const float *x, int64_t n, float *y) { exp_shifted(x, n, 0.0f, y); }
 
-VECTOR_CLONES void bb_silu_mul(float *g, const float *u, int64_t n) {
+/* Static clones with an exported wrapper: clang 14 emits no ifunc for an
+ * exported function with target_clones (undefined symbol at link time). */
+VECTOR_CLONES static void silu_mul(float *g, const float *u, int64_t n) {
     int64_t i = 0;
     for (; i + CHUNK <= n; i += CHUNK) {
         float t[CHUNK];
@@ -177,6 +179,8 @@ VECTOR_CLONES void bb_silu_mul(float *g, const float *u, int64_t n) {
     }
     for (; i < n; i++) g[i] = g[i] / (1.0f + exp_poly(-g[i])) * u[i];
 }
+
+void bb_silu_mul(float *g, const float *u, int64_t n) { silu_mul(g, u, n); }
 
 /* ---- attention -------------------------------------------------------------------- */
 
