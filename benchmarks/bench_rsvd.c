@@ -1,4 +1,4 @@
-/* bench_rsvd.c — randomized SVD (rank 256, oversample 8, 2 power iterations) against LAPACKE sgesdd on the same
+/* bench_rsvd.c — randomized SVD (rank 256; oversample and power iterations as given, default 8 and 2) against LAPACKE sgesdd on the same
  * matrices.
  *
  * usage: bench_rsvd [--sizes MxN,...] [--rank K] [--no-ref]
@@ -45,14 +45,14 @@ static bb_status make_matrix(int64_t m, int64_t n, float **out) {
     return BB_OK;
 }
 
-static bb_status bench_one(int64_t m, int64_t n, int rank, int ref) {
+static bb_status bench_one(int64_t m, int64_t n, int rank, int p, int q, int ref) {
     float *a = NULL;
     BB_CALL(make_matrix(m, n, &a));
     bb_rsvd_opts o;
     bb_rsvd_opts_default(&o);
     o.rank = rank;
-    o.oversample = 8;
-    o.power_iters = 2;
+    o.oversample = p;
+    o.power_iters = q;
     o.want_u = o.want_v = 1;
     o.residual = 0;
     bb_rsvd_result r;
@@ -63,9 +63,9 @@ static bb_status bench_one(int64_t m, int64_t n, int rank, int ref) {
     o.residual = 1;
     o.want_u = o.want_v = 0;
     BB_CALL(bb_rsvd_matrix("bench", m, n, a, &o, &rr));
-    printf("%5lld x %-6lld rsvd   k=%d p=8 q=2: %8.3f s  %7.1f GFLOP/s  (with residual pass: %.3f s; residual %.6f, "
+    printf("%5lld x %-6lld rsvd   k=%d p=%d q=%d: %8.3f s  %7.1f GFLOP/s  (with residual pass: %.3f s; residual %.6f, "
            "||U^TU-I|| %.1e, ||V^TV-I|| %.1e)\n",
-           (long long)m, (long long)n, rank, t_rsvd, f_rsvd / t_rsvd * 1e-9, rr.seconds, rr.residual, rr.orth_u,
+           (long long)m, (long long)n, rank, p, q, t_rsvd, f_rsvd / t_rsvd * 1e-9, rr.seconds, rr.residual, rr.orth_u,
            rr.orth_v);
     fflush(stdout);
     if (ref) {
@@ -104,16 +104,20 @@ static bb_status bench_one(int64_t m, int64_t n, int rank, int ref) {
 
 int main(int argc, char **argv) {
     const char *sizes = "4096x4096,4096x11008";
-    int rank = 256, ref = 1;
+    int rank = 256, ref = 1, over = 8, iters = 2;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--sizes") && i + 1 < argc)
             sizes = argv[++i];
         else if (!strcmp(argv[i], "--rank") && i + 1 < argc)
             rank = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--oversample") && i + 1 < argc)
+            over = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--power-iters") && i + 1 < argc)
+            iters = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--no-ref"))
             ref = 0;
         else {
-            fprintf(stderr, "usage: bench_rsvd [--sizes MxN,...] [--rank K] [--no-ref]\n");
+            fprintf(stderr, "usage: bench_rsvd [--sizes MxN,...] [--rank K] [--oversample P] [--power-iters Q] [--no-ref]\n");
             return 2;
         }
     }
@@ -138,7 +142,7 @@ int main(int argc, char **argv) {
             fprintf(stderr, "error: bad size '%s' or rank %d (sizes like 4096x11008, rank <= min(m, n))\n", p, rank);
             return 2;
         }
-        if (bench_one(m, n, rank, ref) != BB_OK) return 1;
+        if (bench_one(m, n, rank, over, iters, ref) != BB_OK) return 1;
         p += used;
         if (*p == ',') p++;
     }
