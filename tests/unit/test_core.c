@@ -13,7 +13,7 @@
 #include "core/tensor.h"
 #include "test.h"
 
-static inline uint32_t bits(float f) {
+__attribute__((unused)) static uint32_t bits(float f) {
     uint32_t u;
     memcpy(&u, &f, 4);
     return u;
