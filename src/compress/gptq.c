@@ -352,12 +352,7 @@ static bb_status inverse_factor_f32(const bb_linalg_backend *be, const bb_quant_
             if (u[j * (n + 1)] == 0) u[j * (n + 1)] = 1;
             u[j * (n + 1)] += (float)(damp * mean);
         }
-        /* A failed attempt is expected here (it raises the damping), not an error to print. */
-        int was_quiet = bb_error_set_quiet(1);
-        bb_status st = be->potrf(BB_UPLO_UPPER, n, u, n, NULL);
-        if (st == BB_OK) st = be->potri(BB_UPLO_UPPER, n, u, n);
-        if (st == BB_OK) st = be->potrf(BB_UPLO_UPPER, n, u, n, NULL);
-        bb_error_set_quiet(was_quiet);
+        bb_status st = bb_linalg_inverse_cholesky_upper(be, u, n);
         if (st == BB_OK) {
             if (damp != o->damp)
                 bb_warn("%s: Cholesky of the damped Gram failed at damp %g; GPTQ uses damp %g x mean(diag H)", name,

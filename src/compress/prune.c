@@ -410,12 +410,7 @@ static bb_status sgpt_factor(const bb_prune_opts *o, const bb_linalg_backend *be
         double lam = retry_damp(o->damp, attempt);
         memcpy(u, h, sizeof(float) * (size_t)(cols * cols));
         for (int64_t j = 0; j < cols; j++) u[j * cols + j] = (float)((dead[j] ? 1.0 : u[j * cols + j]) + lam * mean);
-        /* a failed attempt is expected and retried: its message would only mislead */
-        int was_quiet = bb_error_set_quiet(1);
-        bb_status s = be->potrf(BB_UPLO_UPPER, cols, u, cols, NULL);
-        if (s == BB_OK) s = be->potri(BB_UPLO_UPPER, cols, u, cols);
-        if (s == BB_OK) s = be->potrf(BB_UPLO_UPPER, cols, u, cols, NULL);
-        bb_error_set_quiet(was_quiet);
+        bb_status s = bb_linalg_inverse_cholesky_upper(be, u, cols);
         if (s == BB_OK) {
             st->damp_used = lam;
             st->retries = attempt;

@@ -56,3 +56,15 @@ bb_status bb_linalg_check_dims(const char *op, int64_t rows, int64_t cols, int64
              (long long)ld, (long long)(min_ld > 1 ? min_ld : 1));
     return BB_OK;
 }
+
+bb_status bb_linalg_inverse_cholesky_upper(const bb_linalg_backend *be, float *a, int64_t n) {
+    int was_quiet = bb_error_set_quiet(1);
+    bb_status st = be->potrf(BB_UPLO_UPPER, n, a, n, NULL);
+    if (st == BB_OK) st = be->potri(BB_UPLO_UPPER, n, a, n);
+    if (st == BB_OK) st = be->potrf(BB_UPLO_UPPER, n, a, n, NULL);
+    bb_error_set_quiet(was_quiet);
+    if (st != BB_OK && st != BB_ERR_NUMERIC)
+        return bb_error(st, __FILE__, __LINE__, "inverse Cholesky factor of a %lld x %lld matrix failed: %s",
+                        (long long)n, (long long)n, bb_last_error());
+    return st;
+}

@@ -86,6 +86,13 @@ bb_status bb_linalg_backend_register(const bb_linalg_backend *b);
 /* Names of the registered backends, comma-separated, into buf (size n). */
 void bb_linalg_backend_list(char *buf, size_t n);
 
+/* a (n, n) row-major symmetric positive definite in; out: the upper Cholesky
+ * factor of a^-1 in a's upper triangle (potrf, potri, potrf), as GPTQ and
+ * SparseGPT use it. A matrix that is not positive definite returns
+ * BB_ERR_NUMERIC without printing (callers raise the damping and retry);
+ * other errors are reported. */
+bb_status bb_linalg_inverse_cholesky_upper(const bb_linalg_backend *be, float *a, int64_t n);
+
 /* The built-in tables (backend_cpu.c, backend_ref.c). */
 extern const bb_linalg_backend bb_linalg_backend_cpu;
 extern const bb_linalg_backend bb_linalg_backend_ref;
