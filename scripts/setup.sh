@@ -59,7 +59,8 @@ bb_build() {
     # nvcc may be installed without being on PATH.
     [ -x /usr/local/cuda/bin/nvcc ] && case ":$PATH:" in *:/usr/local/cuda/bin:*) ;; *) export PATH="$PATH:/usr/local/cuda/bin";; esac
     bb_say "configuring $dir"
-    cmake -S "$BB_ROOT" -B "$dir" "$@" ${BB_CMAKE_ARGS:-} >"$dir.configure.log" 2>&1 || { cat "$dir.configure.log"; exit 1; }
+    # The tests use the python3 that the pip packages went into.
+    cmake -S "$BB_ROOT" -B "$dir" -DPython3_EXECUTABLE="$(command -v "${PYTHON:-python3}")" "$@" ${BB_CMAKE_ARGS:-} >"$dir.configure.log" 2>&1 || { cat "$dir.configure.log"; exit 1; }
     sed -n '/birdbone .* configuration/,/fuzz targets/p' "$dir.configure.log" | sed 's/^-- //'
     bb_say "building $dir"
     cmake --build "$dir" -j "$BB_JOBS" >"$dir.build.log" 2>&1 || { grep -E -A3 'error' "$dir.build.log" | head -60; tail -20 "$dir.build.log"; exit 1; }
