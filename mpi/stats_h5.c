@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "core/log.h"
+#include "core/file.h"
 #include "mpi/h5check.h"
 
 #define STATS_MAGIC "birdbone.calib"
@@ -170,16 +171,6 @@ static bb_status write_all(h5ctx *x, hid_t f, bb_calib *c, const char *hash) {
     return BB_OK;
 }
 
-static bb_status sync_file(const char *path) {
-    int fd = open(path, O_RDONLY);
-    BB_CHECK(fd >= 0, BB_ERR_IO, "%s: cannot reopen to sync: %s", path, strerror(errno));
-    int rc = fsync(fd);
-    int err = errno;
-    close(fd);
-    BB_CHECK(rc == 0, BB_ERR_IO, "%s: fsync failed: %s", path, strerror(err));
-    return BB_OK;
-}
-
 bb_status bb_stats_h5_write(const char *path, bb_calib *c, const char *hash) {
     BB_CHECK(!hash || strlen(hash) < BB_STATS_H5_HASH_MAX, BB_ERR_ARG,
              "%s: the hash string has %zu characters, at most %d fit", path, strlen(hash), BB_STATS_H5_HASH_MAX - 1);
@@ -201,7 +192,7 @@ bb_status bb_stats_h5_write(const char *path, bb_calib *c, const char *hash) {
         if (st == BB_OK && e < 0) st = h5_fail(&x, __LINE__, "H5Fclose(f)");
     }
     close_id(fapl, H5Pclose);
-    if (st == BB_OK) st = sync_file(tmp);
+    if (st == BB_OK) st = bb_file_sync(tmp);
     if (st == BB_OK && rename(tmp, path) != 0)
         st = bb_error(BB_ERR_IO, __FILE__, __LINE__, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
     if (st != BB_OK) {

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "core/file.h"
 #include "mpi/h5check.h"
 
 #define WAVE_MAGIC "birdbone.wave"
@@ -127,16 +128,6 @@ static bb_status write_all(const char *path, hid_t f, const bb_wave_h5 *w) {
     return BB_OK;
 }
 
-static bb_status sync_file(const char *path) {
-    int fd = open(path, O_RDONLY);
-    BB_CHECK(fd >= 0, BB_ERR_IO, "%s: cannot reopen to sync: %s", path, strerror(errno));
-    int rc = fsync(fd);
-    int err = errno;
-    close(fd);
-    BB_CHECK(rc == 0, BB_ERR_IO, "%s: fsync failed: %s", path, strerror(err));
-    return BB_OK;
-}
-
 bb_status bb_wave_h5_write(const char *path, const bb_wave_h5 *w) {
     char tmp[1200];
     BB_CHECK(snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()) < (int)sizeof tmp, BB_ERR_ARG,
@@ -154,7 +145,7 @@ bb_status bb_wave_h5_write(const char *path, const bb_wave_h5 *w) {
         if (st == BB_OK && e < 0) st = bb_h5_error(__FILE__, __LINE__, "H5Fclose of the wave file");
     }
     close_id(fapl, H5Pclose);
-    if (st == BB_OK) st = sync_file(tmp);
+    if (st == BB_OK) st = bb_file_sync(tmp);
     if (st == BB_OK && rename(tmp, path) != 0)
         st = bb_error(BB_ERR_IO, __FILE__, __LINE__, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
     if (st != BB_OK) {

@@ -108,6 +108,16 @@ bb_status bb_file_write_atomic(const char *path, const void *data, size_t n) {
     return BB_OK;
 }
 
+bb_status bb_file_sync(const char *path) {
+    int fd = open(path, O_RDONLY);
+    BB_CHECK(fd >= 0, BB_ERR_IO, "%s: cannot reopen to sync: %s", path, strerror(errno));
+    int rc = fsync(fd);
+    int err = errno;
+    close(fd);
+    BB_CHECK(rc == 0, BB_ERR_IO, "%s: fsync failed: %s", path, strerror(err));
+    return BB_OK;
+}
+
 int bb_path_is_dir(const char *path) {
     struct stat st;
     return stat(path, &st) == 0 && S_ISDIR(st.st_mode);

@@ -25,6 +25,9 @@ bb_status bb_file_read_all(const char *path, size_t max_size, char **out, size_t
  * see either the old file or the complete new one. */
 bb_status bb_file_write_atomic(const char *path, const void *data, size_t n);
 
+/* Flush a file written by another library (HDF5) to disk before it is renamed. */
+bb_status bb_file_sync(const char *path);
+
 int bb_path_is_dir(const char *path);
 int bb_path_exists(const char *path);
 /* Join dir and name into out (size n). Returns BB_ERR_ARG if it does not fit. */
