@@ -1,18 +1,17 @@
-/* decay.c — stage 2 (Adaptive decay wave): prune the least-used weights wave by
- * wave, recomputing usage in between, evaluating and saving every wave.
+/* decay.c — stage 2 (Adaptive decay wave): prune the least-used weights, one
+ * wave per call from the wave loop (waves.c).
  *
- * Wave k (1..waves.count): usage from the working weights and the current
- * calibration statistics; each matrix loses at most prune.per_wave of its
- * remaining weights (bb_prune_wave), never past its target (prune.target, or
- * its layer's OWL ratio); SparseGPT then corrects the kept weights with the OBS
- * update for that mask (fixed_mask). When one wave may reach the target
- * (per_wave >= target) or the pattern is N:M, the method's own one-shot pruner
- * runs instead: N:M groups cannot be filled a little at a time, and SparseGPT's
- * adaptive mask selection beats a static saliency when nothing limits the
- * wave. Between waves the calibration statistics are collected again on the
- * pruned model, so the next wave scores weights by the activations they now
- * see. Rank 0 does all of it; the sharded version (each rank its layers, a MAX
- * reduction for u_max) comes with the MPI issue. */
+ * Wave k: usage from the working weights and the calibration statistics of the
+ * weights as they now stand (recollected when a wave, healing or RigL changed
+ * them); each matrix loses at most prune.per_wave of its remaining weights
+ * (bb_prune_wave), never past its target (prune.target, or its layer's OWL
+ * ratio); SparseGPT then corrects the kept weights with the OBS update for that
+ * mask (fixed_mask). When one wave may reach the target (per_wave >= target)
+ * or the pattern is N:M, the method's own one-shot pruner runs instead: N:M
+ * groups cannot be filled a little at a time, and SparseGPT's adaptive mask
+ * selection beats a static saliency when nothing limits the wave. Rank 0 does
+ * all of it; the sharded version (each rank its layers, a MAX reduction for
+ * u_max) comes with the MPI issue. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,13 +22,13 @@
 #include "compress/usage.h"
 #include "core/events.h"
 #include "core/log.h"
-#include "model/eval.h"
 #include "mpi/wave_h5.h"
 #include "pipeline/run.h"
+#include "pipeline/stages.h"
 
 typedef enum { SCORE_WANDA = 0, SCORE_MAGNITUDE, SCORE_OBS } score_kind;
 
-typedef struct {
+struct bb_decay {
     bb_run *r;
     const bb_config *c;
     bb_weights *w;
@@ -47,9 +46,9 @@ typedef struct {
     int64_t *n_blocks;
     double u_max;
     float *score, *h, *xnorm; /* scratch: (max_numel), (max_cols^2), (max_cols) */
-    bb_tokens eval;
-    bb_logprobs ref;
-} decay;
+    int owl_done;             /* OWL ratios fixed (first wave, or restored on resume) */
+};
+typedef struct bb_decay decay;
 
 static bb_status calib_stream(bb_run *r, bb_tokens *windows, const bb_tokens **stream) {
     *stream = &r->calib;
@@ -62,8 +61,8 @@ static bb_status calib_stream(bb_run *r, bb_tokens *windows, const bb_tokens **s
     return BB_OK;
 }
 
-/* The calibration statistics of the pruned model, replacing the run's. */
-static bb_status recalibrate(bb_run *r) {
+/* The calibration statistics of the current weights, replacing the run's. */
+bb_status bb_run_recalibrate(bb_run *r) {
     const bb_config *c = &r->cfg;
     const bb_model *m = bb_run_current_model(r);
     bb_tokens windows = {0};
@@ -80,6 +79,7 @@ static bb_status recalibrate(bb_run *r) {
     BB_CALL_GOTO(st, out, bb_calib_run(fresh, f, stream, mb));
     bb_calib_destroy(&r->stats);
     r->stats = fresh;
+    r->stats_stale = 0;
     fresh = NULL;
 out:
     bb_calib_destroy(&fresh);
@@ -256,54 +256,34 @@ static bb_status more_to_prune(decay *d, int *more) {
     return BB_OK;
 }
 
-static bb_status evaluate(decay *d, bb_ppl_result *res, bb_kld_result *kld) {
+/* wave_<k>.h5: masks, usage maps and the wave's metrics. */
+bb_status bb_decay_save(bb_run *r, int k, const bb_wave_metrics *m) {
+    decay *d = r->decay;
+    if (!d) return BB_OK;
     const bb_config *c = d->c;
-    bb_forward *f = NULL;
-    BB_CALL(bb_forward_create(bb_run_current_model(d->r), (int)c->eval.n_ctx, &f));
-    bb_ppl_opts o = {
-        .n_ctx = (int)c->eval.n_ctx, .max_windows = (int)c->eval.max_windows, .bos_id = d->r->model->cfg.bos_id};
-    bb_event_begin("eval.wave");
-    bb_status st = bb_eval_perplexity(f, d->eval.ids, d->eval.n, &o, res, NULL, c->eval.kld ? &d->ref : NULL,
-                                      c->eval.kld ? kld : NULL);
-    bb_event_end("eval.wave", 0, 0);
-    bb_forward_destroy(&f);
-    return st;
-}
-
-/* Append one line to the run's decay report (shown again in the summary). */
-static bb_status report(bb_run *r, const char *line) {
-    size_t have = r->decay_report ? strlen(r->decay_report) : 0, add = strlen(line);
-    /* continuation lines line up under the summary's "decay        " label */
-    const char *sep = "\n             ";
-    size_t need = have + strlen(sep) + add + 1;
-    char *grown = realloc(r->decay_report, need);
-    BB_CHECK(grown, BB_ERR_OOM, "out of memory: the decay report needs %zu bytes", need);
-    snprintf(grown + have, need - have, "%s%s", have ? sep : "", line);
-    r->decay_report = grown;
-    return BB_OK;
-}
-
-static bb_status save_wave(decay *d, int k, double sparsity, int64_t kept, int64_t total, const bb_ppl_result *pr,
-                           const bb_kld_result *kr) {
-    const bb_config *c = d->c;
+    int64_t kept = 0, total = 0;
+    for (int i = 0; i < d->n_mat; i++) {
+        kept += bb_mask_count(r->masks[i]);
+        total += bb_tensor_rows(d->tensors[i]) * bb_tensor_cols(d->tensors[i]);
+    }
     bb_wave_h5 wf = {.wave = k,
                      .method = c->prune.method,
                      .pattern = c->prune.pattern,
                      .usage_block = c->usage.block,
-                     .config_hash = d->r->hash,
+                     .config_hash = r->hash,
                      .per_wave = c->prune.per_wave,
                      .target = c->prune.target,
-                     .sparsity = sparsity,
-                     .ppl = pr->ppl,
-                     .dppl = pr->ppl / d->r->dense_ppl - 1,
-                     .kld_mean = c->eval.kld ? kr->kld_mean : NAN,
+                     .sparsity = m->sparsity,
+                     .ppl = m->ppl,
+                     .dppl = m->dppl,
+                     .kld_mean = m->kld,
                      .u_max = d->u_max,
                      .kept = kept,
                      .total = total,
                      .n_layers = d->n_layers,
                      .owl_ratios = d->owl,
                      .tensors = d->tensors,
-                     .masks = d->r->masks,
+                     .masks = r->masks,
                      .u = (const double *const *)d->u,
                      .s = (const double *const *)d->s,
                      .n_blocks = d->n_blocks};
@@ -315,61 +295,56 @@ static bb_status save_wave(decay *d, int k, double sparsity, int64_t kept, int64
     return st;
 }
 
-static bb_status waves(decay *d) {
-    bb_run *r = d->r;
-    const bb_config *c = d->c;
-    int64_t total = 0;
-    for (int i = 0; i < d->n_mat; i++) total += bb_tensor_rows(d->tensors[i]) * bb_tensor_cols(d->tensors[i]);
-    int more = 0;
-    for (int k = 1; k <= c->waves.count; k++) {
-        double t0 = bb_now();
-        if (k > 1) {
-            bb_event_begin("decay.recalib");
-            bb_status st = recalibrate(r);
-            bb_event_end("decay.recalib", 0, 0);
-            BB_CALL(st);
-        }
-        BB_CALL(usage_maps(d));
-        if (d->owl && k == 1) BB_CALL(owl_ratios(d));
-        int64_t removed = 0, kept = 0;
-        bb_event_begin("decay.prune");
-        bb_status st = BB_OK;
-        for (int i = 0; i < d->n_mat && st == BB_OK; i++) {
-            int64_t now = 0;
-            st = prune_matrix(d, i, &now);
-            removed += now;
-            kept += bb_mask_count(r->masks[i]);
-        }
-        bb_event_end("decay.prune", 0, 0);
+bb_status bb_decay_wave(bb_run *r, int k, int64_t *removed_out) {
+    decay *d = r->decay;
+    *removed_out = 0;
+    if (!d) return BB_OK;
+    if (r->stats_stale) {
+        bb_event_begin("decay.recalib");
+        bb_status st = bb_run_recalibrate(r);
+        bb_event_end("decay.recalib", 0, 0);
         BB_CALL(st);
-        r->n_waves = k;
-        r->sparsity = 1.0 - (double)kept / (double)total;
-        bb_ppl_result pr;
-        bb_kld_result kr = {0};
-        BB_CALL(evaluate(d, &pr, &kr));
-        char kld[32] = "-";
-        if (c->eval.kld) snprintf(kld, sizeof kld, "%.4f", kr.kld_mean);
-        char line[256];
-        snprintf(line, sizeof line,
-                 "wave %d/%lld  sparsity %.4f  PPL %.4f  dPPL %+.2f %%  KLD %s  (%lld weights removed%s)", k,
-                 (long long)c->waves.count, r->sparsity, pr.ppl, 100 * (pr.ppl / r->dense_ppl - 1), kld,
-                 (long long)removed, d->one_shot ? ", one-shot" : "");
-        bb_info("%s  %.1f s", line, bb_now() - t0);
-        BB_CALL(report(r, line));
-        BB_CALL(save_wave(d, k, r->sparsity, kept, total, &pr, &kr));
-        BB_CALL(more_to_prune(d, &more));
-        if (!more) break;
     }
-    /* The configuration checks reachability for the plain target; OWL ratios above it may need more waves. */
-    if (more)
-        bb_warn("decay: waves.count = %lld waves end at sparsity %.4f, before every matrix reached its target %g%s",
-                (long long)c->waves.count, r->sparsity, c->prune.target, d->owl ? " (or its OWL ratio)" : "");
-    char line[1400];
-    snprintf(line, sizeof line,
-             "sparsity %.4f of the linear weights after %d wave%s; masks and usage maps in %s/wave_*.h5", r->sparsity,
-             r->n_waves, r->n_waves == 1 ? "" : "s", c->run.dir);
-    bb_info("%s", line);
-    return report(r, line);
+    BB_CALL(usage_maps(d));
+    if (d->owl && !d->owl_done) {
+        BB_CALL(owl_ratios(d));
+        d->owl_done = 1;
+    }
+    int64_t removed = 0;
+    bb_event_begin("decay.prune");
+    bb_status st = BB_OK;
+    for (int i = 0; i < d->n_mat && st == BB_OK; i++) {
+        int64_t now = 0;
+        st = prune_matrix(d, i, &now);
+        removed += now;
+    }
+    bb_event_end("decay.prune", 0, 0);
+    BB_CALL(st);
+    if (removed) r->stats_stale = 1;
+    *removed_out = removed;
+    (void)k;
+    return BB_OK;
+}
+
+bb_status bb_decay_more(bb_run *r, int *more) {
+    *more = 0;
+    return r->decay ? more_to_prune(r->decay, more) : BB_OK;
+}
+
+const double *bb_decay_layer_targets(const bb_run *r) {
+    const decay *d = r->decay;
+    return d ? d->layer_target : NULL;
+}
+
+bb_status bb_decay_set_layer_targets(bb_run *r, const double *t) {
+    decay *d = r->decay;
+    if (!d || !t) return BB_OK;
+    memcpy(d->layer_target, t, sizeof(double) * (size_t)d->n_layers);
+    if (d->owl) {
+        memcpy(d->owl, t, sizeof(double) * (size_t)d->n_layers);
+        d->owl_done = 1;
+    }
+    return BB_OK;
 }
 
 static bb_status setup(decay *d, bb_run *r) {
@@ -402,10 +377,7 @@ static bb_status setup(decay *d, bb_run *r) {
     BB_CALL(bb_calloc((void **)&d->u, (size_t)d->n_mat * 2, sizeof *d->u, "usage maps"));
     d->s = d->u + d->n_mat;
     BB_CALL(bb_calloc((void **)&d->n_blocks, (size_t)d->n_mat, sizeof *d->n_blocks, "usage block counts"));
-    if (!r->masks) {
-        BB_CALL(bb_calloc((void **)&r->masks, (size_t)d->n_mat, sizeof *r->masks, "masks"));
-        r->n_masks = d->n_mat;
-    }
+    BB_CALL(bb_run_masks(r));
     for (int i = 0; i < d->n_mat; i++) {
         const bb_tensor *t = bb_weights_tensor(d->w, i / BB_LIN_COUNT, (bb_linear_kind)(i % BB_LIN_COUNT));
         int64_t rows = bb_tensor_rows(t), cols = bb_tensor_cols(t);
@@ -413,20 +385,12 @@ static bb_status setup(decay *d, bb_run *r) {
         d->n_blocks[i] = bb_usage_block_count(&d->ub, rows, cols);
         BB_CALL(bb_calloc((void **)&d->u[i], (size_t)d->n_blocks[i] * 2, sizeof(double), "usage map"));
         d->s[i] = d->u[i] + d->n_blocks[i];
-        if (!r->masks[i]) BB_CALL(bb_mask_create(rows, cols, 1, &r->masks[i]));
         if (rows * cols > d->max_numel) d->max_numel = rows * cols;
         if (cols > d->max_cols) d->max_cols = cols;
     }
     BB_CALL(bb_malloc((void **)&d->score, sizeof(float) * (size_t)d->max_numel, "wave scores"));
     BB_CALL(bb_malloc((void **)&d->h, sizeof(float) * (size_t)(d->max_cols * d->max_cols), "Gram f32"));
     BB_CALL(bb_malloc((void **)&d->xnorm, sizeof(float) * (size_t)d->max_cols, "channel norms"));
-    char path[1200];
-    snprintf(path, sizeof path, "%s/eval.tokens", c->run.dir);
-    BB_CALL(bb_tokens_read(path, r->model->cfg.vocab_size, &d->eval));
-    if (c->eval.kld) {
-        snprintf(path, sizeof path, "%s/dense.bblp", c->run.dir);
-        BB_CALL(bb_logprobs_read(path, &d->ref));
-    }
     return BB_OK;
 }
 
@@ -440,48 +404,40 @@ static void teardown(decay *d) {
     free(d->score);
     free(d->h);
     free(d->xnorm);
-    bb_tokens_free(&d->eval);
-    bb_logprobs_free(&d->ref);
 }
 
-static bb_status decay_run(bb_run *r) {
-    decay d;
-    memset(&d, 0, sizeof d);
-    bb_status st = setup(&d, r);
-    if (st == BB_OK) {
-        if (d.opts.pattern.m)
-            bb_info("decay   %s %s in one wave (N:M groups are filled at once; prune.target is ignored)",
-                    r->cfg.prune.method, r->cfg.prune.pattern);
-        else
-            bb_info("decay   %s to sparsity %g, at most %g of the remaining weights per wave%s%s", r->cfg.prune.method,
-                    r->cfg.prune.target, r->cfg.prune.per_wave, d.one_shot ? " (one wave reaches it: one-shot)" : "",
-                    r->cfg.prune.owl ? ", OWL layer ratios" : "");
-        st = waves(&d);
-    }
-    teardown(&d);
-    return st;
+int bb_decay_active(const bb_config *c) {
+    return strcmp(c->prune.method, "none") && !(c->prune.target == 0 && !strcmp(c->prune.pattern, "unstructured"));
 }
 
-bb_status bb_stage_decay(bb_run *r) {
+bb_status bb_decay_begin(bb_run *r) {
     const bb_config *c = &r->cfg;
-    if (!strcmp(c->prune.method, "none") || (c->prune.target == 0 && !strcmp(c->prune.pattern, "unstructured"))) {
-        bb_info("decay   nothing to do: prune.method = %s, prune.target = %g", c->prune.method, c->prune.target);
+    if (!bb_decay_active(c)) {
+        bb_info("decay   nothing to prune: prune.method = %s, prune.target = %g", c->prune.method, c->prune.target);
         return BB_OK;
     }
-    bb_status st = r->dist->rank == 0 ? decay_run(r) : BB_OK;
-    BB_CALL(bb_dist_agree(r->dist, st));
-    double v[2] = {r->sparsity, (double)r->n_waves};
-    BB_CHECK(MPI_Bcast(v, 2, MPI_DOUBLE, 0, r->dist->comm) == MPI_SUCCESS, BB_ERR_MPI,
-             "broadcast of the decay result failed");
-    r->sparsity = v[0];
-    r->n_waves = (int)v[1];
+    decay *d;
+    BB_CALL(bb_calloc((void **)&d, 1, sizeof *d, "decay state"));
+    bb_status st = setup(d, r);
+    if (st != BB_OK) {
+        teardown(d);
+        free(d);
+        return st;
+    }
+    r->decay = d;
+    if (d->opts.pattern.m)
+        bb_info("decay   %s %s in one wave (N:M groups are filled at once; prune.target is ignored)", c->prune.method,
+                c->prune.pattern);
+    else
+        bb_info("decay   %s to sparsity %g, at most %g of the remaining weights per wave%s%s", c->prune.method,
+                c->prune.target, c->prune.per_wave, d->one_shot ? " (one wave reaches it: one-shot)" : "",
+                c->prune.owl ? ", OWL layer ratios" : "");
     return BB_OK;
 }
 
-void bb_decay_free(bb_run *r) {
-    for (int i = 0; r->masks && i < r->n_masks; i++) bb_mask_destroy(&r->masks[i]);
-    free(r->masks);
-    r->masks = NULL;
-    free(r->decay_report);
-    r->decay_report = NULL;
+void bb_decay_end(bb_run *r) {
+    if (!r->decay) return;
+    teardown(r->decay);
+    free(r->decay);
+    r->decay = NULL;
 }

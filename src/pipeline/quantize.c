@@ -13,6 +13,7 @@
 #include "model/eval.h"
 #include "pipeline/export.h"
 #include "pipeline/run.h"
+#include "pipeline/stages.h"
 
 void bb_quantized_destroy(bb_quantized **pq) {
     if (!pq || !*pq) return;
@@ -233,6 +234,7 @@ static bb_status evaluate(bb_run *r) {
         if (st == BB_OK) {
             r->quant_ppl = pr.ppl;
             r->quant_kld = c->eval.kld ? kr.kld_mean : 0;
+            r->quant_top1 = c->eval.kld ? kr.top1 : 0;
             if (c->eval.kld)
                 bb_info("quant   PPL %.4f +/- %.4f (dense %.4f, %+.2f%%); KLD mean %.5f, p99 %.4f; top-1 %.4f", pr.ppl,
                         pr.ppl_err, r->dense_ppl, 100 * (pr.ppl / r->dense_ppl - 1), kr.kld_mean, kr.kld_p99, kr.top1);
@@ -251,6 +253,12 @@ static bb_status quantize_rank0(bb_run *r) {
     const bb_config *c = &r->cfg;
     bb_weights *w;
     BB_CALL(bb_run_weights(r, &w));
+    if (r->stats_stale) { /* GPTQ's Hessians must see the inputs the compressed model now produces */
+        bb_event_begin("quant.recalib");
+        bb_status rs = bb_run_recalibrate(r);
+        bb_event_end("quant.recalib", 0, 0);
+        BB_CALL(rs);
+    }
     bb_quantized *q = NULL;
     bb_event_begin("quant.model");
     bb_status st = bb_quantize_model(c, w, r->stats, &q);

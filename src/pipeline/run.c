@@ -8,28 +8,26 @@
 
 #include "core/events.h"
 #include "core/log.h"
+#include "pipeline/stages.h"
 
-bb_status bb_stage_baseline(bb_run *r);
-bb_status bb_stage_usage(bb_run *r);
-bb_status bb_stage_decay(bb_run *r);
-void bb_decay_free(bb_run *r);
-bb_status bb_stage_quantize(bb_run *r);
 
 /* The seed's stages in order (DESIGN §1). A stage without a run function is
  * listed in the plan as not built yet and skipped. */
 static const bb_stage stages[] = {
     {"baseline", "Baseline mapping", "spectral scan; calibration and evaluation streams; dense perplexity and log-probs",
-     bb_stage_baseline},
+     bb_stage_baseline, NULL},
     {"usage", "Density assessment", "calibration forward: Gram, channel norms, activation frequency per input",
-     bb_stage_usage},
-    {"decay", "Adaptive decay wave", "remove <= prune.per_wave of the remaining weights with the lowest usage",
-     bb_stage_decay},
-    {"heal", "Healing phase", "closed-form low-rank compensation, then Adam steps on LoRA factors", NULL},
-    {"reinforce", "Structural reinforcement", "stress detection and precision boosts", NULL},
-    {"redistribute", "Density redistribution", "RigL: regrow the connections with the largest gradient", NULL},
+     bb_stage_usage, NULL},
+    {"decay", "Adaptive decay wave", "per wave: remove <= prune.per_wave of the remaining weights with the lowest usage",
+     bb_stage_waves, NULL},
+    {"heal", "Healing phase", "per wave: closed-form low-rank compensation, then Adam steps on LoRA factors", NULL,
+     NULL},
+    {"reinforce", "Structural reinforcement", "per wave: stress detection and precision boosts", NULL, NULL},
+    {"redistribute", "Density redistribution", "per wave: RigL, regrow the connections with the largest gradient",
+     NULL, NULL},
     {"quantize", "Quantize + low-rank merge", "GPTQ into GGUF block types under the global bit budget",
-     bb_stage_quantize},
-    {"version", "Version bump", "HDF5 checkpoint, diff bundle, weight hashes, metrics", NULL},
+     bb_stage_quantize, NULL},
+    {"version", "Version bump", "metrics, DONE marker", bb_stage_version, NULL},
 };
 
 int bb_pipeline_stages(const bb_stage **out) {
@@ -92,11 +90,36 @@ fail:
     return st;
 }
 
+void bb_run_reset_waves(bb_run *r) {
+    bb_decay_end(r);
+    bb_state_free(&r->state);
+    for (int i = 0; r->masks && i < r->n_masks; i++) bb_mask_destroy(&r->masks[i]);
+    free(r->masks);
+    r->masks = NULL;
+    r->n_masks = 0;
+    /* the working weights view the model: they go before it */
+    bb_weights_destroy(&r->weights);
+    free(r->wave_report);
+    r->wave_report = NULL;
+    free(r->tensor_hist);
+    r->tensor_hist = NULL;
+    r->hist_waves = 0;
+    for (int i = 0; i < r->n_curves; i++) free(r->curves[i].loss);
+    free(r->curves);
+    r->curves = NULL;
+    r->n_curves = 0;
+    free(r->boosts);
+    r->boosts = NULL;
+    r->n_boosts = 0;
+    r->n_waves = 0;
+    r->sparsity = 0;
+    r->stats_stale = 0;
+}
+
 void bb_run_destroy(bb_run **pr) {
     if (!pr || !*pr) return;
     /* the working weights view the model: they go first */
-    bb_weights_destroy(&(*pr)->weights);
-    bb_decay_free(*pr);
+    bb_run_reset_waves(*pr);
     bb_model_destroy(&(*pr)->model);
     bb_tokens_free(&(*pr)->calib);
     bb_calib_destroy(&(*pr)->stats);
@@ -107,6 +130,32 @@ void bb_run_destroy(bb_run **pr) {
 bb_status bb_run_weights(bb_run *r, bb_weights **out) {
     if (!r->weights) BB_CALL(bb_weights_create(r->model, 0, 0, &r->weights));
     *out = r->weights;
+    return BB_OK;
+}
+
+bb_status bb_run_masks(bb_run *r) {
+    if (r->masks) return BB_OK;
+    bb_weights *w;
+    BB_CALL(bb_run_weights(r, &w));
+    int n = r->model->cfg.n_layers * BB_LIN_COUNT;
+    BB_CALL(bb_calloc((void **)&r->masks, (size_t)n, sizeof *r->masks, "masks"));
+    r->n_masks = n;
+    for (int i = 0; i < n; i++) {
+        const bb_tensor *t = bb_weights_tensor(w, i / BB_LIN_COUNT, (bb_linear_kind)(i % BB_LIN_COUNT));
+        BB_CALL(bb_mask_create(bb_tensor_rows(t), bb_tensor_cols(t), 1, &r->masks[i]));
+    }
+    return BB_OK;
+}
+
+bb_status bb_run_report_line(bb_run *r, const char *line) {
+    size_t have = r->wave_report ? strlen(r->wave_report) : 0, add = strlen(line);
+    /* continuation lines line up under the summary's "waves        " label */
+    const char *sep = "\n             ";
+    size_t need = have + strlen(sep) + add + 1;
+    char *grown = realloc(r->wave_report, need);
+    BB_CHECK(grown, BB_ERR_OOM, "out of memory: the wave report needs %zu bytes", need);
+    snprintf(grown + have, need - have, "%s%s", have ? sep : "", line);
+    r->wave_report = grown;
     return BB_OK;
 }
 
@@ -147,7 +196,8 @@ static void print_plan(void) {
     int n = bb_pipeline_stages(&s);
     bb_info("\n---- plan ----");
     for (int i = 0; i < n; i++)
-        bb_info("  %d  %-13s %-27s %-15s %s", i, s[i].name, s[i].seed_name, s[i].run ? "will run" : "not built yet",
+        bb_info("  %d  %-13s %-27s %-15s %s", i, s[i].name, s[i].seed_name,
+                s[i].run || s[i].wave ? "will run" : "not built yet",
                 s[i].what);
 }
 
@@ -165,7 +215,7 @@ static bb_status write_summary_json(const bb_run *r, double total_s, double byte
     fprintf(f, "  \"stages\": [");
     for (int i = 0; i < n; i++)
         fprintf(f, "%s\n    {\"name\": \"%s\", \"built\": %s, \"seconds\": %.6f}", i ? "," : "", s[i].name,
-                s[i].run ? "true" : "false", r->stage_seconds[i]);
+                s[i].run || s[i].wave ? "true" : "false", r->stage_seconds[i]);
     fprintf(f, "\n  ],\n  \"dense\": {\"ppl\": %.6f, \"ppl_err\": %.6f, \"eval_tokens\": %lld, \"calib_tokens\": %lld},\n",
             r->dense_ppl, r->dense_ppl_err, (long long)r->eval_tokens, (long long)r->calib_tokens);
     fprintf(f, "  \"seconds\": %.6f\n}\n", total_s);
@@ -184,20 +234,27 @@ bb_status bb_run_execute(bb_run *r) {
     int n = bb_pipeline_stages(&s);
     int missing = 0;
     for (int i = 0; i < n; i++) {
-        if (!s[i].run) {
-            missing++;
-            continue;
-        }
+        if (!s[i].run && !s[i].wave) missing++;
+        if (s[i].wave) r->n_stages_run++; /* counted here, run inside the wave loop */
+        if (!s[i].run || r->preempted) continue;
         bb_info("\n==> stage %d: %s (%s)", i, s[i].name, s[i].seed_name);
         char ev[64];
         snprintf(ev, sizeof ev, "stage.%s", s[i].name);
         bb_event_begin(ev);
-        double t0 = bb_now();
+        double t0 = bb_now(), inner = 0;
+        for (int j = 0; j < n; j++) inner -= r->stage_seconds[j];
         bb_status st = s[i].run(r);
-        r->stage_seconds[i] = bb_now() - t0;
+        for (int j = 0; j < n; j++) inner += r->stage_seconds[j];
+        /* the wave loop books its per-wave stages itself; the rest is this stage's */
+        r->stage_seconds[i] += bb_now() - t0 - inner;
         bb_event_end(ev, 0, 0);
         BB_CALL(bb_dist_agree(r->dist, st));
         r->n_stages_run++;
+    }
+    if (r->preempted) {
+        bb_warn("run stopped by a signal after wave %d: continue with birdbone compress --resume %s", r->n_waves,
+                r->cfg.run.dir);
+        return BB_OK;
     }
     double bytes = 0;
     bb_model_for_each_tensor(r->model, stored_bytes, &bytes);
@@ -209,7 +266,7 @@ bb_status bb_run_execute(bb_run *r) {
             hb);
     bb_info("stages       %d run, %d not built yet:", r->n_stages_run, missing);
     for (int i = 0; i < n; i++)
-        if (!s[i].run) bb_info("               - %s (%s): %s", s[i].name, s[i].seed_name, s[i].what);
+        if (!s[i].run && !s[i].wave) bb_info("               - %s (%s): %s", s[i].name, s[i].seed_name, s[i].what);
     if (r->eval_tokens)
         bb_info("dense        PPL %.4f +/- %.4f on %lld evaluation tokens; %lld calibration tokens", r->dense_ppl,
                 r->dense_ppl_err, (long long)r->eval_tokens, (long long)r->calib_tokens);
@@ -218,7 +275,7 @@ bb_status bb_run_execute(bb_run *r) {
                 r->quant_kld, r->gguf_path[0] ? r->gguf_path : "not written");
     else
         bb_info("output       nothing compressed yet: no stage changes weights in this build");
-    if (r->decay_report) bb_info("decay        %s", r->decay_report);
+    if (r->wave_report) bb_info("waves        %s", r->wave_report);
     bb_info("time         %.2f s", total);
     bb_info("run files    %s/config.yaml, %s/summary.json", r->cfg.run.dir, r->cfg.run.dir);
     bb_status st = r->dist->rank == 0 ? write_summary_json(r, total, bytes) : BB_OK;

@@ -11,16 +11,35 @@
 #include "io/tokens.h"
 #include "model/calib.h"
 #include "mpi/dist.h"
+#include "pipeline/state.h"
 #include "pipeline/weights.h"
 
 typedef struct bb_run bb_run;
 
-/* What a stage does to the run; NULL run means the stage is not built yet. */
+/* A healing loss curve (one layer or block, one wave), for the report. */
+typedef struct {
+    int wave;
+    char name[96];
+    int n;
+    float *loss;
+} bb_heal_curve;
+
+/* A stress boost given in a wave. */
+typedef struct {
+    int wave;
+    char name[96];
+    int bits;
+} bb_boost;
+
+/* What a stage does to the run. A stage runs once (run) or once per wave
+ * inside the wave loop (wave, called by waves.c with the wave number); neither
+ * set means the stage is not built yet. */
 typedef struct {
     const char *name;      /* "baseline" */
     const char *seed_name; /* the seed's name for it: "Baseline mapping" */
     const char *what;      /* one line */
     bb_status (*run)(bb_run *r);
+    bb_status (*wave)(bb_run *r, int k);
 } bb_stage;
 
 struct bb_run {
@@ -40,14 +59,26 @@ struct bb_run {
     bb_weights *weights;   /* working copies once a stage changes weights (bb_run_weights) */
     /* filled by stage 6 (quantize) on rank 0 */
     double quant_bits;     /* stored bits per linear weight, scales included; 0 = not quantized */
-    double quant_ppl, quant_kld;
+    double quant_ppl, quant_kld, quant_top1;
+    double out_bytes;      /* bytes of the GGUF written, 0 if none */
     char gguf_path[1200];  /* the exported GGUF, "" if none */
-    /* filled by stage 2 (decay); masks and report on rank 0 only, freed by bb_decay_free */
+    /* the wave loop (stages 2-5); masks, state and report on rank 0 only */
     bb_mask **masks;       /* (n_masks) one per linear weight, index layer * BB_LIN_COUNT + kind; 1 = kept */
     int n_masks;
     int n_waves;           /* waves run */
     double sparsity;       /* pruned fraction of all linear weights after the last wave */
-    char *decay_report;    /* the per-wave lines and the final sparsity, for the summary */
+    char *wave_report;     /* the per-wave lines, for the summary */
+    struct bb_decay *decay; /* decay.c's state while the loop runs */
+    int stats_stale;       /* weights changed since r->stats was collected */
+    bb_state state;        /* what the waves did: checkpointed, resumed, diffed */
+    int preempted;         /* a signal stopped the loop: the run continues with --resume */
+    /* for metrics.json and the report (rank 0) */
+    float *tensor_hist;    /* (hist_waves, n_lin, 3): density, bits, factor rank after each wave (0 = dense) */
+    int hist_waves;
+    bb_heal_curve *curves;
+    int n_curves;
+    bb_boost *boosts;
+    int n_boosts;
 };
 
 /* The stages in pipeline order; returns their number. */
@@ -61,10 +92,24 @@ bb_status bb_run_create(const bb_dist *d, const char *config_path, char **overri
  * summary last. */
 bb_status bb_run_execute(bb_run *r);
 void bb_run_destroy(bb_run **r); /* not collective; NULL-safe */
+/* Back to the dense weights: drops the working weights, masks, wave state and
+ * records (keeps the model, the streams and the statistics). Not collective. */
+void bb_run_reset_waves(bb_run *r);
 
 /* The run's working weights, created from the model on first use (all layers,
  * on this rank). Not collective. */
 bb_status bb_run_weights(bb_run *r, bb_weights **out);
+/* Append a line to the wave report shown in the summary. Not collective. */
+bb_status bb_run_report_line(bb_run *r, const char *line);
+/* RUN_DIR/metrics.json from the run as it stands (docs/report.md has the
+ * schema). Rank 0; not collective. */
+bb_status bb_metrics_write(const bb_run *r);
+/* Record every tensor's density, bits and factor rank as of now (one entry per wave). */
+bb_status bb_run_record_tensors(bb_run *r);
+/* Keep a healing loss curve (copied) for metrics.json. */
+bb_status bb_run_add_curve(bb_run *r, int wave, const char *name, const float *loss, int n);
+void bb_state_free(bb_state *s); /* not collective; keeps the run's masks */
+
 /* The model the next stage should evaluate: the working weights' derived model
  * once they exist, else the original. */
 const bb_model *bb_run_current_model(const bb_run *r);

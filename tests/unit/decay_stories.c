@@ -26,11 +26,7 @@
 #include "mpi/stats_h5.h"
 #include "mpi/wave_h5.h"
 #include "pipeline/run.h"
-
-bb_status bb_stage_baseline(bb_run *r);
-bb_status bb_stage_usage(bb_run *r);
-bb_status bb_stage_decay(bb_run *r);
-void bb_decay_free(bb_run *r);
+#include "pipeline/stages.h"
 
 typedef struct {
     const char *method;
@@ -102,11 +98,8 @@ static int check_masks(bb_run *r, int n_waves, double per_wave) {
 
 /* Back to the dense model and its statistics, then stage 2 with the row's settings. */
 static bb_status decay_once(bb_run *r, const row *w, int waves, result *out) {
-    bb_weights_destroy(&r->weights);
-    bb_decay_free(r);
+    bb_run_reset_waves(r);
     bb_calib_destroy(&r->stats);
-    r->n_waves = 0;
-    r->sparsity = 0;
     char path[1200];
     for (int k = 1; k <= 20; k++) {
         snprintf(path, sizeof path, "%s/wave_%d.h5", r->cfg.run.dir, k);
@@ -120,7 +113,7 @@ static bb_status decay_once(bb_run *r, const row *w, int waves, result *out) {
     r->cfg.waves.count = waves ? 10 : 1;
     BB_CALL(bb_config_validate(&r->cfg));
     double t0 = bb_now();
-    BB_CALL(bb_stage_decay(r));
+    BB_CALL(bb_stage_waves(r));
     out->seconds = bb_now() - t0;
     out->waves = r->n_waves;
     out->sparsity = r->sparsity;
@@ -146,8 +139,10 @@ int main(int argc, char **argv) {
     snprintf(ov[3], sizeof ov[3], "run.dir=%s/decay_stories", work);
     const char *fixed[] = {"calib.samples=224",        "calib.seq_len=512", "calib.micro_batch=8",
                            "calib.gram_precision=f64", "eval.n_ctx=512",    "scan.enabled=false",
-                           "prune.block_size=32",      "prune.groups=row",  "run.events=false"};
-    char *overrides[16];
+                           "prune.block_size=32",      "prune.groups=row",  "run.events=false",
+                           "stoploss.enabled=false",   "heal.enabled=false", "rigl.enabled=false",
+                           "stress.enabled=false"};
+    char *overrides[24];
     int n = 0;
     for (int i = 0; i < 4; i++) overrides[n++] = ov[i];
     for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++) overrides[n++] = (char *)fixed[i];

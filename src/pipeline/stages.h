@@ -1,0 +1,37 @@
+/* stages.h — the pipeline's stage functions, for run.c and the wave loop
+ * (waves.c). Internal to src/pipeline. Rank 0 does the stage work until the
+ * MPI issue shards it; the *_stage entry points are collective. */
+#ifndef BB_PIPELINE_STAGES_H
+#define BB_PIPELINE_STAGES_H
+
+#include "pipeline/run.h"
+#include "pipeline/state.h"
+
+bb_status bb_stage_baseline(bb_run *r);
+bb_status bb_stage_usage(bb_run *r);
+bb_status bb_stage_waves(bb_run *r);
+bb_status bb_stage_quantize(bb_run *r);
+bb_status bb_stage_version(bb_run *r);
+
+/* The calibration statistics of the current weights, replacing r->stats. */
+bb_status bb_run_recalibrate(bb_run *r);
+/* r->masks, all kept, created on first use (needs the working weights). */
+bb_status bb_run_masks(bb_run *r);
+
+/* Decay (decay.c), rank 0. bb_decay_begin does nothing when pruning is off
+ * (prune.method none or a zero target): the other calls are then no-ops. */
+int bb_decay_active(const bb_config *c);
+bb_status bb_decay_begin(bb_run *r);
+/* Prune one wave; *removed = weights pruned. Recalibrates first when the
+ * weights changed since the statistics were taken (r->stats_stale). */
+bb_status bb_decay_wave(bb_run *r, int k, int64_t *removed);
+/* Whether another wave would prune anything. */
+bb_status bb_decay_more(bb_run *r, int *more);
+/* wave_<k>.h5: masks, usage maps, the wave's metrics. */
+bb_status bb_decay_save(bb_run *r, int k, const bb_wave_metrics *m);
+/* Per-layer target sparsities (OWL ratios or prune.target), (n_layers); NULL when not pruning. */
+const double *bb_decay_layer_targets(const bb_run *r);
+bb_status bb_decay_set_layer_targets(bb_run *r, const double *targets);
+void bb_decay_end(bb_run *r);
+
+#endif

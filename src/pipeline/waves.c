@@ -1,0 +1,439 @@
+/* waves.c — the bird-bone loop (seed §6): stages 2–5 wave by wave, then the
+ * evaluation, the stop-loss and the wave's files.
+ *
+ * Wave k = 1, 2, ...:
+ *   decay          prune <= prune.per_wave of the remaining weights (decay.c);
+ *                  during a rollback, restore 1/N_rb of what was pruned since
+ *                  the last good wave instead
+ *   heal, reinforce, redistribute
+ *                  the per-wave stages of the stage table that are built
+ *   evaluate       PPL, KLD and top-1 agreement on the evaluation stream
+ *   stop-loss      dPPL > stoploss.max_dppl for stoploss.patience waves in a
+ *                  row starts a rollback to the last good wave over
+ *                  stoploss.rollback_waves waves, and stops pruning
+ *   files          wave_<k>.h5 (masks, usage maps), metrics.json
+ * The loop ends after waves.count waves, or earlier when nothing is left to
+ * prune and no rollback is running; a rollback that starts near the end runs
+ * to completion even past waves.count (the model must not be left half rolled
+ * back). A wave is "good" when its dPPL is within the limit; the dense model
+ * (wave 0) is good by definition.
+ *
+ * Rank 0 does the work; the other ranks wait at bb_dist_agree until the MPI
+ * issue shards the layers. */
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/events.h"
+#include "core/log.h"
+#include "model/eval.h"
+#include "pipeline/stages.h"
+
+typedef struct {
+    bb_run *r;
+    const bb_config *c;
+    bb_state *s;
+    bb_tokens eval;
+    bb_logprobs ref;
+    /* the last good wave's weights, masks and bits: the rollback's target */
+    int good_wave;
+    float **good_w;
+    bb_mask **good_m;
+    int *good_bits;
+    /* the state when the rollback started */
+    bb_mask **rb_m;
+    int *rb_bits;
+    int rb_steps; /* stoploss.rollback_waves, fixed when the rollback started */
+    float *scratch;
+} wave_loop;
+
+static volatile sig_atomic_t stop_signal;
+static void on_signal(int sig) { stop_signal = sig; }
+
+int bb_waves_stop_signal(void) { return (int)stop_signal; }
+
+static int64_t numel(const bb_tensor *t) { return bb_tensor_rows(t) * bb_tensor_cols(t); }
+
+/* ---- state ---------------------------------------------------------------- */
+
+static bb_status state_init(bb_run *r) {
+    bb_state *s = &r->state;
+    if (s->n_lin) return BB_OK;
+    bb_weights *w;
+    BB_CALL(bb_run_weights(r, &w));
+    BB_CALL(bb_run_masks(r));
+    s->n_layers = r->model->cfg.n_layers;
+    s->n_lin = s->n_layers * BB_LIN_COUNT;
+    BB_CALL(bb_calloc((void **)&s->w, (size_t)s->n_lin, sizeof *s->w, "state weights"));
+    BB_CALL(bb_calloc((void **)&s->t, (size_t)s->n_lin, sizeof *s->t, "state tensors"));
+    BB_CALL(bb_calloc((void **)&s->lora, (size_t)s->n_lin, sizeof *s->lora, "state factors"));
+    BB_CALL(bb_calloc((void **)&s->bits, (size_t)s->n_lin, sizeof *s->bits, "state bits"));
+    for (int i = 0; i < s->n_lin; i++) {
+        s->w[i] = bb_weights_linear(w, i / BB_LIN_COUNT, (bb_linear_kind)(i % BB_LIN_COUNT));
+        s->t[i] = bb_weights_tensor(w, i / BB_LIN_COUNT, (bb_linear_kind)(i % BB_LIN_COUNT));
+    }
+    s->masks = r->masks;
+    return BB_OK;
+}
+
+void bb_state_free(bb_state *s) {
+    for (int i = 0; s->lora && i < s->n_lin; i++) bb_lora_destroy(&s->lora[i]);
+    free(s->lora);
+    free(s->w);
+    free(s->t);
+    free(s->bits);
+    free(s->metrics);
+    memset(s, 0, sizeof *s); /* masks belong to the run */
+}
+
+static bb_status metrics_push(bb_state *s, const bb_wave_metrics *m) {
+    bb_wave_metrics *grown = realloc(s->metrics, sizeof *grown * (size_t)(s->n_metrics + 1));
+    BB_CHECK(grown, BB_ERR_OOM, "out of memory: wave metrics");
+    s->metrics = grown;
+    s->metrics[s->n_metrics++] = *m;
+    return BB_OK;
+}
+
+static double sparsity(const bb_state *s) {
+    int64_t kept = 0, total = 0;
+    for (int i = 0; i < s->n_lin; i++) {
+        kept += bb_mask_count(s->masks[i]);
+        total += numel(s->t[i]);
+    }
+    return total ? 1.0 - (double)kept / (double)total : 0;
+}
+
+static int64_t lora_values(const bb_state *s) {
+    int64_t n = 0;
+    for (int i = 0; i < s->n_lin; i++)
+        if (s->lora[i]) n += bb_lora_numel(s->lora[i]);
+    return n;
+}
+
+/* ---- snapshots for the stop-loss ------------------------------------------- */
+
+static bb_status snapshot_alloc(wave_loop *L) {
+    const bb_state *s = L->s;
+    BB_CALL(bb_calloc((void **)&L->good_w, (size_t)s->n_lin, sizeof *L->good_w, "good-wave weights"));
+    BB_CALL(bb_calloc((void **)&L->good_m, (size_t)s->n_lin, sizeof *L->good_m, "good-wave masks"));
+    BB_CALL(bb_calloc((void **)&L->rb_m, (size_t)s->n_lin, sizeof *L->rb_m, "rollback masks"));
+    BB_CALL(bb_calloc((void **)&L->good_bits, (size_t)s->n_lin, sizeof *L->good_bits, "good-wave bits"));
+    BB_CALL(bb_calloc((void **)&L->rb_bits, (size_t)s->n_lin, sizeof *L->rb_bits, "rollback bits"));
+    int64_t most = 0;
+    for (int i = 0; i < s->n_lin; i++) {
+        BB_CALL(bb_malloc((void **)&L->good_w[i], sizeof(float) * (size_t)numel(s->t[i]), "good-wave weights"));
+        BB_CALL(bb_mask_clone(s->masks[i], &L->good_m[i]));
+        if (numel(s->t[i]) > most) most = numel(s->t[i]);
+    }
+    BB_CALL(bb_malloc((void **)&L->scratch, sizeof(float) * (size_t)most, "rollback scores"));
+    return BB_OK;
+}
+
+/* The current state becomes the rollback target. */
+static bb_status snapshot_take(wave_loop *L, int wave) {
+    const bb_state *s = L->s;
+    for (int i = 0; i < s->n_lin; i++) {
+        memcpy(L->good_w[i], s->w[i], sizeof(float) * (size_t)numel(s->t[i]));
+        BB_CALL(bb_mask_copy(L->good_m[i], s->masks[i]));
+        L->good_bits[i] = s->bits[i];
+    }
+    L->good_wave = wave;
+    return BB_OK;
+}
+
+static void snapshot_free(wave_loop *L) {
+    int n = L->s ? L->s->n_lin : 0;
+    for (int i = 0; i < n; i++) {
+        if (L->good_w) free(L->good_w[i]);
+        if (L->good_m) bb_mask_destroy(&L->good_m[i]);
+        if (L->rb_m) bb_mask_destroy(&L->rb_m[i]);
+    }
+    free(L->good_w);
+    free(L->good_m);
+    free(L->rb_m);
+    free(L->good_bits);
+    free(L->rb_bits);
+    free(L->scratch);
+}
+
+static int cmp_desc(const void *a, const void *b) {
+    const float x = *(const float *)a, y = *(const float *)b;
+    return (x < y) - (x > y);
+}
+
+/* Rollback step j of n (1-based): weights kept at the good wave but pruned
+ * when the rollback started are restored to their good values, the most
+ * important first (|w| ||x_j||, ||x|| from the current statistics), up to
+ * ceil(j/n) of them per matrix; bits fall back by j/n of what was added. The
+ * last step restores the good wave exactly, kept weights and factors too. */
+static bb_status rollback_step(wave_loop *L, int j, int n, int64_t *restored) {
+    bb_state *s = L->s;
+    bb_run *r = L->r;
+    *restored = 0;
+    for (int i = 0; i < s->n_lin; i++) {
+        const bb_tensor *t = s->t[i];
+        int64_t rows = bb_tensor_rows(t), cols = bb_tensor_cols(t), m = 0;
+        if (j == n) {
+            for (int64_t a = 0; a < rows; a++)
+                for (int64_t b = 0; b < cols; b++)
+                    if (bb_mask_get(L->good_m[i], a, b) && !bb_mask_get(s->masks[i], a, b)) (*restored)++;
+            memcpy(s->w[i], L->good_w[i], sizeof(float) * (size_t)(rows * cols));
+            BB_CALL(bb_mask_copy(s->masks[i], L->good_m[i]));
+            s->bits[i] = L->good_bits[i];
+            continue;
+        }
+        const bb_calib_stat *cs = NULL;
+        if (r->stats && bb_calib_stats(r->stats, i / BB_LIN_COUNT, (bb_linear_kind)(i % BB_LIN_COUNT), &cs) != BB_OK)
+            cs = NULL;
+        for (int64_t a = 0; a < rows; a++)
+            for (int64_t b = 0; b < cols; b++)
+                if (bb_mask_get(L->good_m[i], a, b) && !bb_mask_get(L->rb_m[i], a, b))
+                    L->scratch[m++] = fabsf(L->good_w[i][a * cols + b]) * (cs ? (float)cs->norm[b] : 1.0f);
+        if (!m) continue;
+        int64_t want = (m * j + n - 1) / n;
+        qsort(L->scratch, (size_t)m, sizeof(float), cmp_desc);
+        float thr = L->scratch[want - 1];
+        int64_t done = 0;
+        /* row-major order breaks ties deterministically */
+        for (int64_t a = 0; a < rows && done < want; a++)
+            for (int64_t b = 0; b < cols && done < want; b++) {
+                if (!bb_mask_get(L->good_m[i], a, b) || bb_mask_get(L->rb_m[i], a, b)) continue;
+                float sc = fabsf(L->good_w[i][a * cols + b]) * (cs ? (float)cs->norm[b] : 1.0f);
+                if (sc < thr) continue;
+                done++;
+                if (bb_mask_get(s->masks[i], a, b)) continue;
+                bb_mask_set(s->masks[i], a, b, 1);
+                s->w[i][a * cols + b] = L->good_w[i][a * cols + b];
+                (*restored)++;
+            }
+        int added = L->rb_bits[i] - L->good_bits[i];
+        s->bits[i] = L->rb_bits[i] - (int)lround((double)added * j / n);
+    }
+    if (j == n)
+        for (int i = 0; i < s->n_lin; i++) bb_lora_destroy(&s->lora[i]); /* factors are trained after the good wave */
+    return BB_OK;
+}
+
+static bb_status rollback_begin(wave_loop *L) {
+    bb_state *s = L->s;
+    for (int i = 0; i < s->n_lin; i++) {
+        bb_mask_destroy(&L->rb_m[i]);
+        BB_CALL(bb_mask_clone(s->masks[i], &L->rb_m[i]));
+        L->rb_bits[i] = s->bits[i];
+    }
+    L->rb_steps = (int)L->c->stoploss.rollback_waves;
+    s->rollback_left = L->rb_steps;
+    s->frozen = 1;
+    return BB_OK;
+}
+
+/* ---- evaluation -------------------------------------------------------------- */
+
+static bb_status evaluate(wave_loop *L, bb_wave_metrics *m) {
+    const bb_config *c = L->c;
+    bb_run *r = L->r;
+    bb_forward *f = NULL;
+    BB_CALL(bb_forward_create(bb_run_current_model(r), (int)c->eval.n_ctx, &f));
+    bb_ppl_opts o = {.n_ctx = (int)c->eval.n_ctx, .max_windows = (int)c->eval.max_windows, .bos_id = r->model->cfg.bos_id};
+    bb_ppl_result pr;
+    bb_kld_result kr = {0};
+    bb_event_begin("eval.wave");
+    bb_status st = bb_eval_perplexity(f, L->eval.ids, L->eval.n, &o, &pr, NULL, c->eval.kld ? &L->ref : NULL,
+                                      c->eval.kld ? &kr : NULL);
+    bb_event_end("eval.wave", 0, 0);
+    bb_forward_destroy(&f);
+    BB_CALL(st);
+    m->ppl = pr.ppl;
+    m->dppl = pr.ppl / r->dense_ppl - 1;
+    m->kld = c->eval.kld ? kr.kld_mean : NAN;
+    m->top1 = c->eval.kld ? kr.top1 : NAN;
+    return BB_OK;
+}
+
+/* ---- per-wave stages ----------------------------------------------------------- */
+
+static bb_status run_wave_stage(bb_run *r, const char *name, int k, double *seconds) {
+    const bb_stage *st;
+    int n = bb_pipeline_stages(&st);
+    for (int i = 0; i < n; i++) {
+        if (strcmp(st[i].name, name) || !st[i].wave) continue;
+        char ev[64];
+        snprintf(ev, sizeof ev, "wave.%s", name);
+        double t0 = bb_now();
+        bb_event_begin(ev);
+        bb_status s = st[i].wave(r, k);
+        bb_event_end(ev, 0, 0);
+        *seconds = bb_now() - t0;
+        r->stage_seconds[i] += *seconds;
+        return s;
+    }
+    return BB_OK;
+}
+
+static bb_status wave_line(bb_run *r, const bb_wave_metrics *m, const char *what) {
+    const long long R = (long long)r->cfg.waves.count;
+    char kld[48] = "";
+    if (!isnan(m->kld)) snprintf(kld, sizeof kld, "  KLD %.4f  top-1 %.3f", m->kld, m->top1);
+    char line[512];
+    snprintf(line, sizeof line, "wave %d/%lld  sparsity %.4f  PPL %.4f  dPPL %+.2f %%%s  %s", m->wave, R, m->sparsity,
+             m->ppl, 100 * m->dppl, kld, what);
+    bb_info("%s  %.1f s", line, m->seconds[BB_T_TOTAL]);
+    return bb_run_report_line(r, line);
+}
+
+/* One wave: decay or a rollback step, the built per-wave stages, evaluation, stop-loss. */
+static bb_status one_wave(wave_loop *L, int k, int *more) {
+    bb_run *r = L->r;
+    bb_state *s = L->s;
+    const bb_config *c = L->c;
+    bb_wave_metrics m = {.wave = k};
+    double t0 = bb_now();
+    char what[160];
+    if (s->rollback_left > 0) {
+        int j = L->rb_steps - s->rollback_left + 1;
+        int64_t restored = 0;
+        double t = bb_now();
+        BB_CALL(rollback_step(L, j, L->rb_steps, &restored));
+        m.seconds[BB_T_DECAY] = bb_now() - t;
+        s->rollback_left--;
+        m.rolled_back = 1;
+        r->stats_stale = 1;
+        snprintf(what, sizeof what, "(rollback %d/%d toward wave %d: %lld weights restored)", j, L->rb_steps,
+                 L->good_wave, (long long)restored);
+    } else {
+        int64_t removed = 0;
+        double t = bb_now();
+        bb_event_begin("wave.decay");
+        bb_status st = bb_decay_wave(r, k, &removed);
+        bb_event_end("wave.decay", 0, 0);
+        BB_CALL(st);
+        m.seconds[BB_T_DECAY] = bb_now() - t;
+        snprintf(what, sizeof what, "(%lld weights removed)", (long long)removed);
+    }
+    /* the stage table's decay entry accounts for decay and rollback time */
+    const bb_stage *tab;
+    int n = bb_pipeline_stages(&tab);
+    for (int i = 0; i < n; i++)
+        if (!strcmp(tab[i].name, "decay")) r->stage_seconds[i] += m.seconds[BB_T_DECAY];
+    /* a full rollback lands on the good wave exactly: no healing on top */
+    if (!(m.rolled_back && s->rollback_left == 0)) {
+        BB_CALL(run_wave_stage(r, "heal", k, &m.seconds[BB_T_HEAL]));
+        BB_CALL(run_wave_stage(r, "reinforce", k, &m.seconds[BB_T_REINFORCE]));
+        BB_CALL(run_wave_stage(r, "redistribute", k, &m.seconds[BB_T_REDISTRIBUTE]));
+    }
+    double te = bb_now();
+    BB_CALL(evaluate(L, &m));
+    m.seconds[BB_T_EVAL] = bb_now() - te;
+    m.sparsity = sparsity(s);
+    m.lora_values = lora_values(s);
+    s->wave = k;
+    /* stop-loss */
+    if (c->stoploss.enabled && !m.rolled_back && !s->frozen) {
+        if (m.dppl > c->stoploss.max_dppl) {
+            s->losing++;
+            if (s->losing >= c->stoploss.patience) {
+                BB_CALL(rollback_begin(L));
+                size_t len = strlen(what);
+                snprintf(what + len, sizeof what - len, "; stop-loss: dPPL above %g %% for %d waves, rolling back to wave %d over %d waves",
+                         100 * c->stoploss.max_dppl, s->losing, L->good_wave, L->rb_steps);
+            }
+        } else {
+            s->losing = 0;
+            BB_CALL(snapshot_take(L, k));
+        }
+    }
+    double tc = bb_now();
+    BB_CALL(bb_decay_save(r, k, &m));
+    m.seconds[BB_T_CHECKPOINT] = bb_now() - tc;
+    m.seconds[BB_T_TOTAL] = bb_now() - t0;
+    BB_CALL(metrics_push(s, &m));
+    BB_CALL(bb_run_record_tensors(r));
+    r->sparsity = m.sparsity;
+    r->n_waves = k;
+    BB_CALL(wave_line(r, &m, what));
+    BB_CALL(bb_metrics_write(r));
+    *more = 0;
+    if (s->rollback_left > 0) *more = 1;
+    else if (!s->frozen) BB_CALL(bb_decay_more(r, more));
+    return BB_OK;
+}
+
+static bb_status loop_setup(wave_loop *L, bb_run *r) {
+    L->r = r;
+    L->c = &r->cfg;
+    L->s = &r->state;
+    BB_CALL(state_init(r));
+    char path[1200];
+    snprintf(path, sizeof path, "%s/eval.tokens", r->cfg.run.dir);
+    BB_CALL(bb_tokens_read(path, r->model->cfg.vocab_size, &L->eval));
+    if (r->cfg.eval.kld) {
+        snprintf(path, sizeof path, "%s/dense.bblp", r->cfg.run.dir);
+        BB_CALL(bb_logprobs_read(path, &L->ref));
+    }
+    BB_CALL(snapshot_alloc(L));
+    if (L->s->n_metrics == 0) {
+        bb_wave_metrics m0 = {.wave = 0, .ppl = r->dense_ppl, .dppl = 0, .kld = r->cfg.eval.kld ? 0 : NAN,
+                              .top1 = r->cfg.eval.kld ? 1 : NAN};
+        BB_CALL(metrics_push(L->s, &m0));
+    }
+    if (r->hist_waves == 0) BB_CALL(bb_run_record_tensors(r));
+    BB_CALL(snapshot_take(L, L->s->wave));
+    BB_CALL(bb_decay_begin(r));
+    return BB_OK;
+}
+
+static void loop_teardown(wave_loop *L) {
+    bb_decay_end(L->r);
+    snapshot_free(L);
+    bb_tokens_free(&L->eval);
+    bb_logprobs_free(&L->ref);
+}
+
+static bb_status loop_rank0(bb_run *r) {
+    wave_loop L;
+    memset(&L, 0, sizeof L);
+    bb_status st = loop_setup(&L, r);
+    const bb_config *c = &r->cfg;
+    int more = bb_decay_active(c);
+    if (st == BB_OK && !more) bb_info("waves   nothing to prune: no waves run");
+    for (int k = L.s->wave + 1; st == BB_OK && more && (k <= c->waves.count || L.s->rollback_left > 0); k++) {
+        st = one_wave(&L, k, &more);
+        if (st == BB_OK && stop_signal) {
+            bb_warn("waves: signal %d received: stopping after wave %d; continue with --resume", (int)stop_signal, k);
+            break;
+        }
+    }
+    if (st == BB_OK && more && !L.s->rollback_left && !stop_signal && L.s->wave == c->waves.count && !L.s->frozen)
+        bb_warn("waves: waves.count = %lld waves end at sparsity %.4f, before every matrix reached its target %g%s",
+                (long long)c->waves.count, r->sparsity, c->prune.target, c->prune.owl ? " (or its OWL ratio)" : "");
+    if (st == BB_OK && L.s->wave > 0) {
+        char line[1400];
+        snprintf(line, sizeof line,
+                 "sparsity %.4f of the linear weights after %d wave%s; masks and usage maps in %s/wave_*.h5", r->sparsity,
+                 L.s->wave, L.s->wave == 1 ? "" : "s", c->run.dir);
+        bb_info("%s", line);
+        st = bb_run_report_line(r, line);
+    }
+    loop_teardown(&L);
+    return st;
+}
+
+bb_status bb_stage_waves(bb_run *r) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGUSR1, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    bb_status st = r->dist->rank == 0 ? loop_rank0(r) : BB_OK;
+    BB_CALL(bb_dist_agree(r->dist, st));
+    double v[3] = {r->sparsity, (double)r->n_waves, (double)stop_signal};
+    BB_CHECK(MPI_Bcast(v, 3, MPI_DOUBLE, 0, r->dist->comm) == MPI_SUCCESS, BB_ERR_MPI,
+             "broadcast of the wave results failed");
+    r->sparsity = v[0];
+    r->n_waves = (int)v[1];
+    r->preempted = v[2] != 0;
+    return BB_OK;
+}
