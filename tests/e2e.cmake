@@ -46,7 +46,7 @@ add_test(NAME e2e.decay_default
   COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/sh/expect_output.sh "^wave 1/5  sparsity 0\\.[0-9]+  PPL [0-9.]+  dPPL [-+][0-9.]+ %  KLD [0-9.]+"
           "^wave 4/5  sparsity 0\\.(29[0-9]{2}|3000)" "^waves +wave 1/5  sparsity"
           "^ +sparsity 0\\.(29[0-9]{2}|3000) of the linear weights after 4 waves; masks and usage maps in .*/wave_\\*\\.h5"
-          -- ${BB_BIN} compress --set run.dir=${CMAKE_CURRENT_BINARY_DIR}/tmp/decay1 --set quant.method=none
+          -- ${BB_BIN} compress --force --set run.dir=${CMAKE_CURRENT_BINARY_DIR}/tmp/decay1 --set quant.method=none
           --set stoploss.enabled=false)
 add_test(NAME e2e.decay_3ranks
   COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/sh/decay_ranks.sh ${CMAKE_CURRENT_BINARY_DIR}/tmp/decay3
@@ -94,3 +94,7 @@ set_tests_properties(e2e.export_stories260k PROPERTIES LABELS "e2e" TIMEOUT 300 
 add_test(NAME e2e.stoploss_default
   COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/sh/stoploss.sh ${CMAKE_CURRENT_BINARY_DIR}/tmp/stoploss)
 set_tests_properties(e2e.stoploss_default PROPERTIES LABELS "e2e" TIMEOUT 300 ENVIRONMENT "${BB_E2E_ENV}")
+
+# run.dir protection: a finished run is refused as a target unless --force; --force clears the old outputs.
+add_test(NAME e2e.run_dir_guard COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/sh/run_dir_guard.sh ${CMAKE_CURRENT_BINARY_DIR}/tmp/guard)
+set_tests_properties(e2e.run_dir_guard PROPERTIES LABELS "e2e" TIMEOUT 300 ENVIRONMENT "${BB_E2E_ENV}")

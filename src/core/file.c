@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <ftw.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -148,5 +149,23 @@ bb_status bb_mkdir_p(const char *path) {
     if (mkdir(buf, 0755) != 0 && errno != EEXIST)
         BB_CHECK(0, BB_ERR_IO, "cannot create directory %s: %s", buf, strerror(errno));
     BB_CHECK(bb_path_is_dir(buf), BB_ERR_IO, "%s exists and is not a directory", buf);
+    return BB_OK;
+}
+
+static int remove_one(const char *path, const struct stat *sb, int type, struct FTW *ftw) {
+    (void)sb;
+    (void)type;
+    (void)ftw;
+    return remove(path) ? -1 : 0;
+}
+
+bb_status bb_remove_tree(const char *path) {
+    struct stat sb;
+    if (lstat(path, &sb) != 0) {
+        BB_CHECK(errno == ENOENT, BB_ERR_IO, "cannot inspect %s: %s", path, strerror(errno));
+        return BB_OK;
+    }
+    BB_CHECK(nftw(path, remove_one, 16, FTW_DEPTH | FTW_PHYS) == 0, BB_ERR_IO, "cannot remove %s: %s", path,
+             strerror(errno));
     return BB_OK;
 }

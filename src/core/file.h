@@ -34,5 +34,8 @@ int bb_path_exists(const char *path);
 bb_status bb_path_join(char *out, size_t n, const char *dir, const char *name);
 /* mkdir -p */
 bb_status bb_mkdir_p(const char *path);
+/* Remove path: a file, or a directory with everything under it (symbolic
+ * links are removed, never followed). A path that does not exist is fine. */
+bb_status bb_remove_tree(const char *path);
 
 #endif

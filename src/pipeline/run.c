@@ -2,6 +2,8 @@
 #define _GNU_SOURCE
 #include "pipeline/run.h"
 
+#include <dirent.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -63,11 +65,57 @@ static bb_status write_run_files(bb_run *r) {
     return st;
 }
 
-bb_status bb_run_create(const bb_dist *d, const char *config_path, char **overrides, int n_overrides, bb_run **out) {
+/* What a previous run leaves in run.dir. */
+static const char *const run_outputs[] = {"DONE", "metrics.json", "checkpoints", "diffs", "report", NULL};
+
+static int is_wave_file(const char *name) {
+    int k, n = 0;
+    return sscanf(name, "wave_%d.h5%n", &k, &n) == 1 && name[n] == 0;
+}
+
+/* Refuse to overwrite a previous run unless forced; with force, clear its outputs. */
+static bb_status check_run_dir(const bb_run *r) {
+    const char *dir = r->cfg.run.dir;
+    DIR *dp = opendir(dir);
+    if (!dp) return BB_OK; /* nothing there yet */
+    char found[256] = "";
+    struct dirent *e;
+    while ((e = readdir(dp)) && !found[0]) {
+        int hit = is_wave_file(e->d_name);
+        for (int i = 0; run_outputs[i] && !hit; i++) hit = !strcmp(e->d_name, run_outputs[i]);
+        if (hit) snprintf(found, sizeof found, "%s", e->d_name);
+    }
+    closedir(dp);
+    if (!found[0] || (r->flags & BB_RUN_RESUME)) return BB_OK;
+    BB_CHECK(r->flags & BB_RUN_FORCE, BB_ERR_ARG,
+             "run directory %s already holds a run (%s): pass --force to replace it, --resume %s to continue it, or "
+             "choose another run.dir",
+             dir, found, dir);
+    bb_warn("--force: replacing the run in %s", dir);
+    char path[1400];
+    for (int i = 0; run_outputs[i]; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, run_outputs[i]);
+        BB_CALL(bb_remove_tree(path));
+    }
+    dp = opendir(dir);
+    BB_CHECK(dp, BB_ERR_IO, "cannot list %s: %s", dir, strerror(errno));
+    bb_status st = BB_OK;
+    while ((e = readdir(dp)) && st == BB_OK)
+        if (is_wave_file(e->d_name)) {
+            snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+            st = bb_remove_tree(path);
+        }
+    closedir(dp);
+    return st;
+}
+
+bb_status bb_run_create(const bb_dist *d, const char *config_path, char **overrides, int n_overrides, unsigned flags,
+                        bb_run **out) {
     *out = NULL;
     bb_run *r;
     BB_CALL(bb_calloc((void **)&r, 1, sizeof *r, "run state"));
     r->dist = d;
+    r->flags = flags;
     r->t_start = bb_now();
     snprintf(r->config_path, sizeof r->config_path, "%s", config_path ? config_path : "(defaults)");
     bb_status st = d->rank == 0 ? resolve_config(r, config_path, overrides, n_overrides) : BB_OK;
@@ -81,7 +129,8 @@ bb_status bb_run_create(const bb_dist *d, const char *config_path, char **overri
     st = bb_model_open(r->cfg.model.path, &r->model);
     if (st == BB_OK) st = bb_model_check_finite(r->model);
     BB_CALL_GOTO(st, fail, bb_dist_agree(d, st));
-    st = d->rank == 0 ? write_run_files(r) : BB_OK;
+    st = d->rank == 0 ? check_run_dir(r) : BB_OK;
+    if (st == BB_OK && d->rank == 0) st = write_run_files(r);
     BB_CALL_GOTO(st, fail, bb_dist_agree(d, st));
     *out = r;
     return BB_OK;

@@ -72,6 +72,7 @@ struct bb_run {
     int stats_stale;       /* weights changed since r->stats was collected */
     bb_state state;        /* what the waves did: checkpointed, resumed, diffed */
     int preempted;         /* a signal stopped the loop: the run continues with --resume */
+    unsigned flags;        /* BB_RUN_* */
     /* for metrics.json and the report (rank 0) */
     float *tensor_hist;    /* (hist_waves, n_lin, 3): density, bits, factor rank after each wave (0 = dense) */
     int hist_waves;
@@ -84,10 +85,18 @@ struct bb_run {
 /* The stages in pipeline order; returns their number. */
 int bb_pipeline_stages(const bb_stage **stages);
 
+/* bb_run_create flags. */
+enum {
+    BB_RUN_FORCE = 1,  /* replace a previous run in run.dir (its wave files, checkpoints, diffs, report, DONE) */
+    BB_RUN_RESUME = 2, /* continue the run in run.dir from its last complete checkpoint */
+};
+
 /* Rank 0 loads config_path (NULL: defaults) and applies the overrides, every
  * rank receives the result; then the model is opened and the run directory
- * made. Errors reach all ranks (bb_dist_agree). */
-bb_status bb_run_create(const bb_dist *d, const char *config_path, char **overrides, int n_overrides, bb_run **out);
+ * made. A run.dir that already holds a run is refused unless flags say
+ * BB_RUN_FORCE or BB_RUN_RESUME. Errors reach all ranks (bb_dist_agree). */
+bb_status bb_run_create(const bb_dist *d, const char *config_path, char **overrides, int n_overrides, unsigned flags,
+                        bb_run **out);
 /* Run every built stage in order, print the plan (built or not) first and the
  * summary last. */
 bb_status bb_run_execute(bb_run *r);

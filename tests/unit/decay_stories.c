@@ -150,7 +150,7 @@ int main(int argc, char **argv) {
     int failures = 0;
     result res[4][2];
     bb_status st;
-    BB_CALL_GOTO(st, out, bb_run_create(&d, NULL, overrides, n, &r));
+    BB_CALL_GOTO(st, out, bb_run_create(&d, NULL, overrides, n, BB_RUN_FORCE, &r));
     BB_CALL_GOTO(st, out, bb_stage_baseline(r));
     double t0 = bb_now();
     BB_CALL_GOTO(st, out, bb_stage_usage(r));
