@@ -320,6 +320,9 @@ static bb_status setup_begin(const bb_quant_opts *o, const bb_quant_input *in, g
     BB_CHECK(o->block_size >= 1 && o->damp >= 0 && o->damp_max >= o->damp, BB_ERR_ARG,
              "%s: GPTQ needs block_size >= 1 and 0 <= damp <= damp_max (got %lld, %g, %g)", s->name,
              (long long)o->block_size, o->damp, o->damp_max);
+    BB_CHECK(!in->mask || (in->mask->rows == in->rows && in->mask->cols == in->cols), BB_ERR_ARG,
+             "%s: GPTQ mask is (%lld, %lld) for a (%lld, %lld) weight", s->name, (long long)in->mask->rows,
+             (long long)in->mask->cols, (long long)in->rows, (long long)in->cols);
     BB_CALL(bb_quant_stored_type(o, s->name, in->cols, &s->type));
     BB_CALL(bb_quant_result_create(s->type, in->rows, in->cols, &s->r));
     s->r->fell_back = s->type != o->type;
@@ -400,6 +403,7 @@ static void *batch_rows(void *arg) {
     const int64_t n = jb->in->cols, i1 = jb->i1, i2 = jb->i2, nb = i2 - i1;
     const int blck = s->t->blck;
     const bb_qformat_encode_fn enc = bb_quant_encoder(s->type);
+    const bb_mask *mask = jb->in->mask;
     const float *u = jb->u;
     float x[BB_QK_K], sc[BB_QK_K], of[BB_QK_K];
     for (int64_t r = jb->r0; r < jb->r1; r++) {
@@ -411,7 +415,8 @@ static void *batch_rows(void *arg) {
                 /* The block's scales, fit by the type's encoder on the block's current values. */
                 int64_t ob = s->perm[i] / blck;
                 for (int e = 0; e < blck; e++) {
-                    x[s->perm[i + e] % blck] = w[i + e];
+                    /* pruned weights go to 0: the block's scale fits the kept ones */
+                    x[s->perm[i + e] % blck] = mask && !bb_mask_get(mask, r, s->perm[i + e]) ? 0 : w[i + e];
                     if (!isfinite(w[i + e])) {
                         jb->bad_row = r;
                         jb->bad_col = s->perm[i + e];
@@ -425,7 +430,8 @@ static void *batch_rows(void *arg) {
             }
             const int e = (int)(s->perm[i] % blck);
             int q;
-            const float y = grid_round(s->g, w[i], sc[e], of[e], &q);
+            const float target = mask && !bb_mask_get(mask, r, s->perm[i]) ? 0.0f : w[i];
+            const float y = grid_round(s->g, target, sc[e], of[e], &q);
             s->g->set(blk, e, q);
             what[s->perm[i]] = y;
             const float d = (w[i] - y) / u[i * n + i];
@@ -604,13 +610,15 @@ bb_status bb_quant_gptq_ref(const bb_quant_opts *o, const bb_quant_input *in, bb
         for (int64_t i = 0; i < n; i++) {
             if (i % blck == 0) {
                 int64_t ob = s.perm[i] / blck;
-                for (int e = 0; e < blck; e++) x[s.perm[i + e] % blck] = (float)w[i + e];
+                for (int e = 0; e < blck; e++)
+                    x[s.perm[i + e] % blck] = in->mask && !bb_mask_get(in->mask, r, s.perm[i + e]) ? 0 : (float)w[i + e];
                 blk = row + (size_t)ob * (size_t)s.t->block_bytes;
                 BB_CALL_GOTO(st, done, fit_block(s.t, s.g, s.name, r, ob, x, s.imp, blk, sc, of));
             }
             const int e = (int)(s.perm[i] % blck);
             int q;
-            const float y = grid_round(s.g, w[i], sc[e], of[e], &q);
+            const double target = in->mask && !bb_mask_get(in->mask, r, s.perm[i]) ? 0.0 : w[i];
+            const float y = grid_round(s.g, target, sc[e], of[e], &q);
             s.g->set(blk, e, q);
             s.r->w_hat[r * n + s.perm[i]] = y;
             const double d = (w[i] - y) / u[i * n + i];

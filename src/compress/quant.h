@@ -22,6 +22,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "compress/mask.h"
 #include "core/status.h"
 #include "io/config.h"
 #include "io/qformat.h"
@@ -53,6 +54,8 @@ typedef struct {
     const float *w;          /* (rows, cols) row-major */
     const float *h;          /* (cols, cols) row-major, full symmetric X^T X; NULL: RTN only, no importance */
     const float *importance; /* (cols) per-input-channel weights >= 0, or NULL (then diag H if opts.importance) */
+    const bb_mask *mask;     /* GPTQ: pruned weights (bit 0) are quantized to the grid value nearest 0 (exactly 0
+                                on the symmetric types) and their error is compensated like any other; NULL = dense */
 } bb_quant_input;
 
 typedef struct {

@@ -74,18 +74,33 @@ static void fmt_secs(char *out, size_t n, double s) {
     else snprintf(out, n, "%dh%02dm", (int)(s / 3600), ((int)s % 3600) / 60);
 }
 
+static int progress_mode = BB_PROGRESS_AUTO;
+
+void bb_progress_set_mode(int mode) { progress_mode = mode; }
+
+int bb_progress_parse_mode(const char *s) {
+    return !strcmp(s, "auto")    ? BB_PROGRESS_AUTO
+           : !strcmp(s, "tty")   ? BB_PROGRESS_TTY
+           : !strcmp(s, "plain") ? BB_PROGRESS_PLAIN
+           : !strcmp(s, "off")   ? BB_PROGRESS_OFF
+                                 : -1;
+}
+
 void bb_progress_begin(bb_progress *p, const char *label, long total) {
     snprintf(p->label, sizeof p->label, "%s", label);
     p->total = total;
     p->t_start = p->t_last = bb_now();
-    p->tty = isatty(STDOUT_FILENO) && !getenv("BB_NO_TTY");
+    p->tty = progress_mode == BB_PROGRESS_TTY ||
+             (progress_mode == BB_PROGRESS_AUTO && isatty(STDOUT_FILENO) && !getenv("BB_NO_TTY"));
 }
 
 void bb_progress_update(bb_progress *p, long done, const char *detail) {
-    if (log_rank != 0 || log_level < BB_LOG_INFO) return;
+    if (log_rank != 0 || log_level < BB_LOG_INFO || progress_mode == BB_PROGRESS_OFF) return;
     double t = bb_now();
     int last = done >= p->total;
     if (!last && t - p->t_last < (p->tty ? 0.1 : 5.0)) return;
+    /* plain lines are for long work: a job done within 5 s gets none */
+    if (!p->tty && t - p->t_start < 5.0) return;
     p->t_last = t;
     double el = t - p->t_start;
     double eta = done > 0 ? el * (double)(p->total - done) / (double)done : -1;
@@ -101,7 +116,7 @@ void bb_progress_update(bb_progress *p, long done, const char *detail) {
 }
 
 void bb_progress_end(bb_progress *p) {
-    if (log_rank != 0 || log_level < BB_LOG_INFO) return;
+    if (log_rank != 0 || log_level < BB_LOG_INFO || progress_mode == BB_PROGRESS_OFF) return;
     if (p->tty) {
         printf("\n");
         fflush(stdout);

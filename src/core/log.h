@@ -36,6 +36,11 @@ typedef struct {
     int tty;
 } bb_progress;
 
+enum { BB_PROGRESS_AUTO, BB_PROGRESS_TTY, BB_PROGRESS_PLAIN, BB_PROGRESS_OFF };
+/* run.progress: a line redrawn in place (tty), periodic lines for work that
+ * takes over 5 s (plain), nothing (off); auto = tty on a terminal, else plain. */
+void bb_progress_set_mode(int mode);
+int bb_progress_parse_mode(const char *s); /* -1 for an unknown name */
 void bb_progress_begin(bb_progress *p, const char *label, long total);
 void bb_progress_update(bb_progress *p, long done, const char *detail);
 void bb_progress_end(bb_progress *p);

@@ -311,18 +311,23 @@ bb_status bb_decay_wave(bb_run *r, int k, int64_t *removed_out) {
         d->owl_done = 1;
     }
     int64_t removed = 0;
+    char label[64];
+    snprintf(label, sizeof label, "wave %d decay", k);
+    bb_progress pr;
+    bb_progress_begin(&pr, label, d->n_mat);
     bb_event_begin("decay.prune");
     bb_status st = BB_OK;
     for (int i = 0; i < d->n_mat && st == BB_OK; i++) {
         int64_t now = 0;
         st = prune_matrix(d, i, &now);
         removed += now;
+        bb_progress_update(&pr, i + 1, d->tensors[i]->name);
     }
     bb_event_end("decay.prune", 0, 0);
+    bb_progress_end(&pr);
     BB_CALL(st);
     if (removed) r->stats_stale = 1;
     *removed_out = removed;
-    (void)k;
     return BB_OK;
 }
 

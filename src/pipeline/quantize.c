@@ -58,6 +58,7 @@ static bb_status lin_input_make(bb_weights *w, bb_calib *stats, int l, bb_linear
     li->in.rows = bb_tensor_rows(t);
     li->in.cols = bb_tensor_cols(t);
     li->in.w = bb_weights_linear(w, l, k);
+    li->in.mask = bb_weights_mask(w, l, k);
     if (!stats) return BB_OK;
     const bb_calib_stat *s;
     BB_CALL(bb_calib_stats(stats, l, k, &s));

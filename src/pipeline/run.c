@@ -125,6 +125,8 @@ bb_status bb_run_create(const bb_dist *d, const char *config_path, char **overri
                   "broadcast of the configuration failed");
     int level = bb_log_parse_level(r->cfg.run.log_level);
     if (level >= 0 && !getenv("BB_LOG_LEVEL")) bb_log_set_level((bb_log_level)level);
+    int pmode = bb_progress_parse_mode(r->cfg.run.progress);
+    if (pmode >= 0) bb_progress_set_mode(pmode);
     BB_CALL_GOTO(st, fail, bb_config_hash(&r->cfg, r->hash));
     st = bb_model_open(r->cfg.model.path, &r->model);
     if (st == BB_OK) st = bb_model_check_finite(r->model);
@@ -193,6 +195,7 @@ bb_status bb_run_masks(bb_run *r) {
         const bb_tensor *t = bb_weights_tensor(w, i / BB_LIN_COUNT, (bb_linear_kind)(i % BB_LIN_COUNT));
         BB_CALL(bb_mask_create(bb_tensor_rows(t), bb_tensor_cols(t), 1, &r->masks[i]));
     }
+    bb_weights_set_masks(w, r->masks);
     return BB_OK;
 }
 

@@ -398,8 +398,11 @@ static bb_status loop_rank0(bb_run *r) {
     const bb_config *c = &r->cfg;
     int more = bb_decay_active(c);
     if (st == BB_OK && !more) bb_info("waves   nothing to prune: no waves run");
+    bb_progress pr;
+    bb_progress_begin(&pr, "waves", (long)c->waves.count);
     for (int k = L.s->wave + 1; st == BB_OK && more && (k <= c->waves.count || L.s->rollback_left > 0); k++) {
         st = one_wave(&L, k, &more);
+        if (st == BB_OK && more && k < c->waves.count) bb_progress_update(&pr, k, "");
         if (st == BB_OK && stop_signal) {
             bb_warn("waves: signal %d received: stopping after wave %d; continue with --resume", (int)stop_signal, k);
             break;
@@ -408,6 +411,7 @@ static bb_status loop_rank0(bb_run *r) {
     if (st == BB_OK && more && !L.s->rollback_left && !stop_signal && L.s->wave == c->waves.count && !L.s->frozen)
         bb_warn("waves: waves.count = %lld waves end at sparsity %.4f, before every matrix reached its target %g%s",
                 (long long)c->waves.count, r->sparsity, c->prune.target, c->prune.owl ? " (or its OWL ratio)" : "");
+    bb_progress_end(&pr);
     if (st == BB_OK && L.s->wave > 0) {
         char line[1400];
         snprintf(line, sizeof line,

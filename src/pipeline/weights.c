@@ -11,6 +11,7 @@ struct bb_weights {
     int l0, l1;
     float **w; /* [(l1 - l0) * BB_LIN_COUNT] */
     size_t bytes;
+    bb_mask *const *masks; /* borrowed: [n_layers * BB_LIN_COUNT] or NULL */
 };
 
 static bb_status copy_one(bb_weights *ws, int layer, bb_linear_kind k) {
@@ -95,3 +96,10 @@ void bb_weights_range(const bb_weights *w, int *layer_begin, int *layer_end) {
 }
 
 size_t bb_weights_bytes(const bb_weights *w) { return w->bytes; }
+
+void bb_weights_set_masks(bb_weights *w, bb_mask *const *masks) { w->masks = masks; }
+
+const bb_mask *bb_weights_mask(const bb_weights *w, int layer, bb_linear_kind kind) {
+    if (!w->masks || layer < w->l0 || layer >= w->l1) return NULL;
+    return w->masks[layer * BB_LIN_COUNT + kind];
+}

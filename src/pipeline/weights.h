@@ -10,6 +10,7 @@
 #ifndef BB_PIPELINE_WEIGHTS_H
 #define BB_PIPELINE_WEIGHTS_H
 
+#include "compress/mask.h"
 #include "io/model.h"
 
 typedef struct bb_weights bb_weights;
@@ -29,6 +30,11 @@ const bb_tensor *bb_weights_tensor(const bb_weights *w, int layer, bb_linear_kin
 /* The derived model: valid until bb_weights_destroy. */
 const bb_model *bb_weights_model(const bb_weights *w);
 void bb_weights_range(const bb_weights *w, int *layer_begin, int *layer_end);
+/* The pruning masks of the working weights (borrowed, indexed layer *
+ * BB_LIN_COUNT + kind, NULL = dense): quantizers keep pruned weights at 0. */
+void bb_weights_set_masks(bb_weights *w, bb_mask *const *masks);
+/* The mask of one weight, or NULL (dense, or no masks set). */
+const bb_mask *bb_weights_mask(const bb_weights *w, int layer, bb_linear_kind kind);
 /* Bytes held by the working copies. */
 size_t bb_weights_bytes(const bb_weights *w);
 
