@@ -8,3 +8,11 @@ endfunction()
 foreach(n 2 3 4)
   bb_add_mpi_test(mpi.dist_${n} ${n} test_dist)
 endforeach()
+
+# ScaLAPACK process groups (mpi/scalapack.h) against single-rank LAPACK and pdgesvd, on 1-4 ranks.
+add_executable(mpi_scalapack ${CMAKE_CURRENT_SOURCE_DIR}/unit/mpi_scalapack.c)
+target_link_libraries(mpi_scalapack PRIVATE birdbone_core)
+target_include_directories(mpi_scalapack PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/unit)
+foreach(n 1 2 3 4)
+  bb_add_mpi_test(mpi.scalapack_${n} ${n} mpi_scalapack)
+endforeach()

@@ -184,6 +184,10 @@ typedef struct {
 } bb_config_backend;
 
 typedef struct {
+    int64_t max_matrix_bytes; /* a Gram or matrix larger than this (in double) goes to a ScaLAPACK group */
+} bb_config_dist;
+
+typedef struct {
     bb_config_run run;
     bb_config_model model;
     bb_config_data data;
@@ -205,6 +209,7 @@ typedef struct {
     bb_config_output output;
     bb_config_checkpoint checkpoint;
     bb_config_backend backend;
+    bb_config_dist dist;
 } bb_config;
 
 /* ---- the key table ---------------------------------------------------- */

@@ -171,6 +171,10 @@ static const bb_config_key keys[] = {
     ENUM_(backend, "comm", comm, "auto", "auto|mpi|nccl",
           "Collectives between ranks; auto = NCCL when every rank has a GPU."),
     INT_(backend, "threads", threads, "0", 0, 4096, "CPU threads per rank; 0 = all cores of the rank's share."),
+
+    INT_(dist, "max_matrix_bytes", max_matrix_bytes, "8589934592", 1048576, HUGE_VAL,
+         "A matrix whose double-precision copy is larger than this many bytes is factored by a ScaLAPACK group of "
+         "ranks instead of its owner alone (docs/scalapack.md)."),
 };
 
 static const bb_config_section sections[] = {
@@ -195,6 +199,7 @@ static const bb_config_section sections[] = {
     {"output", "Files written at the end."},
     {"checkpoint", "Per-wave HDF5 checkpoints."},
     {"backend", "Devices, communication and threads."},
+    {"dist", "Distribution over MPI ranks."},
 };
 
 int bb_config_key_count(void) { return (int)(sizeof keys / sizeof keys[0]); }
