@@ -133,6 +133,7 @@ static long ranges(const bb_svg_plot *p, const bb_svg_series *ss, int ns, frame 
 static void axes(sbuf *b, const bb_svg_plot *p, const frame *f) {
     /* x grid and ticks */
     double st = nice_step(f->x0, f->x1, 8);
+    if (p->x_integer && st < 1) st = 1;
     for (double x = ceil(f->x0 / st) * st; x <= f->x1 + 1e-9 * st; x += st) {
         double px = fx(f, x);
         sb_printf(b, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#e4e4e4\"/>\n", px, f->py0, px,

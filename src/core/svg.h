@@ -27,6 +27,7 @@ typedef struct {
     int n_hlines;
     const int *colors; /* (n_series) palette index of each series (several may share one), or NULL: by position */
     int markers;       /* also draw a dot at every point (for short series) */
+    int x_integer;     /* x ticks at integers only (waves, steps) */
 } bb_svg_plot;
 
 /* Render the plot into a malloc'd NUL-terminated string (*out, caller frees).

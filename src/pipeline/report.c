@@ -54,6 +54,12 @@ typedef struct {
 } stage_row;
 
 typedef struct {
+    int wave;
+    const char *name;
+    double boost_bits;
+} stress_row;
+
+typedef struct {
     char dir[1024], out[1200], file[1200];
     char *text; /* metrics.json as read */
     size_t text_len;
@@ -67,6 +73,8 @@ typedef struct {
     int n_heal;
     stage_row *stages;
     int n_stages;
+    stress_row *stress;
+    int n_stress;
     double dense_ppl, dense_err, max_dppl; /* max_dppl NaN: no stop-loss line */
     /* report.html: the plot figures are collected here and placed after the tables */
     FILE *figs;
@@ -272,6 +280,23 @@ static bb_status parse_stages(report *r, const bb_json *arr) {
     return BB_OK;
 }
 
+static bb_status parse_stress(report *r, const bb_json *arr) {
+    int n = (int)bb_json_len(arr);
+    if (!n) return BB_OK;
+    BB_CALLOC(r->stress, (size_t)n, "report stress boosts");
+    for (int i = 0; i < n; i++) {
+        const bb_json *s = bb_json_at(arr, (size_t)i);
+        char at[64];
+        snprintf(at, sizeof at, "stress[%d]", i);
+        if (bb_json_type(s) != BB_JSON_OBJECT) return wrong_type(r, s, at, "an object");
+        r->n_stress = i + 1;
+        BB_CALL(get_int(r, s, "wave", at, &r->stress[i].wave));
+        BB_CALL(get_str(r, s, "name", at, &r->stress[i].name));
+        BB_CALL(get_num(r, s, "boost_bits", at, 0, &r->stress[i].boost_bits));
+    }
+    return BB_OK;
+}
+
 static bb_status parse_metrics(report *r) {
     BB_CHECK(bb_path_exists(r->file), BB_ERR_IO,
              "%s does not exist: the report reads the metrics the wave loop writes there (run birdbone compress "
@@ -295,6 +320,7 @@ static bb_status parse_metrics(report *r) {
     BB_CALL(get_kind(r, r->root, "stages", BB_JSON_ARRAY, &v));
     BB_CALL(parse_stages(r, v));
     BB_CALL(get_kind(r, r->root, "stress", BB_JSON_ARRAY, &v));
+    BB_CALL(parse_stress(r, v));
     /* the dense PPL: dense.ppl, else the PPL of wave 0 */
     for (int i = 0; isnan(r->dense_ppl) && i < r->n_waves; i++)
         if (r->waves[i].wave == 0) r->dense_ppl = r->waves[i].ppl;
@@ -559,7 +585,8 @@ static bb_status plot_ppl_kld(report *r) {
                      .hlines = hl,
                      .n_hlines = n_hl,
                      .colors = colors,
-                     .markers = 1};
+                     .markers = 1,
+                     .x_integer = 1};
     BB_CALL_GOTO(st, done, emit_lines(r, "ppl.svg", cap, &p, s, n_rb ? 2 : 1));
     if (!n_kld) {
         note(r, "no KLD recorded in the waves (eval.kld off): no KLD plot");
@@ -569,7 +596,8 @@ static bb_status plot_ppl_kld(report *r) {
     bb_svg_plot pk = {.title = "KL divergence to the dense model per wave",
                       .xlabel = "wave",
                       .ylabel = "mean KLD (nats per token)",
-                      .markers = 1};
+                      .markers = 1,
+                      .x_integer = 1};
     BB_CALL_GOTO(st, done,
                  emit_lines(r, "kld.svg",
                             "Mean KL divergence of the next-token distribution from the dense model's, per wave.", &pk,
@@ -778,44 +806,85 @@ done:
     return st;
 }
 
+/* More curves than this are drawn as one mean curve per wave. */
+#define HEAL_LINES_MAX 60
+
 static bb_status plot_healing(report *r) {
     if (!r->n_heal) return BB_OK;
+    int per_curve = r->n_heal <= HEAL_LINES_MAX, n_lines = 0, n_waves = 0;
     bb_svg_series *s = NULL;
-    int *colors = NULL, *waves = NULL, n_waves = 0;
-    char(*labels)[24] = NULL;
+    int *colors = NULL, *waves = NULL, *count = NULL, *len_of = NULL;
+    double **mean = NULL;
+    char(*labels)[48] = NULL;
     bb_status st = BB_OK;
-    BB_CALL_GOTO(st, done, bb_calloc((void **)&s, (size_t)r->n_heal, sizeof *s, "healing plot"));
-    BB_CALL_GOTO(st, done, bb_calloc((void **)&colors, (size_t)r->n_heal * 2, sizeof *colors, "healing plot"));
-    BB_CALL_GOTO(st, done, bb_calloc((void **)&labels, (size_t)r->n_heal, sizeof *labels, "healing plot"));
-    waves = colors + r->n_heal;
+    size_t n = (size_t)r->n_heal;
+    BB_CALL_GOTO(st, done, bb_calloc((void **)&s, n, sizeof *s, "healing plot"));
+    BB_CALL_GOTO(st, done, bb_calloc((void **)&colors, n * 4, sizeof *colors, "healing plot"));
+    BB_CALL_GOTO(st, done, bb_calloc((void **)&labels, n, sizeof *labels, "healing plot"));
+    BB_CALL_GOTO(st, done, bb_calloc((void **)&mean, n, sizeof *mean, "healing plot"));
+    waves = colors + n;
+    count = waves + n;
+    len_of = count + n; /* per wave: the steps all its curves have */
     for (int i = 0; i < r->n_heal; i++) {
+        const heal_row *h = &r->heal[i];
         int c = 0;
-        while (c < n_waves && waves[c] != r->heal[i].wave) c++;
+        while (c < n_waves && waves[c] != h->wave) c++;
         if (c == n_waves) {
-            waves[n_waves++] = r->heal[i].wave;
-            snprintf(labels[i], sizeof labels[i], "wave %d", r->heal[i].wave);
+            waves[n_waves++] = h->wave;
+            len_of[c] = h->n;
         }
-        colors[i] = c;
-        s[i] = (bb_svg_series){labels[i], NULL, r->heal[i].loss, r->heal[i].n};
+        count[c]++;
+        if (h->n < len_of[c]) len_of[c] = h->n;
+        if (per_curve) {
+            if (count[c] == 1) snprintf(labels[i], sizeof labels[i], "wave %d", h->wave);
+            colors[i] = c;
+            s[i] = (bb_svg_series){labels[i], NULL, h->loss, h->n};
+        }
+    }
+    if (per_curve) {
+        n_lines = r->n_heal;
+    } else {
+        /* the mean of each wave's curves over the steps all of them have */
+        for (int c = 0; c < n_waves; c++) {
+            BB_CALL_GOTO(st, done, bb_calloc((void **)&mean[c], (size_t)(len_of[c] ? len_of[c] : 1), sizeof(double),
+                                             "healing plot"));
+            snprintf(labels[c], sizeof labels[c], "wave %d (mean of %d)", waves[c], count[c]);
+            colors[c] = c;
+        }
+        for (int i = 0; i < r->n_heal; i++) {
+            int c = 0;
+            while (waves[c] != r->heal[i].wave) c++;
+            for (int j = 0; j < len_of[c]; j++) mean[c][j] += r->heal[i].loss[j] / count[c];
+        }
+        for (int c = 0; c < n_waves; c++) s[c] = (bb_svg_series){labels[c], NULL, mean[c], len_of[c]};
+        n_lines = n_waves;
     }
     bb_svg_plot p = {.title = "Healing loss",
                      .xlabel = "step",
                      .ylabel = "loss",
                      .log_y = 1,
-                     .colors = colors};
+                     .colors = colors,
+                     .x_integer = 1};
     char *svg = NULL;
     size_t len = 0;
-    bb_status rs = bb_svg_render(&p, s, r->n_heal, &svg, &len);
+    int quiet = bb_error_set_quiet(1);
+    bb_status rs = bb_svg_render(&p, s, n_lines, &svg, &len);
+    bb_error_set_quiet(quiet);
     if (rs == BB_ERR_ARG) {
-        note(r, "healing curves hold no positive loss: no healing plot");
+        note(r, "the healing curves hold no positive loss: no healing plot");
         goto done;
     }
     BB_CALL_GOTO(st, done, rs);
     BB_CALL_GOTO(st, done,
                  emit_plot(r, "healing.svg",
-                           "Healing loss against the step, one line per healed tensor or block, coloured by wave.",
+                           per_curve ? "Healing loss against the step, one line per healed tensor or block, coloured "
+                                       "by wave."
+                                     : "Healing loss against the step: the mean over each wave's healed tensors or "
+                                       "blocks (too many to draw one by one; healing.csv has every curve).",
                            svg, len));
 done:
+    for (int c = 0; mean && c < n_waves; c++) free(mean[c]);
+    free(mean);
     free(s);
     free(colors);
     free(labels);
@@ -1125,6 +1194,21 @@ static void summary_table(const report *r, FILE *f) {
         }
         fprintf(f, "<tr><th>total</th><th>%.2f</th></tr>\n</table>\n", total);
     }
+    if (r->n_stress) {
+        fprintf(f, "<h2>Stress boosts</h2>\n<table class=\"stress\">\n<tr><th>wave</th><th>tensor or block</th>"
+                   "<th>boost bits</th></tr>\n");
+        for (int i = 0; i < r->n_stress; i++) {
+            fprintf(f, "<tr><td>%d</td><td>", r->stress[i].wave);
+            html_text(f, r->stress[i].name);
+            fprintf(f, "</td><td>");
+            if (isfinite(r->stress[i].boost_bits))
+                fprintf(f, "%g", r->stress[i].boost_bits);
+            else
+                fprintf(f, "—");
+            fprintf(f, "</td></tr>\n");
+        }
+        fprintf(f, "</table>\n");
+    }
 }
 
 static bb_status write_html(report *r) {
@@ -1242,6 +1326,7 @@ bb_status bb_report_write(const char *run_dir) {
     free(r->heal);
     free(r->waves);
     free(r->stages);
+    free(r->stress);
     bb_json_doc_destroy(&r->doc);
     free(r->text);
     free(r);

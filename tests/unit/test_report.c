@@ -172,6 +172,8 @@ static void test_fixture(void) {
     EXPECT(html && strstr(html, "<td>5.4700 (+5.39 %)</td>"), "report.html PPL row");
     EXPECT(html && strstr(html, "wave_2.h5 could not be read"), "report.html does not name the corrupt wave file");
     EXPECT(html && strstr(html, "<tr><th>total</th><th>14.62</th></tr>"), "report.html stage total");
+    EXPECT(html && strstr(html, "<tr><td>2</td><td>blk.1.ffn_down.weight</td><td>4</td></tr>"),
+           "report.html stress table");
     free(html);
 }
 
@@ -195,6 +197,31 @@ static void test_missing_inputs(void) {
                strstr(html, "No plot"),
            "report.html notes:\n%s", html ? html : "(missing)");
     free(html);
+}
+
+/* More healing curves than can be told apart: one mean line per wave. */
+static void test_many_heal_curves(void) {
+    char dir[1200], out[1300];
+    snprintf(dir, sizeof dir, "%s/report_heal", test_tmpdir());
+    EXPECT_OK(bb_mkdir_p(dir));
+    size_t cap = 1 << 16, n = 0;
+    char *j = malloc(cap);
+    n += (size_t)snprintf(j + n, cap - n, "{\"heal_curves\": [");
+    for (int i = 0; i < 70; i++)
+        n += (size_t)snprintf(j + n, cap - n, "%s{\"wave\": %d, \"name\": \"blk.%d\", \"loss\": [2, 1, 0.5]}",
+                              i ? ", " : "", 1 + i / 40, i);
+    snprintf(j + n, cap - n, "]}");
+    put(dir, "metrics.json", j);
+    free(j);
+    EXPECT_OK(bb_report_write(dir));
+    snprintf(out, sizeof out, "%s/report", dir);
+    char *svg = slurp(out, "healing.svg");
+    EXPECT(svg && strstr(svg, ">wave 1 (mean of 40)</text>") && strstr(svg, ">wave 2 (mean of 30)</text>"),
+           "healing.svg legend of means");
+    int lines = 0;
+    for (const char *p = svg; p && (p = strstr(p, "<polyline")); p++) lines++;
+    EXPECT(lines == 2, "healing.svg draws %d lines, expected 2 means", lines);
+    free(svg);
 }
 
 static void test_bad_input(void) {
@@ -252,6 +279,7 @@ static void test_svg_charts(void) {
 int main(void) {
     TEST_RUN(test_fixture);
     TEST_RUN(test_missing_inputs);
+    TEST_RUN(test_many_heal_curves);
     TEST_RUN(test_bad_input);
     TEST_RUN(test_svg_charts);
     return TEST_DONE();
