@@ -432,11 +432,21 @@ static bb_status emit_plot(report *r, const char *name, const char *caption, cha
     return BB_OK;
 }
 
+/* A render that found nothing to draw (BB_ERR_ARG: every value null) becomes a note. */
+static bb_status rendered(report *r, const char *name, bb_status st) {
+    if (st != BB_ERR_ARG) return st;
+    note(r, "%s left out: %s", name, bb_last_error());
+    return BB_OK;
+}
+
 static bb_status emit_lines(report *r, const char *name, const char *caption, const bb_svg_plot *p,
                             const bb_svg_series *s, int n) {
     char *svg = NULL;
     size_t len = 0;
-    BB_CALL(bb_svg_render(p, s, n, &svg, &len));
+    int quiet = bb_error_set_quiet(1);
+    bb_status st = bb_svg_render(p, s, n, &svg, &len);
+    bb_error_set_quiet(quiet);
+    if (st != BB_OK) return rendered(r, name, st);
     return emit_plot(r, name, caption, svg, len);
 }
 
@@ -701,7 +711,10 @@ static bb_status layer_labels(int n, char (**names)[12], const char ***labels) {
 static bb_status emit_heatmap(report *r, const char *name, const char *caption, const bb_svg_heatmap *h) {
     char *svg = NULL;
     size_t len = 0;
-    BB_CALL(bb_svg_heatmap_render(h, &svg, &len));
+    int quiet = bb_error_set_quiet(1);
+    bb_status st = bb_svg_heatmap_render(h, &svg, &len);
+    bb_error_set_quiet(quiet);
+    if (st != BB_OK) return rendered(r, name, st);
     return emit_plot(r, name, caption, svg, len);
 }
 
@@ -865,23 +878,13 @@ static bb_status plot_healing(report *r) {
                      .log_y = 1,
                      .colors = colors,
                      .x_integer = 1};
-    char *svg = NULL;
-    size_t len = 0;
-    int quiet = bb_error_set_quiet(1);
-    bb_status rs = bb_svg_render(&p, s, n_lines, &svg, &len);
-    bb_error_set_quiet(quiet);
-    if (rs == BB_ERR_ARG) {
-        note(r, "the healing curves hold no positive loss: no healing plot");
-        goto done;
-    }
-    BB_CALL_GOTO(st, done, rs);
     BB_CALL_GOTO(st, done,
-                 emit_plot(r, "healing.svg",
+                 emit_lines(r, "healing.svg",
                            per_curve ? "Healing loss against the step, one line per healed tensor or block, coloured "
                                        "by wave."
                                      : "Healing loss against the step: the mean over each wave's healed tensors or "
                                        "blocks (too many to draw one by one; healing.csv has every curve).",
-                           svg, len));
+                           &p, s, n_lines));
 done:
     for (int c = 0; mean && c < n_waves; c++) free(mean[c]);
     free(mean);

@@ -224,6 +224,27 @@ static void test_many_heal_curves(void) {
     free(svg);
 }
 
+/* Sections present but every value null: notes, never an error. */
+static void test_all_null(void) {
+    char dir[1200], out[1300];
+    snprintf(dir, sizeof dir, "%s/report_null", test_tmpdir());
+    EXPECT_OK(bb_mkdir_p(dir));
+    put(dir, "metrics.json",
+        "{\"waves\": [{\"wave\": 0, \"ppl\": 5, \"kld\": null}],"
+        " \"tensors\": [{\"name\": \"t\", \"kind\": \"attn_q\", \"layer\": 0, \"density\": [null], \"bits\": [0]}],"
+        " \"heal_curves\": [{\"wave\": 1, \"name\": \"blk.0\", \"loss\": [0, null]}]}");
+    EXPECT_OK(bb_report_write(dir));
+    snprintf(out, sizeof out, "%s/report", dir);
+    EXPECT(exists(out, "ppl.svg") && !exists(out, "density.svg") && !exists(out, "healing.svg") &&
+               !exists(out, "kld.svg") && !exists(out, "bits.svg"),
+           "plots of null values were written");
+    char *html = slurp(out, "report.html");
+    EXPECT(html && strstr(html, "density.svg left out: heatmap") && strstr(html, "healing.svg left out: plot") &&
+               strstr(html, "no KLD recorded") && strstr(html, "no bit widths assigned"),
+           "report.html notes:\n%s", html ? html : "(missing)");
+    free(html);
+}
+
 static void test_bad_input(void) {
     char dir[1200];
     snprintf(dir, sizeof dir, "%s/report_bad", test_tmpdir());
@@ -280,6 +301,7 @@ int main(void) {
     TEST_RUN(test_fixture);
     TEST_RUN(test_missing_inputs);
     TEST_RUN(test_many_heal_curves);
+    TEST_RUN(test_all_null);
     TEST_RUN(test_bad_input);
     TEST_RUN(test_svg_charts);
     return TEST_DONE();
