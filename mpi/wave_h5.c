@@ -285,8 +285,8 @@ bb_status bb_wave_h5_read_usage(const char *path, int *wave, double **s, int64_t
     int64_t n_layers = 0, k = 0, cap = 0;
     bb_status st = check_header(path, f, &n_layers, &k);
     if (st == BB_OK && (n_layers < 0 || n_layers > 100000))
-        st = bb_error(BB_ERR_FORMAT, __FILE__, __LINE__, "%s: n_layers %lld is out of range", path,
-                      (long long)n_layers);
+        st =
+            bb_error(BB_ERR_FORMAT, __FILE__, __LINE__, "%s: n_layers %lld is out of range", path, (long long)n_layers);
     for (int64_t l = 0; st == BB_OK && l < n_layers; l++)
         for (int kind = 0; st == BB_OK && kind < BB_LIN_COUNT; kind++) {
             char gname[64];

@@ -10,15 +10,14 @@
 #include "pipeline/report.h"
 
 static void report_usage(FILE *f) {
-    fprintf(f,
-            "usage: birdbone report RUN_DIR [--open]\n\n"
-            "Reads RUN_DIR/metrics.json (and, when present, RUN_DIR/wave_<k>.h5, RUN_DIR/scan/scan.json and\n"
-            "RUN_DIR/config.yaml) and writes RUN_DIR/report/: metrics.csv, tensors.csv, stages.csv,\n"
-            "healing.csv, usage.csv, spectra.csv, one SVG per plot and report.html, a single page with\n"
-            "the summary table and every plot inlined that opens in a browser without a server.\n\n"
-            "options:\n"
-            "  --open    open report.html with xdg-open (or open) when one is on PATH\n\n"
-            "See docs/report.md for the inputs, every output file and how to read each plot.\n");
+    fprintf(f, "usage: birdbone report RUN_DIR [--open]\n\n"
+               "Reads RUN_DIR/metrics.json (and, when present, RUN_DIR/wave_<k>.h5, RUN_DIR/scan/scan.json and\n"
+               "RUN_DIR/config.yaml) and writes RUN_DIR/report/: metrics.csv, tensors.csv, stages.csv,\n"
+               "healing.csv, usage.csv, spectra.csv, one SVG per plot and report.html, a single page with\n"
+               "the summary table and every plot inlined that opens in a browser without a server.\n\n"
+               "options:\n"
+               "  --open    open report.html with xdg-open (or open) when one is on PATH\n\n"
+               "See docs/report.md for the inputs, every output file and how to read each plot.\n");
 }
 
 /* The first of xdg-open / open found on PATH, else NULL. */

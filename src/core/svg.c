@@ -332,8 +332,8 @@ static bb_status sb_finish(sbuf *b, const char *title, char **out, size_t *len) 
     return BB_OK;
 }
 
-static void title_and_labels(sbuf *b, const char *title, const char *xlabel, const char *ylabel, double px0,
-                             double px1, double py0, double py1, double xlabel_y) {
+static void title_and_labels(sbuf *b, const char *title, const char *xlabel, const char *ylabel, double px0, double px1,
+                             double py0, double py1, double xlabel_y) {
     if (title) {
         sb_printf(b, "<text x=\"%.1f\" y=\"24\" text-anchor=\"middle\" font-size=\"15\" font-weight=\"bold\">",
                   (px0 + px1) / 2);
@@ -387,8 +387,8 @@ bb_status bb_svg_heatmap_render(const bb_svg_heatmap *h, char **out, size_t *len
             hi = fmax(hi, v);
         }
     }
-    BB_CHECK(lo <= hi, BB_ERR_ARG, "heatmap '%s': no finite value in %d x %d cells", h->title ? h->title : "",
-             h->rows, h->cols);
+    BB_CHECK(lo <= hi, BB_ERR_ARG, "heatmap '%s': no finite value in %d x %d cells", h->title ? h->title : "", h->rows,
+             h->cols);
     if (h->v_min < h->v_max) {
         lo = h->v_min;
         hi = h->v_max;
@@ -424,8 +424,9 @@ bb_status bb_svg_heatmap_render(const bb_svg_heatmap *h, char **out, size_t *len
                 int rgb[3];
                 colour_at((v - lo) / (hi - lo), rgb);
                 int dark = rgb[0] * 299 + rgb[1] * 587 + rgb[2] * 114 < 128000;
-                sb_printf(&b, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\" font-size=\"10\" fill=\"%s\">%.3g</text>\n",
-                          px0 + (c + 0.5) * cw, py0 + (r + 0.5) * ch + 3.5, dark ? "white" : "#222", v);
+                sb_printf(
+                    &b, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\" font-size=\"10\" fill=\"%s\">%.3g</text>\n",
+                    px0 + (c + 0.5) * cw, py0 + (r + 0.5) * ch + 3.5, dark ? "white" : "#222", v);
             }
         }
     sb_printf(&b, "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"none\" stroke=\"#333\"/>\n", px0,
@@ -461,7 +462,8 @@ bb_status bb_svg_heatmap_render(const bb_svg_heatmap *h, char **out, size_t *len
     sb_printf(&b, "<rect x=\"%.1f\" y=\"%.1f\" width=\"16\" height=\"%.1f\" fill=\"none\" stroke=\"#333\"/>\n", bx, py0,
               bh);
     for (int i = 0; i <= 4; i++)
-        sb_printf(&b, "<text x=\"%.1f\" y=\"%.1f\">%.3g</text>\n", bx + 20, py1 - i * bh / 4 + 4, lo + i * (hi - lo) / 4);
+        sb_printf(&b, "<text x=\"%.1f\" y=\"%.1f\">%.3g</text>\n", bx + 20, py1 - i * bh / 4 + 4,
+                  lo + i * (hi - lo) / 4);
     if (h->value_label) {
         double cx = bx + 70, cy = (py0 + py1) / 2;
         sb_printf(&b, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\" transform=\"rotate(90 %.1f %.1f)\">", cx, cy,
@@ -523,8 +525,8 @@ bb_status bb_svg_bars_render(const bb_svg_bars *bp, char **out, size_t *len) {
             if (!isfinite(v) || v <= 0) continue;
             double hgt = v / top * (py1 - py0);
             y -= hgt;
-            sb_printf(&b, "<rect x=\"%.2f\" y=\"%.2f\" width=\"%.2f\" height=\"%.2f\" fill=\"%s\"><title>", x, y, bw, hgt,
-                      palette[k % N_PALETTE]);
+            sb_printf(&b, "<rect x=\"%.2f\" y=\"%.2f\" width=\"%.2f\" height=\"%.2f\" fill=\"%s\"><title>", x, y, bw,
+                      hgt, palette[k % N_PALETTE]);
             sb_text(&b, lab);
             if (bp->stack_labels && bp->stack_labels[k]) {
                 sb_printf(&b, ", ");

@@ -1,4 +1,5 @@
-/* svg.h — a small dependency-free SVG writer: line plots (linear or log y, several series, a legend), heatmaps and stacked bars.
+/* svg.h — a small dependency-free SVG writer: line plots (linear or log y, several series, a legend), heatmaps and
+ * stacked bars.
  *
  * Made for looking at curves (singular-value spectra, energy, loss) and maps
  * (density or bits per layer), not for reading exact values: those go to
@@ -41,14 +42,14 @@ bb_status bb_svg_write(const char *path, const bb_svg_plot *p, const bb_svg_seri
  * scale (light yellow = low, dark blue = high). */
 typedef struct {
     const char *title, *xlabel, *ylabel;
-    const char *value_label;               /* names the colour scale */
-    int width, height;                     /* pixels; 0 gives 860 x 520 */
+    const char *value_label; /* names the colour scale */
+    int width, height;       /* pixels; 0 gives 860 x 520 */
     int rows, cols;
-    const double *v;                       /* (rows, cols) row-major; non-finite = empty cell (light grey) */
-    const char *const *row_labels;         /* (rows), drawn top to bottom; NULL = 0, 1, ... */
-    const char *const *col_labels;         /* (cols), left to right; NULL = 0, 1, ... */
-    double v_min, v_max;                   /* colour range when v_min < v_max, else from the data */
-    int annotate;                          /* print each value in its cell when the cells are big enough */
+    const double *v;               /* (rows, cols) row-major; non-finite = empty cell (light grey) */
+    const char *const *row_labels; /* (rows), drawn top to bottom; NULL = 0, 1, ... */
+    const char *const *col_labels; /* (cols), left to right; NULL = 0, 1, ... */
+    double v_min, v_max;           /* colour range when v_min < v_max, else from the data */
+    int annotate;                  /* print each value in its cell when the cells are big enough */
 } bb_svg_heatmap;
 
 /* Errors: BB_ERR_ARG for an empty grid or one without a finite value, BB_ERR_OOM. */
@@ -57,11 +58,11 @@ bb_status bb_svg_heatmap_render(const bb_svg_heatmap *h, char **out, size_t *len
 /* Bars side by side, each a stack of segments (n_stacks = 1 gives plain bars). */
 typedef struct {
     const char *title, *xlabel, *ylabel;
-    int width, height;                /* pixels; 0 gives 860 x 520 */
+    int width, height; /* pixels; 0 gives 860 x 520 */
     int n_bars, n_stacks;
-    const double *v;                  /* (n_bars, n_stacks) row-major, >= 0; non-finite counts as 0 */
-    const char *const *bar_labels;    /* (n_bars) under each bar; NULL = 0, 1, ... */
-    const char *const *stack_labels;  /* (n_stacks) legend; NULL = no legend */
+    const double *v;                 /* (n_bars, n_stacks) row-major, >= 0; non-finite counts as 0 */
+    const char *const *bar_labels;   /* (n_bars) under each bar; NULL = 0, 1, ... */
+    const char *const *stack_labels; /* (n_stacks) legend; NULL = no legend */
 } bb_svg_bars;
 
 /* Errors: BB_ERR_ARG for no bars or a negative value, BB_ERR_OOM. */

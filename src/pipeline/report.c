@@ -87,10 +87,10 @@ typedef struct {
 
 /* Every file the report may write: removed first so that a plot whose input
  * went missing does not survive from an earlier report. */
-static const char *const outputs[] = {
-    "metrics.json",    "metrics.csv", "tensors.csv", "stages.csv",  "healing.csv", "usage.csv",
-    "spectra.csv",     "ppl.svg",     "kld.svg",     "time_waves.svg", "time_stages.svg", "density.svg",
-    "bits.svg",        "healing.svg", "usage.svg",   "spectra.svg", "report.html"};
+static const char *const outputs[] = {"metrics.json",    "metrics.csv", "tensors.csv", "stages.csv",  "healing.csv",
+                                      "usage.csv",       "spectra.csv", "ppl.svg",     "kld.svg",     "time_waves.svg",
+                                      "time_stages.svg", "density.svg", "bits.svg",    "healing.svg", "usage.svg",
+                                      "spectra.svg",     "report.html"};
 
 __attribute__((format(printf, 2, 3))) static void note(report *r, const char *fmt, ...) {
     if (r->n_notes >= MAX_NOTES) return;
@@ -859,8 +859,9 @@ static bb_status plot_healing(report *r) {
     } else {
         /* the mean of each wave's curves over the steps all of them have */
         for (int c = 0; c < n_waves; c++) {
-            BB_CALL_GOTO(st, done, bb_calloc((void **)&mean[c], (size_t)(len_of[c] ? len_of[c] : 1), sizeof(double),
-                                             "healing plot"));
+            BB_CALL_GOTO(
+                st, done,
+                bb_calloc((void **)&mean[c], (size_t)(len_of[c] ? len_of[c] : 1), sizeof(double), "healing plot"));
             snprintf(labels[c], sizeof labels[c], "wave %d (mean of %d)", waves[c], count[c]);
             colors[c] = c;
         }
@@ -872,19 +873,15 @@ static bb_status plot_healing(report *r) {
         for (int c = 0; c < n_waves; c++) s[c] = (bb_svg_series){labels[c], NULL, mean[c], len_of[c]};
         n_lines = n_waves;
     }
-    bb_svg_plot p = {.title = "Healing loss",
-                     .xlabel = "step",
-                     .ylabel = "loss",
-                     .log_y = 1,
-                     .colors = colors,
-                     .x_integer = 1};
+    bb_svg_plot p = {
+        .title = "Healing loss", .xlabel = "step", .ylabel = "loss", .log_y = 1, .colors = colors, .x_integer = 1};
     BB_CALL_GOTO(st, done,
                  emit_lines(r, "healing.svg",
-                           per_curve ? "Healing loss against the step, one line per healed tensor or block, coloured "
-                                       "by wave."
-                                     : "Healing loss against the step: the mean over each wave's healed tensors or "
-                                       "blocks (too many to draw one by one; healing.csv has every curve).",
-                           &p, s, n_lines));
+                            per_curve ? "Healing loss against the step, one line per healed tensor or block, coloured "
+                                        "by wave."
+                                      : "Healing loss against the step: the mean over each wave's healed tensors or "
+                                        "blocks (too many to draw one by one; healing.csv has every curve).",
+                            &p, s, n_lines));
 done:
     for (int c = 0; mean && c < n_waves; c++) free(mean[c]);
     free(mean);

@@ -67,9 +67,17 @@ static int64_t write_wave(const char *path, int wave) {
         for (int64_t r = 0; r < rows; r++) s[i][r] = 0.125;
     }
     s[0][0] = 1.0;
-    bb_wave_h5 w = {.wave = wave, .method = "wanda", .pattern = "unstructured", .usage_block = "row",
-                    .config_hash = "x", .n_layers = 2, .tensors = tensors, .masks = masks,
-                    .u = (const double *const *)u, .s = (const double *const *)s, .n_blocks = nb};
+    bb_wave_h5 w = {.wave = wave,
+                    .method = "wanda",
+                    .pattern = "unstructured",
+                    .usage_block = "row",
+                    .config_hash = "x",
+                    .n_layers = 2,
+                    .tensors = tensors,
+                    .masks = masks,
+                    .u = (const double *const *)u,
+                    .s = (const double *const *)s,
+                    .n_blocks = nb};
     EXPECT_OK(bb_wave_h5_write(path, &w));
     for (int i = 0; i < N; i++) {
         bb_mask_destroy(&masks[i]);
@@ -111,12 +119,14 @@ static void test_fixture(void) {
     int lines = 0;
     for (const char *p = csv; p && *p; p++) lines += *p == '\n';
     EXPECT(lines == 13, "tensors.csv has %d lines, expected 13", lines);
-    EXPECT(csv && strstr(csv, "\nblk.0.ffn_down.weight,0,ffn_down,64,172,1,0.85,0,0\n"), "tensors.csv row:\n%s", csv ? csv : "");
-    EXPECT(csv && strstr(csv, "\nblk.1.attn_q.weight,1,attn_q,64,64,2,0.9,4,1\n"), "tensors.csv row:\n%s", csv ? csv : "");
+    EXPECT(csv && strstr(csv, "\nblk.0.ffn_down.weight,0,ffn_down,64,172,1,0.85,0,0\n"), "tensors.csv row:\n%s",
+           csv ? csv : "");
+    EXPECT(csv && strstr(csv, "\nblk.1.attn_q.weight,1,attn_q,64,64,2,0.9,4,1\n"), "tensors.csv row:\n%s",
+           csv ? csv : "");
     free(csv);
     csv = slurp(out, "stages.csv");
-    EXPECT(csv && !strcmp(csv, "stage,seconds\nbaseline,1.25\ndensity,0.5\nwaves,10.875\nquantize,2\n"), "stages.csv:\n%s",
-           csv);
+    EXPECT(csv && !strcmp(csv, "stage,seconds\nbaseline,1.25\ndensity,0.5\nwaves,10.875\nquantize,2\n"),
+           "stages.csv:\n%s", csv);
     free(csv);
     csv = slurp(out, "healing.csv");
     lines = 0;
@@ -126,7 +136,8 @@ static void test_fixture(void) {
     free(csv);
     /* spectra.csv: attn_q mean of [4,2,1,.5]/4 and [8,2,2,1]/8; ffn_down over the 3 values both have */
     csv = slurp(out, "spectra.csv");
-    EXPECT(csv && strstr(csv, "attn_q,2,2,0.375\nattn_q,2,3,0.25\nattn_q,2,4,0.125\n"), "spectra.csv:\n%s", csv ? csv : "");
+    EXPECT(csv && strstr(csv, "attn_q,2,2,0.375\nattn_q,2,3,0.25\nattn_q,2,4,0.125\n"), "spectra.csv:\n%s",
+           csv ? csv : "");
     EXPECT(csv && strstr(csv, "ffn_down,2,2,0.75\nffn_down,2,3,0.375\n") && !strstr(csv, "ffn_down,2,4"),
            "spectra.csv:\n%s", csv ? csv : "");
     free(csv);
@@ -142,7 +153,8 @@ static void test_fixture(void) {
     /* plots: SVG documents; PPL with the dense and stop-loss lines (5.19 x 1.05 = 5.4495) */
     char *svg = slurp(out, "ppl.svg");
     EXPECT(svg && !strncmp(svg, "<svg ", 5) && strstr(svg, "</svg>"), "ppl.svg is not an SVG");
-    EXPECT(svg && strstr(svg, ">5.19</text>") && strstr(svg, ">5.4495</text>"), "ppl.svg lacks the dense/threshold lines");
+    EXPECT(svg && strstr(svg, ">5.19</text>") && strstr(svg, ">5.4495</text>"),
+           "ppl.svg lacks the dense/threshold lines");
     EXPECT(svg && strstr(svg, "rolled back"), "ppl.svg lacks the rolled-back marker");
     free(svg);
     /* density of layer 0 after wave 1, size-weighted: (4096 * 0.9 + 11008 * 0.85) / 15104 */
@@ -257,10 +269,12 @@ static void test_bad_input(void) {
     put(dir, "metrics.json", "{\"waves\": [{\"wave\": 0, \"ppl\": 5.1},");
     EXPECT_ERR(bb_report_write(dir), BB_ERR_FORMAT, "metrics.json:1:");
     put(dir, "metrics.json", "{\"waves\": [{\"wave\": 0, \"ppl\": 5.1},\n {\"wave\": 1, \"ppl\": \"5.3\"}]}");
-    EXPECT_ERR(bb_report_write(dir), BB_ERR_FORMAT, "metrics.json:2:21: waves[1].ppl: expected a number, found a string");
+    EXPECT_ERR(bb_report_write(dir), BB_ERR_FORMAT,
+               "metrics.json:2:21: waves[1].ppl: expected a number, found a string");
     put(dir, "metrics.json", "{\"waves\": [{\"ppl\": 5.1}]}");
     EXPECT_ERR(bb_report_write(dir), BB_ERR_FORMAT, "waves[0].wave is missing");
-    put(dir, "metrics.json", "{\"tensors\": [{\"name\": \"a\", \"kind\": \"attn_q\", \"layer\": 0, \"density\": [1, \"x\"]}]}");
+    put(dir, "metrics.json",
+        "{\"tensors\": [{\"name\": \"a\", \"kind\": \"attn_q\", \"layer\": 0, \"density\": [1, \"x\"]}]}");
     EXPECT_ERR(bb_report_write(dir), BB_ERR_FORMAT, "tensors[0].density[1]: expected a number");
     put(dir, "metrics.json", "[1, 2]");
     EXPECT_ERR(bb_report_write(dir), BB_ERR_FORMAT, "the top level: expected an object, found an array");
