@@ -164,8 +164,9 @@ static bb_status get_i64(const char *where, hid_t loc, const char *name, int64_t
     return st;
 }
 
-static bb_status read_mask(const char *path, hid_t f, int layer, bb_linear_kind kind, bb_mask **out) {
-    char where[1400], gname[64], magic[32] = "";
+/* The root's magic and version; *n_layers and *wave if asked for. */
+static bb_status check_header(const char *path, hid_t f, int64_t *n_layers, int64_t *wave) {
+    char where[1400], magic[32] = "";
     snprintf(where, sizeof where, "%s:/", path);
     bb_status st = BB_OK;
     hid_t a = -1, t = -1;
@@ -179,10 +180,20 @@ static bb_status read_mask(const char *path, hid_t f, int layer, bb_linear_kind 
     BB_CALL(st);
     BB_CHECK(!strcmp(magic, WAVE_MAGIC), BB_ERR_FORMAT, "%s: magic \"%s\" is not \"%s\": not a decay wave file", path,
              magic, WAVE_MAGIC);
-    int64_t version = 0, rows = 0, cols = 0;
+    int64_t version = 0;
     BB_CALL(get_i64(where, f, "version", &version));
     BB_CHECK(version == BB_WAVE_H5_VERSION, BB_ERR_FORMAT, "%s: version %lld, this build reads version %d", path,
              (long long)version, BB_WAVE_H5_VERSION);
+    if (n_layers) BB_CALL(get_i64(where, f, "n_layers", n_layers));
+    if (wave) BB_CALL(get_i64(where, f, "wave", wave));
+    return BB_OK;
+}
+
+static bb_status read_mask(const char *path, hid_t f, int layer, bb_linear_kind kind, bb_mask **out) {
+    char where[1400], gname[64];
+    bb_status st = BB_OK;
+    int64_t rows = 0, cols = 0;
+    BB_CALL(check_header(path, f, NULL, NULL));
     snprintf(gname, sizeof gname, "layer_%03d/%s", layer, bb_linear_name(kind));
     snprintf(where, sizeof where, "%s:/%s", path, gname);
     BB_CHECK(H5Lexists(f, "layer_000", H5P_DEFAULT) > 0 && H5Lexists(f, gname, H5P_DEFAULT) > 0, BB_ERR_FORMAT,
@@ -228,4 +239,70 @@ bb_status bb_wave_h5_read_mask(const char *path, int layer, bb_linear_kind kind,
     bb_status st = read_mask(path, f, layer, kind, out);
     H5Fclose(f);
     return st;
+}
+
+/* Append dataset s of one tensor group to *all (*n values, capacity *cap). */
+static bb_status append_usage(const char *path, hid_t f, const char *gname, double **all, int64_t *n, int64_t *cap) {
+    char where[1400];
+    snprintf(where, sizeof where, "%s:/%s/s", path, gname);
+    bb_status st = BB_OK;
+    hid_t g = -1, d = -1, sp = -1;
+    hsize_t nb = 0;
+    STEP(st, where, g = H5Gopen2(f, gname, H5P_DEFAULT));
+    STEP(st, where, d = H5Dopen2(g, "s", H5P_DEFAULT));
+    STEP(st, where, sp = H5Dget_space(d));
+    if (st == BB_OK && (H5Sget_simple_extent_ndims(sp) != 1 || H5Sget_simple_extent_dims(sp, &nb, NULL) < 0))
+        st = bb_error(BB_ERR_FORMAT, __FILE__, __LINE__, "%s is not a one-dimensional array", where);
+    if (st == BB_OK && *n + (int64_t)nb > *cap) {
+        int64_t want = *cap * 2 > *n + (int64_t)nb ? *cap * 2 : *n + (int64_t)nb;
+        double *grown = realloc(*all, (size_t)(want ? want : 1) * sizeof(double));
+        if (!grown)
+            st = bb_error(BB_ERR_OOM, __FILE__, __LINE__, "out of memory: %lld usage values of %s", (long long)want,
+                          path);
+        else {
+            *all = grown;
+            *cap = want;
+        }
+    }
+    if (nb) STEP(st, where, H5Dread(d, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, *all + *n));
+    if (st == BB_OK) *n += (int64_t)nb;
+    close_id(sp, H5Sclose);
+    close_id(d, H5Dclose);
+    close_id(g, H5Gclose);
+    return st;
+}
+
+bb_status bb_wave_h5_read_usage(const char *path, int *wave, double **s, int64_t *n) {
+    *s = NULL;
+    *n = 0;
+    bb_h5_quiet();
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (f < 0) {
+        char what[1300];
+        snprintf(what, sizeof what, "H5Fopen(%s)", path);
+        return bb_h5_error(__FILE__, __LINE__, what);
+    }
+    int64_t n_layers = 0, k = 0, cap = 0;
+    bb_status st = check_header(path, f, &n_layers, &k);
+    if (st == BB_OK && (n_layers < 0 || n_layers > 100000))
+        st =
+            bb_error(BB_ERR_FORMAT, __FILE__, __LINE__, "%s: n_layers %lld is out of range", path, (long long)n_layers);
+    for (int64_t l = 0; st == BB_OK && l < n_layers; l++)
+        for (int kind = 0; st == BB_OK && kind < BB_LIN_COUNT; kind++) {
+            char gname[64];
+            snprintf(gname, sizeof gname, "layer_%03d/%s", (int)l, bb_linear_name((bb_linear_kind)kind));
+            if (H5Lexists(f, "layer_000", H5P_DEFAULT) <= 0 || H5Lexists(f, gname, H5P_DEFAULT) <= 0)
+                st = bb_error(BB_ERR_FORMAT, __FILE__, __LINE__, "%s:/%s is missing", path, gname);
+            else
+                st = append_usage(path, f, gname, s, n, &cap);
+        }
+    H5Fclose(f);
+    if (st != BB_OK) {
+        free(*s);
+        *s = NULL;
+        *n = 0;
+        return bb_trace(st, __FILE__, __LINE__, "bb_wave_h5_read_usage");
+    }
+    *wave = (int)k;
+    return BB_OK;
 }

@@ -53,4 +53,10 @@ bb_status bb_wave_h5_write(const char *path, const bb_wave_h5 *w);
  * version, missing group, a shape that contradicts rows/cols), BB_ERR_OOM. */
 bb_status bb_wave_h5_read_mask(const char *path, int layer, bb_linear_kind kind, bb_mask **out);
 
+/* Read the relative block usage s (u / u_max) of every linear weight of a wave
+ * file, concatenated in layer then kind order, into a new array (*s, caller
+ * frees; NULL when *n is 0), and the file's wave number (*wave). Errors: as
+ * bb_wave_h5_read_mask. */
+bb_status bb_wave_h5_read_usage(const char *path, int *wave, double **s, int64_t *n);
+
 #endif

@@ -10,5 +10,6 @@ int bb_cmd_generate(int argc, char **argv);
 int bb_cmd_scan(int argc, char **argv);
 int bb_cmd_eval(int argc, char **argv);
 int bb_cmd_export(int argc, char **argv);
+int bb_cmd_report(int argc, char **argv);
 
 #endif

@@ -21,6 +21,7 @@ static const command commands[] = {
     {"generate", bb_cmd_generate, "greedy text generation: birdbone generate MODEL [--prompt TEXT] [-n N]"},
     {"eval", bb_cmd_eval, "perplexity and KL-divergence: birdbone eval MODEL --text FILE [--n-ctx N] [--ref FILE]"},
     {"export", bb_cmd_export, "quantize into GGUF for llama.cpp: birdbone export MODEL --type q4_0 [--method gptq --calib TEXT] -o OUT"},
+    {"report", bb_cmd_report, "metrics CSVs, SVG plots and report.html of a run: birdbone report RUN_DIR [--open]"},
     {"config", bb_cmd_config, "configuration reference and resolved configs: birdbone config [--doc] [-c CONFIG]"},
 };
 #define N_COMMANDS ((int)(sizeof commands / sizeof commands[0]))

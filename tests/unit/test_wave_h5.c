@@ -62,6 +62,18 @@ static void test_roundtrip(void) {
         EXPECT(!memcmp(back->bits, masks[i]->bits, bb_mask_nbytes(masks[i])), "bits of %s differ", tensors[i]->name);
         bb_mask_destroy(&back);
     }
+    /* the usage values s of every tensor, concatenated in layer then kind order */
+    double *all = NULL;
+    int64_t n_all = 0;
+    int wave = 0;
+    EXPECT_OK(bb_wave_h5_read_usage(path, &wave, &all, &n_all));
+    int64_t at = 0, bad = 0, want_n = 0;
+    for (int i = 0; i < N_MAT; i++) want_n += nb[i];
+    for (int i = 0; all && n_all == want_n && i < N_MAT; i++)
+        for (int64_t r = 0; r < nb[i]; r++) bad += all[at++] != s[i][r];
+    EXPECT(wave == 2 && n_all == want_n && bad == 0, "usage read back: wave %d, %lld of %lld values, %lld differ", wave,
+           (long long)n_all, (long long)want_n, (long long)bad);
+    free(all);
     bb_mask *none = NULL;
     EXPECT_ERR(bb_wave_h5_read_mask(path, 5, BB_LIN_Q, &none), BB_ERR_FORMAT, "layer_005/attn_q is missing");
     char tmp[1300];
@@ -80,6 +92,8 @@ static void test_roundtrip(void) {
     snprintf(junk, sizeof junk, "%s/test_wave_h5.junk", test_tmpdir());
     EXPECT(test_write_file(junk, "not hdf5", 8) == 0, "cannot write %s", junk);
     EXPECT_ERR(bb_wave_h5_read_mask(junk, 0, BB_LIN_Q, &none), BB_ERR_HDF5, "H5Fopen");
+    EXPECT_ERR(bb_wave_h5_read_usage(junk, &wave, &all, &n_all), BB_ERR_HDF5, "H5Fopen");
+    EXPECT(all == NULL && n_all == 0, "a failed usage read leaves no array");
     /* an unwritable place leaves nothing and says so */
     EXPECT_ERR(bb_wave_h5_write("/nonexistent/dir/wave_1.h5", &w), BB_ERR_HDF5, "/nonexistent/dir/wave_1.h5");
     for (int i = 0; i < N_MAT; i++) {
