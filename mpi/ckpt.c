@@ -28,8 +28,8 @@ static void group_name(int i, char *buf, size_t n) {
 
 /* ---- writing ------------------------------------------------------------------- */
 
-static bb_status write_metrics(hid_t f, const bb_state *s) {
-    int64_t n = s->n_metrics, d8[2] = {n, 8};
+bb_status bb_ckpt_write_metrics(hid_t f, const char *group, const bb_wave_metrics *rows, int n_rows) {
+    int64_t n = n_rows, d8[2] = {n, 8};
     double *col = NULL, *sec = NULL;
     int32_t *ic = NULL;
     int64_t *lc = NULL;
@@ -38,23 +38,23 @@ static bb_status write_metrics(hid_t f, const bb_state *s) {
     if (st == BB_OK) st = bb_malloc((void **)&ic, sizeof *ic * (size_t)(n ? n : 1), "metrics column");
     if (st == BB_OK) st = bb_malloc((void **)&lc, sizeof *lc * (size_t)(n ? n : 1), "metrics column");
     hid_t g = -1;
-    if (st == BB_OK) st = bb_h5_group_create(f, "metrics", &g);
+    if (st == BB_OK) st = bb_h5_group_create(f, group, &g);
     const char *fnames[6] = {"ppl", "dppl", "kld", "top1", "sparsity", "bits"};
     for (int c = 0; st == BB_OK && c < 6; c++) {
         for (int64_t i = 0; i < n; i++) {
-            const bb_wave_metrics *m = &s->metrics[i];
+            const bb_wave_metrics *m = &rows[i];
             const double v[6] = {m->ppl, m->dppl, m->kld, m->top1, m->sparsity, m->bits};
             col[i] = v[c];
         }
         st = bb_h5_write(g, fnames[c], BB_H5_F64, 1, &n, col);
     }
-    for (int64_t i = 0; st == BB_OK && i < n; i++) ic[i] = s->metrics[i].wave;
+    for (int64_t i = 0; st == BB_OK && i < n; i++) ic[i] = rows[i].wave;
     if (st == BB_OK) st = bb_h5_write(g, "wave", BB_H5_I32, 1, &n, ic);
-    for (int64_t i = 0; st == BB_OK && i < n; i++) ic[i] = s->metrics[i].rolled_back;
+    for (int64_t i = 0; st == BB_OK && i < n; i++) ic[i] = rows[i].rolled_back;
     if (st == BB_OK) st = bb_h5_write(g, "rolled_back", BB_H5_I32, 1, &n, ic);
-    for (int64_t i = 0; st == BB_OK && i < n; i++) lc[i] = s->metrics[i].lora_values;
+    for (int64_t i = 0; st == BB_OK && i < n; i++) lc[i] = rows[i].lora_values;
     if (st == BB_OK) st = bb_h5_write(g, "lora_values", BB_H5_I64, 1, &n, lc);
-    for (int64_t i = 0; st == BB_OK && i < n; i++) memcpy(sec + 8 * i, s->metrics[i].seconds, 8 * sizeof(double));
+    for (int64_t i = 0; st == BB_OK && i < n; i++) memcpy(sec + 8 * i, rows[i].seconds, 8 * sizeof(double));
     if (st == BB_OK) st = bb_h5_write(g, "seconds", BB_H5_F64, 2, d8, sec);
     bb_h5_close_id(g);
     free(col);
@@ -114,7 +114,7 @@ static bb_status write_all(hid_t f, const bb_state *s, const bb_ckpt_meta *meta)
     int64_t ny = (int64_t)strlen(yaml), nl = s->n_lin;
     BB_CALL(bb_h5_write(f, "config_yaml", BB_H5_U8, 1, &ny, yaml));
     BB_CALL(bb_h5_write(f, "bits", BB_H5_I32, 1, &nl, s->bits));
-    BB_CALL(write_metrics(f, s));
+    BB_CALL(bb_ckpt_write_metrics(f, "metrics", s->metrics, s->n_metrics));
     for (int i = 0; i < s->n_lin; i++) {
         char gname[64];
         group_name(i, gname, sizeof gname);
@@ -239,9 +239,10 @@ int bb_ckpt_is_complete(const char *path) {
 
 /* ---- reading ------------------------------------------------------------------- */
 
-static bb_status read_metrics(hid_t f, int64_t n, bb_wave_metrics *out) {
+bb_status bb_ckpt_read_metrics(hid_t f, const char *group, int n_rows, bb_wave_metrics *out) {
+    int64_t n = n_rows;
     hid_t g;
-    BB_CALL(bb_h5_group_open(f, "metrics", &g));
+    BB_CALL(bb_h5_group_open(f, group, &g));
     double *col = NULL, *sec = NULL;
     int32_t *ic = NULL;
     int64_t *lc = NULL, d8[2] = {n, 8};
@@ -387,7 +388,7 @@ static bb_status read_body(const char *path, hid_t f, const int64_t *v, bb_state
     if (st == BB_OK) st = bb_calloc((void **)&n.lora, (size_t)nl, sizeof *n.lora, "checkpoint factors");
     if (st == BB_OK) st = bb_calloc((void **)&n.bits, (size_t)nl, sizeof *n.bits, "checkpoint bits");
     if (st == BB_OK) st = bb_calloc((void **)&n.metrics, (size_t)v[6], sizeof *n.metrics, "checkpoint metrics");
-    if (st == BB_OK) st = read_metrics(f, v[6], n.metrics);
+    if (st == BB_OK) st = bb_ckpt_read_metrics(f, "metrics", (int)v[6], n.metrics);
     for (int i = 0; st == BB_OK && i < s->n_lin; i++)
         st = read_tensor(path, f, i, s->t[i], s->w[i], &n.masks[i], &n.lora[i], &n.bits[i]);
     int32_t *bits = NULL;

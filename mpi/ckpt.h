@@ -23,6 +23,7 @@
 #ifndef BB_MPI_CKPT_H
 #define BB_MPI_CKPT_H
 
+#include <hdf5.h>
 #include <stddef.h>
 
 #include "pipeline/state.h"
@@ -74,6 +75,13 @@ typedef struct {
 
 bb_status bb_ckpt_load(const char *path, bb_ckpt **out);
 void bb_ckpt_destroy(bb_ckpt **c); /* NULL-safe; nulls *c */
+
+/* The metrics table (n rows) as group `group` of loc: one dataset per column
+ * (wave, ppl, dppl, kld, top1, sparsity, bits, lora_values, rolled_back,
+ * seconds (n, 8)); shared with the DeltaHistory files. The reader checks every
+ * column has n rows. */
+bb_status bb_ckpt_write_metrics(hid_t loc, const char *group, const bb_wave_metrics *rows, int n);
+bb_status bb_ckpt_read_metrics(hid_t loc, const char *group, int n, bb_wave_metrics *out);
 
 /* RUN_DIR/checkpoints/wave_KKKK.h5 into buf. */
 bb_status bb_ckpt_path(const char *run_dir, int wave, char *buf, size_t n);
