@@ -19,7 +19,7 @@ typedef struct {
 } fixture;
 
 /* Dense state of `spec` (a synthetic model). Returns 0 on success. */
-static int fixture_open(fixture *fx, const char *spec) {
+static inline int fixture_open(fixture *fx, const char *spec) {
     memset(fx, 0, sizeof *fx);
     if (bb_model_open(spec, &fx->model) != BB_OK) return -1;
     int nl = fx->model->cfg.n_layers;
@@ -36,32 +36,32 @@ static int fixture_open(fixture *fx, const char *spec) {
 }
 
 /* Fresh zeroed weight arrays with fx's shapes (for reading into). */
-static float **fixture_blank_weights(const fixture *fx) {
+static inline float **fixture_blank_weights(const fixture *fx) {
     float **w = calloc((size_t)fx->n_lin, sizeof *w);
     for (int i = 0; i < fx->n_lin; i++)
         w[i] = calloc((size_t)bb_tensor_numel(fx->t[i]), sizeof(float));
     return w;
 }
 
-static void fixture_free_weights(float **w, int n) {
+static inline void fixture_free_weights(float **w, int n) {
     if (!w) return;
     for (int i = 0; i < n; i++) free(w[i]);
     free(w);
 }
 
-static void fixture_close(fixture *fx) {
+static inline void fixture_close(fixture *fx) {
     bb_state_release(&fx->s);
     fixture_free_weights(fx->w, fx->n_lin);
     free(fx->t);
     bb_model_destroy(&fx->model);
 }
 
-static float fixture_uniform(unsigned *seed) { return (float)rand_r(seed) / (float)RAND_MAX * 2.0f - 1.0f; }
+static inline float fixture_uniform(unsigned *seed) { return (float)rand_r(seed) / (float)RAND_MAX * 2.0f - 1.0f; }
 
 /* One wave of random changes to s: prune ~frac of the kept weights (zeroing them), regrow a few pruned ones
  * with new values, nudge some kept values, attach or grow factors on a few tensors, change bits, counters and
  * append a metrics row. */
-static void fixture_wave(bb_state *s, unsigned *seed, double frac) {
+static inline void fixture_wave(bb_state *s, unsigned *seed, double frac) {
     for (int i = 0; i < s->n_lin; i++) {
         bb_mask *m = s->masks[i];
         float *w = s->w[i];
@@ -116,7 +116,7 @@ static void fixture_wave(bb_state *s, unsigned *seed, double frac) {
 }
 
 /* 1 if the two states hold the same values bit for bit (weights, masks, factors, bits, counters, metrics). */
-static int fixture_same(const bb_state *a, const bb_state *b, char *why, size_t n) {
+static inline int fixture_same(const bb_state *a, const bb_state *b, char *why, size_t n) {
     if (a->n_lin != b->n_lin || a->wave != b->wave || a->losing != b->losing || a->rollback_left != b->rollback_left ||
         a->frozen != b->frozen || a->rng_counter != b->rng_counter || a->n_metrics != b->n_metrics) {
         snprintf(why, n, "counters differ (wave %d vs %d)", a->wave, b->wave);
