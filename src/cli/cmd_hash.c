@@ -15,7 +15,16 @@ static void usage(FILE *f) {
                "for a checkpoint each linear weight, its mask (NAME.mask) and its low-rank factors\n"
                "(NAME.lora_a, NAME.lora_b) are listed.\n"
                "  --json   one JSON object instead: {\"path\", \"kind\", \"sha256\", \"tensors\": [{name, dtype, shape, sha256}]}\n"
+               "A GGUF with quantized tensors (birdbone export) is hashed tensor by tensor as stored (dtype q4_0, ...).\n"
                "  --f32    hash a model's values converted to f32 (an f16 model then hashes like its f32 weights)\n");
+}
+
+static int is_gguf(const char *path) {
+    FILE *f = fopen(path, "rb");
+    char magic[4] = {0};
+    int yes = f && fread(magic, 1, 4, f) == 4 && !memcmp(magic, "GGUF", 4);
+    if (f) fclose(f);
+    return yes;
 }
 
 static bb_status grow(bb_tensor_hash **list, int *n, int *cap) {
@@ -121,7 +130,19 @@ int bb_cmd_hash(int argc, char **argv) {
         }
         bb_hash_combine(h, n, whole);
         print(path, "checkpoint", h, n, whole, json);
+    } else if (is_gguf(path) && !as_f32) {
+        /* A quantized GGUF (what export writes) is no float model: its tensors are hashed as stored. An F32
+         * one goes through the model reader, so that it hashes like any other float model. */
+        int q = 0;
+        if (bb_hash_gguf(path, &h, &n, &q, whole) != BB_OK) return 1;
+        if (!q) {
+            free(h);
+            h = NULL;
+            goto model;
+        }
+        print(path, "gguf", h, n, whole, json);
     } else {
+    model:;
         bb_model *m = NULL;
         if (bb_model_open(path, &m) != BB_OK) return 1;
         bb_status st = bb_model_hash(m, as_f32, &h, &n, whole);

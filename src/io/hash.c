@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "core/sha256.h"
+#include "io/gguf.h"
 
 static void put_u32(bb_sha256 *s, uint32_t v) {
     uint8_t b[4];
@@ -139,6 +140,35 @@ bb_status bb_model_hash(const bb_model *m, int as_f32, bb_tensor_hash **per, int
         free(c.list);
         if (n) *n = c.n;
     }
+    return BB_OK;
+}
+
+bb_status bb_hash_gguf(const char *path, bb_tensor_hash **per, int *n, int *quantized, uint8_t whole[32]) {
+    *per = NULL;
+    *n = *quantized = 0;
+    bb_gguf *g = NULL;
+    BB_CALL(bb_gguf_open(path, &g));
+    int64_t nt = bb_gguf_n_tensors(g);
+    bb_tensor_hash *list = NULL;
+    bb_status st = bb_calloc((void **)&list, (size_t)(nt ? nt : 1), sizeof *list, "tensor hashes");
+    for (int64_t i = 0; st == BB_OK && i < nt; i++) {
+        const bb_gguf_tensor *t = bb_gguf_tensor_at(g, i);
+        const bb_ggml_type_traits *tr = bb_ggml_type_info(t->type);
+        *quantized += tr && tr->is_quantized;
+        bb_sha256 s;
+        /* bytes in the file's order: GGUF is little-endian by definition */
+        begin(&s, &list[i], t->name, tr ? tr->name : "?", t->ndim, t->shape);
+        bb_sha256_update(&s, t->data, t->nbytes);
+        bb_sha256_final(&s, list[i].digest);
+    }
+    bb_gguf_destroy(&g);
+    if (st != BB_OK) {
+        free(list);
+        return st;
+    }
+    bb_hash_combine(list, (int)nt, whole);
+    *per = list;
+    *n = (int)nt;
     return BB_OK;
 }
 

@@ -46,6 +46,11 @@ void bb_hash_u64(const char *name, int64_t rows, int64_t cols, const uint64_t *w
  * the whole-model digest. per may be NULL when only the whole hash is wanted. */
 bb_status bb_model_hash(const bb_model *m, int as_f32, bb_tensor_hash **per, int *n, uint8_t whole[32]);
 
+/* Every tensor of a GGUF file as stored, quantized blocks included (dtype =
+ * the ggml type name, "q4_0"), in file order: for exported files that are not
+ * a float model. *quantized = how many tensors are quantized. */
+bb_status bb_hash_gguf(const char *path, bb_tensor_hash **per, int *n, int *quantized, uint8_t whole[32]);
+
 /* The whole digest of a list of tensor hashes. */
 void bb_hash_combine(const bb_tensor_hash *t, int n, uint8_t whole[32]);
 

@@ -27,6 +27,13 @@ grep -Eq '^total +0 +0 +0 +0 +0 +0 ' "$dir/diff0.txt" || { cat "$dir/diff0.txt";
 "$bb" hash "$dir/w0.gguf" >"$dir/gguf.txt" || fail "hash of the exported GGUF"
 diff <(linear "$dir/gguf.txt") <(linear "$dir/model.txt") >/dev/null || fail "exported wave 0 differs from the model"
 
+# a quantized GGUF is hashed as stored
+"$bb" export "$spec" --type q8_0 -o "$dir/q8.gguf" >/dev/null 2>&1 || fail "export q8_0"
+"$bb" hash "$dir/q8.gguf" --json >"$dir/q8.json" || fail "hash of a quantized GGUF"
+grep -q '"name": "blk.1.ffn_up.weight", "dtype": "q8_0"' "$dir/q8.json" || fail "q8_0 tensors hashed as stored"
+a=$("$bb" hash "$dir/q8.gguf" | tail -1); b=$("$bb" hash "$dir/q8.gguf" | tail -1)
+[ "$a" = "$b" ] || fail "quantized GGUF hash is not deterministic"
+
 # wave 4 rebuilt (no delta applied) equals the checkpoint; wave 2 goes back and forth the same
 "$bb" revert "$run" --to-wave 4 -o "$dir/w4.h5" >/dev/null || fail "revert --to-wave 4"
 a=$("$bb" hash "$dir/w4.h5" | tail -1); b=$("$bb" hash "$run/checkpoints/wave_0004.h5" | tail -1)
