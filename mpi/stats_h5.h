@@ -19,11 +19,10 @@
  * The file is written to "<path>.tmp.<pid>", flushed to disk and renamed over
  * path when complete, so a reader sees the old file or the whole new one.
  *
- * Neither function is collective. For now one rank writes a file alone with
- * HDF5's default (serial) file driver, although this is the parallel HDF5
- * build: with layer sharding each rank can save its own range to its own file;
- * collective writes of every rank's layers into one file belong to the
- * checkpoint work that comes later. */
+ * Neither function is collective: one rank writes a file alone, through the
+ * MPI-IO driver on MPI_COMM_SELF (mpi/h5.h; HDF5's default driver when MPI
+ * is not initialized). With layer sharding each rank can save its own range
+ * to its own file. */
 #ifndef BB_MPI_STATS_H5_H
 #define BB_MPI_STATS_H5_H
 

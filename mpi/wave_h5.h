@@ -19,7 +19,7 @@
  *
  * The file is written to "<path>.tmp.<pid>", synced and renamed over path, so a
  * reader sees a whole file or none. Not collective: one rank writes alone
- * with the default (serial) file driver. */
+ * through the MPI-IO driver on MPI_COMM_SELF (mpi/h5.h). */
 #ifndef BB_MPI_WAVE_H5_H
 #define BB_MPI_WAVE_H5_H
 

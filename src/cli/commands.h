@@ -11,5 +11,8 @@ int bb_cmd_scan(int argc, char **argv);
 int bb_cmd_eval(int argc, char **argv);
 int bb_cmd_export(int argc, char **argv);
 int bb_cmd_report(int argc, char **argv);
+int bb_cmd_hash(int argc, char **argv);
+int bb_cmd_diff(int argc, char **argv);
+int bb_cmd_revert(int argc, char **argv);
 
 #endif

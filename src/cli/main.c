@@ -22,6 +22,9 @@ static const command commands[] = {
     {"eval", bb_cmd_eval, "perplexity and KL-divergence: birdbone eval MODEL --text FILE [--n-ctx N] [--ref FILE]"},
     {"export", bb_cmd_export, "quantize into GGUF for llama.cpp: birdbone export MODEL --type q4_0 [--method gptq --calib TEXT] -o OUT"},
     {"report", bb_cmd_report, "metrics CSVs, SVG plots and report.html of a run: birdbone report RUN_DIR [--open]"},
+    {"hash", bb_cmd_hash, "per-tensor and whole SHA-256 of a model or checkpoint: birdbone hash PATH [--json]"},
+    {"diff", bb_cmd_diff, "what changed between two checkpoints or a checkpoint and the model: birdbone diff A B [--json FILE]"},
+    {"revert", bb_cmd_revert, "rebuild a run's wave K from its history: birdbone revert RUN_DIR --to-wave K [-o OUT.h5] [--export OUT.gguf]"},
     {"config", bb_cmd_config, "configuration reference and resolved configs: birdbone config [--doc] [-c CONFIG]"},
 };
 #define N_COMMANDS ((int)(sizeof commands / sizeof commands[0]))

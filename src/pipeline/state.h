@@ -45,4 +45,14 @@ typedef struct {
     bb_wave_metrics *metrics; /* (n_metrics) [0] = dense; owned */
 } bb_state;
 
+/* A dense start (wave 0): every mask all-kept, no factors, no bits, one
+ * metrics row of zeros. w and t (n_layers * BB_LIN_COUNT entries) are kept as
+ * pointers, not copied. Errors: BB_ERR_OOM. */
+bb_status bb_state_init_dense(bb_state *s, int n_layers, float **w, const bb_tensor **t);
+/* dst = a deep copy of src's owned parts (masks, factors, bits, metrics); dst
+ * shares src's w and t pointers. Errors: BB_ERR_OOM. */
+bb_status bb_state_copy_owned(const bb_state *src, bb_state *dst);
+/* Free the owned parts (masks, factors, bits, metrics); w and t stay. NULL-safe. */
+void bb_state_release(bb_state *s);
+
 #endif
