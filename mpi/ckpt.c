@@ -20,6 +20,12 @@ void bb_ckpt_meta_free(bb_ckpt_meta *m) {
     if (!m) return;
     free(m->config_yaml);
     m->config_yaml = NULL;
+    free(m->layer_target);
+    m->layer_target = NULL;
+    m->n_layer_target = 0;
+    free(m->tensor_hist);
+    m->tensor_hist = NULL;
+    m->hist_waves = 0;
 }
 
 static void group_name(int i, char *buf, size_t n) {
@@ -105,6 +111,16 @@ static bb_status write_all(hid_t f, const bb_state *s, const bb_ckpt_meta *meta)
     BB_CALL(bb_h5_attr_put_i64(f, "rollback_left", s->rollback_left));
     BB_CALL(bb_h5_attr_put_i64(f, "frozen", s->frozen));
     BB_CALL(bb_h5_attr_put_u64(f, "rng_counter", s->rng_counter));
+    BB_CALL(bb_h5_attr_put_i64(f, "good_wave", s->good_wave));
+    BB_CALL(bb_h5_attr_put_i64(f, "rb_wave", s->rb_wave));
+    if (meta->layer_target && meta->n_layer_target > 0) {
+        int64_t d = meta->n_layer_target;
+        BB_CALL(bb_h5_write(f, "layer_target", BB_H5_F64, 1, &d, meta->layer_target));
+    }
+    if (meta->tensor_hist && meta->hist_waves > 0) {
+        int64_t d[2] = {meta->hist_waves, (int64_t)s->n_lin * 3};
+        BB_CALL(bb_h5_write(f, "tensor_hist", BB_H5_F32, 2, d, meta->tensor_hist));
+    }
     BB_CALL(bb_h5_attr_put_i64(f, "n_metrics", s->n_metrics));
     BB_CALL(bb_h5_attr_put_str(f, "config_sha256", meta->config_sha256));
     BB_CALL(bb_h5_attr_put_str(f, "model_sha256", meta->model_sha256));
@@ -369,7 +385,25 @@ static bb_status read_meta(hid_t f, bb_ckpt_meta *meta) {
         return st;
     }
     meta->config_yaml[dims[0]] = 0;
-    return BB_OK;
+    if (st == BB_OK && bb_h5_exists(f, "layer_target")) {
+        st = bb_h5_shape(f, "layer_target", &rank, dims);
+        if (st == BB_OK && (rank != 1 || dims[0] < 1 || dims[0] > 100000))
+            st = bb_error(BB_ERR_FORMAT, __FILE__, __LINE__, "checkpoint: /layer_target has a bad shape");
+        if (st == BB_OK) st = bb_malloc((void **)&meta->layer_target, sizeof(double) * (size_t)dims[0], "layer targets");
+        if (st == BB_OK) st = bb_h5_read(f, "layer_target", BB_H5_F64, 1, dims, meta->layer_target);
+        if (st == BB_OK) meta->n_layer_target = (int)dims[0];
+    }
+    if (st == BB_OK && bb_h5_exists(f, "tensor_hist")) {
+        st = bb_h5_shape(f, "tensor_hist", &rank, dims);
+        if (st == BB_OK && (rank != 2 || dims[0] < 1 || dims[0] > 1000000 || dims[1] < 0 || dims[1] > 100000000))
+            st = bb_error(BB_ERR_FORMAT, __FILE__, __LINE__, "checkpoint: /tensor_hist has a bad shape");
+        if (st == BB_OK)
+            st = bb_malloc((void **)&meta->tensor_hist, sizeof(float) * (size_t)(dims[0] * dims[1]), "tensor history");
+        if (st == BB_OK) st = bb_h5_read(f, "tensor_hist", BB_H5_F32, 2, dims, meta->tensor_hist);
+        if (st == BB_OK) meta->hist_waves = (int)dims[0];
+    }
+    if (st != BB_OK) bb_ckpt_meta_free(meta);
+    return st;
 }
 
 /* Everything after the header into fresh owned parts, then swapped into s. */
@@ -400,7 +434,13 @@ static bb_status read_body(const char *path, hid_t f, const int64_t *v, bb_state
                           bits[i], s->t[i]->name, n.bits[i]);
     free(bits);
     uint64_t rng = 0;
+    int64_t good = 0, rbw = 0;
     if (st == BB_OK) st = bb_h5_attr_get_u64(f, "rng_counter", &rng);
+    if (st == BB_OK) st = bb_h5_attr_get_i64(f, "good_wave", &good);
+    if (st == BB_OK) st = bb_h5_attr_get_i64(f, "rb_wave", &rbw);
+    if (st == BB_OK && (good < 0 || good > v[0] || rbw < 0 || rbw > v[0]))
+        st = bb_error(BB_ERR_FORMAT, __FILE__, __LINE__, "%s: good_wave %lld / rb_wave %lld out of range for wave %lld",
+                      path, (long long)good, (long long)rbw, (long long)v[0]);
     bb_ckpt_meta m = {0};
     if (st == BB_OK && meta) st = read_meta(f, &m);
     if (st != BB_OK) {
@@ -413,6 +453,8 @@ static bb_status read_body(const char *path, hid_t f, const int64_t *v, bb_state
     n.rollback_left = (int)v[4];
     n.frozen = (int)v[5];
     n.rng_counter = rng;
+    n.good_wave = (int)good;
+    n.rb_wave = (int)rbw;
     *s = n;
     if (meta) {
         m.version = (int)v[7];

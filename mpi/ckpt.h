@@ -37,9 +37,14 @@ typedef struct {
     char model_sha256[65];   /* hex whole-model hash of the input (io/hash.h, as stored) */
     char model_path[1024];   /* what the run opened (informative: models move) */
     int version;             /* read: the file's format version */
+    /* run-level records: borrowed when writing, owned after bb_ckpt_read (NULL / 0 when absent) */
+    double *layer_target;    /* (n_layer_target) per-layer target sparsities (OWL ratios) */
+    int n_layer_target;
+    float *tensor_hist;      /* (hist_waves, n_lin, 3) density, bits, factor rank after each wave */
+    int hist_waves;
 } bb_ckpt_meta;
 
-void bb_ckpt_meta_free(bb_ckpt_meta *m); /* frees config_yaml; NULL-safe */
+void bb_ckpt_meta_free(bb_ckpt_meta *m); /* frees config_yaml and the records; NULL-safe */
 
 /* Write state s (every linear weight: s->w, s->t, masks, factors, bits,
  * counters, metrics) and meta to path, crash-safe as above. s->masks[i] must

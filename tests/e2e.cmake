@@ -98,3 +98,7 @@ set_tests_properties(e2e.stoploss_default PROPERTIES LABELS "e2e" TIMEOUT 300 EN
 # run.dir protection: a finished run is refused as a target unless --force; --force clears the old outputs.
 add_test(NAME e2e.run_dir_guard COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/sh/run_dir_guard.sh ${CMAKE_CURRENT_BINARY_DIR}/tmp/guard)
 set_tests_properties(e2e.run_dir_guard PROPERTIES LABELS "e2e" TIMEOUT 300 ENVIRONMENT "${BB_E2E_ENV}")
+
+# --resume: SIGKILL in the middle of a rollback and SIGUSR1 after wave 1 both continue to byte-identical outputs.
+add_test(NAME e2e.resume COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/sh/resume.sh ${CMAKE_CURRENT_BINARY_DIR}/tmp/resume)
+set_tests_properties(e2e.resume PROPERTIES LABELS "e2e" TIMEOUT 600 ENVIRONMENT "${BB_E2E_ENV}")

@@ -29,7 +29,8 @@ static const bb_stage stages[] = {
      NULL, NULL},
     {"quantize", "Quantize + low-rank merge", "GPTQ into GGUF block types under the global bit budget",
      bb_stage_quantize, NULL},
-    {"version", "Version bump", "metrics, DONE marker", bb_stage_version, NULL},
+    {"version", "Version bump", "per wave: checkpoint, diff bundle; at the end: metrics, report, DONE",
+     bb_stage_version, NULL},
 };
 
 int bb_pipeline_stages(const bb_stage **out) {

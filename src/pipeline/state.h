@@ -40,6 +40,8 @@ typedef struct {
     int losing;            /* consecutive waves whose dPPL exceeded stoploss.max_dppl */
     int rollback_left;     /* rollback waves still to run */
     int frozen;            /* 1 once the stop-loss stopped further pruning */
+    int good_wave;         /* the last good wave: the rollback's target */
+    int rb_wave;           /* the wave whose end started the rollback (0 = none) */
     uint64_t rng_counter;  /* draws consumed from the run's Philox stream (seed run.seed) */
     int n_metrics;         /* wave + 1 */
     bb_wave_metrics *metrics; /* (n_metrics) [0] = dense; owned */

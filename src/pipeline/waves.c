@@ -27,8 +27,12 @@
 #include <string.h>
 
 #include "core/events.h"
+#include "core/file.h"
 #include "core/log.h"
+#include "io/hash.h"
 #include "model/eval.h"
+#include "mpi/ckpt.h"
+#include "pipeline/history.h"
 #include "pipeline/stages.h"
 
 typedef struct {
@@ -37,11 +41,17 @@ typedef struct {
     bb_state *s;
     bb_tokens eval;
     bb_logprobs ref;
-    /* the last good wave's weights, masks and bits: the rollback's target */
-    int good_wave;
+    /* the last good wave's weights, masks, bits and factors: the rollback's target */
     float **good_w;
     bb_mask **good_m;
     int *good_bits;
+    bb_lora **good_lora;
+    /* the state before the current wave, for its DeltaHistory record */
+    bb_state prev;
+    float **prev_w;
+    /* what every checkpoint carries */
+    bb_ckpt_meta meta;
+    char *yaml;
     /* the state when the rollback started */
     bb_mask **rb_m;
     int *rb_bits;
@@ -121,10 +131,14 @@ static bb_status snapshot_alloc(wave_loop *L) {
     BB_CALL(bb_calloc((void **)&L->rb_m, (size_t)s->n_lin, sizeof *L->rb_m, "rollback masks"));
     BB_CALL(bb_calloc((void **)&L->good_bits, (size_t)s->n_lin, sizeof *L->good_bits, "good-wave bits"));
     BB_CALL(bb_calloc((void **)&L->rb_bits, (size_t)s->n_lin, sizeof *L->rb_bits, "rollback bits"));
+    BB_CALL(bb_calloc((void **)&L->good_lora, (size_t)s->n_lin, sizeof *L->good_lora, "good-wave factors"));
+    BB_CALL(bb_calloc((void **)&L->prev_w, (size_t)s->n_lin, sizeof *L->prev_w, "previous weights"));
     int64_t most = 0;
     for (int i = 0; i < s->n_lin; i++) {
         BB_CALL(bb_malloc((void **)&L->good_w[i], sizeof(float) * (size_t)numel(s->t[i]), "good-wave weights"));
+        BB_CALL(bb_malloc((void **)&L->prev_w[i], sizeof(float) * (size_t)numel(s->t[i]), "previous weights"));
         BB_CALL(bb_mask_clone(s->masks[i], &L->good_m[i]));
+        BB_CALL(bb_mask_clone(s->masks[i], &L->rb_m[i]));
         if (numel(s->t[i]) > most) most = numel(s->t[i]);
     }
     BB_CALL(bb_malloc((void **)&L->scratch, sizeof(float) * (size_t)most, "rollback scores"));
@@ -138,8 +152,10 @@ static bb_status snapshot_take(wave_loop *L, int wave) {
         memcpy(L->good_w[i], s->w[i], sizeof(float) * (size_t)numel(s->t[i]));
         BB_CALL(bb_mask_copy(L->good_m[i], s->masks[i]));
         L->good_bits[i] = s->bits[i];
+        bb_lora_destroy(&L->good_lora[i]);
+        if (s->lora[i]) BB_CALL(bb_lora_clone(s->lora[i], &L->good_lora[i]));
     }
-    L->good_wave = wave;
+    L->s->good_wave = wave;
     return BB_OK;
 }
 
@@ -147,6 +163,8 @@ static void snapshot_free(wave_loop *L) {
     int n = L->s ? L->s->n_lin : 0;
     for (int i = 0; i < n; i++) {
         if (L->good_w) free(L->good_w[i]);
+        if (L->prev_w) free(L->prev_w[i]);
+        if (L->good_lora) bb_lora_destroy(&L->good_lora[i]);
         if (L->good_m) bb_mask_destroy(&L->good_m[i]);
         if (L->rb_m) bb_mask_destroy(&L->rb_m[i]);
     }
@@ -155,6 +173,9 @@ static void snapshot_free(wave_loop *L) {
     free(L->rb_m);
     free(L->good_bits);
     free(L->rb_bits);
+    free(L->good_lora);
+    free(L->prev_w);
+    bb_state_release(&L->prev);
     free(L->scratch);
 }
 
@@ -211,21 +232,184 @@ static bb_status rollback_step(wave_loop *L, int j, int n, int64_t *restored) {
         int added = L->rb_bits[i] - L->good_bits[i];
         s->bits[i] = L->rb_bits[i] - (int)lround((double)added * j / n);
     }
-    if (j == n)
-        for (int i = 0; i < s->n_lin; i++) bb_lora_destroy(&s->lora[i]); /* factors are trained after the good wave */
+    for (int i = 0; j == n && i < s->n_lin; i++) {
+        bb_lora_destroy(&s->lora[i]);
+        if (L->good_lora[i]) BB_CALL(bb_lora_clone(L->good_lora[i], &s->lora[i]));
+    }
     return BB_OK;
 }
 
 static bb_status rollback_begin(wave_loop *L) {
     bb_state *s = L->s;
     for (int i = 0; i < s->n_lin; i++) {
-        bb_mask_destroy(&L->rb_m[i]);
-        BB_CALL(bb_mask_clone(s->masks[i], &L->rb_m[i]));
+        BB_CALL(bb_mask_copy(L->rb_m[i], s->masks[i]));
         L->rb_bits[i] = s->bits[i];
     }
     L->rb_steps = (int)L->c->stoploss.rollback_waves;
     s->rollback_left = L->rb_steps;
     s->frozen = 1;
+    s->rb_wave = s->wave;
+    return BB_OK;
+}
+
+/* ---- history and checkpoints ------------------------------------------------- */
+
+/* L->prev = the state as it stands (before the wave), with its own weight copies. */
+static bb_status prev_take(wave_loop *L) {
+    const bb_state *s = L->s;
+    bb_state_release(&L->prev);
+    BB_CALL(bb_state_copy_owned(s, &L->prev));
+    for (int i = 0; i < s->n_lin; i++) memcpy(L->prev_w[i], s->w[i], sizeof(float) * (size_t)numel(s->t[i]));
+    L->prev.w = L->prev_w;
+    return BB_OK;
+}
+
+/* The wave's DeltaHistory record (diffs/<k>/) and, when enabled, its checkpoint. */
+static bb_status wave_files(wave_loop *L) {
+    bb_run *r = L->r;
+    const bb_config *c = L->c;
+    bb_event_begin("wave.history");
+    bb_status st = bb_history_record(c->run.dir, &L->prev, L->s);
+    bb_event_end("wave.history", 0, 0);
+    BB_CALL(st);
+    if (!c->checkpoint.enabled) return BB_OK;
+    char path[1400];
+    snprintf(path, sizeof path, "%s/checkpoints", c->run.dir);
+    BB_CALL(bb_mkdir_p(path));
+    BB_CALL(bb_ckpt_path(c->run.dir, L->s->wave, path, sizeof path));
+    L->meta.layer_target = (double *)bb_decay_layer_targets(r);
+    L->meta.n_layer_target = L->meta.layer_target ? L->s->n_layers : 0;
+    L->meta.tensor_hist = r->tensor_hist;
+    L->meta.hist_waves = r->hist_waves;
+    bb_event_begin("wave.checkpoint");
+    st = bb_ckpt_write(path, L->s, &L->meta);
+    bb_event_end("wave.checkpoint", 0, 0);
+    BB_CALL(st);
+    if (!strcmp(c->checkpoint.keep, "last")) BB_CALL(bb_ckpt_prune(c->run.dir, L->s->wave));
+    return BB_OK;
+}
+
+static bb_status meta_init(wave_loop *L) {
+    bb_run *r = L->r;
+    char path[1200];
+    size_t n = 0;
+    snprintf(path, sizeof path, "%s/config.yaml", r->cfg.run.dir);
+    BB_CALL(bb_file_read_all(path, (size_t)1 << 24, &L->yaml, &n));
+    L->meta.config_yaml = L->yaml;
+    snprintf(L->meta.config_sha256, sizeof L->meta.config_sha256, "%s", r->hash);
+    snprintf(L->meta.model_path, sizeof L->meta.model_path, "%s", r->model->path);
+    uint8_t whole[32];
+    bb_event_begin("model.hash");
+    bb_status st = bb_model_hash(r->model, 0, NULL, NULL, whole);
+    bb_event_end("model.hash", 0, 0);
+    BB_CALL(st);
+    bb_hash_hex(whole, L->meta.model_sha256);
+    return BB_OK;
+}
+
+/* dst (masks, bits, factors of a snapshot) = the state at wave `to`, rebuilt
+ * from the current state and the DeltaHistory; scratch holds the weights. */
+static bb_status state_at(wave_loop *L, int to, float **w_out, bb_mask **m_out, int *bits_out, bb_lora **lora_out) {
+    const bb_state *s = L->s;
+    bb_state tmp;
+    BB_CALL(bb_state_copy_owned(s, &tmp));
+    for (int i = 0; i < s->n_lin; i++) memcpy(w_out[i], s->w[i], sizeof(float) * (size_t)numel(s->t[i]));
+    tmp.w = w_out;
+    bb_status st = bb_history_goto(L->c->run.dir, &tmp, to);
+    for (int i = 0; st == BB_OK && i < s->n_lin; i++) {
+        st = bb_mask_copy(m_out[i], tmp.masks[i]);
+        bits_out[i] = tmp.bits[i];
+        if (lora_out) {
+            bb_lora_destroy(&lora_out[i]);
+            lora_out[i] = tmp.lora[i];
+            tmp.lora[i] = NULL;
+        }
+    }
+    bb_state_release(&tmp);
+    return st;
+}
+
+/* --resume: the last complete checkpoint becomes the state; the stop-loss's
+ * snapshots are rebuilt from the history. */
+static bb_status resume(wave_loop *L) {
+    bb_run *r = L->r;
+    bb_state *s = L->s;
+    const char *dir = L->c->run.dir;
+    int k = -1;
+    char path[1400];
+    BB_CALL(bb_ckpt_find_last(dir, &k, path, sizeof path));
+    if (k < 0) {
+        bb_warn("resume: no complete checkpoint in %s: the waves start from the dense model", dir);
+        return BB_OK;
+    }
+    bb_state tmp = *s;
+    tmp.masks = NULL;
+    tmp.lora = NULL;
+    tmp.bits = NULL;
+    tmp.metrics = NULL;
+    tmp.n_metrics = 0;
+    bb_ckpt_meta m;
+    memset(&m, 0, sizeof m);
+    BB_CALL(bb_ckpt_read(path, &tmp, &m)); /* the weights are read into s->w directly */
+    bb_status st = BB_OK;
+    if (strcmp(m.config_sha256, L->meta.config_sha256))
+        st = bb_error(BB_ERR_ARG, __FILE__, __LINE__,
+                      "resume: %s was written with another configuration (sha256 %.12s..., this run %.12s...): resume "
+                      "with the run's own config.yaml, or start a new run",
+                      path, m.config_sha256, L->meta.config_sha256);
+    else if (strcmp(m.model_sha256, L->meta.model_sha256))
+        st = bb_error(BB_ERR_ARG, __FILE__, __LINE__,
+                      "resume: %s belongs to another model (sha256 %.12s..., %s has %.12s...): point model.path at the "
+                      "model the run started from",
+                      path, m.model_sha256, r->model->path, L->meta.model_sha256);
+    for (int i = 0; st == BB_OK && i < s->n_lin; i++) {
+        st = bb_mask_copy(s->masks[i], tmp.masks[i]);
+        bb_lora_destroy(&s->lora[i]);
+        s->lora[i] = tmp.lora[i];
+        tmp.lora[i] = NULL;
+        s->bits[i] = tmp.bits[i];
+    }
+    if (st == BB_OK) {
+        free(s->metrics);
+        s->metrics = tmp.metrics;
+        s->n_metrics = tmp.n_metrics;
+        tmp.metrics = NULL;
+        s->wave = tmp.wave;
+        s->losing = tmp.losing;
+        s->rollback_left = tmp.rollback_left;
+        s->frozen = tmp.frozen;
+        s->rng_counter = tmp.rng_counter;
+        s->good_wave = tmp.good_wave;
+        s->rb_wave = tmp.rb_wave;
+        st = bb_decay_set_layer_targets(r, m.layer_target);
+    }
+    if (st == BB_OK && m.tensor_hist) {
+        free(r->tensor_hist);
+        r->tensor_hist = m.tensor_hist;
+        r->hist_waves = m.hist_waves;
+        m.tensor_hist = NULL;
+    }
+    bb_state_release(&tmp);
+    bb_ckpt_meta_free(&m);
+    BB_CALL(st);
+    r->stats_stale = 1;
+    r->n_waves = s->wave;
+    r->sparsity = sparsity(s);
+    for (int j = 1; j < s->n_metrics; j++) {
+        const bb_wave_metrics *w = &s->metrics[j];
+        char line[256];
+        snprintf(line, sizeof line, "wave %d/%lld  sparsity %.4f  PPL %.4f  dPPL %+.2f %%  (from the checkpoint)",
+                 w->wave, (long long)L->c->waves.count, w->sparsity, w->ppl, 100 * w->dppl);
+        BB_CALL(bb_run_report_line(r, line));
+    }
+    /* the rollback's target and starting point, rebuilt from the history */
+    if (s->good_wave != s->wave)
+        BB_CALL(state_at(L, s->good_wave, L->good_w, L->good_m, L->good_bits, L->good_lora));
+    else
+        BB_CALL(snapshot_take(L, s->wave));
+    if (s->rollback_left > 0) BB_CALL(state_at(L, s->rb_wave, L->prev_w, L->rb_m, L->rb_bits, NULL));
+    bb_info("resume  wave %d of %s: sparsity %.4f%s; continuing with wave %d", s->wave, path, r->sparsity,
+            s->rollback_left ? ", rolling back" : "", s->wave + 1);
     return BB_OK;
 }
 
@@ -291,6 +475,7 @@ static bb_status one_wave(wave_loop *L, int k, int *more) {
     bb_wave_metrics m = {.wave = k};
     double t0 = bb_now();
     char what[160];
+    BB_CALL(prev_take(L));
     if (s->rollback_left > 0) {
         int j = L->rb_steps - s->rollback_left + 1;
         int64_t restored = 0;
@@ -301,7 +486,7 @@ static bb_status one_wave(wave_loop *L, int k, int *more) {
         m.rolled_back = 1;
         r->stats_stale = 1;
         snprintf(what, sizeof what, "(rollback %d/%d toward wave %d: %lld weights restored)", j, L->rb_steps,
-                 L->good_wave, (long long)restored);
+                 L->s->good_wave, (long long)restored);
     } else {
         int64_t removed = 0;
         double t = bb_now();
@@ -337,7 +522,7 @@ static bb_status one_wave(wave_loop *L, int k, int *more) {
                 BB_CALL(rollback_begin(L));
                 size_t len = strlen(what);
                 snprintf(what + len, sizeof what - len, "; stop-loss: dPPL above %g %% for %d waves, rolling back to wave %d over %d waves",
-                         100 * c->stoploss.max_dppl, s->losing, L->good_wave, L->rb_steps);
+                         100 * c->stoploss.max_dppl, s->losing, L->s->good_wave, L->rb_steps);
             }
         } else {
             s->losing = 0;
@@ -350,6 +535,10 @@ static bb_status one_wave(wave_loop *L, int k, int *more) {
     m.seconds[BB_T_TOTAL] = bb_now() - t0;
     BB_CALL(metrics_push(s, &m));
     BB_CALL(bb_run_record_tensors(r));
+    double tw = bb_now();
+    BB_CALL(wave_files(L));
+    s->metrics[s->n_metrics - 1].seconds[BB_T_CHECKPOINT] += bb_now() - tw;
+    s->metrics[s->n_metrics - 1].seconds[BB_T_TOTAL] = bb_now() - t0;
     r->sparsity = m.sparsity;
     r->n_waves = k;
     BB_CALL(wave_line(r, &m, what));
@@ -364,6 +553,7 @@ static bb_status loop_setup(wave_loop *L, bb_run *r) {
     L->r = r;
     L->c = &r->cfg;
     L->s = &r->state;
+    L->rb_steps = (int)r->cfg.stoploss.rollback_waves;
     BB_CALL(state_init(r));
     char path[1200];
     snprintf(path, sizeof path, "%s/eval.tokens", r->cfg.run.dir);
@@ -373,19 +563,22 @@ static bb_status loop_setup(wave_loop *L, bb_run *r) {
         BB_CALL(bb_logprobs_read(path, &L->ref));
     }
     BB_CALL(snapshot_alloc(L));
+    BB_CALL(meta_init(L));
     if (L->s->n_metrics == 0) {
         bb_wave_metrics m0 = {.wave = 0, .ppl = r->dense_ppl, .dppl = 0, .kld = r->cfg.eval.kld ? 0 : NAN,
                               .top1 = r->cfg.eval.kld ? 1 : NAN};
         BB_CALL(metrics_push(L->s, &m0));
     }
     if (r->hist_waves == 0) BB_CALL(bb_run_record_tensors(r));
-    BB_CALL(snapshot_take(L, L->s->wave));
     BB_CALL(bb_decay_begin(r));
+    if (r->flags & BB_RUN_RESUME) BB_CALL(resume(L));
+    if (L->s->wave == 0) BB_CALL(snapshot_take(L, 0));
     return BB_OK;
 }
 
 static void loop_teardown(wave_loop *L) {
     bb_decay_end(L->r);
+    free(L->yaml);
     snapshot_free(L);
     bb_tokens_free(&L->eval);
     bb_logprobs_free(&L->ref);
@@ -398,6 +591,14 @@ static bb_status loop_rank0(bb_run *r) {
     const bb_config *c = &r->cfg;
     int more = bb_decay_active(c);
     if (st == BB_OK && !more) bb_info("waves   nothing to prune: no waves run");
+    if (st == BB_OK && more && L.s->wave > 0) { /* resumed */
+        if (L.s->rollback_left > 0)
+            more = 1;
+        else if (L.s->frozen || L.s->wave >= c->waves.count)
+            more = 0;
+        else
+            st = bb_decay_more(r, &more);
+    }
     bb_progress pr;
     bb_progress_begin(&pr, "waves", (long)c->waves.count);
     for (int k = L.s->wave + 1; st == BB_OK && more && (k <= c->waves.count || L.s->rollback_left > 0); k++) {
