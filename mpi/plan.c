@@ -189,8 +189,10 @@ void bb_plan_print(const bb_plan *p, FILE *f) {
     for (int r = 0; r < p->n_ranks; r++) {
         const bb_plan_rank *pr = &p->ranks[r];
         char blk[32], also[32];
-        if (pr->layer_end > pr->layer_begin)
+        if (pr->layer_end > pr->layer_begin + 1)
             snprintf(blk, sizeof blk, "%d-%d", pr->layer_begin, pr->layer_end - 1);
+        else if (pr->layer_end > pr->layer_begin)
+            snprintf(blk, sizeof blk, "%d", pr->layer_begin);
         else
             snprintf(blk, sizeof blk, "%s", pr->active ? "-" : "idle");
         snprintf(also, sizeof also, "%s%s%s", pr->embed ? "embed" : "", pr->embed && pr->head ? "+" : "",
