@@ -118,8 +118,24 @@ static void mpi_destroy(void *ctx) {
     free(m);
 }
 
+static bb_status mpi_create(const bb_dist *d, void **out) {
+    *out = NULL;
+    mpi_ctx *m;
+    BB_CALL(bb_calloc((void **)&m, 1, sizeof *m, "communicator"));
+    int rc = MPI_Comm_dup(d->comm, &m->comm);
+    if (rc != MPI_SUCCESS) {
+        free(m);
+        return bb_mpi_error(rc, __FILE__, __LINE__, "MPI_Comm_dup");
+    }
+    MPI_Comm_set_errhandler(m->comm, MPI_ERRORS_RETURN);
+    m->size = d->size;
+    *out = m;
+    return BB_OK;
+}
+
 static const bb_comm_ops mpi_ops = {
     .name = "mpi",
+    .create = mpi_create,
     .allreduce_i64 = mpi_allreduce_i64,
     .allreduce_f64_minmax = mpi_allreduce_f64_minmax,
     .bcast = mpi_bcast,
@@ -134,29 +150,37 @@ static const char *const kind_names[BB_COMM_KIND_COUNT] = {"mpi", "nccl"};
 
 const char *bb_comm_kind_name(bb_comm_kind k) { return k >= 0 && k < BB_COMM_KIND_COUNT ? kind_names[k] : "?"; }
 
+/* No NCCL implementation is registered yet: the CUDA issue adds it here. */
+static const bb_comm_ops *const impls[BB_COMM_KIND_COUNT] = {[BB_COMM_MPI] = &mpi_ops};
+
+bb_status bb_comm_kind_parse(const char *s, int gpus_everywhere, bb_comm_kind *out) {
+    if (!strcmp(s, "auto")) {
+        *out = gpus_everywhere && impls[BB_COMM_NCCL] ? BB_COMM_NCCL : BB_COMM_MPI;
+        return BB_OK;
+    }
+    for (int k = 0; k < BB_COMM_KIND_COUNT; k++)
+        if (!strcmp(s, kind_names[k])) {
+            *out = (bb_comm_kind)k;
+            return BB_OK;
+        }
+    BB_CHECK(0, BB_ERR_CONFIG, "backend.comm = '%s' is not one of auto, mpi, nccl", s);
+    return BB_OK;
+}
+
 bb_status bb_comm_create(bb_comm_kind kind, const bb_dist *d, bb_comm **out) {
     *out = NULL;
-    BB_CHECK(kind == BB_COMM_MPI, BB_ERR_UNSUPPORTED,
+    BB_CHECK(kind >= 0 && kind < BB_COMM_KIND_COUNT && impls[kind], BB_ERR_UNSUPPORTED,
              "communicator '%s' is not available in this build: use 'mpi' (NCCL comes with the CUDA build)",
              bb_comm_kind_name(kind));
-    mpi_ctx *m;
-    BB_CALL(bb_calloc((void **)&m, 1, sizeof *m, "communicator"));
-    int rc = MPI_Comm_dup(d->comm, &m->comm);
-    if (rc != MPI_SUCCESS) {
-        free(m);
-        return bb_mpi_error(rc, __FILE__, __LINE__, "MPI_Comm_dup");
-    }
-    MPI_Comm_set_errhandler(m->comm, MPI_ERRORS_RETURN);
-    m->size = d->size;
     bb_comm *c;
-    bb_status st = bb_calloc((void **)&c, 1, sizeof *c, "communicator");
+    BB_CALL(bb_calloc((void **)&c, 1, sizeof *c, "communicator"));
+    bb_status st = impls[kind]->create(d, &c->ctx);
     if (st != BB_OK) {
-        mpi_destroy(m);
-        return st;
+        free(c);
+        return bb_trace(st, __FILE__, __LINE__, impls[kind]->name);
     }
     c->kind = kind;
-    c->ops = &mpi_ops;
-    c->ctx = m;
+    c->ops = impls[kind];
     c->rank = d->rank;
     c->size = d->size;
     *out = c;

@@ -31,6 +31,7 @@ typedef struct bb_comm bb_comm;
 /* One implementation. Every entry is collective; ctx is the implementation's state. */
 typedef struct {
     const char *name;
+    bb_status (*create)(const bb_dist *d, void **ctx); /* collective */
     /* x (n) in place: op over ranks; exact for int64. */
     bb_status (*allreduce_i64)(void *ctx, int64_t *x, int n, bb_comm_op op);
     /* x (n) in place: MAX or MIN over ranks (exact in any order). */
@@ -42,6 +43,11 @@ typedef struct {
     bb_status (*barrier)(void *ctx);
     void (*destroy)(void *ctx);
 } bb_comm_ops;
+
+/* backend.comm ("auto" | "mpi" | "nccl") to a kind: auto is NCCL when every
+ * rank holds a GPU (gpus_everywhere) and an NCCL implementation is built in,
+ * else MPI. Errors: BB_ERR_CONFIG naming the value. */
+bb_status bb_comm_kind_parse(const char *s, int gpus_everywhere, bb_comm_kind *out);
 
 /* Create a communicator of `kind` over d's ranks. Collective. Errors:
  * BB_ERR_UNSUPPORTED for NCCL in a build without it (or until the CUDA side

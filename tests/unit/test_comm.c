@@ -95,6 +95,14 @@ int main(int argc, char **argv) {
     bb_comm *c = NULL, *nccl = NULL;
     EXPECT_OK(bb_comm_create(BB_COMM_MPI, &d, &c));
     EXPECT_ERR(bb_comm_create(BB_COMM_NCCL, &d, &nccl), BB_ERR_UNSUPPORTED, "not available in this build");
+    bb_comm_kind k = BB_COMM_KIND_COUNT;
+    EXPECT_OK(bb_comm_kind_parse("auto", 0, &k));
+    EXPECT(k == BB_COMM_MPI, "auto without GPUs is MPI");
+    EXPECT_OK(bb_comm_kind_parse("auto", 1, &k));
+    EXPECT(k == BB_COMM_MPI, "auto without an NCCL build is MPI");
+    EXPECT_OK(bb_comm_kind_parse("nccl", 0, &k));
+    EXPECT(k == BB_COMM_NCCL, "nccl");
+    EXPECT_ERR(bb_comm_kind_parse("gloo", 0, &k), BB_ERR_CONFIG, "'gloo' is not one of");
     if (c) {
         EXPECT(bb_comm_rank(c) == d.rank && bb_comm_size(c) == d.size && bb_comm_kind_of(c) == BB_COMM_MPI &&
                    !strcmp(bb_comm_kind_name(BB_COMM_MPI), "mpi"),
