@@ -178,22 +178,22 @@ bb_status bb_pipe_run(bb_pipe *p, const int32_t *ids, int64_t n_seq, int T, int 
     BB_CHECK((int64_t)B * T * p->m->cfg.dim < (1ll << 31) - 1, BB_ERR_ARG,
              "pipeline '%s': a micro-batch of %d x %d rows of width %d exceeds one MPI message: lower the micro-batch",
              stage, B, T, p->m->cfg.dim);
-    bb_status local = BB_OK;
-    if (p->f) {
-        pipe_bufs bf = {0};
-        local = alloc_bufs(p, (int64_t)B * T, &bf);
-        if (local == BB_OK) {
-            bb_status st = pass(p, &bf, ids, n_seq, T, B, stage, sink, ud, &local);
-            if (st != BB_OK) {
-                /* A failed MPI call leaves the pipeline in an unknown state:
-                 * the caller's main() aborts the job (bb_dist_abort). */
-                free_bufs(&bf, p->k);
-                return st;
-            }
+    pipe_bufs bf = {0};
+    /* Every working rank needs its buffers before any message moves. */
+    bb_status local = p->f ? alloc_bufs(p, (int64_t)B * T, &bf) : BB_OK;
+    bb_status st = bb_dist_agree(p->d, local);
+    if (st == BB_OK && p->f) {
+        st = pass(p, &bf, ids, n_seq, T, B, stage, sink, ud, &local);
+        if (st != BB_OK) {
+            /* A failed MPI call leaves the pipeline in an unknown state: the
+             * caller's main() aborts the job (bb_dist_abort). */
+            free_bufs(&bf, p->k);
+            return st;
         }
-        free_bufs(&bf, p->k);
     }
-    BB_CALL(bb_dist_agree(p->d, local));
+    free_bufs(&bf, p->k);
+    if (st == BB_OK) st = bb_dist_agree(p->d, local);
+    BB_CALL(st);
     return BB_OK;
 }
 
@@ -207,6 +207,20 @@ bb_status bb_pipe_calib_create(bb_pipe *p, const bb_calib_opts *o, bb_calib **ou
     r.layer_begin = pr->layer_begin;
     r.layer_end = pr->layer_end;
     BB_CALL(bb_calib_create(p->m, &r, out));
+    return BB_OK;
+}
+
+/* Non-finite rows and values left out so far, over the collector's layers and inputs. */
+static bb_status nonfinite_totals(bb_calib *c, int64_t *rows, int64_t *vals) {
+    const bb_calib_opts *o = bb_calib_options(c);
+    *rows = *vals = 0;
+    for (int l = o->layer_begin; l < o->layer_end; l++)
+        for (int i = 0; i < BB_CALIB_INPUT_COUNT; i++) {
+            const bb_calib_stat *s;
+            BB_CALL(bb_calib_stats_input(c, l, (bb_calib_input)i, &s));
+            *rows += s->n_rows_nonfinite;
+            *vals += s->n_nonfinite;
+        }
     return BB_OK;
 }
 
@@ -226,11 +240,18 @@ bb_status bb_pipe_calib_run(bb_pipe *p, bb_calib *c, const bb_tokens *stream, in
             st = bb_calib_attach(c, p->f);
     }
     BB_CALL(bb_dist_agree(p->d, st));
+    int64_t rows0 = 0, vals0 = 0, rows1 = 0, vals1 = 0;
+    if (c) BB_CALL(nonfinite_totals(c, &rows0, &vals0));
     bb_event_begin("calib.pipeline");
     st = bb_pipe_run(p, stream->ids, stream->n_seq, stream->seq_len, micro_batch, "calib", NULL, NULL);
     bb_event_end("calib.pipeline", 0, 0);
     if (p->f) bb_forward_set_hook(p->f, NULL, NULL);
     BB_CALL(st);
+    if (c) BB_CALL(nonfinite_totals(c, &rows1, &vals1));
+    if (rows1 > rows0)
+        bb_warn("calibration: %lld NaN/Inf activation values in %lld rows (summed over the inputs of layers [%d, %d)) "
+                "were left out of the statistics",
+                (long long)(vals1 - vals0), (long long)(rows1 - rows0), pr->layer_begin, pr->layer_end);
     return BB_OK;
 }
 
