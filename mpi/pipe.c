@@ -20,6 +20,11 @@ struct bb_pipe {
 
 #define PIPE_TAG_SPAN 30000 /* tags cycle below MPI's guaranteed 32767 */
 
+static int working(const bb_plan *plan, int r, int with_head) {
+    const bb_plan_rank *pr = &plan->ranks[r];
+    return pr->active && (pr->embed || pr->layer_end > pr->layer_begin || (pr->head && with_head));
+}
+
 bb_status bb_pipe_create(const bb_dist *d, const bb_model *m, const bb_plan *plan, int with_head, int in_flight,
                          bb_pipe **out) {
     *out = NULL;
@@ -31,12 +36,17 @@ bb_status bb_pipe_create(const bb_dist *d, const bb_model *m, const bb_plan *pla
     bb_pipe *p;
     BB_CALL(bb_calloc((void **)&p, 1, sizeof *p, "pipeline"));
     p->d = d, p->m = m, p->plan = plan, p->with_head = with_head, p->k = in_flight;
-    p->prev = bb_plan_prev(plan, d->rank);
-    p->next = bb_plan_next(plan, d->rank);
+    /* Without the head, a rank holding nothing else has nothing to do. */
+    p->prev = p->next = -1;
     const bb_plan_rank *pr = &plan->ranks[d->rank];
-    p->is_head = pr->active && pr->head;
+    int me = working(plan, d->rank, with_head);
+    for (int r = d->rank - 1; me && r >= 0 && p->prev < 0; r--)
+        if (working(plan, r, with_head)) p->prev = r;
+    for (int r = d->rank + 1; me && r < plan->n_ranks && p->next < 0; r++)
+        if (working(plan, r, with_head)) p->next = r;
+    p->is_head = me && p->next < 0;
     bb_status st = BB_OK;
-    if (pr->active) {
+    if (me) {
         bb_forward_part part = {pr->layer_begin, pr->layer_end, pr->embed, pr->head && with_head};
         st = bb_forward_create_part(m, &part, 0, &p->f);
     }
@@ -275,7 +285,7 @@ bb_status bb_pipe_eval_perplexity(bb_pipe *p, const int32_t *tokens, int64_t n, 
     if (save) memset(save, 0, sizeof *save);
     BB_CHECK(!ref || kld, BB_ERR_ARG, "a reference needs a KLD result to fill");
     BB_CHECK(p->with_head, BB_ERR_ARG, "perplexity through the pipeline needs a pipe created with the head");
-    int head = bb_plan_head_rank(p->plan);
+    int head = bb_plan_head_rank(p->plan); /* with the head, the last working rank is the plan's head rank */
     bb_ppl_scorer *s = NULL;
     /* Windowing errors are the same on every rank; allocation ones are agreed. */
     bb_status st = bb_ppl_scorer_create(&p->m->cfg, n, o, p->is_head ? save : NULL, p->is_head ? ref : NULL, &s);

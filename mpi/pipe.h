@@ -17,7 +17,7 @@
  * micro-batches are in flight per rank. Memory per rank:
  *     4 (weights of its part)                           bb_plan_rank.weight_bytes
  *   + 4 R (2 dim + 2 qd + 2 kvd + 2 hidden + hd) + attention scratch   (forward work)
- *   + 4 R vocab on the head rank when logits are made   (bb_plan_rank.work_bytes)
+ *   + 4 R (vocab + dim) on the head rank when logits are made  (bb_plan_rank.work_bytes)
  *   + k 4 (R dim + 1)                                   (bb_plan_rank.buffer_bytes)
  *   + the calibration Grams of its blocks               (bb_plan_rank.gram_bytes)
  * with R = micro_batch T rows.
@@ -51,7 +51,8 @@ typedef struct bb_pipe bb_pipe;
 
 /* This rank's part of the pipeline for m (which, with d and plan, must outlive
  * it): the forward part of plan->ranks[d->rank], with the head only when
- * with_head (evaluation; calibration needs none). plan must be made for
+ * with_head (evaluation; calibration needs none: then a rank holding only the
+ * head sits idle, and the rank with the last block ends the pipeline). plan must be made for
  * d->size ranks. Errors (agreed over ranks): BB_ERR_ARG (a plan for another
  * rank count or model, in_flight < 1), those of bb_forward_create_part. */
 bb_status bb_pipe_create(const bb_dist *d, const bb_model *m, const bb_plan *plan, int with_head, int in_flight,
@@ -62,7 +63,7 @@ void bb_pipe_destroy(bb_pipe **p); /* NULL-safe; nulls *p; not collective */
 bb_forward *bb_pipe_forward(bb_pipe *p);
 const bb_plan_rank *bb_pipe_rank(const bb_pipe *p);
 
-/* Called on the last active rank for every micro-batch in order: sequences
+/* Called on the last working rank for every micro-batch in order: sequences
  * [s0, s0 + b) of T tokens; out is logits (b, T, vocab) with the head, else the
  * hidden states after the last block (b, T, dim), valid during the call. */
 typedef bb_status (*bb_pipe_sink_fn)(void *ud, int64_t s0, int b, int T, const float *out);

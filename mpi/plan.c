@@ -141,7 +141,7 @@ bb_status bb_plan_make(const bb_model_config *c, const bb_plan_opts *o, int n_ra
         if (nb > 0)
             pr->work_bytes = 4 * R * (2 * dim + 2 * qd + 2 * kvd + 2 * hid + hd) +
                              4 * bb_attention_scratch(o->seq_len, 0, c->n_heads, c->n_kv_heads, c->head_dim);
-        if (pr->head) pr->work_bytes += 4 * R * V;
+        if (pr->head) pr->work_bytes += 4 * R * (V + dim);
         if (pr->active) pr->buffer_bytes = (int64_t)o->in_flight * 4 * (R * dim + 1);
         if (nb > 0 && o->gram_bytes) {
             bb_calib_opts co;

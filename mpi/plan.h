@@ -77,7 +77,7 @@ int bb_plan_head_rank(const bb_plan *p);
 
 /* Memory per rank, in bytes: weights 4 (P_blocks + [embed] V dim + [head] (dim + V dim
  * unless tied and embedded)) + activations 4 R (2 dim + 2 qd + 2 kvd + 2 hidden + hd)
- * + attention scratch + [head] 4 R V logits + in_flight 4 (R dim + 1) buffers + Grams,
+ * + attention scratch + [head] 4 R (V + dim) logits and normed rows + in_flight 4 (R dim + 1) buffers + Grams,
  * with R = micro_batch seq_len rows. */
 
 /* A table: rank, blocks, embedding/head, parameters, cost share, memory. */

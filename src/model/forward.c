@@ -48,6 +48,8 @@ struct bb_forward {
     int cache_len, n_cached;
     float *kcache, *vcache; /* (n_layers, cache_len, kvd), allocated on the first decode */
     fw_work w;
+    float *hn;        /* (hn_rows, dim): normed rows for bb_forward_head */
+    int64_t hn_rows;
     bb_forward_stats stats;
     bb_forward_hook_fn hook;
     void *hook_ud;
@@ -100,6 +102,7 @@ void bb_forward_destroy(bb_forward **pf) {
     free(f->kcache);
     free(f->vcache);
     free_work(&f->w);
+    free(f->hn);
     free(f);
     *pf = NULL;
 }
@@ -334,14 +337,14 @@ static bb_status blocks(bb_forward *f, int B, int T, int pos0, int cached) {
     return BB_OK;
 }
 
-/* Final RMSNorm of x (R, dim) and the classifier: logits, or the normed hidden
- * states when `hidden` is set. */
-static void head(bb_forward *f, const float *x, int64_t R, float *logits, float *hidden) {
+/* Final RMSNorm of x (R, dim) into xn (R, dim) and the classifier: logits, or
+ * the normed hidden states when `hidden` is set. */
+static void head(bb_forward *f, const float *x, int64_t R, float *xn, float *logits, float *hidden) {
     const bb_model_config *c = &f->c;
     double t0 = bb_now();
-    bb_rmsnorm_ref(x, f->out_norm, R, c->dim, c->norm_eps, hidden ? hidden : f->w.xn);
+    bb_rmsnorm_ref(x, f->out_norm, R, c->dim, c->norm_eps, hidden ? hidden : xn);
     if (!hidden) {
-        bb_matmul(f->w.xn, f->output, NULL, R, c->dim, c->vocab_size, logits);
+        bb_matmul(xn, f->output, NULL, R, c->dim, c->vocab_size, logits);
         f->stats.classifier_flop += 2.0 * R * c->dim * c->vocab_size;
     }
     lap(&t0, &f->stats.classifier_s);
@@ -371,7 +374,7 @@ static bb_status run(bb_forward *f, const int *tokens, int B, int T, int pos0, i
         memcpy(w->x + r * dim, f->emb + (int64_t)tokens[r] * dim, (size_t)dim * sizeof(float));
     lap(&t0, &f->stats.elementwise_s);
     BB_CALL(blocks(f, B, T, pos0, cached));
-    head(f, w->x, R, logits, hidden);
+    head(f, w->x, R, w->xn, logits, hidden);
     return BB_OK;
 }
 
@@ -422,8 +425,14 @@ bb_status bb_forward_blocks(bb_forward *f, float *x, int B, int T) {
 bb_status bb_forward_head(bb_forward *f, const float *x, int B, int T, float *logits) {
     BB_CALL(check_prefill(f, B, T));
     BB_CHECK(f->has_head, BB_ERR_ARG, "this forward context was created without the final norm and classifier");
-    BB_CALL(ensure_work(f, (int64_t)B * T, 0));
-    head(f, x, (int64_t)B * T, logits, NULL);
+    /* Only the normed rows: a rank holding the head alone needs no block workspace. */
+    int64_t R = (int64_t)B * T;
+    if (R > f->hn_rows) {
+        f->hn_rows = 0;
+        BB_CALL(grow(&f->hn, R * f->c.dim));
+        f->hn_rows = R;
+    }
+    head(f, x, R, f->hn, logits, NULL);
     return BB_OK;
 }
 
