@@ -289,7 +289,11 @@ bb_status bb_pipe_eval_perplexity(bb_pipe *p, const int32_t *tokens, int64_t n, 
     bb_ppl_scorer *s = NULL;
     /* Windowing errors are the same on every rank; allocation ones are agreed. */
     bb_status st = bb_ppl_scorer_create(&p->m->cfg, n, o, p->is_head ? save : NULL, p->is_head ? ref : NULL, &s);
-    BB_CALL(bb_dist_agree(p->d, st));
+    st = bb_dist_agree(p->d, st);
+    if (st != BB_OK) {
+        bb_ppl_scorer_destroy(&s);
+        return bb_trace(st, __FILE__, __LINE__, "bb_ppl_scorer_create");
+    }
     int32_t *wins = NULL;
     int64_t nw = bb_ppl_scorer_windows(s);
     int T = o->n_ctx;
