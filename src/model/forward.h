@@ -1,11 +1,12 @@
 /* forward.h — CPU fp32 forward pass of a Llama-family model (OpenBLAS): KV cache, greedy/sampled generation.
  *
- * A context converts every weight to f32 once, through bb_tensor_read_f32, so
- * it works for f32/f16/bf16 files and generator-backed tensors alike. The
- * whole model is materialized: all layers stay resident at 4 bytes per
- * parameter (one Llama-2-7B block is 810 MB, its embedding and classifier
- * 524 MB each; the full 7B model 27 GB). Streaming layer by layer for models
- * larger than memory is left to later work. Activations take about
+ * A context converts every weight it holds to f32 once, through
+ * bb_tensor_read_f32, so it works for f32/f16/bf16 files and generator-backed
+ * tensors alike. Those weights stay resident at 4 bytes per parameter (one
+ * Llama-2-7B block is 810 MB, its embedding and classifier 524 MB each; the
+ * full 7B model 27 GB); a part (below) holds only its blocks, which is how
+ * ranks of a pipeline (mpi/pipe.h) share a model larger than one of them can
+ * hold. Streaming layer by layer within one process is left to later work. Activations take about
  * 4 * (2 dim + 2 qd + 2 kvd + 2 hidden) bytes per row of B*T, grown on demand
  * (0.8 GB for 4096 rows of a 7B block), plus the attention scores of one
  * query block (bb_attention_scratch).
