@@ -252,8 +252,8 @@ bb_status bb_comm_gather_items(bb_comm *c, const int64_t *ids, const double *val
     for (size_t p = 0; st == BB_OK && p < (all ? offsets[c->size] : 0); p += rec) {
         int64_t id;
         memcpy(&id, all + p, sizeof id);
-        BB_CHECK_GOTO(st, out, id >= 0 && id < n_items, BB_ERR_ARG, "item index %lld is outside 0..%lld",
-                      (long long)id, (long long)n_items - 1);
+        BB_CHECK_GOTO(st, out, id >= 0 && id < n_items, BB_ERR_ARG, "item index %lld is outside 0..%lld", (long long)id,
+                      (long long)n_items - 1);
         BB_CHECK_GOTO(st, out, !seen[id], BB_ERR_ARG, "item %lld is held by two ranks", (long long)id);
         seen[id] = 1;
         memcpy(out + (size_t)id * width, all + p + sizeof(int64_t), sizeof(double) * (size_t)width);

@@ -122,14 +122,14 @@ static bb_status pass(bb_pipe *p, pipe_bufs *bf, const int32_t *ids, int64_t n_s
     int64_t M = (n_seq + B - 1) / B, posted = 0;
     MPI_Comm comm = p->d->comm;
     /* Receive micro-batch j into its slot once the slot's previous send is done. */
-#define POST_UPTO(j)                                                                                           \
-    while (p->prev >= 0 && posted <= (j) && posted < M) {                                                     \
-        int s_ = (int)(posted % k);                                                                           \
-        int64_t b_ = n_seq - posted * B < B ? n_seq - posted * B : B;                                         \
-        BB_MPI_CALL(MPI_Wait(&bf->sreq[s_], MPI_STATUS_IGNORE));                                              \
-        BB_MPI_CALL(MPI_Irecv(bf->buf[s_], (int)(b_ * T * dim + 1), MPI_FLOAT, p->prev,                       \
-                              (int)(posted % PIPE_TAG_SPAN), comm, &bf->rreq[s_]));                           \
-        posted++;                                                                                             \
+#define POST_UPTO(j)                                                                                                   \
+    while (p->prev >= 0 && posted <= (j) && posted < M) {                                                              \
+        int s_ = (int)(posted % k);                                                                                    \
+        int64_t b_ = n_seq - posted * B < B ? n_seq - posted * B : B;                                                  \
+        BB_MPI_CALL(MPI_Wait(&bf->sreq[s_], MPI_STATUS_IGNORE));                                                       \
+        BB_MPI_CALL(MPI_Irecv(bf->buf[s_], (int)(b_ * T * dim + 1), MPI_FLOAT, p->prev, (int)(posted % PIPE_TAG_SPAN), \
+                              comm, &bf->rreq[s_]));                                                                   \
+        posted++;                                                                                                      \
     }
     POST_UPTO(k - 2);
     for (int64_t mb = 0; mb < M; mb++) {
@@ -165,8 +165,8 @@ static bb_status pass(bb_pipe *p, pipe_bufs *bf, const int32_t *ids, int64_t n_s
         }
         if (p->next >= 0) {
             x[count] = (*local != BB_OK || upstream_failed) ? 1.0f : 0.0f;
-            BB_MPI_CALL(MPI_Isend(x, (int)(count + 1), MPI_FLOAT, p->next, (int)(mb % PIPE_TAG_SPAN), comm,
-                                  &bf->sreq[s]));
+            BB_MPI_CALL(
+                MPI_Isend(x, (int)(count + 1), MPI_FLOAT, p->next, (int)(mb % PIPE_TAG_SPAN), comm, &bf->sreq[s]));
         }
         POST_UPTO(mb + k - 1);
     }
@@ -279,8 +279,8 @@ static bb_status score_sink(void *ud, int64_t s0, int b, int T, const float *log
     return BB_OK;
 }
 
-bb_status bb_pipe_eval_perplexity(bb_pipe *p, const int32_t *tokens, int64_t n, const bb_ppl_opts *o,
-                                  bb_ppl_result *r, bb_logprobs *save, const bb_logprobs *ref, bb_kld_result *kld) {
+bb_status bb_pipe_eval_perplexity(bb_pipe *p, const int32_t *tokens, int64_t n, const bb_ppl_opts *o, bb_ppl_result *r,
+                                  bb_logprobs *save, const bb_logprobs *ref, bb_kld_result *kld) {
     memset(r, 0, sizeof *r);
     if (save) memset(save, 0, sizeof *save);
     BB_CHECK(!ref || kld, BB_ERR_ARG, "a reference needs a KLD result to fill");

@@ -94,7 +94,7 @@ bb_status bb_pipe_calib_run(bb_pipe *p, bb_calib *c, const bb_tokens *stream, in
  * empty one); ref is read on the head rank only (other ranks may pass any
  * reference with the same windowing, or the same one). Errors: as
  * bb_eval_perplexity and bb_pipe_run, the same on every rank. */
-bb_status bb_pipe_eval_perplexity(bb_pipe *p, const int32_t *tokens, int64_t n, const bb_ppl_opts *o,
-                                  bb_ppl_result *r, bb_logprobs *save, const bb_logprobs *ref, bb_kld_result *kld);
+bb_status bb_pipe_eval_perplexity(bb_pipe *p, const int32_t *tokens, int64_t n, const bb_ppl_opts *o, bb_ppl_result *r,
+                                  bb_logprobs *save, const bb_logprobs *ref, bb_kld_result *kld);
 
 #endif

@@ -179,13 +179,14 @@ int bb_plan_head_rank(const bb_plan *p) { return p->n_active - 1; }
 static double mib(int64_t b) { return (double)b / (1024.0 * 1024.0); }
 
 void bb_plan_print(const bb_plan *p, FILE *f) {
-    fprintf(f, "sharding plan: %d layers on %d ranks (%d active), %lld calibration tokens, micro-batch %d x %d, %d in "
-               "flight; bottleneck %.1f%% of the total cost (even: %.1f%%)\n",
+    fprintf(f,
+            "sharding plan: %d layers on %d ranks (%d active), %lld calibration tokens, micro-batch %d x %d, %d in "
+            "flight; bottleneck %.1f%% of the total cost (even: %.1f%%)\n",
             p->n_layers, p->n_ranks, p->n_active, (long long)p->opts.tokens, p->opts.micro_batch, p->opts.seq_len,
             p->opts.in_flight, p->total_cost > 0 ? 100.0 * p->max_cost / p->total_cost : 0,
             100.0 / (p->n_active > 0 ? p->n_active : 1));
-    fprintf(f, "%5s %-11s %-10s %14s %8s %12s %12s %12s\n", "rank", "blocks", "also", "params", "cost%",
-            "weights MiB", "buffers MiB", "memory MiB");
+    fprintf(f, "%5s %-11s %-10s %14s %8s %12s %12s %12s\n", "rank", "blocks", "also", "params", "cost%", "weights MiB",
+            "buffers MiB", "memory MiB");
     for (int r = 0; r < p->n_ranks; r++) {
         const bb_plan_rank *pr = &p->ranks[r];
         char blk[32], also[32];

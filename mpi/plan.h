@@ -31,11 +31,11 @@
 #include "io/model.h"
 
 typedef struct {
-    int64_t tokens;   /* calibration tokens (n_seq * seq_len) */
-    int seq_len;      /* tokens per sequence (attention term, activation memory) */
-    int micro_batch;  /* sequences per micro-batch (memory column) */
-    int in_flight;    /* micro-batch buffers per rank, k (memory column; pipe.h) */
-    int gram_bytes;   /* 4 or 8: calibration Grams in the memory column; 0 leaves them out */
+    int64_t tokens;  /* calibration tokens (n_seq * seq_len) */
+    int seq_len;     /* tokens per sequence (attention term, activation memory) */
+    int micro_batch; /* sequences per micro-batch (memory column) */
+    int in_flight;   /* micro-batch buffers per rank, k (memory column; pipe.h) */
+    int gram_bytes;  /* 4 or 8: calibration Grams in the memory column; 0 leaves them out */
 } bb_plan_opts;
 
 typedef struct {
@@ -56,9 +56,9 @@ typedef struct {
     int n_ranks, n_active; /* ranks 0..n_active-1 hold items; the rest are idle */
     int n_layers;
     bb_plan_opts opts;
-    int64_t item_cost[3];  /* per token: embedding, one block, head */
+    int64_t item_cost[3]; /* per token: embedding, one block, head */
     double total_cost, max_cost;
-    bb_plan_rank *ranks;   /* [n_ranks] */
+    bb_plan_rank *ranks; /* [n_ranks] */
 } bb_plan;
 
 /* Plan for c on n_ranks ranks. Not collective (deterministic).

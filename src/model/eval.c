@@ -155,8 +155,8 @@ void bb_ppl_scorer_fill(const bb_ppl_scorer *s, const int32_t *tokens, int64_t w
 }
 
 bb_status bb_ppl_scorer_add(bb_ppl_scorer *s, const float *logits, const int32_t *win, int b) {
-    BB_CHECK(b >= 1 && s->next_window + b <= s->nw, BB_ERR_ARG,
-             "perplexity scorer: %d more windows after %lld of %lld", b, (long long)s->next_window, (long long)s->nw);
+    BB_CHECK(b >= 1 && s->next_window + b <= s->nw, BB_ERR_ARG, "perplexity scorer: %d more windows after %lld of %lld",
+             b, (long long)s->next_window, (long long)s->nw);
     for (int i = 0; i < b; i++)
         score_window(logits + (size_t)i * s->T * s->vocab, win + (size_t)i * s->T, s->T, s->vocab, s->lsm, &s->a,
                      s->save, s->ref, &s->pos);

@@ -69,7 +69,7 @@ bb_status bb_eval_perplexity(bb_forward *f, const int32_t *tokens, int64_t n, co
 typedef struct bb_ppl_scorer bb_ppl_scorer;
 bb_status bb_ppl_scorer_create(const bb_model_config *c, int64_t n, const bb_ppl_opts *o, bb_logprobs *save,
                                const bb_logprobs *ref, bb_ppl_scorer **out);
-void bb_ppl_scorer_destroy(bb_ppl_scorer **s); /* NULL-safe; nulls *s */
+void bb_ppl_scorer_destroy(bb_ppl_scorer **s);         /* NULL-safe; nulls *s */
 int64_t bb_ppl_scorer_windows(const bb_ppl_scorer *s); /* windows to score */
 int bb_ppl_scorer_batch(const bb_ppl_scorer *s);       /* windows per forward call */
 /* win (b, n_ctx) <- windows w0..w0+b-1 of tokens, BOS placed. */

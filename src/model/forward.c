@@ -38,17 +38,17 @@ struct bb_forward {
     const bb_model *m;
     bb_model_config c;
     int qd, kvd;
-    float *emb;       /* (vocab, dim) */
-    float *out_norm;  /* (dim) */
-    float *output;    /* (vocab, dim); == emb when tied; NULL without the head */
-    fw_layer *L;      /* [n_layers]; only [l0, l1) loaded */
-    int l0, l1;       /* the blocks this context runs */
+    float *emb;      /* (vocab, dim) */
+    float *out_norm; /* (dim) */
+    float *output;   /* (vocab, dim); == emb when tied; NULL without the head */
+    fw_layer *L;     /* [n_layers]; only [l0, l1) loaded */
+    int l0, l1;      /* the blocks this context runs */
     int has_embed, has_head;
     double *inv_freq; /* (hd/2) */
     int cache_len, n_cached;
     float *kcache, *vcache; /* (n_layers, cache_len, kvd), allocated on the first decode */
     fw_work w;
-    float *hn;        /* (hn_rows, dim): normed rows for bb_forward_head */
+    float *hn; /* (hn_rows, dim): normed rows for bb_forward_head */
     int64_t hn_rows;
     bb_forward_stats stats;
     bb_forward_hook_fn hook;
@@ -351,9 +351,7 @@ static void head(bb_forward *f, const float *x, int64_t R, float *xn, float *log
     if (!hidden) warn_nonfinite(logits, R * c->vocab_size);
 }
 
-static int is_whole(const bb_forward *f) {
-    return f->has_embed && f->has_head && f->l0 == 0 && f->l1 == f->c.n_layers;
-}
+static int is_whole(const bb_forward *f) { return f->has_embed && f->has_head && f->l0 == 0 && f->l1 == f->c.n_layers; }
 
 /* The whole model on B sequences of T tokens from position pos0: embedding,
  * every block, then logits or (with `hidden`) the final-normed hidden states. */
@@ -404,8 +402,7 @@ bb_status bb_forward_embed(bb_forward *f, const int *tokens, int B, int T, float
     int dim = f->c.dim;
     BB_CALL(check_tokens(f, tokens, R));
     double t0 = bb_now();
-    for (int64_t r = 0; r < R; r++)
-        memcpy(x + r * dim, f->emb + (int64_t)tokens[r] * dim, (size_t)dim * sizeof(float));
+    for (int64_t r = 0; r < R; r++) memcpy(x + r * dim, f->emb + (int64_t)tokens[r] * dim, (size_t)dim * sizeof(float));
     lap(&t0, &f->stats.elementwise_s);
     return BB_OK;
 }

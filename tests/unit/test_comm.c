@@ -1,6 +1,6 @@
 /* test_comm.c — the deterministic communicator on 1..N ranks (unit.comm, and mpi.comm_N under mpiexec): exact integer
- * and min/max reductions, broadcast, variable-size allgather, item-ordered sums equal to the sequential sum whatever the
- * rank count, and the errors. */
+ * and min/max reductions, broadcast, variable-size allgather, item-ordered sums equal to the sequential sum whatever
+ * the rank count, and the errors. */
 #include "mpi/comm.h"
 #include "test.h"
 
@@ -43,7 +43,8 @@ static void test_items(bb_comm *c, int rank, int size) {
     /* errors, the same on every rank */
     int64_t dup = 0;
     double v[W] = {0};
-    EXPECT_ERR(bb_comm_sum_items(c, &dup, v, 1, W, N, sum), BB_ERR_ARG, size > 1 ? "held by two ranks" : "held by no rank");
+    EXPECT_ERR(bb_comm_sum_items(c, &dup, v, 1, W, N, sum), BB_ERR_ARG,
+               size > 1 ? "held by two ranks" : "held by no rank");
     EXPECT_ERR(bb_comm_sum_items(c, ids, vals, n, W, N + 1, sum), BB_ERR_ARG, "item 37 is held by no rank");
     int64_t out_of_range = N + 5;
     EXPECT_ERR(bb_comm_sum_items(c, &out_of_range, v, rank == 0, W, N, sum), BB_ERR_ARG, "item index 42 is outside");

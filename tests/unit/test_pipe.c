@@ -1,7 +1,8 @@
 /* test_pipe.c — the pipelined forward over ranks (unit.pipe on one process, mpi.pipe_N under mpiexec): calibration
  * statistics and perplexity/KLD bit-identical to the single-process bb_calib_run and bb_eval_perplexity, which every
  * rank also computes locally as the reference; idle ranks; micro-batches in flight 1..3.
- *   test_pipe --inject MODEL: a pipelined calibration that a BB_INJECT_FAIL rank breaks (exit 3 on the agreed error). */
+ *   test_pipe --inject MODEL: a pipelined calibration that a BB_INJECT_FAIL rank breaks (exit 3 on the agreed error).
+ */
 #include "core/file.h"
 #include "core/log.h"
 #include "core/rng.h"
@@ -86,8 +87,11 @@ static void check_model(const char *path, int n_windows, int seq_len, int micro_
         /* KLD against itself is 0: perturb nothing, compare the full result bitwise instead */
         EXPECT_OK(bb_eval_perplexity(f, ts.flat, ts.n, &po, &r_ref, NULL, &lp, &k_ref));
     }
-    bb_plan_opts plo = {.tokens = (int64_t)ts.win.n_seq * seq_len, .seq_len = seq_len, .micro_batch = micro_batch,
-                        .in_flight = 2, .gram_bytes = 4};
+    bb_plan_opts plo = {.tokens = (int64_t)ts.win.n_seq * seq_len,
+                        .seq_len = seq_len,
+                        .micro_batch = micro_batch,
+                        .in_flight = 2,
+                        .gram_bytes = 4};
     bb_plan plan;
     EXPECT_OK(bb_plan_make(&m->cfg, &plo, D.size, &plan));
     if (D.rank == 0 && plan.ranks) bb_plan_print(&plan, stdout);

@@ -5,7 +5,8 @@
 
 /* The item costs per token, written out from the formulas in plan.h. */
 static void costs_by_hand(const bb_model_config *c, int seq_len, double *emb, double *blk, double *head) {
-    double d = c->dim, h = c->hidden_dim, q = (double)c->n_heads * c->head_dim, kv = (double)c->n_kv_heads * c->head_dim;
+    double d = c->dim, h = c->hidden_dim, q = (double)c->n_heads * c->head_dim,
+           kv = (double)c->n_kv_heads * c->head_dim;
     *emb = d;
     *blk = d * q + 2 * d * kv + q * d + 3 * d * h + (2 * d * d + q * q + h * h) / 2 + q * (seq_len + 1);
     *head = d * c->vocab_size + d;
@@ -49,14 +50,16 @@ static void check_shape(const bb_plan *p, const bb_model_config *c, int N) {
     }
     EXPECT(next == c->n_layers && embeds == 1 && heads == 1, "N %d: layers covered to %d, %d embeds, %d heads", N, next,
            embeds, heads);
-    EXPECT(bb_plan_next(p, p->n_active - 1) == -1 && bb_plan_prev(p, 0) == -1 && bb_plan_head_rank(p) == p->n_active - 1,
+    EXPECT(bb_plan_next(p, p->n_active - 1) == -1 && bb_plan_prev(p, 0) == -1 &&
+               bb_plan_head_rank(p) == p->n_active - 1,
            "pipeline ends");
     if (p->n_active > 1) EXPECT(bb_plan_next(p, 0) == 1 && bb_plan_prev(p, 1) == 0, "pipeline order");
 }
 
 static void test_small_vs_brute_force(void) {
     bb_plan_opts o = {.tokens = 1000, .seq_len = 64, .micro_batch = 2, .in_flight = 2, .gram_bytes = 4};
-    int shapes[][6] = {{5, 64, 172, 8, 4, 512}, {4, 128, 352, 4, 2, 32000}, {7, 96, 256, 4, 4, 100}, {1, 64, 128, 4, 4, 50}};
+    int shapes[][6] = {
+        {5, 64, 172, 8, 4, 512}, {4, 128, 352, 4, 2, 32000}, {7, 96, 256, 4, 4, 100}, {1, 64, 128, 4, 4, 50}};
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
         int *sh = shapes[s];
         bb_model_config c = cfg_of(sh[0], sh[1], sh[2], sh[3], sh[4], sh[5], (int)(s & 1));
