@@ -16,3 +16,24 @@ target_include_directories(mpi_scalapack PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/uni
 foreach(n 1 2 3 4)
   bb_add_mpi_test(mpi.scalapack_${n} ${n} mpi_scalapack)
 endforeach()
+foreach(n 2 3 4)
+  bb_add_mpi_test(mpi.comm_${n} ${n} test_comm)
+endforeach()
+# The pipelined forward: calibration statistics and perplexity bit-identical to one process (synthetic:tiny, a
+# one-layer model that leaves ranks idle, stories260K), one OpenBLAS thread per rank on this 2-core machine.
+foreach(n 2 3 4)
+  bb_add_mpi_test(mpi.pipe_${n} ${n} test_pipe)
+  set_property(TEST mpi.pipe_${n} APPEND PROPERTY ENVIRONMENT "OPENBLAS_NUM_THREADS=1")
+  set_tests_properties(mpi.pipe_${n} PROPERTIES TIMEOUT 120)
+endforeach()
+set_property(TEST unit.pipe APPEND PROPERTY ENVIRONMENT "OPENBLAS_NUM_THREADS=1")
+# An injected error on one rank of 3 (the middle one, then the head rank) ends the job with exit 3 and one message
+# naming the rank and the cause; expect_fail.sh fails the test if it hangs.
+foreach(r 1 2)
+  add_test(NAME mpi.pipe_fail_${r}of3
+    COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/sh/expect_fail.sh 3 "rank ${r}: injected failure in stage 'calib'" --
+            ${MPIEXEC_EXECUTABLE} ${MPIEXEC_NUMPROC_FLAG} 3 --oversubscribe ${MPIEXEC_PREFLAGS}
+            $<TARGET_FILE:test_pipe> --inject synthetic:tiny)
+  set_tests_properties(mpi.pipe_fail_${r}of3 PROPERTIES LABELS "mpi" TIMEOUT 150 PROCESSORS 3
+    ENVIRONMENT "${BB_MPI_ENV};BB_INJECT_FAIL=${r}:calib;OPENBLAS_NUM_THREADS=1")
+endforeach()

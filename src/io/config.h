@@ -59,6 +59,7 @@ typedef struct {
     int64_t samples;
     int64_t seq_len;
     int64_t micro_batch;
+    int64_t in_flight; /* micro-batch buffers per rank in the pipelined forward */
     char gram_precision[BB_CONFIG_ENUM_MAX]; /* f32|f64 */
 } bb_config_calib;
 

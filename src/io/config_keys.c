@@ -51,6 +51,10 @@ static const bb_config_key keys[] = {
          "or more)."),
     INT_(calib, "seq_len", seq_len, "128", 2, 1048576, "Tokens per calibration sequence."),
     INT_(calib, "micro_batch", micro_batch, "4", 1, 65536, "Sequences per forward micro-batch (pipeline granularity)."),
+    INT_(calib, "in_flight", in_flight, "2", 1, 1024,
+         "Micro-batch buffers per rank in the forward pipelined over ranks: 2 overlaps each send with the next "
+         "micro-batch's compute, 3 also the receive; memory per rank grows by micro_batch x seq_len x dim x 4 bytes "
+         "per buffer."),
     ENUM_(calib, "gram_precision", gram_precision, "f32", "f32|f64",
           "Accumulation precision of the Gram matrices X^T X."),
 

@@ -75,11 +75,20 @@ static void score_window(const float *logits, const int32_t *win, int T, int voc
     }
 }
 
-bb_status bb_eval_perplexity(bb_forward *f, const int32_t *tokens, int64_t n, const bb_ppl_opts *o, bb_ppl_result *r,
-                             bb_logprobs *save, const bb_logprobs *ref, bb_kld_result *kld) {
-    const bb_model_config *c = bb_forward_config(f);
+struct bb_ppl_scorer {
+    int T, vocab, B, bos_id;
+    int64_t nw, n_pos, n_tokens, next_window, pos;
+    accum a;
+    double *lsm;
+    bb_logprobs *save;
+    const bb_logprobs *ref;
+    int done; /* finish succeeded: save belongs to the caller */
+};
+
+bb_status bb_ppl_scorer_create(const bb_model_config *c, int64_t n, const bb_ppl_opts *o, bb_logprobs *save,
+                               const bb_logprobs *ref, bb_ppl_scorer **out) {
+    *out = NULL;
     int T = o->n_ctx, vocab = c->vocab_size;
-    memset(r, 0, sizeof *r);
     BB_CHECK(T >= 4, BB_ERR_ARG, "eval.n_ctx = %d is too small (at least 4)", T);
     BB_CHECK(T <= c->max_seq_len, BB_ERR_ARG, "eval.n_ctx = %d exceeds the model's context of %d tokens", T,
              c->max_seq_len);
@@ -94,7 +103,6 @@ bb_status bb_eval_perplexity(bb_forward *f, const int32_t *tokens, int64_t n, co
                  "the reference log-probabilities were computed with vocab %d, n_ctx %d, %d windows; this evaluation "
                  "has vocab %d, n_ctx %d, %lld windows",
                  ref->vocab, ref->n_ctx, ref->n_windows, vocab, T, (long long)nw);
-    BB_CHECK(!ref || kld, BB_ERR_ARG, "a reference needs a KLD result to fill");
     int B = o->batch;
     if (B <= 0) {
         int64_t per_win = (int64_t)T * vocab * 4;
@@ -103,77 +111,128 @@ bb_status bb_eval_perplexity(bb_forward *f, const int32_t *tokens, int64_t n, co
         if (B > 16) B = 16;
     }
     if (B > nw) B = (int)nw;
-    bb_status st = BB_OK;
-    float *logits = NULL;
-    int32_t *win = NULL;
-    double *lsm = NULL;
-    accum a = {0};
+    bb_ppl_scorer *s;
+    BB_CALLOC(s, 1, "perplexity scorer");
+    s->T = T, s->vocab = vocab, s->B = B, s->bos_id = o->bos_id;
+    s->nw = nw, s->n_pos = n_pos, s->n_tokens = n;
+    s->save = save, s->ref = ref;
     if (save) memset(save, 0, sizeof *save);
-    BB_CALL_GOTO(st, out, bb_malloc((void **)&logits, sizeof(float) * (size_t)B * T * vocab, "evaluation logits"));
-    BB_CALL_GOTO(st, out, bb_malloc((void **)&win, sizeof(int32_t) * (size_t)B * T, "evaluation windows"));
-    BB_CALL_GOTO(st, out, bb_malloc((void **)&lsm, sizeof(double) * (size_t)vocab, "log-softmax row"));
-    if (ref) BB_CALL_GOTO(st, out, bb_malloc((void **)&a.klds, sizeof(double) * (size_t)n_pos, "KLD values"));
-    if (save) {
-        BB_CALL_GOTO(st, out, bb_malloc((void **)&save->logp, sizeof(float) * (size_t)n_pos * vocab,
-                                        "reference log-probabilities"));
+    bb_status st = bb_malloc((void **)&s->lsm, sizeof(double) * (size_t)vocab, "log-softmax row");
+    if (st == BB_OK && ref) st = bb_malloc((void **)&s->a.klds, sizeof(double) * (size_t)n_pos, "KLD values");
+    if (st == BB_OK && save) {
+        st = bb_malloc((void **)&save->logp, sizeof(float) * (size_t)n_pos * vocab, "reference log-probabilities");
         save->n_pos = n_pos;
         save->vocab = vocab;
         save->n_ctx = T;
         save->n_windows = (int)nw;
     }
+    if (st != BB_OK) {
+        bb_ppl_scorer_destroy(&s);
+        return st;
+    }
+    *out = s;
+    return BB_OK;
+}
+
+void bb_ppl_scorer_destroy(bb_ppl_scorer **ps) {
+    if (!ps || !*ps) return;
+    bb_ppl_scorer *s = *ps;
+    if (!s->done && s->save) bb_logprobs_free(s->save);
+    free(s->lsm);
+    free(s->a.klds);
+    free(s);
+    *ps = NULL;
+}
+
+int64_t bb_ppl_scorer_windows(const bb_ppl_scorer *s) { return s->nw; }
+int bb_ppl_scorer_batch(const bb_ppl_scorer *s) { return s->B; }
+
+void bb_ppl_scorer_fill(const bb_ppl_scorer *s, const int32_t *tokens, int64_t w0, int b, int32_t *win) {
+    for (int i = 0; i < b; i++) {
+        memcpy(win + (size_t)i * s->T, tokens + (w0 + i) * s->T, sizeof(int32_t) * (size_t)s->T);
+        if (s->bos_id >= 0) win[(size_t)i * s->T] = s->bos_id;
+    }
+}
+
+bb_status bb_ppl_scorer_add(bb_ppl_scorer *s, const float *logits, const int32_t *win, int b) {
+    BB_CHECK(b >= 1 && s->next_window + b <= s->nw, BB_ERR_ARG, "perplexity scorer: %d more windows after %lld of %lld",
+             b, (long long)s->next_window, (long long)s->nw);
+    for (int i = 0; i < b; i++)
+        score_window(logits + (size_t)i * s->T * s->vocab, win + (size_t)i * s->T, s->T, s->vocab, s->lsm, &s->a,
+                     s->save, s->ref, &s->pos);
+    s->next_window += b;
+    return BB_OK;
+}
+
+bb_status bb_ppl_scorer_finish(bb_ppl_scorer *s, bb_ppl_result *r, bb_kld_result *kld) {
+    memset(r, 0, sizeof *r);
+    BB_CHECK(s->next_window == s->nw, BB_ERR_ARG, "perplexity scorer: %lld of %lld windows scored",
+             (long long)s->next_window, (long long)s->nw);
+    accum *a = &s->a;
+    if (a->nonfinite)
+        bb_warn("%lld of %lld scored positions had non-finite logits and were left out of the perplexity",
+                (long long)a->nonfinite, (long long)s->n_pos);
+    BB_CHECK(a->count > 1, BB_ERR_NUMERIC, "no position had finite logits: the model produces NaN/Inf");
+    r->n_ctx = s->T;
+    r->n_windows = (int)s->nw;
+    r->n_tokens = s->n_tokens;
+    r->n_scored = a->count;
+    r->n_nonfinite = a->nonfinite;
+    r->nll_mean = a->nll / (double)a->count;
+    r->ppl = exp(r->nll_mean);
+    double var = a->nll2 / (double)a->count - r->nll_mean * r->nll_mean;
+    r->ppl_err = var > 0 ? r->ppl * sqrt(var / (double)(a->count - 1)) : 0;
+    if (s->ref) {
+        memset(kld, 0, sizeof *kld);
+        kld->n_pos = a->n_kld;
+        if (a->n_kld > 0) {
+            double sum = 0;
+            for (int64_t i = 0; i < a->n_kld; i++) sum += a->klds[i];
+            qsort(a->klds, (size_t)a->n_kld, sizeof(double), cmp_double);
+            kld->kld_mean = sum / (double)a->n_kld;
+            kld->kld_max = a->klds[a->n_kld - 1];
+            /* nearest rank */
+            int64_t k = (int64_t)ceil(0.99 * (double)a->n_kld) - 1;
+            kld->kld_p99 = a->klds[k < 0 ? 0 : k];
+            kld->top1 = (double)a->top1 / (double)a->n_kld;
+            kld->ln_ppl_ratio = (a->nll - a->nll_ref) / (double)a->n_kld;
+        }
+    }
+    s->done = 1;
+    return BB_OK;
+}
+
+bb_status bb_eval_perplexity(bb_forward *f, const int32_t *tokens, int64_t n, const bb_ppl_opts *o, bb_ppl_result *r,
+                             bb_logprobs *save, const bb_logprobs *ref, bb_kld_result *kld) {
+    memset(r, 0, sizeof *r);
+    BB_CHECK(!ref || kld, BB_ERR_ARG, "a reference needs a KLD result to fill");
+    bb_ppl_scorer *s;
+    BB_CALL(bb_ppl_scorer_create(bb_forward_config(f), n, o, save, ref, &s));
+    int T = s->T, B = s->B;
+    int64_t nw = s->nw;
+    bb_status st = BB_OK;
+    float *logits = NULL;
+    int32_t *win = NULL;
+    BB_CALL_GOTO(st, out, bb_malloc((void **)&logits, sizeof(float) * (size_t)B * T * s->vocab, "evaluation logits"));
+    BB_CALL_GOTO(st, out, bb_malloc((void **)&win, sizeof(int32_t) * (size_t)B * T, "evaluation windows"));
     bb_progress prog;
     bb_progress_begin(&prog, "eval", nw);
-    int64_t pos = 0;
     for (int64_t w0 = 0; w0 < nw; w0 += B) {
         int b = (int)(nw - w0 < B ? nw - w0 : B);
-        for (int i = 0; i < b; i++) {
-            memcpy(win + (size_t)i * T, tokens + (w0 + i) * T, sizeof(int32_t) * (size_t)T);
-            if (o->bos_id >= 0) win[(size_t)i * T] = o->bos_id;
-        }
+        bb_ppl_scorer_fill(s, tokens, w0, b, win);
         bb_event_begin("eval.forward");
         st = bb_forward_prefill(f, win, b, T, logits);
         bb_event_end("eval.forward", 0, 0);
         if (st != BB_OK) goto out;
-        for (int i = 0; i < b; i++)
-            score_window(logits + (size_t)i * T * vocab, win + (size_t)i * T, T, vocab, lsm, &a, save, ref, &pos);
+        BB_CALL_GOTO(st, out, bb_ppl_scorer_add(s, logits, win, b));
         bb_progress_update(&prog, w0 + b, "windows");
     }
     bb_progress_end(&prog);
-    if (a.nonfinite)
-        bb_warn("%lld of %lld scored positions had non-finite logits and were left out of the perplexity",
-                (long long)a.nonfinite, (long long)n_pos);
-    BB_CHECK_GOTO(st, out, a.count > 1, BB_ERR_NUMERIC, "no position had finite logits: the model produces NaN/Inf");
-    r->n_ctx = T;
-    r->n_windows = (int)nw;
-    r->n_tokens = n;
-    r->n_scored = a.count;
-    r->n_nonfinite = a.nonfinite;
-    r->nll_mean = a.nll / (double)a.count;
-    r->ppl = exp(r->nll_mean);
-    double var = a.nll2 / (double)a.count - r->nll_mean * r->nll_mean;
-    r->ppl_err = var > 0 ? r->ppl * sqrt(var / (double)(a.count - 1)) : 0;
-    if (ref) {
-        memset(kld, 0, sizeof *kld);
-        kld->n_pos = a.n_kld;
-        if (a.n_kld > 0) {
-            double s = 0;
-            for (int64_t i = 0; i < a.n_kld; i++) s += a.klds[i];
-            qsort(a.klds, (size_t)a.n_kld, sizeof(double), cmp_double);
-            kld->kld_mean = s / (double)a.n_kld;
-            kld->kld_max = a.klds[a.n_kld - 1];
-            /* nearest rank */
-            int64_t k = (int64_t)ceil(0.99 * (double)a.n_kld) - 1;
-            kld->kld_p99 = a.klds[k < 0 ? 0 : k];
-            kld->top1 = (double)a.top1 / (double)a.n_kld;
-            kld->ln_ppl_ratio = (a.nll - a.nll_ref) / (double)a.n_kld;
-        }
-    }
+    BB_CALL_GOTO(st, out, bb_ppl_scorer_finish(s, r, kld));
 out:
     free(logits);
     free(win);
-    free(lsm);
-    free(a.klds);
-    if (st != BB_OK && save) bb_logprobs_free(save);
+    bb_ppl_scorer_destroy(&s);
     return st;
 }
 

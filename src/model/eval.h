@@ -59,6 +59,26 @@ typedef struct {
 bb_status bb_eval_perplexity(bb_forward *f, const int32_t *tokens, int64_t n, const bb_ppl_opts *o, bb_ppl_result *r,
                              bb_logprobs *save, const bb_logprobs *ref, bb_kld_result *kld);
 
+/* The scoring half of bb_eval_perplexity, for passes that compute the logits
+ * elsewhere (the pipelined evaluation, mpi/pipe.h): the windowing, the batch
+ * size, the per-window scores and the result, in exactly the order and
+ * arithmetic bb_eval_perplexity uses (it is built on these). Windows must be
+ * added in order, b at a time with b = bb_ppl_scorer_batch except the last.
+ * save (if set) is filled as bb_eval_perplexity does and freed by destroy
+ * unless finish succeeded. Errors of create: those of bb_eval_perplexity. */
+typedef struct bb_ppl_scorer bb_ppl_scorer;
+bb_status bb_ppl_scorer_create(const bb_model_config *c, int64_t n, const bb_ppl_opts *o, bb_logprobs *save,
+                               const bb_logprobs *ref, bb_ppl_scorer **out);
+void bb_ppl_scorer_destroy(bb_ppl_scorer **s);         /* NULL-safe; nulls *s */
+int64_t bb_ppl_scorer_windows(const bb_ppl_scorer *s); /* windows to score */
+int bb_ppl_scorer_batch(const bb_ppl_scorer *s);       /* windows per forward call */
+/* win (b, n_ctx) <- windows w0..w0+b-1 of tokens, BOS placed. */
+void bb_ppl_scorer_fill(const bb_ppl_scorer *s, const int32_t *tokens, int64_t w0, int b, int32_t *win);
+/* Score b windows: logits (b, n_ctx, vocab) of the windows win (b, n_ctx). */
+bb_status bb_ppl_scorer_add(bb_ppl_scorer *s, const float *logits, const int32_t *win, int b);
+/* All windows scored: the result (kld only with a reference). */
+bb_status bb_ppl_scorer_finish(bb_ppl_scorer *s, bb_ppl_result *r, bb_kld_result *kld);
+
 void bb_logprobs_free(bb_logprobs *lp); /* NULL-safe */
 /* File form (magic "BBLP", version, vocab, n_ctx, n_windows, n_pos, then f32),
  * written atomically; read checks every size against the file. */

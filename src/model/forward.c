@@ -38,14 +38,18 @@ struct bb_forward {
     const bb_model *m;
     bb_model_config c;
     int qd, kvd;
-    float *emb;       /* (vocab, dim) */
-    float *out_norm;  /* (dim) */
-    float *output;    /* (vocab, dim); == emb when tied */
-    fw_layer *L;      /* [n_layers] */
+    float *emb;      /* (vocab, dim) */
+    float *out_norm; /* (dim) */
+    float *output;   /* (vocab, dim); == emb when tied; NULL without the head */
+    fw_layer *L;     /* [n_layers]; only [l0, l1) loaded */
+    int l0, l1;      /* the blocks this context runs */
+    int has_embed, has_head;
     double *inv_freq; /* (hd/2) */
     int cache_len, n_cached;
     float *kcache, *vcache; /* (n_layers, cache_len, kvd), allocated on the first decode */
     fw_work w;
+    float *hn; /* (hn_rows, dim): normed rows for bb_forward_head */
+    int64_t hn_rows;
     bb_forward_stats stats;
     bb_forward_hook_fn hook;
     void *hook_ud;
@@ -98,22 +102,26 @@ void bb_forward_destroy(bb_forward **pf) {
     free(f->kcache);
     free(f->vcache);
     free_work(&f->w);
+    free(f->hn);
     free(f);
     *pf = NULL;
 }
 
 static bb_status load_weights(bb_forward *f) {
     const bb_model *m = f->m;
-    BB_CALL(load_f32(&m->tok_embd, &f->emb));
-    BB_CALL(load_f32(&m->out_norm, &f->out_norm));
+    int tied = m->cfg.tied_embeddings || (m->output.data && m->output.data == m->tok_embd.data);
     /* Tied models may still carry a distinct handle (GGUF without output.weight
      * copies tok_embd); sharing storage avoids a second vocab x dim copy. */
-    if (m->cfg.tied_embeddings || (m->output.data && m->output.data == m->tok_embd.data))
-        f->output = f->emb;
-    else
-        BB_CALL(load_f32(&m->output, &f->output));
+    if (f->has_embed || (f->has_head && tied)) BB_CALL(load_f32(&m->tok_embd, &f->emb));
+    if (f->has_head) {
+        BB_CALL(load_f32(&m->out_norm, &f->out_norm));
+        if (tied)
+            f->output = f->emb;
+        else
+            BB_CALL(load_f32(&m->output, &f->output));
+    }
     BB_CALL(bb_calloc((void **)&f->L, (size_t)f->c.n_layers, sizeof *f->L, "layer weights"));
-    for (int l = 0; l < f->c.n_layers; l++) {
+    for (int l = f->l0; l < f->l1; l++) {
         const bb_layer_weights *w = &m->layers[l];
         fw_layer *L = &f->L[l];
         BB_CALL(load_f32(&w->attn_norm, &L->attn_norm));
@@ -134,16 +142,23 @@ static bb_status load_weights(bb_forward *f) {
     return BB_OK;
 }
 
-bb_status bb_forward_create(const bb_model *m, int cache_len, bb_forward **out) {
+bb_status bb_forward_create_part(const bb_model *m, const bb_forward_part *p, int cache_len, bb_forward **out) {
     *out = NULL;
     const bb_model_config *c = &m->cfg;
     BB_CHECK(cache_len >= 0 && cache_len <= c->max_seq_len, BB_ERR_ARG,
              "KV cache length %d is outside 0..max_seq_len %d", cache_len, c->max_seq_len);
+    int l1 = p->layer_end;
+    BB_CHECK(p->layer_begin >= 0 && p->layer_begin <= l1 && l1 <= c->n_layers, BB_ERR_ARG,
+             "forward blocks [%d, %d) are outside the model's %d layers", p->layer_begin, l1, c->n_layers);
     BB_CALL(bb_model_validate(m));
     bb_forward *f;
     BB_CALL(bb_calloc((void **)&f, 1, sizeof *f, "forward context"));
     f->m = m;
     f->c = *c;
+    f->l0 = p->layer_begin;
+    f->l1 = l1;
+    f->has_embed = p->embed != 0;
+    f->has_head = p->head != 0;
     f->qd = c->n_heads * c->head_dim;
     f->kvd = c->n_kv_heads * c->head_dim;
     f->cache_len = cache_len ? cache_len : c->max_seq_len;
@@ -158,6 +173,19 @@ bb_status bb_forward_create(const bb_model *m, int cache_len, bb_forward **out) 
     }
     *out = f;
     return BB_OK;
+}
+
+bb_status bb_forward_create(const bb_model *m, int cache_len, bb_forward **out) {
+    bb_forward_part all = {0, m->cfg.n_layers, 1, 1};
+    BB_CALL(bb_forward_create_part(m, &all, cache_len, out));
+    return BB_OK;
+}
+
+void bb_forward_part_get(const bb_forward *f, bb_forward_part *out) {
+    out->layer_begin = f->l0;
+    out->layer_end = f->l1;
+    out->embed = f->has_embed;
+    out->head = f->has_head;
 }
 
 void bb_forward_set_hook(bb_forward *f, bb_forward_hook_fn fn, void *ud) {
@@ -219,28 +247,29 @@ static void lap(double *t0, double *acc) {
     *t0 = t;
 }
 
-/* B sequences of T rows each, positions pos0..pos0+T-1. With the cache
- * (B == 1), keys/values go to cache rows pos0.. and attention reads the cache;
- * without it each sequence attends to its own T rows. Ends with logits, or with
- * the final-normed hidden states when `hidden` is set. */
-static bb_status run(bb_forward *f, const int *tokens, int B, int T, int pos0, int cached, float *logits,
-                     float *hidden) {
-    const bb_model_config *c = &f->c;
-    int64_t R = (int64_t)B * T;
-    int dim = c->dim, hd = c->head_dim, hid = c->hidden_dim, qd = f->qd, kvd = f->kvd, V = c->vocab_size;
+static bb_status check_tokens(const bb_forward *f, const int *tokens, int64_t R) {
+    int V = f->c.vocab_size;
     for (int64_t r = 0; r < R; r++)
         BB_CHECK(tokens[r] >= 0 && tokens[r] < V, BB_ERR_ARG,
                  "token id %d at index %lld is outside the vocabulary (0..%d)", tokens[r], (long long)r, V - 1);
-    BB_CALL(ensure_work(f, R, bb_attention_scratch(T, pos0, c->n_heads, c->n_kv_heads, hd)));
+    return BB_OK;
+}
+
+/* Blocks [l0, l1) on the residual stream w->x of B sequences of T rows each,
+ * positions pos0..pos0+T-1. With the cache (B == 1), keys/values go to cache
+ * rows pos0.. and attention reads the cache; without it each sequence attends
+ * to its own T rows. The workspace must hold B*T rows. */
+static bb_status blocks(bb_forward *f, int B, int T, int pos0, int cached) {
+    const bb_model_config *c = &f->c;
+    int64_t R = (int64_t)B * T;
+    int dim = c->dim, hd = c->head_dim, hid = c->hidden_dim, qd = f->qd, kvd = f->kvd;
     fw_work *w = &f->w;
     bb_forward_stats *st = &f->stats;
     double t0 = bb_now();
-    for (int64_t r = 0; r < R; r++)
-        memcpy(w->x + r * dim, f->emb + (int64_t)tokens[r] * dim, (size_t)dim * sizeof(float));
     for (int t = 0; t < T; t++) w->pos[t] = pos0 + t;
     bb_rope_table(f->inv_freq, hd / 2, w->pos, T, w->cos_t, w->sin_t);
     lap(&t0, &st->elementwise_s);
-    for (int l = 0; l < c->n_layers; l++) {
+    for (int l = f->l0; l < f->l1; l++) {
         const fw_layer *L = &f->L[l];
         bb_rmsnorm_ref(w->x, L->attn_norm, R, dim, c->norm_eps, w->xn);
         lap(&t0, &st->elementwise_s);
@@ -301,17 +330,49 @@ static bb_status run(bb_forward *f, const int *tokens, int B, int T, int pos0, i
     }
     /* Every query at position p sees p+1 keys: sum over a sequence is
      * T pos0 + T(T+1)/2 pairs per head. */
-    double pairs = (double)B * ((double)T * pos0 + (double)T * (T + 1) / 2);
-    st->matmul_flop += 2.0 * R * c->n_layers * ((double)dim * (qd + 2 * kvd) + (double)qd * dim + 3.0 * dim * hid);
-    st->attention_flop += 4.0 * hd * c->n_heads * c->n_layers * pairs;
+    double pairs = (double)B * ((double)T * pos0 + (double)T * (T + 1) / 2), nl = f->l1 - f->l0;
+    st->matmul_flop += 2.0 * R * nl * ((double)dim * (qd + 2 * kvd) + (double)qd * dim + 3.0 * dim * hid);
+    st->attention_flop += 4.0 * hd * c->n_heads * nl * pairs;
     st->tokens += R;
-    bb_rmsnorm_ref(w->x, f->out_norm, R, dim, c->norm_eps, hidden ? hidden : w->xn);
+    return BB_OK;
+}
+
+/* Final RMSNorm of x (R, dim) into xn (R, dim) and the classifier: logits, or
+ * the normed hidden states when `hidden` is set. */
+static void head(bb_forward *f, const float *x, int64_t R, float *xn, float *logits, float *hidden) {
+    const bb_model_config *c = &f->c;
+    double t0 = bb_now();
+    bb_rmsnorm_ref(x, f->out_norm, R, c->dim, c->norm_eps, hidden ? hidden : xn);
     if (!hidden) {
-        bb_matmul(w->xn, f->output, NULL, R, dim, V, logits);
-        st->classifier_flop += 2.0 * R * dim * V;
+        bb_matmul(xn, f->output, NULL, R, c->dim, c->vocab_size, logits);
+        f->stats.classifier_flop += 2.0 * R * c->dim * c->vocab_size;
     }
-    lap(&t0, &st->classifier_s);
-    if (!hidden) warn_nonfinite(logits, R * V);
+    lap(&t0, &f->stats.classifier_s);
+    if (!hidden) warn_nonfinite(logits, R * c->vocab_size);
+}
+
+static int is_whole(const bb_forward *f) { return f->has_embed && f->has_head && f->l0 == 0 && f->l1 == f->c.n_layers; }
+
+/* The whole model on B sequences of T tokens from position pos0: embedding,
+ * every block, then logits or (with `hidden`) the final-normed hidden states. */
+static bb_status run(bb_forward *f, const int *tokens, int B, int T, int pos0, int cached, float *logits,
+                     float *hidden) {
+    const bb_model_config *c = &f->c;
+    BB_CHECK(is_whole(f), BB_ERR_ARG,
+             "this forward context holds blocks [%d, %d)%s%s of %d only: run it with bb_forward_embed, "
+             "bb_forward_blocks and bb_forward_head",
+             f->l0, f->l1, f->has_embed ? " + embedding" : "", f->has_head ? " + classifier" : "", c->n_layers);
+    int64_t R = (int64_t)B * T;
+    int dim = c->dim;
+    BB_CALL(check_tokens(f, tokens, R));
+    BB_CALL(ensure_work(f, R, bb_attention_scratch(T, pos0, c->n_heads, c->n_kv_heads, c->head_dim)));
+    fw_work *w = &f->w;
+    double t0 = bb_now();
+    for (int64_t r = 0; r < R; r++)
+        memcpy(w->x + r * dim, f->emb + (int64_t)tokens[r] * dim, (size_t)dim * sizeof(float));
+    lap(&t0, &f->stats.elementwise_s);
+    BB_CALL(blocks(f, B, T, pos0, cached));
+    head(f, w->x, R, w->xn, logits, hidden);
     return BB_OK;
 }
 
@@ -331,6 +392,44 @@ bb_status bb_forward_prefill(bb_forward *f, const int *tokens, int B, int T, flo
 bb_status bb_forward_prefill_hidden(bb_forward *f, const int *tokens, int B, int T, float *hidden) {
     BB_CALL(check_prefill(f, B, T));
     BB_CALL(run(f, tokens, B, T, 0, 0, NULL, hidden));
+    return BB_OK;
+}
+
+bb_status bb_forward_embed(bb_forward *f, const int *tokens, int B, int T, float *x) {
+    BB_CALL(check_prefill(f, B, T));
+    BB_CHECK(f->has_embed, BB_ERR_ARG, "this forward context was created without the token embedding");
+    int64_t R = (int64_t)B * T;
+    int dim = f->c.dim;
+    BB_CALL(check_tokens(f, tokens, R));
+    double t0 = bb_now();
+    for (int64_t r = 0; r < R; r++) memcpy(x + r * dim, f->emb + (int64_t)tokens[r] * dim, (size_t)dim * sizeof(float));
+    lap(&t0, &f->stats.elementwise_s);
+    return BB_OK;
+}
+
+bb_status bb_forward_blocks(bb_forward *f, float *x, int B, int T) {
+    BB_CALL(check_prefill(f, B, T));
+    if (f->l0 == f->l1) return BB_OK;
+    const bb_model_config *c = &f->c;
+    int64_t R = (int64_t)B * T;
+    BB_CALL(ensure_work(f, R, bb_attention_scratch(T, 0, c->n_heads, c->n_kv_heads, c->head_dim)));
+    memcpy(f->w.x, x, (size_t)R * c->dim * sizeof(float));
+    BB_CALL(blocks(f, B, T, 0, 0));
+    memcpy(x, f->w.x, (size_t)R * c->dim * sizeof(float));
+    return BB_OK;
+}
+
+bb_status bb_forward_head(bb_forward *f, const float *x, int B, int T, float *logits) {
+    BB_CALL(check_prefill(f, B, T));
+    BB_CHECK(f->has_head, BB_ERR_ARG, "this forward context was created without the final norm and classifier");
+    /* Only the normed rows: a rank holding the head alone needs no block workspace. */
+    int64_t R = (int64_t)B * T;
+    if (R > f->hn_rows) {
+        f->hn_rows = 0;
+        BB_CALL(grow(&f->hn, R * f->c.dim));
+        f->hn_rows = R;
+    }
+    head(f, x, R, f->hn, logits, NULL);
     return BB_OK;
 }
 

@@ -1,11 +1,12 @@
 /* forward.h — CPU fp32 forward pass of a Llama-family model (OpenBLAS): KV cache, greedy/sampled generation.
  *
- * A context converts every weight to f32 once, through bb_tensor_read_f32, so
- * it works for f32/f16/bf16 files and generator-backed tensors alike. The
- * whole model is materialized: all layers stay resident at 4 bytes per
- * parameter (one Llama-2-7B block is 810 MB, its embedding and classifier
- * 524 MB each; the full 7B model 27 GB). Streaming layer by layer for models
- * larger than memory is left to later work. Activations take about
+ * A context converts every weight it holds to f32 once, through
+ * bb_tensor_read_f32, so it works for f32/f16/bf16 files and generator-backed
+ * tensors alike. Those weights stay resident at 4 bytes per parameter (one
+ * Llama-2-7B block is 810 MB, its embedding and classifier 524 MB each; the
+ * full 7B model 27 GB); a part (below) holds only its blocks, which is how
+ * ranks of a pipeline (mpi/pipe.h) share a model larger than one of them can
+ * hold. Streaming layer by layer within one process is left to later work. Activations take about
  * 4 * (2 dim + 2 qd + 2 kvd + 2 hidden) bytes per row of B*T, grown on demand
  * (0.8 GB for 4096 rows of a 7B block), plus the attention scores of one
  * query block (bb_attention_scratch).
@@ -16,6 +17,11 @@
  *     (bb_forward_prefill_hidden: the same pass stopped before the classifier).
  *   - bb_forward_decode: tokens appended to the context's single KV-cached
  *     sequence (one at a time for generation, or a chunk).
+ * A part of the model (bb_forward_create_part: blocks [l0, l1), optionally the
+ * embedding and the final norm + classifier) is what one pipeline rank holds:
+ * only those weights are converted, and bb_forward_embed, bb_forward_blocks and
+ * bb_forward_head run the pieces; chained over parts they give the same logits
+ * bit for bit as bb_forward_prefill (the same code on the same rows).
  * A hook sees the input of every linear layer just before its matmul.
  * Speed: each linear layer is one sgemm over all rows (the residual add folded
  * in), attention one sgemm pair per (query block, kv head); results are the
@@ -43,6 +49,32 @@ typedef bb_status (*bb_forward_hook_fn)(void *ud, int layer, bb_linear_kind kind
  * BB_ERR_ARG (cache_len out of range), BB_ERR_OOM, read errors of the tensors. */
 bb_status bb_forward_create(const bb_model *m, int cache_len, bb_forward **out);
 void bb_forward_destroy(bb_forward **f); /* NULL-safe; nulls *f */
+
+/* Which weights a context holds. */
+typedef struct {
+    int layer_begin, layer_end; /* blocks [begin, end); begin == end: none */
+    int embed;                  /* token embedding (bb_forward_embed) */
+    int head;                   /* final RMSNorm and classifier (bb_forward_head; a tied one loads the embedding) */
+} bb_forward_part;
+
+/* A context holding only part p of m: 4 bytes per parameter of those blocks,
+ * plus vocab*dim for the embedding and (untied) as much again for the
+ * classifier. bb_forward_prefill/_hidden/decode need the whole model ({0, n_layers,
+ * 1, 1}, which is what bb_forward_create makes). Errors: as bb_forward_create, and
+ * BB_ERR_ARG for a block range outside the model. */
+bb_status bb_forward_create_part(const bb_model *m, const bb_forward_part *p, int cache_len, bb_forward **out);
+void bb_forward_part_get(const bb_forward *f, bb_forward_part *out);
+
+/* tokens (B, T) -> x (B, T, dim): the embedding rows. Errors: BB_ERR_ARG (no
+ * embedding in this part, bad ids, B/T as bb_forward_prefill). */
+bb_status bb_forward_embed(bb_forward *f, const int *tokens, int B, int T, float *x);
+/* x (B, T, dim) in place: the residual stream after this part's blocks, each
+ * sequence from position 0; the hook sees global layer indices. No blocks: x is
+ * unchanged. Errors: BB_ERR_ARG (B/T), BB_ERR_OOM, the hook's status. */
+bb_status bb_forward_blocks(bb_forward *f, float *x, int B, int T);
+/* x (B, T, dim) -> logits (B, T, vocab): final RMSNorm and classifier.
+ * Errors: BB_ERR_ARG (no head in this part, B/T), BB_ERR_OOM. */
+bb_status bb_forward_head(bb_forward *f, const float *x, int B, int T, float *logits);
 
 /* Install (fn != NULL) or remove the linear-input hook. */
 void bb_forward_set_hook(bb_forward *f, bb_forward_hook_fn fn, void *ud);

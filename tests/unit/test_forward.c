@@ -422,6 +422,87 @@ static void test_hook(void) {
     bb_model_destroy(&m);
 }
 
+/* ---- parts: chained block ranges ---------------------------------------------------- */
+
+typedef struct {
+    int first, last, calls;
+} layer_seen;
+
+static bb_status seen_fn(void *ud, int layer, bb_linear_kind kind, const float *x, int64_t rows, int64_t in) {
+    layer_seen *s = ud;
+    if (s->calls++ == 0) s->first = layer;
+    s->last = layer;
+    return BB_OK;
+}
+
+/* Prefill of the whole model against the chain [0,a) [a,b) [b,L) on model `path`,
+ * for every a <= b (empty ranges included): the logits must agree bit for bit. */
+static void check_parts(const char *path) {
+    bb_model *m = NULL;
+    bb_forward *whole = NULL;
+    EXPECT_OK(bb_model_open(path, &m));
+    if (!m) return;
+    EXPECT_OK(bb_forward_create(m, 0, &whole));
+    enum { B = 2, T = 7 };
+    int L = m->cfg.n_layers, V = m->cfg.vocab_size, dim = m->cfg.dim;
+    int tokens[B * T];
+    for (int i = 0; i < B * T; i++) tokens[i] = (i * 37 + 1) % V;
+    float *ref = malloc(sizeof(float) * B * T * V), *got = malloc(sizeof(float) * B * T * V);
+    float *x = malloc(sizeof(float) * B * T * dim);
+    if (whole) EXPECT_OK(bb_forward_prefill(whole, tokens, B, T, ref));
+    for (int a = 0; a <= L; a++)
+        for (int b = a; b <= L; b++) {
+            bb_forward_part parts[3] = {{0, a, 1, 0}, {a, b, 0, 0}, {b, L, 0, 1}};
+            bb_forward *f[3] = {NULL, NULL, NULL};
+            layer_seen seen[3] = {{-1, -1, 0}, {-1, -1, 0}, {-1, -1, 0}};
+            int ok = 1;
+            for (int i = 0; i < 3; i++) {
+                bb_status st = bb_forward_create_part(m, &parts[i], 0, &f[i]);
+                EXPECT(st == BB_OK, "part %d [%d, %d): %s", i, parts[i].layer_begin, parts[i].layer_end,
+                       bb_last_error());
+                ok &= st == BB_OK;
+                if (f[i]) bb_forward_set_hook(f[i], seen_fn, &seen[i]);
+            }
+            if (ok) {
+                EXPECT_OK(bb_forward_embed(f[0], tokens, B, T, x));
+                for (int i = 0; i < 3; i++) EXPECT_OK(bb_forward_blocks(f[i], x, B, T));
+                EXPECT_OK(bb_forward_head(f[2], x, B, T, got));
+                EXPECT(memcmp(got, ref, sizeof(float) * B * T * V) == 0, "%s: chain [0,%d) [%d,%d) [%d,%d) differs",
+                       path, a, a, b, b, L);
+                for (int i = 0; i < 3; i++) {
+                    int n = parts[i].layer_end - parts[i].layer_begin;
+                    EXPECT(seen[i].calls == 7 * n && (n == 0 || (seen[i].first == parts[i].layer_begin &&
+                                                                 seen[i].last == parts[i].layer_end - 1)),
+                           "part %d hooked %d calls, layers %d..%d", i, seen[i].calls, seen[i].first, seen[i].last);
+                }
+            }
+            for (int i = 0; i < 3; i++) bb_forward_destroy(&f[i]);
+        }
+    /* The pieces a part lacks are refused with a message naming what is missing. */
+    bb_forward *mid = NULL;
+    bb_forward_part p = {1, 2, 0, 0}, bad = {2, L + 1, 0, 0};
+    EXPECT_OK(bb_forward_create_part(m, &p, 0, &mid));
+    if (mid) {
+        EXPECT_ERR(bb_forward_embed(mid, tokens, B, T, x), BB_ERR_ARG, "without the token embedding");
+        EXPECT_ERR(bb_forward_head(mid, x, B, T, got), BB_ERR_ARG, "without the final norm");
+        EXPECT_ERR(bb_forward_prefill(mid, tokens, B, T, got), BB_ERR_ARG, "holds blocks [1, 2)");
+        bb_forward_part q;
+        bb_forward_part_get(mid, &q);
+        EXPECT(q.layer_begin == 1 && q.layer_end == 2 && !q.embed && !q.head, "part_get");
+    }
+    bb_forward *none = NULL;
+    EXPECT_ERR(bb_forward_create_part(m, &bad, 0, &none), BB_ERR_ARG, "outside the model");
+    bb_forward_destroy(&mid);
+    free(ref), free(got), free(x);
+    bb_forward_destroy(&whole);
+    bb_model_destroy(&m);
+}
+
+static void test_parts(void) {
+    check_parts(model_path);
+    check_parts("synthetic:tiny");
+}
+
 static void test_argmax_and_sampling(void) {
     float l[5] = {1, 3, NAN, 3, -1};
     EXPECT(bb_argmax(l, 5) == 1, "ties go to the lowest id, got %d", bb_argmax(l, 5));
@@ -704,6 +785,7 @@ int main(int argc, char **argv) {
     TEST_RUN(test_decode_matches_prefill);
     TEST_RUN(test_prefill_hidden_and_stats);
     TEST_RUN(test_hook);
+    TEST_RUN(test_parts);
     TEST_RUN(test_argmax_and_sampling);
     TEST_RUN(test_bf16_weights);
     return TEST_DONE();
