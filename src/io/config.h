@@ -141,8 +141,10 @@ typedef struct {
     char fallback[BB_CONFIG_ENUM_MAX]; /* f16|bf16|f32 */
     bool act_order;
     double damp;
+    double damp_max; /* cap of the automatic damping raise */
     int64_t block_size;
     bool importance;
+    char search[BB_CONFIG_ENUM_MAX]; /* auto|fast|full */
 } bb_config_quant;
 
 typedef struct {

@@ -134,8 +134,13 @@ static const bb_config_key keys[] = {
     ENUM_(quant, "fallback", fallback, "f16", "f16|bf16|f32", "Type of a tensor whose row length fits no block type."),
     BOOL_(quant, "act_order", act_order, "false", "GPTQ: quantize columns in order of decreasing diag(H)."),
     FLT_(quant, "damp", damp, "0.01", 0, 1, 0, "GPTQ: damping added to diag(H), as a fraction of its mean."),
+    FLT_(quant, "damp_max", damp_max, "10", 0, 1e6, 0,
+         "GPTQ: when Cholesky fails the damping is raised x10 up to this fraction, then the tensor fails."),
     INT_(quant, "block_size", block_size, "128", 1, 65536, "GPTQ: columns processed per block (lazy batch updates)."),
     BOOL_(quant, "importance", importance, "true", "Weight the scale search by calibration statistics (diag(H))."),
+    ENUM_(quant, "search", search, "auto", "auto|fast|full",
+          "Block scale search: fast (13 candidates, vectorized), full (66 candidates); auto = full when the fit is "
+          "weighted by calibration statistics, else fast."),
 
     ENUM_(budget, "policy", policy, "lagrange", "lagrange|seed|uniform",
           "Bit allocation: optimal Lagrangian, the seed's 4/8 rule on s_b < alpha_k, or the same bits everywhere."),
