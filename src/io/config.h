@@ -148,11 +148,13 @@ typedef struct {
 } bb_config_quant;
 
 typedef struct {
-    char policy[BB_CONFIG_ENUM_MAX]; /* lagrange|seed|uniform */
+    char policy[BB_CONFIG_ENUM_MAX]; /* optimal|lagrange|seed|uniform (lagrange = optimal) */
     double target_bits;
     int64_t init_bits;
     int64_t base_bits;
     bb_config_int_list bits_choices; /* strictly increasing */
+    char fortress[BB_CONFIG_PATH_MAX]; /* comma-separated name patterns kept at 16 bits */
+    double fortress_top;               /* fraction of the blocks, the most sensitive, kept at 16 bits */
 } bb_config_budget;
 
 typedef struct {
