@@ -220,9 +220,10 @@ static bb_status bind_decoded(keys *k, const char *name, const bb_gguf_tensor *t
         q->decode_ref((const uint8_t *)t->data + (size_t)r * row_bytes, (size_t)cols, y);
         for (int64_t j = 0; j < cols; j++)
             BB_CHECK(isfinite(y[j]), BB_ERR_FORMAT,
-                     "%s: tensor %s (%s) decodes to %g at row %lld, column %lld: a block's scale field is damaged; "
-                     "re-export or re-download the file",
-                     k->what, name, tr->name, (double)y[j], (long long)r, (long long)j);
+                     "%s: tensor %s (%s) decodes to a non-finite value (%s) at row %lld, column %lld: a block's "
+                     "scale field is damaged; re-export or re-download the file",
+                     k->what, name, tr->name, isnan(y[j]) ? "NaN" : y[j] > 0 ? "+Inf" : "-Inf", (long long)r,
+                     (long long)j);
     }
     return bb_tensor_init_memory(dst, name, BB_F32, t->ndim, t->shape, buf, n * sizeof(float));
 }
@@ -317,7 +318,14 @@ bb_status bb_gguf_model_open_memory(const void *data, size_t size, const char *w
     bb_model *m = NULL;
     gguf_priv *gp = NULL;
     keys k = {.g = g, .what = bb_gguf_what(g)};
-    bb_gguf_str arch;
+    bb_gguf_str arch, gtype;
+    if (bb_gguf_find_key(g, "general.type") >= 0) {
+        BB_CALL_GOTO(st, fail, bb_gguf_get_str(g, "general.type", &gtype));
+        BB_CHECK_GOTO(st, fail, !(gtype.len == 7 && memcmp(gtype.s, "adapter", 7) == 0), BB_ERR_UNSUPPORTED,
+                      "%s is an adapter (general.type \"adapter\"), not a model: load it on top of its base model "
+                      "(llama.cpp: -m BASE.gguf --lora %s)",
+                      k.what, k.what);
+    }
     BB_CALL_GOTO(st, fail, bb_gguf_get_str(g, "general.architecture", &arch));
     const arch_info *ai = NULL;
     for (size_t i = 0; i < sizeof arches / sizeof arches[0]; i++)

@@ -263,8 +263,8 @@ static void test_damaged_quantized(void) {
     free(buf);
     bb_model *m = NULL;
     EXPECT_ERR(bb_model_open(out_path("damaged_scale.gguf"), &m), BB_ERR_FORMAT,
-               "tensor blk.1.attn_v.weight (q4_0) decodes to -inf at row 2, column 32: a block's scale field is "
-               "damaged");
+               "tensor blk.1.attn_v.weight (q4_0) decodes to a non-finite value (-Inf) at row 2, column 32: a "
+               "block's scale field is damaged");
     EXPECT(m == NULL, "no model from a damaged file");
     EXPECT_ERR(bb_model_open(out_path("truncated.gguf"), &m), BB_ERR_FORMAT, "truncated");
     EXPECT(m == NULL, "no model from a truncated file");

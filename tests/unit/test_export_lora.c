@@ -137,6 +137,8 @@ static void adapter_variant(const char *src, int rope_half, const char *tag) {
     EXPECT(bad_delta == 0, "%s: %lld weights where the adapter's delta differs from merged - base (worst %g)", tag,
            (long long)bad_delta, worst);
     printf("  %s: %d weights, max |adapter delta - (merged - base)| %g\n", tag, n, worst);
+    bb_model *am = NULL;
+    EXPECT_ERR(bb_model_open(out_path(lora_n), &am), BB_ERR_UNSUPPORTED, "is an adapter (general.type \"adapter\"), not a model");
 done:
     bb_gguf_destroy(&ga);
     bb_gguf_destroy(&gb);
