@@ -1,10 +1,14 @@
 /* bench_quant.c — RTN encoding throughput (Q8_0, Q4_0) and GPTQ on a large layer (Q4_0 grid).
  *
  * usage: bench_quant [--rows R] [--cols C] [--rtn-elems N] [--reps K] [--no-gptq]
- * RTN: rows of C elements (default 4096), N elements in all (default 2^22), encoded by qformat's
- * reference (bb_qformat_encode_row) and by the vectorized path (bb_quant_encode_row, same bytes),
- * plain and with an importance vector; best of K (default 3) runs, one core.
- * Throughput is GB/s of f32 input. GPTQ: an R x C layer (default 4096 x 4096, W ~ N(0, 0.02^2),
+ * RTN: rows of C elements (default 4096), N elements in all (default 2^22), on one core, best of K
+ * (default 3) runs, GB/s of f32 input per second of the thread's CPU time (per core, also on a
+ * shared machine), plain and with an importance vector:
+ *   full reference   qformat's encode_ref (66 candidate scales, scalar double)
+ *   full             the vectorized full search (bb_quant_encode_row, full: the same bytes)
+ *   fast reference   the fast search's plain-C twin (bb_quant_encoder_fast_ref)
+ *   fast             the fast search (quant.search = fast; the default for unweighted RTN)
+ * with each path's ratio to the full reference and fast's to its own reference, measured in this run. GPTQ: an R x C layer (default 4096 x 4096, W ~ N(0, 0.02^2),
  * H = X^T X / 4096 of AR(1)-correlated X), one run of bb_quant_gptq, with its two dominant parts
  * timed alone: the inverse factor (potrf, potri, potrf on C x C) and the block fits (the qformat
  * encoder over every block, which is an RTN pass with importance, on one thread). Threads: OpenBLAS's
@@ -14,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "compress/quant.h"
@@ -23,17 +28,24 @@
 
 int openblas_get_num_threads(void);
 
-/* GB/s of f32 input through `enc` (bb_qformat_encode_row: the reference; bb_quant_encode_row: the fast path). */
-static double rtn_rate(bb_status (*enc)(int, const float *, int64_t, const float *, void *), int type, const float *x,
-                       int64_t cols, int64_t rows, const float *imp, int reps) {
+/* CPU time of this thread: "per core" even on a machine shared with other jobs, where wall time is not. */
+static double cpu_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* GB/s of f32 input through the unchecked encoder `enc` (rows of cols elements, one core, CPU time). */
+static double rtn_rate(bb_qformat_encode_fn enc, int type, const float *x, int64_t cols, int64_t rows, const float *imp,
+                       int reps) {
     size_t rb;
     bb_qformat_row_bytes(type, cols, &rb);
     uint8_t *dst = malloc(rb * (size_t)rows);
     double best = 1e30;
     for (int r = 0; r < reps; r++) {
-        double t = bb_now();
-        for (int64_t i = 0; i < rows; i++) enc(type, x + i * cols, cols, imp, dst + (size_t)i * rb);
-        t = bb_now() - t;
+        double t = cpu_now();
+        for (int64_t i = 0; i < rows; i++) enc(x + i * cols, imp, (size_t)cols, dst + (size_t)i * rb);
+        t = cpu_now() - t;
         if (t < best) best = t;
     }
     free(dst);
@@ -70,16 +82,24 @@ int main(int argc, char **argv) {
     float *x = malloc(sizeof(float) * (size_t)(rrows * cols)), *imp = malloc(sizeof(float) * (size_t)cols);
     bb_rng_fill_normal(bb_rng_make(1, bb_rng_stream_id("bench_quant.rtn")), 0, (size_t)(rrows * cols), x);
     bb_rng_fill_uniform(bb_rng_make(1, bb_rng_stream_id("bench_quant.imp")), 0, (size_t)cols, 0.1f, 10.0f, imp);
-    printf("\nRTN encoding, %lld rows x %lld, one core, best of %d (GB/s of f32 input)\n", (long long)rrows,
+    printf("\nRTN encoding, %lld rows x %lld, one core, best of %d (GB/s of f32 input per CPU-second)\n", (long long)rrows,
            (long long)cols, reps);
     const int types[] = {BB_GGML_Q8_0, BB_GGML_Q4_0};
-    for (int t = 0; t < 2; t++) {
-        double ref = rtn_rate(bb_qformat_encode_row, types[t], x, cols, rrows, NULL, reps);
-        double plain = rtn_rate(bb_quant_encode_row, types[t], x, cols, rrows, NULL, reps);
-        double weighted = rtn_rate(bb_quant_encode_row, types[t], x, cols, rrows, imp, reps);
-        printf("  %-5s reference %.4f GB/s   fast: plain %.4f GB/s (%.1f M elements/s), importance %.4f GB/s\n",
-               bb_ggml_type_name(types[t]), ref, plain, plain * 1e9 / 4 / 1e6, weighted);
-    }
+    printf("  %-5s %-10s %12s %12s %12s %12s\n", "type", "weights", "full ref", "full", "fast ref", "fast");
+    for (int t = 0; t < 2; t++)
+        for (int wi = 0; wi < 2; wi++) {
+            const float *w = wi ? imp : NULL;
+            double ref = rtn_rate(bb_qformat_info(types[t])->encode_ref, types[t], x, cols, rrows, w, reps);
+            double full = rtn_rate(bb_quant_encoder(types[t], BB_QUANT_SEARCH_FULL), types[t], x, cols, rrows, w, reps);
+            double fref = rtn_rate(bb_quant_encoder_fast_ref(types[t]), types[t], x, cols, rrows, w, reps);
+            double fast = rtn_rate(bb_quant_encoder(types[t], BB_QUANT_SEARCH_FAST), types[t], x, cols, rrows, w, reps);
+            printf("  %-5s %-10s %8.4f GB/s %7.4f GB/s %7.4f GB/s %7.4f GB/s   full/ref %.1fx  fast/ref %.1fx  "
+                   "fast/fast_ref %.1fx\n",
+                   bb_ggml_type_name(types[t]), wi ? "importance" : "plain", ref, full, fref, fast, full / ref,
+                   fast / ref, fast / fref);
+            printf("RTN_GBPS %s %s fast %.4f full %.4f\n", bb_ggml_type_name(types[t]), wi ? "importance" : "plain",
+                   fast, full);
+        }
     free(x);
     if (!gptq) {
         free(imp);

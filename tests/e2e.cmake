@@ -83,6 +83,12 @@ bb_expect_fail(e2e.nan_weight_compress_2ranks 1 "has a non-finite value"
   --set model.path=${CMAKE_CURRENT_BINARY_DIR}/tmp/nan/model.bin --set run.dir=${CMAKE_CURRENT_BINARY_DIR}/tmp/nanrun)
 set_tests_properties(e2e.nan_weight_compress_2ranks PROPERTIES FIXTURES_REQUIRED nan_model)
 
+# compress writes a Q4_0 GGUF; birdbone eval on it (decoded at open) gives the PPL compress reported.
+add_test(NAME e2e.compress_eval_gguf
+  COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/sh/compress_eval_gguf.sh ${CMAKE_CURRENT_BINARY_DIR}/tmp/compress_eval_gguf
+          ${BB_SHARED_DIR}/data)
+set_tests_properties(e2e.compress_eval_gguf PROPERTIES LABELS "e2e" TIMEOUT 300 ENVIRONMENT "${BB_E2E_ENV}")
+
 # birdbone export: F32 reproduces the golden greedy text; Q4_0 falls back to F16 for ffn_down and reads back.
 add_test(NAME e2e.export_stories260k
   COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/sh/export_cli.sh ${CMAKE_CURRENT_BINARY_DIR}/tmp/export_cli ${BB_S260})

@@ -1,11 +1,14 @@
 /* cmd_export.c — `birdbone export`: quantize a model (RTN or GPTQ) and write it as GGUF for llama.cpp. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli/commands.h"
+#include "compress/lora.h"
 #include "core/file.h"
 #include "core/log.h"
+#include "core/rng.h"
 #include "io/config.h"
 #include "io/tokenizer.h"
 #include "model/calib.h"
@@ -26,7 +29,13 @@ static void usage(FILE *f) {
                "  --seq-len N         calibration window (default 512, at most the model's context)\n"
                "  --tokenizer PATH    tokenizer (default: found beside the model)\n"
                "  --name NAME         general.name (default: the model file's name)\n"
-               "  --set key=value     any quant.* / budget.* key (birdbone config --doc)\n");
+               "  --set key=value     any quant.* / budget.* key (birdbone config --doc)\n"
+               "  --lora-random R     random rank-R factors A (rows, R), B (R, cols) for every linear weight, A B\n"
+               "                      about a tenth of the weight's RMS: a check of an inference stack's LoRA\n"
+               "                      path (docs/export.md); needs --lora-out and/or --lora-merge\n"
+               "  --lora-out FILE     write the factors as a GGUF LoRA adapter for OUT.gguf (llama.cpp --lora)\n"
+               "  --lora-merge        merge the factors into the weights (before quantization)\n"
+               "  --seed S            seed of --lora-random (default 1)\n");
 }
 
 static bb_status calibrate(const bb_model *m, const char *tok_path, const char *text_path, int seq_len,
@@ -61,8 +70,49 @@ done:
     return st;
 }
 
+typedef struct {
+    int rank;             /* --lora-random; 0 = none */
+    const char *out;      /* --lora-out */
+    int merge;            /* --lora-merge */
+    uint64_t seed;        /* --seed */
+    bb_lora **f;          /* (n_layers * BB_LIN_COUNT) */
+    bb_export_lora_entry *e;
+} lora_args;
+
+/* Random factors for every linear weight: A, B ~ N(0, s^2) with s^2 = 0.1 rms(W) / sqrt(rank), so that
+ * the entries of A B have about a tenth of W's RMS. */
+static bb_status random_factors(const bb_model *m, lora_args *la) {
+    const int n = m->cfg.n_layers * BB_LIN_COUNT;
+    BB_CALL(bb_calloc((void **)&la->f, (size_t)n, sizeof *la->f, "LoRA factors"));
+    BB_CALL(bb_calloc((void **)&la->e, (size_t)n, sizeof *la->e, "LoRA entries"));
+    for (int i = 0; i < n; i++) {
+        const int l = i / BB_LIN_COUNT;
+        const bb_linear_kind k = (bb_linear_kind)(i % BB_LIN_COUNT);
+        const bb_tensor *t = bb_layer_linear(&m->layers[l], k);
+        const int64_t rows = bb_tensor_rows(t), cols = bb_tensor_cols(t);
+        float *x;
+        BB_CALL(bb_malloc((void **)&x, sizeof(float) * (size_t)(rows * cols), t->name));
+        bb_status st = bb_tensor_read_f32(t, 0, rows, x);
+        double ss = 0;
+        for (int64_t j = 0; st == BB_OK && j < rows * cols; j++) ss += (double)x[j] * x[j];
+        free(x);
+        BB_CALL(st);
+        BB_CALL(bb_lora_create(rows, cols, la->rank, &la->f[i]));
+        const float s = (float)sqrt(0.1 * sqrt(ss / (double)(rows * cols)) / sqrt((double)la->rank));
+        bb_lora *f = la->f[i];
+        bb_rng_fill_normal(bb_rng_make(la->seed, 2 * (uint64_t)i), 0, (size_t)(rows * la->rank), f->a);
+        bb_rng_fill_normal(bb_rng_make(la->seed, 2 * (uint64_t)i + 1), 0, (size_t)(la->rank * cols), f->b);
+        for (int64_t j = 0; j < rows * la->rank; j++) f->a[j] *= s;
+        for (int64_t j = 0; j < la->rank * cols; j++) f->b[j] *= s;
+        la->e[i] = (bb_export_lora_entry){l, k, f};
+    }
+    bb_info("lora    random rank-%d factors (seed %llu) for %d linear weights", la->rank, (unsigned long long)la->seed,
+            n);
+    return BB_OK;
+}
+
 static bb_status run(const char *model, const char *out_path, bb_config *cfg, const char *calib_text, int seq_len,
-                     const char *tok_path, const char *name) {
+                     const char *tok_path, const char *name, lora_args *la) {
     bb_model *m = NULL;
     bb_calib *stats = NULL;
     bb_weights *w = NULL;
@@ -70,16 +120,26 @@ static bb_status run(const char *model, const char *out_path, bb_config *cfg, co
     bb_status st;
     BB_CALL_GOTO(st, done, bb_model_open(model, &m));
     BB_CALL_GOTO(st, done, bb_model_check_finite(m));
+    if (la->rank > 0) {
+        BB_CALL_GOTO(st, done, random_factors(m, la));
+        if (la->out) BB_CALL_GOTO(st, done, bb_export_lora_gguf(m, la->e, m->cfg.n_layers * BB_LIN_COUNT, name, la->out));
+    }
     if (seq_len > m->cfg.max_seq_len) seq_len = m->cfg.max_seq_len;
     bb_export_opts eo;
     bb_export_opts_default(&eo);
     eo.name = name;
     eo.tokenizer = tok_path;
-    if (!strcmp(cfg->quant.type, "f32")) {
-        BB_CALL_GOTO(st, done, bb_export_gguf(m, m, NULL, &eo, out_path));
-    } else {
-        if (calib_text) BB_CALL_GOTO(st, done, calibrate(m, tok_path, calib_text, seq_len, &stats));
+    if (la->merge) {
         BB_CALL_GOTO(st, done, bb_weights_create(m, 0, 0, &w));
+        for (int i = 0; i < m->cfg.n_layers * BB_LIN_COUNT; i++)
+            bb_lora_merge(la->f[i], bb_weights_linear(w, la->e[i].layer, la->e[i].kind));
+    }
+    if (!strcmp(cfg->quant.type, "f32")) {
+        BB_CALL_GOTO(st, done, bb_export_gguf(m, w ? bb_weights_model(w) : m, NULL, &eo, out_path));
+    } else {
+        /* calibration runs on the source model, as without factors */
+        if (calib_text) BB_CALL_GOTO(st, done, calibrate(m, tok_path, calib_text, seq_len, &stats));
+        if (!w) BB_CALL_GOTO(st, done, bb_weights_create(m, 0, 0, &w));
         BB_CALL_GOTO(st, done, bb_quantize_model(cfg, w, stats, &q));
         bb_info("quant   %s, %lld linear weights in %.3f bits per weight (scales included), mostly %s",
                 cfg->quant.method, (long long)q->weights, (double)q->bits / (double)q->weights,
@@ -88,6 +148,10 @@ static bb_status run(const char *model, const char *out_path, bb_config *cfg, co
     }
     bb_info("export  %s", out_path);
 done:
+    if (la->f)
+        for (int i = 0; m && i < m->cfg.n_layers * BB_LIN_COUNT; i++) bb_lora_destroy(&la->f[i]);
+    free(la->f);
+    free(la->e);
     bb_quantized_destroy(&q);
     bb_weights_destroy(&w);
     bb_calib_destroy(&stats);
@@ -98,6 +162,7 @@ done:
 int bb_cmd_export(int argc, char **argv) {
     const char *model = NULL, *out = NULL, *calib = NULL, *tok = NULL, *name = NULL;
     int seq_len = 512;
+    lora_args la = {.seed = 1};
     bb_config cfg;
     if (bb_config_defaults(&cfg) != BB_OK) return 1;
     snprintf(cfg.quant.method, sizeof cfg.quant.method, "rtn");
@@ -127,6 +192,18 @@ int bb_cmd_export(int argc, char **argv) {
             tok = argv[++i];
         } else if (!strcmp(a, "--name") && has) {
             name = argv[++i];
+        } else if (!strcmp(a, "--lora-random") && has) {
+            la.rank = atoi(argv[++i]);
+            if (la.rank < 1) {
+                fprintf(stderr, "birdbone export: --lora-random %s: the rank must be a positive integer\n", argv[i]);
+                return 2;
+            }
+        } else if (!strcmp(a, "--lora-out") && has) {
+            la.out = argv[++i];
+        } else if (!strcmp(a, "--lora-merge")) {
+            la.merge = 1;
+        } else if (!strcmp(a, "--seed") && has) {
+            la.seed = strtoull(argv[++i], NULL, 10);
         } else if (a[0] != '-' && !model) {
             model = a;
         } else {
@@ -143,9 +220,16 @@ int bb_cmd_export(int argc, char **argv) {
         usage(stderr);
         return 2;
     }
+    if ((la.rank > 0) != (la.out != NULL || la.merge)) {
+        fprintf(stderr, "birdbone export: %s\n",
+                la.rank > 0 ? "--lora-random needs --lora-out FILE and/or --lora-merge"
+                            : "--lora-out and --lora-merge need factors: give --lora-random RANK (factors "
+                              "from healing are not read by birdbone export yet)");
+        return 2;
+    }
     if (!strcmp(cfg.quant.method, "none")) {
         fprintf(stderr, "birdbone export: --method none: use --type f32 to export without quantization\n");
         return 2;
     }
-    return run(model, out, &cfg, calib, seq_len, tok, name) == BB_OK ? 0 : 1;
+    return run(model, out, &cfg, calib, seq_len, tok, name, &la) == BB_OK ? 0 : 1;
 }

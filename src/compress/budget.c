@@ -1,4 +1,4 @@
-/* budget.c — bit-budget tables and the lagrange, seed and uniform bit assignments. */
+/* budget.c — bit-budget tables, fortress blocks, and the optimal (Lagrangian), seed and uniform bit assignments. */
 #include "compress/budget.h"
 
 #include <fnmatch.h>
@@ -12,7 +12,7 @@
 void bb_budget_opts_default(bb_budget_opts *o) {
     static const int def[] = {2, 3, 4, 5, 6, 8, 16};
     memset(o, 0, sizeof *o);
-    strcpy(o->policy, "lagrange");
+    strcpy(o->policy, "optimal");
     o->target_bits = 4;
     o->init_bits = 8;
     o->base_bits = 4;
@@ -67,6 +67,22 @@ bb_status bb_budget_opts_from_config(const bb_config *cfg, int wave, bb_budget_o
     t.n_choices = cfg->budget.bits_choices.n;
     for (int i = 0; i < t.n_choices; i++) t.choices[i] = (int)cfg->budget.bits_choices.v[i];
     t.alpha = bb_budget_alpha(wave, (int)cfg->waves.count, cfg->waves.alpha_start, cfg->waves.alpha_end);
+    t.fortress_top = cfg->budget.fortress_top;
+    t.n_fortress = 0;
+    /* budget.fortress: "output.weight, blk.0.*" */
+    for (const char *p = cfg->budget.fortress; *p;) {
+        while (*p == ' ' || *p == ',') p++;
+        size_t len = strcspn(p, ",");
+        while (len > 0 && p[len - 1] == ' ') len--;
+        if (len == 0) break;
+        char pat[BB_CONFIG_NAME_MAX];
+        BB_CHECK(len < sizeof pat, BB_ERR_CONFIG, "budget.fortress: pattern \"%.*s\" is longer than %d characters",
+                 (int)len, p, BB_CONFIG_NAME_MAX - 1);
+        memcpy(pat, p, len);
+        pat[len] = 0;
+        BB_CALL(bb_budget_add_fortress(&t, pat));
+        p += len;
+    }
     BB_CALL(check_choices(&t));
     *o = t;
     return BB_OK;
@@ -123,6 +139,59 @@ bb_status bb_budget_block_init(const bb_budget_opts *o, const char *name, uint64
         BB_CALL(bb_qformat_row_bytes(BB_GGML_F16, cols, &row_bytes));
         b->c[b->n++] = (bb_budget_candidate){16, BB_GGML_F16, (int64_t)row_bytes * 8 * rows, 0};
     }
+    return BB_OK;
+}
+
+typedef struct {
+    double d;
+    uint64_t key;
+    int64_t i;
+} sens_item;
+
+/* Larger distortion first, then smaller key. */
+static int by_sensitivity(const void *a, const void *b) {
+    const sens_item *x = a, *y = b;
+    if (x->d != y->d) return x->d > y->d ? -1 : 1;
+    return x->key < y->key ? -1 : x->key > y->key;
+}
+
+bb_status bb_budget_fortress_top(double frac, bb_budget_block *blocks, int64_t n, int64_t *made) {
+    BB_CHECK(blocks != NULL && n >= 1, BB_ERR_ARG, "bb_budget_fortress_top: no blocks");
+    BB_CHECK(frac >= 0 && frac <= 1, BB_ERR_CONFIG, "budget.fortress_top is %g; give a fraction of the blocks in [0, 1]",
+             frac);
+    int64_t k = (int64_t)floor(frac * (double)n), m = 0;
+    if (made) *made = 0;
+    if (k == 0) return BB_OK;
+    sens_item *it;
+    BB_CALL(bb_malloc((void **)&it, (size_t)n * sizeof *it, "fortress ranking"));
+    for (int64_t i = 0; i < n; i++)
+        if (!blocks[i].fortress) it[m++] = (sens_item){blocks[i].c[0].distortion, blocks[i].key, i};
+    qsort(it, (size_t)m, sizeof *it, by_sensitivity);
+    for (int64_t s = 1; s < m; s++)
+        if (it[s].key == it[s - 1].key) {
+            free(it);
+            return bb_error(BB_ERR_ARG, __FILE__, __LINE__, "budget blocks share the key %llu",
+                            (unsigned long long)it[s].key);
+        }
+    if (k > m) k = m;
+    for (int64_t s = 0; s < k; s++) {
+        bb_budget_block *b = &blocks[it[s].i];
+        bb_budget_candidate f16 = {16, BB_GGML_F16, 0, 0};
+        size_t row_bytes;
+        bb_status st = bb_qformat_row_bytes(BB_GGML_F16, b->cols, &row_bytes);
+        if (st != BB_OK) {
+            free(it);
+            return bb_trace(st, __FILE__, __LINE__, "F16 row bytes");
+        }
+        f16.cost = (int64_t)row_bytes * 8 * b->rows;
+        for (int c = 0; c < b->n; c++)
+            if (b->c[c].bits == 16) f16 = b->c[c];
+        b->c[0] = f16;
+        b->n = 1;
+        b->fortress = 1;
+    }
+    free(it);
+    if (made) *made = k;
     return BB_OK;
 }
 
@@ -321,8 +390,8 @@ typedef struct {
 } budget_policy;
 
 static const budget_policy policies[] = {
-    {"lagrange", assign_lagrange},
     {"optimal", assign_lagrange},
+    {"lagrange", assign_lagrange},
     {"seed", assign_seed},
     {"uniform", assign_uniform},
 };
@@ -334,7 +403,7 @@ bb_status bb_budget_assign(const bb_budget_opts *o, const bb_budget_block *block
     const budget_policy *p = NULL;
     for (size_t i = 0; i < sizeof policies / sizeof policies[0]; i++)
         if (strcmp(policies[i].name, o->policy) == 0) p = &policies[i];
-    BB_CHECK(p != NULL, BB_ERR_CONFIG, "budget.policy \"%s\" is unknown; valid: lagrange (= optimal), seed, uniform",
+    BB_CHECK(p != NULL, BB_ERR_CONFIG, "budget.policy \"%s\" is unknown; valid: optimal (alias lagrange), seed, uniform",
              o->policy);
     int64_t weights = 0, cheapest = 0;
     for (int64_t i = 0; i < n; i++) {

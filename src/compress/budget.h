@@ -33,7 +33,7 @@
 #define BB_BUDGET_MAX_FORTRESS 16
 
 typedef struct {
-    char policy[BB_CONFIG_ENUM_MAX]; /* "lagrange" (= "optimal"), "seed", "uniform" */
+    char policy[BB_CONFIG_ENUM_MAX]; /* "optimal" (alias "lagrange"), "seed", "uniform" */
     double target_bits;              /* average bits per weight the assignment may spend */
     int init_bits;                   /* p_init (8): B_init, and the seed policy's high width */
     int base_bits;                   /* p_base (4): the seed policy's low width */
@@ -43,12 +43,14 @@ typedef struct {
     double alpha;   /* seed policy: s_b < alpha -> base_bits */
     int n_fortress; /* name patterns (fnmatch) kept at 16 bits */
     char fortress[BB_BUDGET_MAX_FORTRESS][BB_CONFIG_NAME_MAX];
+    double fortress_top; /* fraction of the blocks, the most sensitive, also kept at 16 bits (bb_budget_fortress_top) */
 } bb_budget_opts;
 
-/* lagrange, target 4, init 8, base 4, choices {2,3,4,5,6,8,16}, K types, alpha 0.3, no fortress. */
+/* optimal, target 4, init 8, base 4, choices {2,3,4,5,6,8,16}, K types, alpha 0.3, no fortress. */
 void bb_budget_opts_default(bb_budget_opts *o);
-/* From budget.* and waves.* (alpha of wave k of waves.count, 1-based).
- * Errors: BB_ERR_CONFIG for too many choices, a width without a GGUF type, or k out of range. */
+/* From budget.* and waves.* (alpha of wave k of waves.count, 1-based); budget.fortress is a comma-separated
+ * list of name patterns. Errors: BB_ERR_CONFIG for too many choices, a width without a GGUF type, k out of
+ * range, too many or too long fortress patterns. */
 bb_status bb_budget_opts_from_config(const bb_config *cfg, int wave, bb_budget_opts *o);
 /* Add a fortress pattern ("output.weight", "blk.0.*"). Errors: BB_ERR_CONFIG when full or too long. */
 bb_status bb_budget_add_fortress(bb_budget_opts *o, const char *pattern);
@@ -87,6 +89,14 @@ bb_status bb_budget_block_init(const bb_budget_opts *o, const char *name, uint64
 bb_status bb_budget_block_measure(bb_budget_block *b, const bb_quantizer *qz, const bb_quant_opts *q,
                                   const bb_quant_input *in);
 
+/* Fortress by sensitivity: of the blocks not already fortress, the k = floor(frac * n) with the largest
+ * distortion at their narrowest width (c[0].distortion, measured by bb_budget_block_measure; ties to
+ * the smaller key) become fortress blocks: their table is reduced to the 16-bit candidate (F16; its
+ * measured distortion kept when 16 was among the choices, else 0). A pure function of the tables in
+ * key order, like bb_budget_assign. *made (or NULL) gets k. Errors: BB_ERR_ARG for frac outside
+ * [0, 1], NULL or duplicate keys, BB_ERR_OOM. */
+bb_status bb_budget_fortress_top(double frac, bb_budget_block *blocks, int64_t n, int64_t *made);
+
 typedef struct {
     int64_t weights;     /* sum of sizes */
     int64_t budget_init; /* B_init = weights * init_bits */
@@ -98,7 +108,7 @@ typedef struct {
 } bb_budget_summary;
 
 /* The assignment: choice[i] = index into blocks[i].c, for the n blocks in any order. Policies:
- *   lagrange  minimise sum D_b subject to sum bits <= B: bisection for the smallest lambda with
+ *   optimal   (alias lagrange) minimise sum D_b subject to sum bits <= B: bisection for the smallest lambda with
  *             sum_b bits_b(lambda) <= B where bits_b(lambda) = argmin_c D_c + lambda cost_c (ties to
  *             the cheaper candidate), then a greedy pass spends what is left on the upgrades with
  *             the best distortion drop per bit (ties to the smaller key).

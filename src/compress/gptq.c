@@ -258,7 +258,7 @@ static double next_damp(double d) { return d > 0 ? d * 10 : 1e-4; }
 static bb_status damp_failed(const char *name, double first, double last, const bb_quant_opts *o) {
     return bb_error(BB_ERR_NUMERIC, __FILE__, __LINE__,
                     "%s: the Gram H is not positive definite even with damping raised from %g to %g x mean(diag H) "
-                    "(limit quant damp_max %g); check the calibration statistics of this layer",
+                    "(limit quant.damp_max %g); check the calibration statistics of this layer or raise quant.damp_max",
                     name, first, last, o->damp_max);
 }
 
@@ -273,13 +273,13 @@ static bb_status fit_weights(const bb_quant_opts *o, const bb_quant_input *in, f
 
 /* Fit block `ob` of a row on its current values x (blck, original element order): the type's
  * encoder writes the block (scales and provisional codes) and the grid is read back from it. */
-static bb_status fit_block(const bb_qformat_traits *t, const grid_ops *g, const char *name, int64_t row, int64_t ob,
+static bb_status fit_block(const bb_qformat_traits *t, bb_qformat_encode_fn enc, const grid_ops *g, const char *name, int64_t row, int64_t ob,
                            const float *x, const float *wimp, uint8_t *blk, float *s, float *b) {
     for (int e = 0; e < t->blck; e++)
         BB_CHECK(isfinite(x[e]), BB_ERR_NUMERIC,
                  "%s: GPTQ's updated weight (%lld, %lld) is %g (the error updates overflowed); raise quant.damp", name,
                  (long long)row, (long long)(ob * t->blck + e), (double)x[e]);
-    bb_quant_encoder(t->type)(x, wimp ? wimp + ob * t->blck : NULL, (size_t)t->blck, blk);
+    enc(x, wimp ? wimp + ob * t->blck : NULL, (size_t)t->blck, blk);
     g->read(blk, s, b);
     return BB_OK;
 }
@@ -300,6 +300,7 @@ typedef struct {
     const char *name;
     int type;
     const bb_qformat_traits *t;
+    bb_qformat_encode_fn enc; /* the block fits (quant.search; auto: full when weighted by imp) */
     const grid_ops *g;
     bb_quant_result *r;
     int64_t *perm;
@@ -333,6 +334,7 @@ static bb_status setup_begin(const bb_quant_opts *o, const bb_quant_input *in, g
     BB_CALL(bb_malloc((void **)&s->perm, (size_t)in->cols * sizeof *s->perm, "GPTQ column order"));
     BB_CALL(column_order(in->h, in->cols, s->t->blck, o->act_order, s->perm));
     BB_CALL(fit_weights(o, in, &s->imp));
+    s->enc = bb_quant_encoder(s->type, bb_quant_search_for(o, s->imp != NULL));
     for (int64_t j = 0; j < in->cols; j++) s->r->dead += in->h[j * (in->cols + 1)] == 0;
     return BB_OK;
 }
@@ -402,7 +404,7 @@ static void *batch_rows(void *arg) {
     const gptq_setup *s = jb->s;
     const int64_t n = jb->in->cols, i1 = jb->i1, i2 = jb->i2, nb = i2 - i1;
     const int blck = s->t->blck;
-    const bb_qformat_encode_fn enc = bb_quant_encoder(s->type);
+    const bb_qformat_encode_fn enc = s->enc;
     const bb_mask *mask = jb->in->mask;
     const float *u = jb->u;
     float x[BB_QK_K], sc[BB_QK_K], of[BB_QK_K];
@@ -613,7 +615,7 @@ bb_status bb_quant_gptq_ref(const bb_quant_opts *o, const bb_quant_input *in, bb
                 for (int e = 0; e < blck; e++)
                     x[s.perm[i + e] % blck] = in->mask && !bb_mask_get(in->mask, r, s.perm[i + e]) ? 0 : (float)w[i + e];
                 blk = row + (size_t)ob * (size_t)s.t->block_bytes;
-                BB_CALL_GOTO(st, done, fit_block(s.t, s.g, s.name, r, ob, x, s.imp, blk, sc, of));
+                BB_CALL_GOTO(st, done, fit_block(s.t, s.enc, s.g, s.name, r, ob, x, s.imp, blk, sc, of));
             }
             const int e = (int)(s.perm[i] % blck);
             int q;

@@ -1,13 +1,4 @@
-/* quant.c — the quantizer registry, options, results, round-to-nearest (with vectorized symmetric encoders), and the
- * layer error. */
-
-/* The fast encoders must repeat qformat's scale search operation for operation (bit-identical
- * blocks); a fused multiply-add would change the sums' last bits. GCC ignores the STDC pragma. */
-#if defined(__clang__)
-#pragma STDC FP_CONTRACT OFF
-#elif defined(__GNUC__)
-#pragma GCC optimize("fp-contract=off")
-#endif
+/* quant.c — the quantizer registry, options, results, round-to-nearest and the layer error. */
 
 #include "compress/quant.h"
 
@@ -32,6 +23,12 @@ void bb_quant_opts_default(bb_quant_opts *o) {
     o->block_size = 128;
     o->act_order = 0;
     o->backend = NULL;
+    o->search = BB_QUANT_SEARCH_AUTO;
+}
+
+int bb_quant_search_for(const bb_quant_opts *o, int weighted) {
+    if (o->search == BB_QUANT_SEARCH_FAST || o->search == BB_QUANT_SEARCH_FULL) return o->search;
+    return weighted ? BB_QUANT_SEARCH_FULL : BB_QUANT_SEARCH_FAST;
 }
 
 bb_status bb_quant_opts_from_config(const bb_config_quant *c, bb_quant_opts *o) {
@@ -40,6 +37,13 @@ bb_status bb_quant_opts_from_config(const bb_config_quant *c, bb_quant_opts *o) 
     BB_CALL(bb_qformat_parse_name(c->fallback, &o->fallback));
     o->importance = c->importance;
     o->damp = c->damp;
+    o->damp_max = c->damp_max;
+    BB_CHECK(o->damp_max >= o->damp, BB_ERR_CONFIG,
+             "quant.damp_max %g is below quant.damp %g; the damping can only be raised: set damp_max >= damp",
+             o->damp_max, o->damp);
+    o->search = !strcmp(c->search, "fast") ? BB_QUANT_SEARCH_FAST
+                : !strcmp(c->search, "full") ? BB_QUANT_SEARCH_FULL
+                                             : BB_QUANT_SEARCH_AUTO;
     o->block_size = c->block_size;
     o->act_order = c->act_order;
     return BB_OK;
@@ -76,171 +80,6 @@ void bb_quant_result_destroy(bb_quant_result **r) {
     free((*r)->w_hat);
     free(*r);
     *r = NULL;
-}
-
-/* ---- vectorized symmetric encoders (Q8_0, Q4_0, Q5_0) ----
- *
- * bb_qformat_fit_symmetric tries 66 candidate scales (two grid ends x 33 stretches), each a pass over
- * the block's 32 elements. Here the candidates run in the lanes of a vector and the elements in
- * order, so every lane computes exactly the scalar expression sequence of the reference (same
- * products, same left-to-right sums) and the winner, the refinement and the codes are the
- * reference's: the blocks are identical bytes, 8-10x faster on AVX2. */
-
-#define SEARCH_STEP 0.0125 /* qformat.c's candidate grid: 1 + STEP k, k = -DOWN..UP */
-#define SEARCH_DOWN 24
-#define SEARCH_UP 8
-#define REFINE_ITERS 4
-#define NCAND (SEARCH_DOWN + SEARCH_UP + 1)
-#define VL 8 /* two independent AVX2 chains per operation (the sums are latency-bound), one AVX-512 */
-#define NGROUP ((NCAND + VL - 1) / VL)
-
-typedef double vdbl __attribute__((vector_size(VL * sizeof(double))));
-typedef long long vlong __attribute__((vector_size(VL * sizeof(long long))));
-typedef int vint __attribute__((vector_size(VL * sizeof(int))));
-
-/* mask ? a : b lane by lane (a macro: a vector-valued function would change the ABI between clones). */
-#define VSELECT(mask, a, b) ((vdbl)(((vlong)(a) & (mask)) | ((vlong)(b) & ~(mask))))
-
-#if defined(__x86_64__) && defined(__GNUC__) /* gcc and clang */
-__attribute__((target_clones("avx512f", "avx2", "default")))
-#endif
-static double
-fit_symmetric_fast(const float *x, const float *w, int n, int nmax) {
-    int uni = 1;
-    if (w)
-        for (int i = 0; i < n; i++)
-            if (w[i] > 0) {
-                uni = 0;
-                break;
-            }
-    const int lo = -nmax, hi = nmax - 1;
-    double amax = 0, m = 0;
-    for (int i = 0; i < n; i++) {
-        if (fabs((double)x[i]) > amax) {
-            amax = fabs((double)x[i]);
-            m = x[i];
-        }
-    }
-    if (amax == 0) return 0;
-    double wd[BB_QK], wx[BB_QK];
-    for (int i = 0; i < n; i++) {
-        wd[i] = uni ? 1.0 : w[i];
-        wx[i] = wd[i] * x[i];
-    }
-    const vdbl vzero = {0}, vlo = vzero + lo, vhi = vzero + hi, vspan = vzero + (hi - lo + 1);
-    double best_d = 0, best_gain = -1;
-    for (int side = 0; side < 2; side++) {
-        const double target = side ? hi : lo;
-        /* All groups of a side advance together: each lane's sums stay in element order, and the
-         * groups give the adder independent chains (one chain alone is bound by its latency). */
-        vdbl is[NGROUP], sxq[NGROUP], sqq[NGROUP];
-        for (int g = 0; g < NGROUP; g++) {
-            for (int l = 0; l < VL; l++) {
-                int k = -SEARCH_DOWN + g * VL + l;
-                is[g][l] = target * (1.0 + SEARCH_STEP * (k <= SEARCH_UP ? k : SEARCH_UP)) / m;
-            }
-            sxq[g] = sqq[g] = (vdbl){0};
-        }
-        for (int i = 0; i < n; i++) {
-            const double xi = x[i];
-#pragma GCC unroll 8
-            for (int g = 0; g < NGROUP; g++) {
-                vdbl v = xi * is[g];
-                /* bb_qformat_nearest: lo + trunc(v - lo + 0.5) inside (lo, hi), clamped outside. */
-                vdbl t = v - vlo + 0.5;
-                /* Lanes outside (lo, hi) (NaN and Inf from a subnormal block maximum included) are
-                 * replaced below; bounding t first keeps their conversion to int defined. */
-                t = VSELECT(t > vzero, t, vzero);
-                t = VSELECT(t < vspan, t, vspan);
-                vdbl q = vlo + __builtin_convertvector(__builtin_convertvector(t, vint), vdbl);
-                q = VSELECT(v > vlo, q, vlo);
-                q = VSELECT(v >= vhi, vhi, q);
-                sxq[g] += wx[i] * q;
-                sqq[g] += wd[i] * q * q;
-            }
-        }
-        for (int g = 0; g < NGROUP; g++)
-            for (int l = 0; l < VL && -SEARCH_DOWN + g * VL + l <= SEARCH_UP; l++)
-                if (sqq[g][l] > 0 && sxq[g][l] * sxq[g][l] / sqq[g][l] > best_gain) {
-                    best_gain = sxq[g][l] * sxq[g][l] / sqq[g][l];
-                    best_d = sxq[g][l] / sqq[g][l];
-                }
-    }
-    for (int it = 0; it < REFINE_ITERS && best_d != 0; it++) {
-        double sxq = 0, sqq = 0;
-        for (int i = 0; i < n; i++) {
-            int q = bb_qformat_nearest(x[i] / best_d, lo, hi);
-            sxq += wd[i] * x[i] * q;
-            sqq += wd[i] * q * q;
-        }
-        if (!(sqq > 0) || sxq / sqq == best_d) break;
-        best_d = sxq / sqq;
-    }
-    return best_d;
-}
-
-/* One 32-element symmetric block as qformat's sym_block: fp16 scale, codes against the stored scale. */
-static void sym_block_fast(const float *x, const float *w, int nmax, uint16_t *d16, int *code) {
-    *d16 = bb_qformat_f16_sat(fit_symmetric_fast(x, w, BB_QK, nmax));
-    const float d = bb_f16_to_f32(*d16);
-    for (int j = 0; j < BB_QK; j++)
-        code[j] = (d != 0 ? bb_qformat_nearest((double)x[j] / d, -nmax, nmax - 1) : 0) + nmax;
-}
-
-static void encode_q8_0_fast(const float *x, const float *importance, size_t n, void *dst) {
-    for (size_t ib = 0; ib < n / BB_QK; ib++) {
-        bb_block_q8_0 blk;
-        int code[BB_QK];
-        sym_block_fast(x + ib * BB_QK, importance ? importance + ib * BB_QK : NULL, 128, &blk.d, code);
-        for (int j = 0; j < BB_QK; j++) blk.qs[j] = (int8_t)(code[j] - 128);
-        memcpy((uint8_t *)dst + ib * sizeof blk, &blk, sizeof blk);
-    }
-}
-
-static void encode_q4_0_fast(const float *x, const float *importance, size_t n, void *dst) {
-    for (size_t ib = 0; ib < n / BB_QK; ib++) {
-        bb_block_q4_0 blk;
-        int code[BB_QK];
-        sym_block_fast(x + ib * BB_QK, importance ? importance + ib * BB_QK : NULL, 8, &blk.d, code);
-        for (int j = 0; j < BB_QK / 2; j++) blk.qs[j] = (uint8_t)(code[j] | code[j + BB_QK / 2] << 4);
-        memcpy((uint8_t *)dst + ib * sizeof blk, &blk, sizeof blk);
-    }
-}
-
-static void encode_q5_0_fast(const float *x, const float *importance, size_t n, void *dst) {
-    for (size_t ib = 0; ib < n / BB_QK; ib++) {
-        bb_block_q5_0 blk;
-        int code[BB_QK];
-        sym_block_fast(x + ib * BB_QK, importance ? importance + ib * BB_QK : NULL, 16, &blk.d, code);
-        for (int j = 0; j < BB_QK / 2; j++) blk.qs[j] = (uint8_t)((code[j] & 0xF) | (code[j + BB_QK / 2] & 0xF) << 4);
-        memset(blk.qh, 0, sizeof blk.qh);
-        for (int j = 0; j < BB_QK; j++) blk.qh[j / 8] |= (uint8_t)(((code[j] >> 4) & 1) << (j % 8));
-        memcpy((uint8_t *)dst + ib * sizeof blk, &blk, sizeof blk);
-    }
-}
-
-bb_qformat_encode_fn bb_quant_encoder(int type) {
-    switch (type) {
-    case BB_GGML_Q8_0: return encode_q8_0_fast;
-    case BB_GGML_Q4_0: return encode_q4_0_fast;
-    case BB_GGML_Q5_0: return encode_q5_0_fast;
-    default: return bb_qformat_info(type) ? bb_qformat_info(type)->encode_ref : NULL;
-    }
-}
-
-bb_status bb_quant_encode_row(int type, const float *x, int64_t n, const float *importance, void *dst) {
-    size_t bytes;
-    BB_CALL(bb_qformat_row_bytes(type, n, &bytes));
-    BB_CHECK(x != NULL && dst != NULL, BB_ERR_ARG, "bb_quant_encode_row: NULL %s", x ? "destination" : "input row");
-    BB_CALL(bb_qformat_check_finite(x, (size_t)n, "row to quantize"));
-    if (importance) {
-        BB_CALL(bb_qformat_check_finite(importance, (size_t)n, "importance"));
-        for (int64_t i = 0; i < n; i++)
-            BB_CHECK(importance[i] >= 0, BB_ERR_NUMERIC, "importance: element %lld is %g; weights must be >= 0",
-                     (long long)i, (double)importance[i]);
-    }
-    bb_quant_encoder(type)(x, importance, (size_t)n, dst);
-    return BB_OK;
 }
 
 static const bb_quantizer quantizers[] = {
@@ -313,13 +152,14 @@ bb_status bb_quant_stored_type(const bb_quant_opts *o, const char *name, int64_t
 typedef struct {
     const bb_quant_input *in;
     const float *imp;
+    bb_qformat_encode_fn enc;
     bb_quant_result *r;
     int64_t r0, r1;
 } rtn_job;
 
 static void *rtn_rows(void *arg) {
     const rtn_job *jb = arg;
-    const bb_qformat_encode_fn enc = bb_quant_encoder(jb->r->type);
+    const bb_qformat_encode_fn enc = jb->enc;
     const bb_qformat_decode_fn dec = bb_qformat_info(jb->r->type)->decode_ref;
     const int64_t n = jb->in->cols;
     for (int64_t i = jb->r0; i < jb->r1; i++) {
@@ -352,8 +192,9 @@ bb_status bb_quant_rtn(const bb_quant_opts *o, const bb_quant_input *in, bb_quan
     rtn_job jobs[RTN_MAX_THREADS];
     pthread_t tid[RTN_MAX_THREADS];
     int running[RTN_MAX_THREADS] = {0};
-    for (int t = 0; t < nt; t++)
-        jobs[t] = (rtn_job){in, in->importance ? in->importance : imp, r, in->rows * t / nt, in->rows * (t + 1) / nt};
+    const float *use = in->importance ? in->importance : imp;
+    const bb_qformat_encode_fn enc = bb_quant_encoder(type, bb_quant_search_for(o, use != NULL));
+    for (int t = 0; t < nt; t++) jobs[t] = (rtn_job){in, use, enc, r, in->rows * t / nt, in->rows * (t + 1) / nt};
     for (int t = 1; t < nt; t++) running[t] = pthread_create(&tid[t], NULL, rtn_rows, &jobs[t]) == 0;
     for (int t = 0; t < nt; t++)
         if (!running[t]) rtn_rows(&jobs[t]);

@@ -4,7 +4,7 @@
  * H = X^T X of its input, and produces the GGUF blocks of every row (bytes as io/qformat.h lays
  * them out) together with the dequantized matrix Ŵ, which is exactly what the blocks decode to.
  *
- *   "rtn"   round to nearest, per row: qformat's block encoders (bb_quant_encoder) with the
+ *   "rtn"   round to nearest, per row: the block encoders (bb_quant_encoder, opts.search) with the
  *           per-input-channel importance (an explicit vector, else diag(H) when opts.importance,
  *           else none); rows in opts.threads threads.
  *   "gptq"  GPTQ (Frantar et al. 2022): error-compensating column-by-column quantization in the
@@ -28,6 +28,13 @@
 #include "io/qformat.h"
 #include "linalg/backend.h"
 
+/* How the round-to-nearest block encoders search a block's scale (quant.search). */
+typedef enum {
+    BB_QUANT_SEARCH_AUTO = 0, /* full when the fit is weighted by an importance (GPTQ, RTN with statistics), else fast */
+    BB_QUANT_SEARCH_FAST = 1, /* 13 candidate scales + 2 refinements, f32 vector lanes (Q8_0, Q4_0, Q5_0) */
+    BB_QUANT_SEARCH_FULL = 2, /* qformat's 66 candidates + 4 refinements, bit-identical to encode_ref */
+} bb_quant_search;
+
 typedef struct {
     int type;                         /* requested bb_ggml_type (BB_GGML_Q4_0, ...) */
     int fallback;                     /* float type for rows no block type fits (BB_GGML_F16) */
@@ -38,10 +45,11 @@ typedef struct {
     int act_order;                    /* GPTQ: blocks by decreasing diag(H), columns inside each block too */
     const bb_linalg_backend *backend; /* NULL = "cpu" */
     int threads;                      /* threads over rows (RTN; GPTQ's column loop); 0 = all cores */
+    int search;                       /* bb_quant_search */
 } bb_quant_opts;
 
 /* Q4_0, fallback F16, importance on, damp 0.01, damp_max 10, block 128, no act-order, cpu backend,
- * all cores. */
+ * all cores, search auto. */
 void bb_quant_opts_default(bb_quant_opts *o);
 /* From the quant.* keys. quant.type = "auto" leaves o->type as it was (the budget chooses it).
  * Errors: BB_ERR_CONFIG for a type name qformat does not know. */
@@ -97,12 +105,32 @@ bb_status bb_quant_check_input(const bb_quant_input *in, int need_h);
  * `name`) when it differs. Errors: BB_ERR_ARG for a type without an encoder or a non-float fallback. */
 bb_status bb_quant_stored_type(const bb_quant_opts *o, const char *name, int64_t cols, int *type);
 
-/* The block encoder the quantizers use for `type` (NULL for a type without one): its output is
- * byte-identical to qformat's encode_ref (same scale search, same arithmetic); Q8_0, Q4_0 and Q5_0
- * run their candidate scales in vector lanes (AVX2 when the CPU has it), the others are encode_ref. */
-bb_qformat_encode_fn bb_quant_encoder(int type);
-/* bb_qformat_encode_row through bb_quant_encoder: same checks, errors and bytes. */
-bb_status bb_quant_encode_row(int type, const float *x, int64_t n, const float *importance, void *dst);
+/* The search a quantizer runs: o->search, with auto resolved to full when `weighted` (the block fits
+ * are weighted by an importance vector) and to fast otherwise. */
+int bb_quant_search_for(const bb_quant_opts *o, int weighted);
+
+/* The block encoder the quantizers use for `type` (NULL for a type without one) with `search`
+ * (BB_QUANT_SEARCH_FAST or _FULL):
+ *   full  byte-identical to qformat's encode_ref (same scale search, same arithmetic); Q8_0, Q4_0 and
+ *         Q5_0 run their candidate scales in vector lanes (AVX2/AVX-512 when the CPU has them);
+ *   fast  Q8_0, Q4_0 and Q5_0: the scale by the search of bb_quant_fit_symmetric_fast_ref run on 8 blocks
+ *         at once in vector lanes (docs/quantization.md), codes the nearest points of the stored fp16
+ *         scale in f32; bytes identical to bb_quant_encoder_fast_ref's; the other types are encode_ref (their search is not
+ *         the bottleneck of any path that needs speed). */
+bb_qformat_encode_fn bb_quant_encoder(int type, int search);
+/* The plain-C twin of bb_quant_encoder(type, BB_QUANT_SEARCH_FAST): one block at a time in scalar
+ * loops (the vector path gives each lane one block and repeats these operations in this order). */
+bb_qformat_encode_fn bb_quant_encoder_fast_ref(int type);
+/* bb_qformat_encode_row through bb_quant_encoder(type, search): same checks, errors and bytes
+ * (identical bytes for full). Errors also: BB_ERR_ARG for a search other than fast or full. */
+bb_status bb_quant_encode_row(int type, int search, const float *x, int64_t n, const float *importance, void *dst);
+
+/* The fast scale search of one 32-element block x (32), weights w (32) or NULL (all 1; all-zero w
+ * also counts as all 1), grid q in [-nmax, nmax - 1], in f32: 13 candidate scales from the largest |x|
+ * mapped to either end of the grid, each refit by weighted least squares, the best refined twice by
+ * alternating nearest q and least-squares d. Returns d (0 when every |x| < 1e-30, which any fp16
+ * scale decodes to zeros); x finite. Plain scalar C: the reference of the vectorized encoders. */
+float bb_quant_fit_symmetric_fast_ref(const float *x, const float *w, int nmax);
 
 bb_status bb_quant_rtn(const bb_quant_opts *o, const bb_quant_input *in, bb_quant_result **out);
 /* Needs in->h. Lazy batches, f32, the backend's potrf/potri and gemm; the column loop runs the rows

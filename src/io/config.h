@@ -142,16 +142,20 @@ typedef struct {
     char fallback[BB_CONFIG_ENUM_MAX]; /* f16|bf16|f32 */
     bool act_order;
     double damp;
+    double damp_max; /* cap of the automatic damping raise */
     int64_t block_size;
     bool importance;
+    char search[BB_CONFIG_ENUM_MAX]; /* auto|fast|full */
 } bb_config_quant;
 
 typedef struct {
-    char policy[BB_CONFIG_ENUM_MAX]; /* lagrange|seed|uniform */
+    char policy[BB_CONFIG_ENUM_MAX]; /* optimal|lagrange|seed|uniform (lagrange = optimal) */
     double target_bits;
     int64_t init_bits;
     int64_t base_bits;
     bb_config_int_list bits_choices; /* strictly increasing */
+    char fortress[BB_CONFIG_PATH_MAX]; /* comma-separated name patterns kept at 16 bits */
+    double fortress_top;               /* fraction of the blocks, the most sensitive, kept at 16 bits */
 } bb_config_budget;
 
 typedef struct {

@@ -138,17 +138,28 @@ static const bb_config_key keys[] = {
     ENUM_(quant, "fallback", fallback, "f16", "f16|bf16|f32", "Type of a tensor whose row length fits no block type."),
     BOOL_(quant, "act_order", act_order, "false", "GPTQ: quantize columns in order of decreasing diag(H)."),
     FLT_(quant, "damp", damp, "0.01", 0, 1, 0, "GPTQ: damping added to diag(H), as a fraction of its mean."),
+    FLT_(quant, "damp_max", damp_max, "10", 0, 1e6, 0,
+         "GPTQ: when Cholesky fails the damping is raised x10 up to this fraction, then the tensor fails."),
     INT_(quant, "block_size", block_size, "128", 1, 65536, "GPTQ: columns processed per block (lazy batch updates)."),
     BOOL_(quant, "importance", importance, "true", "Weight the scale search by calibration statistics (diag(H))."),
+    ENUM_(quant, "search", search, "auto", "auto|fast|full",
+          "Block scale search: fast (13 candidates, vectorized), full (66 candidates); auto = full when the fit is "
+          "weighted by calibration statistics, else fast."),
 
-    ENUM_(budget, "policy", policy, "lagrange", "lagrange|seed|uniform",
-          "Bit allocation: optimal Lagrangian, the seed's 4/8 rule on s_b < alpha_k, or the same bits everywhere."),
+    ENUM_(budget, "policy", policy, "optimal", "optimal|lagrange|seed|uniform",
+          "Bit allocation: optimal (Lagrangian on measured distortions; lagrange is an alias), the seed's 4/8 rule "
+          "on s_b < alpha_k, or the same bits everywhere."),
     FLT_(budget, "target_bits", target_bits, "4", 1, 32, 0, "Average bits per weight over the whole model."),
     INT_(budget, "init_bits", init_bits, "8", 1, 32,
          "p_init: bits of high-usage blocks; the budget B is all blocks at p_init."),
     INT_(budget, "base_bits", base_bits, "4", 1, 32, "p_base: bits of low-usage blocks."),
     LIST_(budget, "bits_choices", bits_choices, "[2, 3, 4, 5, 6, 8, 16]", 1, 32,
           "Bit-widths a block may get (increasing)."),
+    STR_(budget, "fortress", fortress, "",
+         "FP16 fortress blocks by name: comma-separated patterns (fnmatch), e.g. \"output.weight, blk.0.*\"."),
+    FLT_(budget, "fortress_top", fortress_top, "0", 0, 1, 0,
+         "FP16 fortress blocks by sensitivity: this fraction of the blocks, those with the largest measured "
+         "distortion at their narrowest width, kept at 16 bits."),
 
     BOOL_(stoploss, "enabled", enabled, "true", "Revert waves that cost too much perplexity."),
     FLT_(stoploss, "max_dppl", max_dppl, "0.03", 0, 10, BB_CFG_MIN_OPEN,

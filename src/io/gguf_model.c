@@ -1,12 +1,15 @@
 /* gguf_model.c — GGUF (architectures llama and qwen2) to bb_model: config from the metadata,
- * tensor handles as views into the file. */
+ * float tensors as views into the file, quantized ones (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K..Q6_K)
+ * decoded to f32 buffers the model owns. */
 #include <math.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/log.h"
 #include "io/gguf.h"
+#include "io/qformat.h"
 
 /* llama.cpp's converter permutes the Hugging Face q/k rows for llama so the interleaved
  * pairing applies to the weights as stored; qwen2 keeps the NEOX (rotate-half) pairing. */
@@ -20,17 +23,29 @@ static const arch_info arches[] = {
     {.name = "qwen2", .rope = BB_ROPE_HALF},
 };
 
+/* What a GGUF model owns besides its mapping: the parsed file and the decoded quantized tensors. */
+typedef struct {
+    bb_gguf *g;
+    int n_decoded;
+    float **decoded; /* [n_decoded] f32 buffers, one per quantized tensor */
+} gguf_priv;
+
 static void gguf_priv_free(void *p) {
-    bb_gguf *g = p;
-    bb_gguf_destroy(&g);
+    gguf_priv *gp = p;
+    if (!gp) return;
+    bb_gguf_destroy(&gp->g);
+    for (int i = 0; i < gp->n_decoded; i++) free(gp->decoded[i]);
+    free(gp->decoded);
+    free(gp);
 }
 
 const bb_gguf *bb_gguf_of_model(const bb_model *m) {
-    return m && m->source == BB_SRC_GGUF && m->priv_free == gguf_priv_free ? m->priv : NULL;
+    return m && m->source == BB_SRC_GGUF && m->priv_free == gguf_priv_free ? ((const gguf_priv *)m->priv)->g : NULL;
 }
 
 typedef struct {
     const bb_gguf *g;
+    gguf_priv *own; /* where decoded tensors go */
     const char *what;
     const char *arch;
     char key[128];
@@ -175,17 +190,57 @@ static bb_status read_config(keys *k, bb_model_config *c) {
     return BB_OK;
 }
 
+/* Decode quantized tensor t (name) into an f32 buffer owned by the model and point dst at it. Every
+ * value must decode finite: a NaN/Inf comes from a damaged scale field, reported with its row. */
+static bb_status bind_decoded(keys *k, const char *name, const bb_gguf_tensor *t, bb_tensor *dst) {
+    const bb_ggml_type_traits *tr = bb_ggml_type_info(t->type);
+    const bb_qformat_traits *q = bb_qformat_info(t->type);
+    BB_CHECK(q != NULL, BB_ERR_UNSUPPORTED,
+             "%s: tensor %s has type %s, which birdbone cannot decode; supported quantized types are q8_0, q4_0, "
+             "q4_1, q5_0, q5_1 and q2_K..q6_K: re-quantize with one of them or start from the F16/BF16/F32 GGUF",
+             k->what, name, tr->name);
+    BB_CHECK(t->ndim >= 1 && t->shape[t->ndim - 1] >= 1, BB_ERR_FORMAT, "%s: tensor %s has an empty shape", k->what,
+             name);
+    int64_t cols = t->shape[t->ndim - 1], rows = 1;
+    for (int d = 0; d + 1 < t->ndim; d++) rows *= t->shape[d];
+    size_t row_bytes, n;
+    BB_CALL(bb_qformat_row_bytes(t->type, cols, &row_bytes));
+    BB_CHECK(t->nbytes == row_bytes * (size_t)rows && !bb_mul_overflow((size_t)rows, (size_t)cols, &n) &&
+                 n <= SIZE_MAX / sizeof(float),
+             BB_ERR_FORMAT, "%s: tensor %s: %zu bytes of %s data where shape (%lld rows of %lld) needs %zu", k->what,
+             name, t->nbytes, tr->name, (long long)rows, (long long)cols, row_bytes * (size_t)rows);
+    float **grown = realloc(k->own->decoded, sizeof *grown * (size_t)(k->own->n_decoded + 1));
+    BB_CHECK(grown != NULL, BB_ERR_OOM, "out of memory for the decoded-tensor table");
+    k->own->decoded = grown;
+    float *buf;
+    BB_CALL(bb_malloc((void **)&buf, n * sizeof(float), name));
+    k->own->decoded[k->own->n_decoded++] = buf; /* owned from here, freed with the model */
+    for (int64_t r = 0; r < rows; r++) {
+        float *y = buf + (size_t)r * (size_t)cols;
+        q->decode_ref((const uint8_t *)t->data + (size_t)r * row_bytes, (size_t)cols, y);
+        for (int64_t j = 0; j < cols; j++)
+            BB_CHECK(isfinite(y[j]), BB_ERR_FORMAT,
+                     "%s: tensor %s (%s) decodes to a non-finite value (%s) at row %lld, column %lld: a block's "
+                     "scale field is damaged; re-export or re-download the file",
+                     k->what, name, tr->name, isnan(y[j]) ? "NaN" : y[j] > 0 ? "+Inf" : "-Inf", (long long)r,
+                     (long long)j);
+    }
+    return bb_tensor_init_memory(dst, name, BB_F32, t->ndim, t->shape, buf, n * sizeof(float));
+}
+
 /* Point dst at tensor name if the file has it (absent tensors are left for bb_model_validate
- * to report). Only float types map to views. */
+ * to report). Float types map to views, quantized types are decoded (bind_decoded). */
 static bb_status bind(keys *k, const char *name, bb_tensor *dst, int *used) {
     int64_t id = bb_gguf_find_tensor(k->g, name);
     if (id < 0) return BB_OK;
     const bb_gguf_tensor *t = bb_gguf_tensor_at(k->g, id);
     const bb_ggml_type_traits *tr = bb_ggml_type_info(t->type);
-    BB_CHECK(!tr->is_quantized, BB_ERR_UNSUPPORTED,
-             "%s: tensor %s has type %s; quantized GGUF inputs are not supported; convert from the F16/BF16/F32 GGUF "
-             "or the original checkpoint",
-             k->what, name, tr->name);
+    if (tr->is_quantized) {
+        BB_CALL(bind_decoded(k, name, t, dst));
+        dst->file_offset = (int64_t)(bb_gguf_data_offset(k->g) + t->offset);
+        (*used)++;
+        return BB_OK;
+    }
     bb_dtype dt;
     switch (t->type) {
     case BB_GGML_F32: dt = BB_F32; break;
@@ -261,8 +316,16 @@ bb_status bb_gguf_model_open_memory(const void *data, size_t size, const char *w
     BB_CALL(bb_gguf_open_memory(data, size, what, &g));
     bb_status st = BB_OK;
     bb_model *m = NULL;
+    gguf_priv *gp = NULL;
     keys k = {.g = g, .what = bb_gguf_what(g)};
-    bb_gguf_str arch;
+    bb_gguf_str arch, gtype;
+    if (bb_gguf_find_key(g, "general.type") >= 0) {
+        BB_CALL_GOTO(st, fail, bb_gguf_get_str(g, "general.type", &gtype));
+        BB_CHECK_GOTO(st, fail, !(gtype.len == 7 && memcmp(gtype.s, "adapter", 7) == 0), BB_ERR_UNSUPPORTED,
+                      "%s is an adapter (general.type \"adapter\"), not a model: load it on top of its base model "
+                      "(llama.cpp: -m BASE.gguf --lora %s)",
+                      k.what, k.what);
+    }
     BB_CALL_GOTO(st, fail, bb_gguf_get_str(g, "general.architecture", &arch));
     const arch_info *ai = NULL;
     for (size_t i = 0; i < sizeof arches / sizeof arches[0]; i++)
@@ -278,9 +341,12 @@ bb_status bb_gguf_model_open_memory(const void *data, size_t size, const char *w
     m->source = BB_SRC_GGUF;
     snprintf(m->path, sizeof m->path, "%s", k.what);
     snprintf(m->cfg.arch, sizeof m->cfg.arch, "%s", ai->name);
-    m->priv = g;
-    m->priv_free = gguf_priv_free;
+    BB_CALL_GOTO(st, fail, bb_calloc((void **)&gp, 1, sizeof *gp, "GGUF model state"));
+    gp->g = g;
     g = NULL;
+    m->priv = gp;
+    m->priv_free = gguf_priv_free;
+    k.own = gp;
     BB_CALL_GOTO(st, fail, fill_model(&k, m, ai->rope));
     *out = m;
     return BB_OK;

@@ -21,6 +21,7 @@
 #ifndef BB_PIPELINE_EXPORT_H
 #define BB_PIPELINE_EXPORT_H
 
+#include "compress/lora.h"
 #include "io/model.h"
 #include "pipeline/quantize.h"
 
@@ -39,6 +40,28 @@ void bb_export_opts_default(bb_export_opts *o); /* name NULL, tokenizer NULL, ou
  * Llama-3 rope scaling), the tokenizer loaders' format errors, BB_ERR_IO, BB_ERR_OOM. */
 bb_status bb_export_gguf(const bb_model *base, const bb_model *cur, const bb_quantized *q, const bb_export_opts *o,
                          const char *path);
+
+/* Low-rank factors of one linear weight for bb_export_lora_gguf; the factors are borrowed. */
+typedef struct {
+    int layer;
+    bb_linear_kind kind;
+    const bb_lora *lora; /* (rows, cols) of the weight: W + A·B, A (rows, rank), B (rank, cols) */
+} bb_export_lora_entry;
+
+/* Write `path` (temp name, then rename) as a GGUF LoRA adapter for the file bb_export_gguf writes of `base`
+ * (same tensor names and rotary row order), so that llama.cpp run with `-m base.gguf --lora path` computes
+ * with W + A·B for every entry — what bb_lora_merge followed by bb_export_gguf writes as one model.
+ *   keys     general.architecture "llama", general.type "adapter", general.name (name, or a default),
+ *            adapter.type "lora", adapter.lora.alpha = the largest rank among the entries (f32);
+ *   tensors  "<weight>.lora_a" F32 of shape (rank, cols) holding B, and "<weight>.lora_b" F32 of shape
+ *            (rows, rank) holding A · rank/alpha (llama.cpp adds (alpha/rank) · lora_b · (lora_a · x));
+ *            for a model that rotates halves (BB_ROPE_HALF) the rows of attn_q's and attn_k's lora_b are
+ *            permuted as bb_export_gguf permutes the weights' rows (bb_export_rope_row).
+ * Errors: BB_ERR_ARG for NULL arguments, no entries, a layer/kind outside the model, factors whose shape
+ * is not the weight's, two entries for one weight; BB_ERR_NUMERIC for a non-finite factor;
+ * BB_ERR_UNSUPPORTED for models with q/k/v biases; BB_ERR_IO, BB_ERR_OOM. Not collective. */
+bb_status bb_export_lora_gguf(const bb_model *base, const bb_export_lora_entry *entries, int n, const char *name,
+                              const char *path);
 
 /* The row of the exported attn_q / attn_k that holds row `row` of a rotate_half (BB_ROPE_HALF) weight:
  * within head h, row h*hd + j*hd/2 + i goes to h*hd + 2i + j (j = 0, 1; i < hd/2). */

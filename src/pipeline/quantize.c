@@ -109,7 +109,7 @@ static bb_status budget_types(const bb_config *cfg, bb_weights *w, bb_calib *sta
         st = usage_score(w, stats, i / BB_LIN_COUNT, (bb_linear_kind)(i % BB_LIN_COUNT), &usage[i]);
         if (usage[i] > umax) umax = usage[i];
     }
-    int measure = !strcmp(bo.policy, "lagrange") || !strcmp(bo.policy, "optimal");
+    int measure = !strcmp(bo.policy, "lagrange") || !strcmp(bo.policy, "optimal") || bo.fortress_top > 0;
     for (int i = 0; st == BB_OK && i < n; i++) {
         int l = i / BB_LIN_COUNT;
         bb_linear_kind k = (bb_linear_kind)(i % BB_LIN_COUNT);
@@ -122,6 +122,17 @@ static bb_status budget_types(const bb_config *cfg, bb_weights *w, bb_calib *sta
             if (st == BB_OK) st = bb_budget_block_measure(&blocks[i], qz, qo, &li.in);
             free(li.h_own);
         }
+    }
+    if (st == BB_OK && bo.fortress_top > 0) {
+        int64_t made = 0;
+        st = bb_budget_fortress_top(bo.fortress_top, blocks, n, &made);
+        for (int i = 0; st == BB_OK && i < n; i++)
+            if (blocks[i].fortress && blocks[i].n == 1 && blocks[i].c[0].bits == 16)
+                bb_debug("budget  fortress %s at 16 bits", blocks[i].name);
+        if (st == BB_OK)
+            bb_info("budget  fortress_top %g: the %lld most sensitive tensors (distortion at their narrowest width) "
+                    "kept at 16 bits",
+                    bo.fortress_top, (long long)made);
     }
     if (st == BB_OK) {
         /* A budget below every tensor's narrowest width (small models whose rows fit no K block) is spent at

@@ -255,10 +255,19 @@ def main():
     put("five_dims.gguf", raw_gguf([arch], [("a", [1, 1, 1, 1, 8], f32, 0)], data=b"\0" * 32), "BB_ERR_FORMAT",
         "dimensions")
 
-    q8 = gguf.GGMLQuantizationType.Q8_0
-    quant = {"blk.0.ffn_down.weight": lambda x: (np.zeros((DIM, HIDDEN // 32 * 34), np.uint8), q8)}
+    # Quantized tensors are decoded at open: a type birdbone has no decoder for is refused, and so is a Q8_0
+    # block whose fp16 scale is +Inf (0x7c00; with zero codes it decodes to NaN).
+    iq4 = gguf.GGMLQuantizationType.IQ4_NL
+    quant = {"blk.0.ffn_down.weight": lambda x: (np.zeros((DIM, HIDDEN // 32 * 18), np.uint8), iq4)}
     write_model(out / "quantized.gguf", "f32", False, tensor_override=quant)
-    broken.append("quantized.gguf BB_ERR_UNSUPPORTED quantized GGUF inputs are not supported")
+    broken.append("quantized.gguf BB_ERR_UNSUPPORTED has type iq4_nl, which birdbone cannot decode")
+
+    def inf_scale(x):
+        b = np.zeros((DIM, HIDDEN // 32 * 34), np.uint8)
+        b[1, 0:2] = (0x00, 0x7C)  # row 1, first block
+        return (b, gguf.GGMLQuantizationType.Q8_0)
+    write_model(out / "q8_inf_scale.gguf", "f32", False, tensor_override={"blk.0.ffn_down.weight": inf_scale})
+    broken.append("q8_inf_scale.gguf BB_ERR_FORMAT (q8_0) decodes to a non-finite value (NaN) at row 1, column 0: a block's scale field is damaged")
     write_model(out / "missing_key.gguf", "f32", False, drop_keys=("llama.block_count",))
     broken.append("missing_key.gguf BB_ERR_FORMAT key llama.block_count is missing")
     write_model(out / "wrong_key_type.gguf", "f32", False,

@@ -70,11 +70,80 @@ static void test_alpha_and_config(void) {
     bb_budget_opts o;
     bb_budget_opts_default(&o);
     EXPECT_OK(bb_budget_opts_from_config(&cfg, 2, &o));
-    EXPECT(strcmp(o.policy, "lagrange") == 0 && o.target_bits == 4 && o.init_bits == 8 && o.base_bits == 4 &&
+    EXPECT(strcmp(o.policy, "optimal") == 0 && o.target_bits == 4 && o.init_bits == 8 && o.base_bits == 4 &&
                o.n_choices == 7 && o.choices[6] == 16,
            "budget.* defaults");
     EXPECT_NEAR(o.alpha, bb_budget_alpha(2, (int)cfg.waves.count, 0.3, 0.7), 1e-15);
+    EXPECT(o.n_fortress == 0 && o.fortress_top == 0, "no fortress by default");
     EXPECT_ERR(bb_budget_opts_from_config(&cfg, 0, &o), BB_ERR_CONFIG, "outside 1..waves.count");
+    /* budget.fortress: comma-separated patterns, spaces around them dropped; fortress_top and the policy alias */
+    EXPECT_OK(bb_config_set(&cfg, "budget.fortress=output.weight, blk.*.attn_v.weight ,"));
+    EXPECT_OK(bb_config_set(&cfg, "budget.fortress_top=0.25"));
+    EXPECT_OK(bb_config_set(&cfg, "budget.policy=lagrange"));
+    EXPECT_OK(bb_budget_opts_from_config(&cfg, 1, &o));
+    EXPECT(o.n_fortress == 2 && !strcmp(o.fortress[0], "output.weight") && !strcmp(o.fortress[1], "blk.*.attn_v.weight") &&
+               o.fortress_top == 0.25 && !strcmp(o.policy, "lagrange"),
+           "budget.fortress, fortress_top, policy from config (%d patterns)", o.n_fortress);
+    EXPECT(bb_budget_is_fortress(&o, "blk.3.attn_v.weight") && !bb_budget_is_fortress(&o, "blk.3.attn_q.weight"),
+           "patterns match");
+    EXPECT_ERR(bb_config_set(&cfg, "budget.fortress_top=1.5"), BB_ERR_CONFIG, "fortress_top");
+}
+
+/* optimal and its alias lagrange give the same assignment. */
+static void test_optimal_alias(void) {
+    bb_budget_opts o;
+    bb_budget_opts_default(&o);
+    bb_budget_block *b = make_blocks(&o, 21, 9);
+    int c1[21], c2[21];
+    bb_budget_summary s1, s2;
+    EXPECT_OK(bb_budget_assign(&o, b, 21, c1, &s1));
+    strcpy(o.policy, "lagrange");
+    EXPECT_OK(bb_budget_assign(&o, b, 21, c2, &s2));
+    EXPECT(memcmp(c1, c2, sizeof c1) == 0 && s1.total == s2.total && s1.distortion == s2.distortion,
+           "optimal = lagrange");
+    free(b);
+}
+
+/* Fortress by sensitivity: hand-set distortions at the narrowest width; the floor(frac n) largest become F16,
+ * ties to the smaller key, pattern fortress blocks not counted. */
+static void test_fortress_top(void) {
+    bb_budget_opts o;
+    bb_budget_opts_default(&o);
+    EXPECT_OK(bb_budget_add_fortress(&o, "output.weight"));
+    const char *names[6] = {"a.weight", "b.weight", "c.weight", "output.weight", "e.weight", "f.weight"};
+    const double d0[6] = {1.0, 7.0, 3.0, 100.0, 3.0, 0.5}; /* c and e tie at 3: c has the smaller key */
+    bb_budget_block b[6];
+    for (int i = 0; i < 6; i++) {
+        EXPECT_OK(bb_budget_block_init(&o, names[i], (uint64_t)(10 + i), 32, 256, 0.5, &b[i]));
+        synth_distortion(&b[i], 1.0);
+        b[i].c[0].distortion = d0[i];
+    }
+    const double f16_d = b[1].c[b[1].n - 1].distortion;
+    int64_t made = -1;
+    /* floor(0.34 * 6) = 2: b (7), then c (3, key 12) before e (3, key 14); output.weight was fortress already */
+    EXPECT_OK(bb_budget_fortress_top(0.34, b, 6, &made));
+    EXPECT(made == 2, "2 made fortress, got %lld", (long long)made);
+    const int want[6] = {0, 1, 1, 1, 0, 0};
+    for (int i = 0; i < 6; i++) {
+        EXPECT(b[i].fortress == want[i], "%s fortress %d", names[i], b[i].fortress);
+        if (want[i])
+            EXPECT(b[i].n == 1 && b[i].c[0].bits == 16 && b[i].c[0].type == BB_GGML_F16 &&
+                       b[i].c[0].cost == 32 * 256 * 16,
+                   "%s: only F16 left", names[i]);
+    }
+    EXPECT(b[1].c[0].distortion == f16_d, "the measured 16-bit distortion is kept");
+    EXPECT(b[0].n == 7 && b[4].n == 7, "the others keep every width");
+    /* 0.1 of 6 = 0: nothing changes; a fraction outside [0, 1] is refused */
+    EXPECT_OK(bb_budget_fortress_top(0.1, b, 6, &made));
+    EXPECT(made == 0 && b[4].n == 7, "floor(0.6) = 0 blocks");
+    EXPECT_ERR(bb_budget_fortress_top(-0.1, b, 6, &made), BB_ERR_CONFIG, "budget.fortress_top is -0.1");
+    /* the assignment then keeps them at 16 bits */
+    int ch[6];
+    bb_budget_summary s;
+    o.target_bits = 12;
+    EXPECT_OK(bb_budget_assign(&o, b, 6, ch, &s));
+    for (int i = 1; i < 4; i++) EXPECT(b[i].c[ch[i]].bits == 16, "%s at 16 bits", names[i]);
+    EXPECT(s.total <= s.budget, "within the budget");
 }
 
 static double total_distortion_uniform(const bb_budget_opts *o, const bb_budget_block *b, int n, int *choice,
@@ -251,7 +320,7 @@ static void test_fortress_and_errors(void) {
     o.target_bits = 4;
     strcpy(o.policy, "greedy");
     EXPECT_ERR(bb_budget_assign(&o, &q, 1, ch, &s), BB_ERR_CONFIG, "budget.policy \"greedy\" is unknown");
-    strcpy(o.policy, "lagrange");
+    strcpy(o.policy, "optimal");
     bb_budget_block two[2] = {q, q};
     EXPECT_ERR(bb_budget_assign(&o, two, 2, ch, &s), BB_ERR_ARG, "share the key 0");
 }
@@ -294,6 +363,8 @@ int main(void) {
     TEST_RUN(test_deterministic);
     TEST_RUN(test_seed);
     TEST_RUN(test_fortress_and_errors);
+    TEST_RUN(test_optimal_alias);
+    TEST_RUN(test_fortress_top);
     TEST_RUN(test_measure);
     return TEST_DONE();
 }

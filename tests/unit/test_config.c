@@ -117,7 +117,7 @@ static void test_defaults(void) {
     EXPECT_NEAR(c.rigl.fraction, 0.05, 0);
     EXPECT(c.bundles.count == 4 && !c.bundles.enabled, "bundles");
     EXPECT(strcmp(c.quant.method, "gptq") == 0 && strcmp(c.quant.type, "auto") == 0, "quant");
-    EXPECT(strcmp(c.budget.policy, "lagrange") == 0 && c.budget.init_bits == 8 && c.budget.base_bits == 4, "budget");
+    EXPECT(strcmp(c.budget.policy, "optimal") == 0 && c.budget.init_bits == 8 && c.budget.base_bits == 4, "budget");
     EXPECT_NEAR(c.budget.target_bits, 4.0, 0);
     static const int64_t bits[] = {2, 3, 4, 5, 6, 8, 16};
     EXPECT(c.budget.bits_choices.n == 7 && memcmp(c.budget.bits_choices.v, bits, sizeof bits) == 0, "bits_choices");

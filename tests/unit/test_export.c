@@ -179,6 +179,40 @@ static void quantized_export(const char *src, const char *type, const char *name
     }
     EXPECT(bb_gguf_tensor_at(g, bb_gguf_find_tensor(g, "token_embd.weight"))->type == BB_GGML_F32,
            "%s: token_embd not F32", name);
+    /* Opened as a model, the file's quantized tensors are decoded at open: the layers birdbone's export
+     * does not permute hold exactly the working weights, and a tied model (output = token_embd, F32)
+     * computes exactly the working copy's logits. */
+    bb_model *r = NULL;
+    EXPECT_OK(bb_model_open(out_path(name), &r));
+    if (r) {
+        int64_t differ = 0;
+        for (int l = 0; l < m->cfg.n_layers; l++) {
+            const bb_tensor *rt[] = {&r->layers[l].wv, &r->layers[l].wo, &r->layers[l].w_gate, &r->layers[l].w_up,
+                                     &r->layers[l].w_down};
+            const bb_linear_kind kinds[] = {BB_LIN_V, BB_LIN_O, BB_LIN_GATE, BB_LIN_UP, BB_LIN_DOWN};
+            for (int i = 0; i < 5; i++) {
+                const bb_tensor *t = bb_weights_tensor(w, l, kinds[i]);
+                size_t n = (size_t)(bb_tensor_rows(t) * bb_tensor_cols(t));
+                float *y = malloc(sizeof(float) * n);
+                EXPECT(bb_tensor_numel(rt[i]) == (int64_t)n, "%s: %s opened with %lld elements", name, t->name,
+                       (long long)bb_tensor_numel(rt[i]));
+                EXPECT_OK(bb_tensor_read_f32(rt[i], 0, bb_tensor_rows(t), y));
+                differ += memcmp(y, bb_weights_linear(w, l, kinds[i]), sizeof(float) * n) != 0;
+                free(y);
+            }
+        }
+        EXPECT(differ == 0, "%s: %lld tensors opened from the file differ from the working weights", name,
+               (long long)differ);
+        if (m->cfg.tied_embeddings) {
+            const int T = 16;
+            float *a = logits_of(bb_weights_model(w), T), *b = logits_of(r, T);
+            double d = max_abs_diff(a, b, (size_t)T * (size_t)m->cfg.vocab_size);
+            EXPECT(d == 0, "%s: logits of the opened file differ from the quantized working copy's by %g", name, d);
+            free(a);
+            free(b);
+        }
+    }
+    bb_model_destroy(&r);
 done:
     bb_gguf_destroy(&g);
     bb_quantized_destroy(&q);
@@ -195,6 +229,47 @@ static void test_quantized(void) {
     quantized_export(src, "q4_1", "stories260k_q4_1.gguf", 1);
     quantized_export("synthetic:tiny,layers=2,dim=256,hidden=512,heads=4,kv_heads=2", "q4_k", "synth_q4_k.gguf", 0);
     quantized_export("synthetic:tiny,layers=2", "q5_0", "synth_q5_0.gguf", 0);
+}
+
+/* Damaged quantized data is one clear error at open: a block scale set to Inf in a copy of the Q4_0
+ * file, and the same file cut short. */
+static void test_damaged_quantized(void) {
+    bb_gguf *g = NULL;
+    EXPECT_OK(bb_gguf_open(out_path("stories260k_q4_0.gguf"), &g));
+    if (!g) return;
+    int64_t id = bb_gguf_find_tensor(g, "blk.1.attn_v.weight");
+    EXPECT(id >= 0 && bb_gguf_tensor_at(g, id)->type == BB_GGML_Q4_0, "attn_v is Q4_0");
+    size_t at = bb_gguf_data_offset(g) + bb_gguf_tensor_at(g, id)->offset;
+    bb_gguf_destroy(&g);
+    FILE *f = fopen(out_path("stories260k_q4_0.gguf"), "rb");
+    EXPECT(f != NULL, "reopen");
+    if (!f) return;
+    fseek(f, 0, SEEK_END);
+    long size = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    uint8_t *buf = malloc((size_t)size);
+    EXPECT(fread(buf, 1, (size_t)size, f) == (size_t)size, "read the file");
+    fclose(f);
+    uint8_t *blk = buf + at + 5 * sizeof(bb_block_q4_0); /* rows of 64: row 2, columns 32..63 */
+    blk[0] = 0x00;
+    blk[1] = 0x7c; /* d = +Inf (fp16 0x7c00) */
+    blk[2] = 0x00; /* columns 32 and 48: q = 0, so d (q - 8) = -Inf */
+    f = fopen(out_path("damaged_scale.gguf"), "wb");
+    fwrite(buf, 1, (size_t)size, f);
+    fclose(f);
+    f = fopen(out_path("truncated.gguf"), "wb");
+    fwrite(buf, 1, (size_t)size - 1000, f);
+    fclose(f);
+    free(buf);
+    bb_model *m = NULL;
+    EXPECT_ERR(bb_model_open(out_path("damaged_scale.gguf"), &m), BB_ERR_FORMAT,
+               "tensor blk.1.attn_v.weight (q4_0) decodes to a non-finite value (-Inf) at row 2, column 32: a "
+               "block's scale field is damaged");
+    EXPECT(m == NULL, "no model from a damaged file");
+    EXPECT_ERR(bb_model_open(out_path("truncated.gguf"), &m), BB_ERR_FORMAT, "truncated");
+    EXPECT(m == NULL, "no model from a truncated file");
+    remove(out_path("damaged_scale.gguf"));
+    remove(out_path("truncated.gguf"));
 }
 
 /* A tokenizer.json vocabulary written to GGUF must tokenize like the tokenizer.json itself in birdbone's GGUF
@@ -319,6 +394,7 @@ int main(void) {
     TEST_RUN(test_f32_stories);
     TEST_RUN(test_f32_hf_rope);
     TEST_RUN(test_quantized);
+    TEST_RUN(test_damaged_quantized);
     TEST_RUN(test_budget_policies);
     TEST_RUN(test_hf_vocab);
     TEST_RUN(test_refusals);
