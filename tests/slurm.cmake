@@ -16,6 +16,12 @@ add_test(NAME slurm.cpu_recipe
 set_tests_properties(slurm.cpu_recipe PROPERTIES LABELS "slurm;e2e" TIMEOUT 300 PROCESSORS 2
   SKIP_RETURN_CODE 77 RUN_SERIAL ON ENVIRONMENT "${BB_E2E_ENV}")
 
+# The strong-scaling array for CPU ranks, elements 1 and 2: the same GGUF from both.
+add_test(NAME slurm.strong_array
+  COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/sh/slurm_array.sh ${CMAKE_CURRENT_BINARY_DIR}/tmp/slurm_strong/run)
+set_tests_properties(slurm.strong_array PROPERTIES LABELS "slurm;e2e" TIMEOUT 300 PROCESSORS 2
+  SKIP_RETURN_CODE 77 RUN_SERIAL ON ENVIRONMENT "${BB_E2E_ENV}")
+
 # Interrupt (SIGUSR1 to the batch shell), requeue, resume, compare with an uninterrupted run.
 # Needs `birdbone compress --resume` and its signal handling: off until those land.
 option(BB_TEST_SLURM_REQUEUE "Register slurm.requeue_resume (needs birdbone compress --resume)" OFF)
