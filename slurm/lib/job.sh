@@ -15,8 +15,9 @@
 #   BB_RUN_DIR       run directory                (default $SLURM_SUBMIT_DIR/runs/$SLURM_JOB_NAME)
 #   BB_SET           extra overrides, KEY=VALUE separated by spaces (values without spaces)
 #   BB_MAX_RESTARTS  requeue at most this many times (default 20)
-#   BB_CKPT_GLOB     what a complete checkpoint looks like inside BB_RUN_DIR (default wave_*.h5;
-#                    checkpoints are renamed into place when complete, so a match is complete)
+#   BB_CKPT_GLOB     what a complete checkpoint looks like inside BB_RUN_DIR: patterns separated by
+#                    spaces (default wave_*.h5; checkpoints are renamed into place when complete,
+#                    so a match is complete)
 
 : "${SLURM_SUBMIT_DIR:=$PWD}"
 BB_BIN=${BB_BIN:-$SLURM_SUBMIT_DIR/build/birdbone}
@@ -31,9 +32,12 @@ bb_log() { printf '[bb-job %s] %s\n' "$(date -u +%H:%M:%S)" "$*"; }
 
 # bb_has_checkpoint: true when BB_RUN_DIR holds a file matching BB_CKPT_GLOB.
 bb_has_checkpoint() {
-    local f
-    for f in "$BB_RUN_DIR"/$BB_CKPT_GLOB; do
-        [ -e "$f" ] && return 0
+    local f p pats
+    read -r -a pats <<< "$BB_CKPT_GLOB"
+    for p in ${pats[@]+"${pats[@]}"}; do
+        for f in "$BB_RUN_DIR"/$p; do
+            [ -e "$f" ] && return 0
+        done
     done
     return 1
 }
@@ -123,13 +127,18 @@ bb_job_run() {
         bb_job_requeue
         return
     fi
-    bb_log "error: birdbone failed with status $rc (not an interruption): not requeued; its message is above"
+    bb_log "error: the step (srun birdbone) failed with status $rc, not an interruption: not requeued;" \
+           "the message is above"
     return "$rc"
 }
 
+# The signal goes to the step's tasks through slurmstepd (scancel without --batch leaves the
+# batch shell alone), not to srun: srun forwards SIGUSR1 but answers SIGTERM by killing the step.
 bb_job_forward() {
+    [ "$BB_SIGNAL" = "$1" ] && return 0
     BB_SIGNAL=$1
     bb_log "SIG$1 received: asking birdbone to stop at a wave boundary"
+    if [ -n "${SLURM_JOB_ID:-}" ] && scancel --signal="$1" "$SLURM_JOB_ID" 2>/dev/null; then return 0; fi
     kill -s "$1" "$BB_STEP_PID" 2>/dev/null || true
 }
 

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # slurm_job_loop.sh : the resume loop of slurm/lib/job.sh, run as a filled cpu recipe by plain
-# bash with stand-ins for srun (runs the command), scontrol (records its arguments) and
-# birdbone (records its arguments, then does what FAKE_MODE says). Checks, without Slurm:
-# a DONE run is not started again; a checkpoint adds --resume RUN_DIR (only when birdbone
-# offers --resume); status 75 requeues; SIGUSR1 to the batch shell reaches birdbone and
+# bash with stand-ins for srun (runs the command), scontrol (records its arguments), scancel
+# (records them and signals the stand-in birdbone) and birdbone (records its arguments, then
+# does what FAKE_MODE says). Checks, without Slurm:
+# a DONE run is not started again; a checkpoint (any of the BB_CKPT_GLOB patterns) adds
+# --resume RUN_DIR (only when birdbone offers --resume); status 75 requeues; SIGUSR1 to the batch shell reaches birdbone and
 # requeues; SIGTERM reaches birdbone and does not requeue; a real failure is not requeued;
 # BB_MAX_RESTARTS stops the requeueing.
 set -eu
@@ -23,6 +24,11 @@ cat > "$t/bin/scontrol" <<'EOF'
 #!/bin/bash
 echo "scontrol $*" >> "$FAKE_LOG"
 EOF
+cat > "$t/bin/scancel" <<'EOF'
+#!/bin/bash
+echo "scancel $*" >> "$FAKE_LOG"
+kill -s "${1#--signal=}" "$(cat "$FAKE_LOG.ready")"
+EOF
 cat > "$t/birdbone" <<'EOF'
 #!/bin/bash
 if [ "${2:-}" = --help ]; then
@@ -37,12 +43,12 @@ tempfail) exit 75 ;;
 wait)
     trap 'echo "birdbone got USR1" >> "$FAKE_LOG"; exit 75' USR1
     trap 'echo "birdbone got TERM" >> "$FAKE_LOG"; exit 75' TERM
-    touch "$FAKE_LOG.ready"
+    echo $$ > "$FAKE_LOG.ready"
     for _ in $(seq 300); do sleep 0.1; done
     exit 0 ;;
 esac
 EOF
-chmod +x "$t/bin/srun" "$t/bin/scontrol" "$t/birdbone"
+chmod +x "$t/bin/srun" "$t/bin/scontrol" "$t/bin/scancel" "$t/birdbone"
 "$src/slurm/submit" cpu --ranks 2 --cpus-per-rank 1 --run-dir "$t/run" --birdbone "$t/birdbone" --dry-run \
     > "$t/job.sh"
 
@@ -86,7 +92,15 @@ job resume done
 status 0
 expect "--resume $t/run"
 
+rm -f "$t/run/DONE" "$t/run/wave_1.h5"
+mkdir -p "$t/run/ckpt"
+touch "$t/run/ckpt/w1.h5"
+BB_CKPT_GLOB="wave_*.h5 ckpt/*.h5" job resume-glob done
+status 0
+expect "--resume $t/run"
+
 rm -f "$t/run/DONE"
+touch "$t/run/wave_1.h5"
 FAKE_RESUME=0 job no-resume-flag done
 status 0
 refuse "--resume"
@@ -99,11 +113,13 @@ expect "scontrol requeue 42"
 
 job usr1 wait USR1
 status 0
+expect "scancel --signal=USR1 42"
 expect "birdbone got USR1"
 expect "scontrol requeue 42"
 
 job term wait TERM
 status 75
+expect "scancel --signal=TERM 42"
 expect "birdbone got TERM"
 refuse "scontrol"
 
@@ -118,4 +134,4 @@ refuse "scontrol"
 grep -q "BB_MAX_RESTARTS=20" "$t/max-restarts.out" || fail "max-restarts: no message"
 
 [ "$fails" = 0 ] || { echo "$fails failures"; exit 1; }
-echo "ok: fresh, finished, resume, no --resume, status 75, SIGUSR1, SIGTERM, failure and restart limit"
+echo "ok: fresh, finished, resume (two checkpoint patterns), no --resume, status 75, SIGUSR1, SIGTERM, failure and restart limit"
