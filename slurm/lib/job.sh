@@ -1,4 +1,5 @@
 # job.sh — the resume loop that every slurm/*.sbatch recipe sources.
+# shellcheck shell=bash
 #
 # bb_job_run LAUNCH...  runs `LAUNCH birdbone compress ...` for the run in BB_RUN_DIR:
 #   - nothing to do when BB_RUN_DIR/DONE exists (a finished run stays finished);
@@ -51,7 +52,9 @@ bb_job_args() {
     read -r -a sets <<< "$BB_SET"
     for kv in ${sets[@]+"${sets[@]}"}; do BB_ARGS+=(--set "$kv"); done
     if bb_has_checkpoint; then
-        if "$BB_BIN" compress --help 2>&1 | grep -q -- '--resume'; then
+        local help
+        help="$("$BB_BIN" compress --help 2>&1 || true)"
+        if [[ "$help" == *--resume* ]]; then
             BB_ARGS+=(--resume "$BB_RUN_DIR")
             bb_log "$BB_RUN_DIR holds a checkpoint: resuming from its last complete wave"
         else
@@ -157,6 +160,7 @@ bb_job_point() {
         exit 1
     fi
     local need=$(((r + per_node - 1) / per_node))
+    # shellcheck disable=SC2034  # read by the recipe that sourced this file
     BB_POINT_ARGS=(--nodes="$need" --ntasks="$r" --ntasks-per-node=$((r < per_node ? r : per_node)))
     BB_RUN_DIR=$BB_RUN_DIR/r$r
 }

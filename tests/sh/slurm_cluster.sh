@@ -1,4 +1,5 @@
 # slurm_cluster.sh — sourced by the Slurm tests: a private single-node Slurm on this machine.
+# shellcheck shell=bash
 #
 # bb_slurm_up   starts munged (as the munge user, its own key and socket), slurmctld and slurmd
 #               (node bbnode with this machine's CPUs and memory) from a generated slurm.conf in

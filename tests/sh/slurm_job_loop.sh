@@ -37,7 +37,7 @@ if [ "${2:-}" = --help ]; then
 fi
 echo "birdbone $*" >> "$FAKE_LOG"
 case "$FAKE_MODE" in
-done) for a in "$@"; do case "$a" in run.dir=*) touch "${a#run.dir=}/DONE" ;; esac; done; exit 0 ;;
+complete) for a in "$@"; do case "$a" in run.dir=*) touch "${a#run.dir=}/DONE" ;; esac; done; exit 0 ;;
 fail) echo "error: something the user must fix" >&2; exit 1 ;;
 tempfail) exit 75 ;;
 wait)
@@ -74,34 +74,34 @@ expect() { [[ "$log" == *"$1"* ]] || { cat "$t/$current.out"; fail "$current: th
 refuse() { [[ "$log" != *"$1"* ]] || fail "$current: the log has '$1': $log"; }
 status() { [ "$rc" = "$1" ] || { cat "$t/$current.out"; fail "$current: status $rc, expected $1"; }; }
 
-job fresh done
+job fresh complete
 status 0
 expect "birdbone compress --set run.dir=$t/run --set backend.device=cpu --set backend.threads=1"
 refuse "--resume"
 refuse "scontrol"
 [ -e "$t/run/DONE" ] || fail "fresh: no DONE"
 
-job finished done
+job finished complete
 status 0
 [ -z "$log" ] || fail "finished: a DONE run was started again: $log"
 grep -q "is complete" "$t/finished.out" || fail "finished: no 'is complete' message"
 
 rm -f "$t/run/DONE"
 touch "$t/run/wave_1.h5"
-job resume done
+job resume complete
 status 0
 expect "--resume $t/run"
 
 rm -f "$t/run/DONE" "$t/run/wave_1.h5"
 mkdir -p "$t/run/ckpt"
 touch "$t/run/ckpt/w1.h5"
-BB_CKPT_GLOB="wave_*.h5 ckpt/*.h5" job resume-glob done
+BB_CKPT_GLOB="wave_*.h5 ckpt/*.h5" job resume-glob complete
 status 0
 expect "--resume $t/run"
 
 rm -f "$t/run/DONE"
 touch "$t/run/wave_1.h5"
-FAKE_RESUME=0 job no-resume-flag done
+FAKE_RESUME=0 job no-resume-flag complete
 status 0
 refuse "--resume"
 grep -q "has no --resume: starting over" "$t/no-resume-flag.out" || fail "no-resume-flag: no warning"
