@@ -4,8 +4,8 @@
 # bb_job_run LAUNCH...  runs `LAUNCH birdbone compress ...` for the run in BB_RUN_DIR:
 #   - nothing to do when BB_RUN_DIR/DONE exists (a finished run stays finished);
 #   - adds `--resume BB_RUN_DIR` when the directory holds a complete checkpoint;
-#   - forwards SIGUSR1 (sent by Slurm before the time limit: --signal=B:USR1@120) and SIGTERM
-#     (preemption, scancel) to the job step, so birdbone stops at a wave boundary and exits 75;
+#   - passes SIGUSR1 (sent by Slurm before the time limit: --signal=B:USR1@120) and SIGTERM
+#     (preemption, scancel) on to every rank, so birdbone stops at a wave boundary and exits 75;
 #   - after a SIGUSR1 or an exit status of 75 requeues the job (it must be submitted with
 #     --requeue), which resumes from the last complete wave; after SIGTERM it leaves the
 #     requeueing to Slurm (a preempted job is requeued by the controller, a cancelled one not).
@@ -30,6 +30,7 @@ BB_CKPT_GLOB=${BB_CKPT_GLOB:-wave_*.h5}
 BB_EX_TEMPFAIL=75
 
 bb_log() { printf '[bb-job %s] %s\n' "$(date -u +%H:%M:%S)" "$*"; }
+bb_err() { bb_log "error: $*" >&2; }
 
 # bb_has_checkpoint: true when BB_RUN_DIR holds a file matching BB_CKPT_GLOB.
 bb_has_checkpoint() {
@@ -66,7 +67,7 @@ bb_job_args() {
 bb_job_requeue() {
     local n=${SLURM_RESTART_COUNT:-0}
     if [ "$n" -ge "$BB_MAX_RESTARTS" ]; then
-        bb_log "error: job requeued $n times already (BB_MAX_RESTARTS=$BB_MAX_RESTARTS): not again;" \
+        bb_err "job requeued $n times already (BB_MAX_RESTARTS=$BB_MAX_RESTARTS): not again;" \
                "submit the same script again to continue from the last complete wave"
         return "$BB_EX_TEMPFAIL"
     fi
@@ -74,18 +75,18 @@ bb_job_requeue() {
         bb_log "requeued job $SLURM_JOB_ID (restart $((n + 1))): it resumes from the last complete wave"
         return 0
     fi
-    bb_log "error: scontrol requeue $SLURM_JOB_ID failed (was the job submitted with --requeue? the cluster" \
+    bb_err "scontrol requeue $SLURM_JOB_ID failed (was the job submitted with --requeue? the cluster" \
            "may disable requeueing): submit the same script again to continue from the last complete wave"
     return "$BB_EX_TEMPFAIL"
 }
 
 bb_job_run() {
     if [ ! -x "$BB_BIN" ]; then
-        bb_log "error: birdbone executable $BB_BIN not found: build it (cmake --build build) or set BB_BIN"
+        bb_err "birdbone executable $BB_BIN not found: build it (cmake --build build) or set BB_BIN"
         return 1
     fi
     if [ -n "$BB_CONFIG" ] && [ ! -r "$BB_CONFIG" ]; then
-        bb_log "error: cannot read the configuration $BB_CONFIG: give an absolute path or submit from its directory"
+        bb_err "cannot read the configuration $BB_CONFIG: give an absolute path or submit from its directory"
         return 1
     fi
     if [ -e "$BB_RUN_DIR/DONE" ]; then
@@ -130,7 +131,7 @@ bb_job_run() {
         bb_job_requeue
         return
     fi
-    bb_log "error: the step (srun birdbone) failed with status $rc, not an interruption: not requeued;" \
+    bb_err "the step (srun birdbone) failed with status $rc, not an interruption: not requeued;" \
            "the message is above"
     return "$rc"
 }
@@ -152,11 +153,11 @@ bb_job_forward() {
 bb_job_point() {
     local r=$1 per_node=${SLURM_NTASKS_PER_NODE:-1} nodes=${SLURM_JOB_NUM_NODES:-1}
     if ! [[ "$r" =~ ^[1-9][0-9]*$ ]]; then
-        bb_log "error: array index '$r' is not a rank count: submit with --array=1,2,4,8"
+        bb_err "array index '$r' is not a rank count: submit with --array=1,2,4,8"
         exit 1
     fi
     if [ "$r" -gt $((per_node * nodes)) ]; then
-        bb_log "error: $r ranks do not fit the allocation ($nodes nodes x $per_node tasks): raise --nodes"
+        bb_err "$r ranks do not fit the allocation ($nodes nodes x $per_node tasks): raise --nodes"
         exit 1
     fi
     local need=$(((r + per_node - 1) / per_node))
