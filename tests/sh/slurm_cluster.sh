@@ -59,7 +59,7 @@ bb_slurm_up() {
     trap bb_slurm_down EXIT
     chmod 755 "$BB_SLURM_TMP"
     local t="$BB_SLURM_TMP"
-    mkdir -p "$t/munge" "$t/state" "$t/spool" "$t/log"
+    mkdir -p "$t/munge" "$t/state" "$t/spool" "$t/log" "$t/tmp"
     chown munge: "$t/munge"
     dd if=/dev/urandom of="$t/munge/munge.key" bs=1024 count=1 status=none
     chown munge: "$t/munge/munge.key"
@@ -96,6 +96,10 @@ MinJobAge=600
 KillWait=10
 MailProg=/bin/true
 StateSaveLocation=$t/state
+# Private scratch (PMIx puts its per-job directories there) and job ids apart from other
+# private clusters on this machine.
+TmpFS=$t/tmp
+FirstJobId=$((RANDOM % 9000 * 100 + 1000))
 SlurmdSpoolDir=$t/spool
 SlurmctldPidFile=$t/slurmctld.pid
 SlurmdPidFile=$t/slurmd.pid
