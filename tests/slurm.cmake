@@ -22,6 +22,13 @@ add_test(NAME slurm.strong_array
 set_tests_properties(slurm.strong_array PROPERTIES LABELS "slurm;e2e" TIMEOUT 300 PROCESSORS 2
   SKIP_RETURN_CODE 77 RUN_SERIAL ON ENVIRONMENT "${BB_E2E_ENV}")
 
+# The GPU recipes (gpu, multinode, strong) on a node with 2 stand-in GPUs and a stand-in
+# birdbone: one rank per GPU, every allocated GPU visible to each rank, NVLS off.
+add_test(NAME slurm.gpu_recipes
+  COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/sh/slurm_gpu.sh ${CMAKE_CURRENT_BINARY_DIR}/tmp/slurm_gpu)
+set_tests_properties(slurm.gpu_recipes PROPERTIES LABELS "slurm" TIMEOUT 300 PROCESSORS 2
+  SKIP_RETURN_CODE 77 RUN_SERIAL ON ENVIRONMENT "${BB_E2E_ENV}")
+
 # Interrupt (SIGUSR1 to the batch shell), requeue, resume, compare with an uninterrupted run.
 # Needs `birdbone compress --resume` and its signal handling: off until those land.
 option(BB_TEST_SLURM_REQUEUE "Register slurm.requeue_resume (needs birdbone compress --resume)" OFF)

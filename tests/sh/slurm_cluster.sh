@@ -2,8 +2,10 @@
 # shellcheck shell=bash
 #
 # bb_slurm_up   starts munged (as the munge user, its own key and socket), slurmctld and slurmd
-#               (node bbnode with this machine's CPUs and memory) from a generated slurm.conf in
-#               a fresh temporary directory, exports SLURM_CONF, and waits until the node is idle.
+#               (node bbnode with this machine's CPUs and memory, and BB_SLURM_GPUS stand-in
+#               GPUs, default 0: gres/gpu on device files in the temporary directory, no CUDA)
+#               from a generated slurm.conf in a fresh temporary directory, exports SLURM_CONF,
+#               and waits until the node is idle.
 #               Exits 77 (CTest SKIP) with the reason when that is impossible here (not root,
 #               packages missing, a daemon that does not start); installs an EXIT trap that
 #               stops the daemons by their PIDs.
@@ -105,9 +107,17 @@ SlurmctldPidFile=$t/slurmctld.pid
 SlurmdPidFile=$t/slurmd.pid
 SlurmctldLogFile=$t/log/slurmctld.log
 SlurmdLogFile=$t/log/slurmd.log
-NodeName=bbnode NodeAddr=127.0.0.1 NodeHostname=$host $node State=UNKNOWN
+GresTypes=gpu
+NodeName=bbnode NodeAddr=127.0.0.1 NodeHostname=$host $node Gres=gpu:${BB_SLURM_GPUS:-0} State=UNKNOWN
 PartitionName=debug Nodes=bbnode Default=YES MaxTime=INFINITE State=UP
 EOF
+    local g
+    : > "$t/gres.conf"
+    for ((g = 0; g < ${BB_SLURM_GPUS:-0}; g++)); do
+        mkdir -p "$t/dev"
+        mknod "$t/dev/gpu$g" c 1 3 || bb_skip "cannot make the stand-in GPU device $t/dev/gpu$g"
+        echo "Name=gpu File=$t/dev/gpu$g" >> "$t/gres.conf"
+    done
     export SLURM_CONF="$t/slurm.conf"
     slurmctld -D > "$t/log/slurmctld.out" 2>&1 &
     BB_SLURM_PIDS+=($!)
