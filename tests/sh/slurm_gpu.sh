@@ -13,6 +13,7 @@ src="${BB_SOURCE:?BB_SOURCE must point at the source tree}"
 limit="${BB_SLURM_TIMEOUT:-60}"
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 . "$here/slurm_cluster.sh"
+# shellcheck disable=SC2034  # read by bb_slurm_up
 BB_SLURM_GPUS=2
 bb_slurm_up
 

@@ -47,6 +47,11 @@ for ((i = 0; i < limit * 2; i++)); do
     sleep 0.5
 done
 [ "$(squeue -h -j "$id" -o %T)" = PENDING ] || { cat "$log"; echo "FAIL: job $id was not requeued"; exit 1; }
+# Release it once the node has cleaned up the first start, and not in the same second as the
+# requeue: an immediate release once ended the second start as FAILED before it printed a line
+# (slurmd compares the new job credential with the revoked one to the second).
+for ((i = 0; i < 60; i++)); do [ "$(sinfo -h -n bbnode -o %T)" = idle ] && break; sleep 0.5; done
+sleep 2
 scontrol update JobId="$id" StartTime=now
 bb_slurm_wait "$id" "$limit" || { cat "$log"; exit 1; }
 cat "$log"
