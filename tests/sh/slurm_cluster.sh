@@ -7,7 +7,8 @@
 #               from a generated slurm.conf in a fresh temporary directory, exports SLURM_CONF,
 #               and waits until the node is idle.
 #               Exits 77 (CTest SKIP) with the reason when that is impossible here (not root,
-#               packages missing, a daemon that does not start); installs an EXIT trap that
+#               packages missing, a daemon that does not start) or BB_SKIP_SLOW is set (the
+#               sanitizer pass of scripts/test); installs an EXIT trap that
 #               stops the daemons by their PIDs.
 # bb_slurm_wait JOBID SECONDS   waits until the job left the queue; fails after SECONDS.
 # bb_slurm_state JOBID          prints "STATE EXITCODE" of a job the controller still remembers.
@@ -48,6 +49,7 @@ bb_free_port() {
 }
 
 bb_slurm_up() {
+    [ -z "${BB_SKIP_SLOW:-}" ] || bb_skip "BB_SKIP_SLOW is set (the sanitizer pass; the regular build's run covers the recipes)"
     [ "$(id -u)" = 0 ] || bb_skip "starting munged and slurmd needs root (running as $(id -un))"
     local c
     for c in munged munge slurmctld slurmd sbatch srun scontrol squeue sinfo scancel runuser python3; do
