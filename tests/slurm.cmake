@@ -30,8 +30,7 @@ set_tests_properties(slurm.gpu_recipes PROPERTIES LABELS "slurm" TIMEOUT 300 PRO
   SKIP_RETURN_CODE 77 RUN_SERIAL ON ENVIRONMENT "${BB_E2E_ENV}")
 
 # Interrupt (SIGUSR1 to the batch shell), requeue, resume, compare with an uninterrupted run.
-# Needs `birdbone compress --resume` and its signal handling: off until those land.
-option(BB_TEST_SLURM_REQUEUE "Register slurm.requeue_resume (needs birdbone compress --resume)" OFF)
+option(BB_TEST_SLURM_REQUEUE "Register slurm.requeue_resume" ON)
 if(BB_TEST_SLURM_REQUEUE)
   add_test(NAME slurm.requeue_resume
     COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/sh/slurm_requeue.sh ${CMAKE_CURRENT_BINARY_DIR}/tmp/slurm_requeue/run

@@ -3,7 +3,7 @@
 #
 # bb_job_run LAUNCH...  runs `LAUNCH birdbone compress ...` for the run in BB_RUN_DIR:
 #   - nothing to do when BB_RUN_DIR/DONE exists (a finished run stays finished);
-#   - adds `--resume BB_RUN_DIR` when the directory holds a complete checkpoint;
+#   - continues with `--resume BB_RUN_DIR` when an earlier attempt started the run (config.yaml);
 #   - passes SIGUSR1 (sent by Slurm before the time limit: --signal=B:USR1@120) and SIGTERM
 #     (preemption, scancel) on to every rank, so birdbone stops at a wave boundary and exits 75;
 #   - after a SIGUSR1 or an exit status of 75 requeues the job (it must be submitted with
@@ -17,8 +17,8 @@
 #   BB_SET           extra overrides, KEY=VALUE separated by spaces (values without spaces)
 #   BB_MAX_RESTARTS  requeue at most this many times (default 20)
 #   BB_CKPT_GLOB     what a complete checkpoint looks like inside BB_RUN_DIR: patterns separated by
-#                    spaces (default wave_*.h5; checkpoints are renamed into place when complete,
-#                    so a match is complete)
+#                    spaces (default checkpoints/wave_*.h5.DONE: the marker birdbone writes after a
+#                    checkpoint is complete); only used for the log line
 
 : "${SLURM_SUBMIT_DIR:=$PWD}"
 BB_BIN=${BB_BIN:-$SLURM_SUBMIT_DIR/build/birdbone}
@@ -26,7 +26,7 @@ BB_CONFIG=${BB_CONFIG:-}
 BB_RUN_DIR=${BB_RUN_DIR:-$SLURM_SUBMIT_DIR/runs/${SLURM_JOB_NAME:-birdbone}}
 BB_SET=${BB_SET:-}
 BB_MAX_RESTARTS=${BB_MAX_RESTARTS:-20}
-BB_CKPT_GLOB=${BB_CKPT_GLOB:-wave_*.h5}
+BB_CKPT_GLOB=${BB_CKPT_GLOB:-checkpoints/wave_*.h5.DONE}
 BB_EX_TEMPFAIL=75
 
 bb_log() { printf '[bb-job %s] %s\n' "$(date -u +%H:%M:%S)" "$*"; }
@@ -44,24 +44,31 @@ bb_has_checkpoint() {
     return 1
 }
 
-# bb_job_args: the birdbone arguments for this attempt, in the array BB_ARGS.
+# bb_job_args: the birdbone arguments for this attempt, in the array BB_ARGS. A run directory
+# that an earlier attempt started (it holds config.yaml) is continued with `--resume RUN_DIR`,
+# which takes the configuration the run recorded (no -c/--set: the run must not change under
+# its own checkpoints) and starts from the dense model when no checkpoint was completed yet.
 bb_job_args() {
+    if [ -f "$BB_RUN_DIR/config.yaml" ]; then
+        local help
+        help="$("$BB_BIN" compress --help 2>&1 || true)"
+        if [[ "$help" == *--resume* ]]; then
+            BB_ARGS=(compress --resume "$BB_RUN_DIR")
+            if bb_has_checkpoint; then
+                bb_log "$BB_RUN_DIR holds a checkpoint: resuming from its last complete wave"
+            else
+                bb_log "$BB_RUN_DIR was started but holds no complete checkpoint: resuming from the dense model"
+            fi
+            return 0
+        fi
+        bb_log "warning: $BB_RUN_DIR was started but $BB_BIN has no --resume: starting over"
+    fi
     BB_ARGS=(compress)
     [ -z "$BB_CONFIG" ] || BB_ARGS+=(-c "$BB_CONFIG")
     BB_ARGS+=(--set "run.dir=$BB_RUN_DIR")
     local kv sets
     read -r -a sets <<< "$BB_SET"
     for kv in ${sets[@]+"${sets[@]}"}; do BB_ARGS+=(--set "$kv"); done
-    if bb_has_checkpoint; then
-        local help
-        help="$("$BB_BIN" compress --help 2>&1 || true)"
-        if [[ "$help" == *--resume* ]]; then
-            BB_ARGS+=(--resume "$BB_RUN_DIR")
-            bb_log "$BB_RUN_DIR holds a checkpoint: resuming from its last complete wave"
-        else
-            bb_log "warning: $BB_RUN_DIR holds a checkpoint but $BB_BIN has no --resume: starting over"
-        fi
-    fi
 }
 
 bb_job_requeue() {

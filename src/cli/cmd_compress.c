@@ -64,6 +64,7 @@ int bb_cmd_compress(int argc, char **argv) {
     }
     bb_dist d;
     if (bb_dist_init(&argc, &argv, &d) != BB_OK) return 1;
+    bb_run_install_signals();
     bb_run *r = NULL;
     bb_status st = bb_run_create(&d, path, sets, n_sets, flags, &r);
     if (st == BB_OK) st = bb_run_execute(r);

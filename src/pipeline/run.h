@@ -118,6 +118,9 @@ bb_status bb_run_record_tensors(bb_run *r);
 /* Keep a healing loss curve (copied) for metrics.json. */
 bb_status bb_run_add_curve(bb_run *r, int wave, const char *name, const float *loss, int n);
 void bb_state_free(bb_state *s); /* not collective; keeps the run's masks */
+/* SIGUSR1: stop after the wave in progress (exit 75 through r->preempted);
+ * SIGTERM: exit 75 at once (docs/pipeline.md). */
+void bb_run_install_signals(void);
 
 /* The model the next stage should evaluate: the working weights' derived model
  * once they exist, else the original. */

@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/events.h"
 #include "core/file.h"
@@ -60,9 +61,31 @@ typedef struct {
 } wave_loop;
 
 static volatile sig_atomic_t stop_signal;
-static void on_signal(int sig) { stop_signal = sig; }
 
-int bb_waves_stop_signal(void) { return (int)stop_signal; }
+/* SIGUSR1 (Slurm's warning before the time limit): finish the wave, write its
+ * files, stop. SIGTERM (preemption, scancel; SIGKILL follows after KillWait,
+ * 30 s by default): stop at once. Every file is written to a temporary name
+ * and renamed, and a checkpoint counts only with its DONE marker, so leaving
+ * mid-wave loses that wave's work and nothing else. */
+static void on_signal(int sig) {
+    if (sig == SIGTERM) {
+        static const char msg[] = "birdbone: SIGTERM: stopping now; continue with birdbone compress --resume RUN_DIR "
+                                  "(from the last complete wave)\n";
+        ssize_t w = write(STDERR_FILENO, msg, sizeof msg - 1);
+        (void)w;
+        _exit(75);
+    }
+    stop_signal = sig;
+}
+
+void bb_run_install_signals(void) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGUSR1, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+}
 
 static int64_t numel(const bb_tensor *t) { return bb_tensor_rows(t) * bb_tensor_cols(t); }
 
@@ -626,12 +649,6 @@ static bb_status loop_rank0(bb_run *r) {
 }
 
 bb_status bb_stage_waves(bb_run *r) {
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGUSR1, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
     bb_status st = r->dist->rank == 0 ? loop_rank0(r) : BB_OK;
     BB_CALL(bb_dist_agree(r->dist, st));
     double v[3] = {r->sparsity, (double)r->n_waves, (double)stop_signal};

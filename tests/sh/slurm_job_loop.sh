@@ -37,7 +37,14 @@ if [ "${2:-}" = --help ]; then
 fi
 echo "birdbone $*" >> "$FAKE_LOG"
 case "$FAKE_MODE" in
-complete) for a in "$@"; do case "$a" in run.dir=*) touch "${a#run.dir=}/DONE" ;; esac; done; exit 0 ;;
+complete)
+    prev=
+    for a in "$@"; do
+        case "$a" in run.dir=*) touch "${a#run.dir=}/DONE" ;; esac
+        [ "$prev" = --resume ] && touch "$a/DONE"
+        prev=$a
+    done
+    exit 0 ;;
 fail) echo "error: something the user must fix" >&2; exit 1 ;;
 tempfail) exit 75 ;;
 wait)
@@ -86,25 +93,29 @@ status 0
 [ -z "$log" ] || fail "finished: a DONE run was started again: $log"
 grep -q "is complete" "$t/finished.out" || fail "finished: no 'is complete' message"
 
+# a run an earlier attempt started (config.yaml) continues with --resume alone: no -c/--set
 rm -f "$t/run/DONE"
-touch "$t/run/wave_1.h5"
+touch "$t/run/config.yaml"
 job resume complete
 status 0
-expect "--resume $t/run"
-
-rm -f "$t/run/DONE" "$t/run/wave_1.h5"
-mkdir -p "$t/run/ckpt"
-touch "$t/run/ckpt/w1.h5"
-BB_CKPT_GLOB="wave_*.h5 ckpt/*.h5" job resume-glob complete
-status 0
-expect "--resume $t/run"
+expect "birdbone compress --resume $t/run"
+refuse "run.dir="
+grep -q "holds no complete checkpoint: resuming from the dense model" "$t/resume.out" || fail "resume: no log line"
 
 rm -f "$t/run/DONE"
-touch "$t/run/wave_1.h5"
+mkdir -p "$t/run/ckpt"
+touch "$t/run/ckpt/w1.h5"
+BB_CKPT_GLOB="checkpoints/*.DONE ckpt/*.h5" job resume-glob complete
+status 0
+expect "birdbone compress --resume $t/run"
+grep -q "holds a checkpoint: resuming from its last complete wave" "$t/resume-glob.out" || fail "resume-glob: no log line"
+
+rm -f "$t/run/DONE"
 FAKE_RESUME=0 job no-resume-flag complete
 status 0
 refuse "--resume"
 grep -q "has no --resume: starting over" "$t/no-resume-flag.out" || fail "no-resume-flag: no warning"
+rm -f "$t/run/config.yaml"
 
 rm -f "$t/run/DONE"
 job tempfail tempfail

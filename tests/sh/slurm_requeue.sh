@@ -22,7 +22,7 @@ bb_slurm_up
 rm -rf "$dir" "$dir.slurm"
 mkdir -p "$(dirname "$dir")"
 sets=(--set prune.per_wave=0.05 --set waves.count=8)
-ckpt="${BB_CKPT_GLOB:-wave_*.h5}"
+ckpt="${BB_CKPT_GLOB:-checkpoints/wave_*.h5.DONE}"
 id="$("$src/slurm/submit" cpu --name bbtest-requeue --run-dir "$dir" --ranks 2 --cpus-per-rank 1 --mem 1G \
       --time 10 --partition debug --birdbone "$bin" -c "$src/configs/default.yaml" "${sets[@]}" --parsable)"
 log="$dir/logs/bbtest-requeue-$id.out"
