@@ -37,3 +37,11 @@ foreach(r 1 2)
   set_tests_properties(mpi.pipe_fail_${r}of3 PROPERTIES LABELS "mpi" TIMEOUT 150 PROCESSORS 3
     ENVIRONMENT "${BB_MPI_ENV};BB_INJECT_FAIL=${r}:calib;OPENBLAS_NUM_THREADS=1")
 endforeach()
+
+# The whole default run (waves, stop-loss rollback, checkpoints, history, GPTQ, GGUF) on 1-4 ranks: the same
+# model.gguf bytes and the same checkpoint, wave and history contents (backend.threads=1 on every rank).
+add_test(NAME mpi.ranks_identical
+  COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/sh/ranks_identical.sh ${CMAKE_CURRENT_BINARY_DIR}/tmp/ranks
+          ${MPIEXEC_EXECUTABLE} ${MPIEXEC_NUMPROC_FLAG})
+set_tests_properties(mpi.ranks_identical PROPERTIES LABELS "mpi;e2e" TIMEOUT 900 PROCESSORS 4
+  ENVIRONMENT "${BB_MPI_ENV};BIRDBONE=$<TARGET_FILE:birdbone>;BB_SOURCE=${PROJECT_SOURCE_DIR}")

@@ -12,6 +12,7 @@
 #include "model/eval.h"
 #include "model/sample.h"
 #include "pipeline/run.h"
+#include "pipeline/stages.h"
 
 /* Windows sampled for synthetic models when eval.max_windows is 0 (all). */
 #define SYNTH_EVAL_WINDOWS 32
@@ -58,6 +59,13 @@ static bb_status sample_shared(bb_run *r, bb_forward *f, const char *stream, int
     return BB_OK;
 }
 
+/* The whole dense model for sampling streams from a synthetic model (every
+ * rank samples its share of the sequences), made on first use. */
+static bb_status sampler(bb_run *r, bb_forward **f, int ctx) {
+    bb_status st = *f ? BB_OK : bb_forward_create(r->model, ctx, f);
+    return bb_dist_agree(r->dist, st);
+}
+
 static bb_status tokenize_text(bb_run *r, const char *path, bb_tokens *out) {
     char *text = NULL;
     size_t len = 0;
@@ -78,7 +86,7 @@ static bb_status tokenize_text(bb_run *r, const char *path, bb_tokens *out) {
 }
 
 /* The evaluation stream: a token file, a text, or (synthetic models) sampled. */
-static bb_status eval_tokens(bb_run *r, bb_forward *f, bb_tokens *t, const char **origin) {
+static bb_status eval_tokens(bb_run *r, bb_forward **f, int ctx, bb_tokens *t, const char **origin) {
     const bb_config *c = &r->cfg;
     if (c->data.eval_tokens[0]) {
         *origin = c->data.eval_tokens;
@@ -92,10 +100,11 @@ static bb_status eval_tokens(bb_run *r, bb_forward *f, bb_tokens *t, const char 
              "no evaluation data: set data.eval (a text file) or data.eval_tokens for %s", r->model->path);
     *origin = "sampled from the dense synthetic model";
     int nw = c->eval.max_windows > 0 ? (int)c->eval.max_windows : SYNTH_EVAL_WINDOWS;
-    return sample_shared(r, f, "eval", nw, (int)c->eval.n_ctx, t);
+    BB_CALL(sampler(r, f, ctx));
+    return sample_shared(r, *f, "eval", nw, (int)c->eval.n_ctx, t);
 }
 
-static bb_status calib_tokens(bb_run *r, bb_forward *f, bb_tokens *t, const char **origin) {
+static bb_status calib_tokens(bb_run *r, bb_forward **f, int ctx, bb_tokens *t, const char **origin) {
     const bb_config *c = &r->cfg;
     if (c->data.calib_tokens[0]) {
         *origin = c->data.calib_tokens;
@@ -109,7 +118,8 @@ static bb_status calib_tokens(bb_run *r, bb_forward *f, bb_tokens *t, const char
              "no calibration data: set data.calib (a text file, never the evaluation text) or data.calib_tokens for %s",
              r->model->path);
     *origin = "sampled from the dense synthetic model";
-    return sample_shared(r, f, "calib", (int)c->calib.samples, (int)c->calib.seq_len, t);
+    BB_CALL(sampler(r, f, ctx));
+    return sample_shared(r, *f, "calib", (int)c->calib.samples, (int)c->calib.seq_len, t);
 }
 
 static bb_status write_tokens(bb_run *r, const char *name, const bb_tokens *t) {
@@ -159,10 +169,10 @@ bb_status bb_stage_baseline(bb_run *r) {
     bb_tokens ev = {0}, cal = {0};
     bb_logprobs ref = {0};
     const char *ev_origin = "", *cal_origin = "";
-    bb_status st = bb_forward_create(r->model, ctx, &f);
-    BB_CALL_GOTO(st, out, bb_dist_agree(r->dist, st));
-    BB_CALL_GOTO(st, out, eval_tokens(r, f, &ev, &ev_origin));
-    BB_CALL_GOTO(st, out, calib_tokens(r, f, &cal, &cal_origin));
+    bb_status st;
+    BB_CALL_GOTO(st, out, eval_tokens(r, &f, ctx, &ev, &ev_origin));
+    BB_CALL_GOTO(st, out, calib_tokens(r, &f, ctx, &cal, &cal_origin));
+    bb_forward_destroy(&f);
     r->eval_tokens = ev.n;
     r->calib_tokens = cal.n;
     bb_info("eval    %lld tokens (%s)", (long long)ev.n, ev_origin);
@@ -172,32 +182,23 @@ bb_status bb_stage_baseline(bb_run *r) {
     BB_CALL_GOTO(st, out, bb_dist_agree(r->dist, st));
     st = r->dist->rank == 0 ? spectral_scan(r) : BB_OK;
     BB_CALL_GOTO(st, out, bb_dist_agree(r->dist, st));
-    /* Rank 0 evaluates; the reference log-probabilities stay with the run for KLD later. */
-    if (r->dist->rank == 0) {
-        bb_ppl_opts o = {.n_ctx = (int)c->eval.n_ctx, .max_windows = (int)c->eval.max_windows,
-                         .bos_id = r->model->cfg.bos_id};
-        bb_ppl_result res;
-        bb_event_begin("eval.dense");
-        st = bb_eval_perplexity(f, ev.ids, ev.n, &o, &res, c->eval.kld ? &ref : NULL, NULL, NULL);
-        bb_event_end("eval.dense", 0, 0);
-        if (st == BB_OK) {
-            r->dense_ppl = res.ppl;
-            r->dense_ppl_err = res.ppl_err;
-            bb_info("dense   PPL %.4f +/- %.4f (n_ctx %d, %d windows, %lld tokens scored)", res.ppl, res.ppl_err,
-                    res.n_ctx, res.n_windows, (long long)res.n_scored);
-        }
-        if (st == BB_OK && c->eval.kld) {
-            char path[1200];
-            snprintf(path, sizeof path, "%s/dense.bblp", c->run.dir);
-            st = bb_logprobs_write(path, &ref);
-        }
+    /* The dense perplexity, pipelined over the plan; the head rank keeps the
+     * reference log-probabilities (dense.bblp) for the KLD of every later evaluation. */
+    bb_ppl_result res;
+    bb_event_begin("eval.dense");
+    st = bb_run_evaluate(r, r->model, &ev, &res, c->eval.kld ? &ref : NULL, NULL, NULL);
+    bb_event_end("eval.dense", 0, 0);
+    BB_CALL_GOTO(st, out, st);
+    r->dense_ppl = res.ppl;
+    r->dense_ppl_err = res.ppl_err;
+    bb_info("dense   PPL %.4f +/- %.4f (n_ctx %d, %d windows, %lld tokens scored)", res.ppl, res.ppl_err, res.n_ctx,
+            res.n_windows, (long long)res.n_scored);
+    if (c->eval.kld && r->dist->rank == bb_plan_head_rank(&r->plan)) {
+        char path[1200];
+        snprintf(path, sizeof path, "%s/dense.bblp", c->run.dir);
+        st = bb_logprobs_write(path, &ref);
     }
     BB_CALL_GOTO(st, out, bb_dist_agree(r->dist, st));
-    double v[2] = {r->dense_ppl, r->dense_ppl_err};
-    BB_CHECK_GOTO(st, out, MPI_Bcast(v, 2, MPI_DOUBLE, 0, r->dist->comm) == MPI_SUCCESS, BB_ERR_MPI,
-                  "broadcast of the dense perplexity failed");
-    r->dense_ppl = v[0];
-    r->dense_ppl_err = v[1];
 out:
     bb_logprobs_free(&ref);
     bb_tokens_free(&ev);

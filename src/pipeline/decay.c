@@ -61,31 +61,21 @@ static bb_status calib_stream(bb_run *r, bb_tokens *windows, const bb_tokens **s
     return BB_OK;
 }
 
-/* The calibration statistics of the current weights, replacing the run's. */
+/* The calibration statistics of the current weights, replacing the run's. Collective. */
 bb_status bb_run_recalibrate(bb_run *r) {
-    const bb_config *c = &r->cfg;
     const bb_model *m = bb_run_current_model(r);
     bb_tokens windows = {0};
     const bb_tokens *stream;
     bb_calib *fresh = NULL;
-    bb_forward *f = NULL;
-    bb_calib_opts o;
-    bb_status st;
-    BB_CALL_GOTO(st, out, calib_stream(r, &windows, &stream));
-    BB_CALL_GOTO(st, out, bb_calib_opts_from_config(c, &o));
-    BB_CALL_GOTO(st, out, bb_calib_create(m, &o, &fresh));
-    BB_CALL_GOTO(st, out, bb_forward_create(m, stream->seq_len, &f));
-    int mb = (int)(c->calib.micro_batch < stream->n_seq ? c->calib.micro_batch : stream->n_seq);
-    BB_CALL_GOTO(st, out, bb_calib_run(fresh, f, stream, mb));
+    bb_status st = calib_stream(r, &windows, &stream);
+    st = bb_dist_agree(r->dist, st);
+    if (st == BB_OK) st = bb_run_calibrate(r, m, stream, &fresh);
+    bb_tokens_free(&windows);
+    BB_CALL(st);
     bb_calib_destroy(&r->stats);
     r->stats = fresh;
     r->stats_stale = 0;
-    fresh = NULL;
-out:
-    bb_calib_destroy(&fresh);
-    bb_forward_destroy(&f);
-    bb_tokens_free(&windows);
-    return st;
+    return BB_OK;
 }
 
 /* H (f32, full) and xnorm of the input of linear `kind` of `layer`, into d's scratch. */
@@ -147,22 +137,30 @@ static bb_status obs_scores(decay *d, const char *name, int64_t rows, int64_t co
 }
 
 /* The usage maps of every matrix from the current weights and statistics:
- * u_b (mean Wanda score per block) and s_b = u_b / u_max over the model. */
+ * u_b (mean Wanda score per block) and s_b = u_b / u_max over the model. Each
+ * rank maps its own matrices; u_max is a MAX reduction (exact, so the same for
+ * any rank count). Collective. */
 static bb_status usage_maps(decay *d) {
-    d->u_max = 0;
-    for (int i = 0; i < d->n_mat; i++) {
+    double umax = 0;
+    bb_status st = BB_OK;
+    for (int i = 0; i < d->n_mat && st == BB_OK; i++) {
+        if (!bb_run_mine(d->r, i)) continue;
         int l = i / BB_LIN_COUNT;
         bb_linear_kind k = (bb_linear_kind)(i % BB_LIN_COUNT);
         const bb_tensor *t = d->tensors[i];
         int64_t rows = bb_tensor_rows(t), cols = bb_tensor_cols(t);
-        BB_CALL(load_stats(d, l, k, cols));
-        BB_CALL(bb_usage_blocks(t->name, &d->ub, rows, cols, bb_weights_linear(d->w, l, k), d->xnorm, d->u[i]));
+        st = load_stats(d, l, k, cols);
+        if (st == BB_OK)
+            st = bb_usage_blocks(t->name, &d->ub, rows, cols, bb_weights_linear(d->w, l, k), d->xnorm, d->u[i]);
         double m = bb_usage_max(d->u[i], d->n_blocks[i]);
-        if (m > d->u_max) d->u_max = m;
+        if (st == BB_OK && m > umax) umax = m;
     }
-    /* One rank holds every block; with sharding, u_max is MPI_MAX-reduced here. */
-    for (int i = 0; i < d->n_mat; i++) BB_CALL(bb_usage_normalize(d->u[i], d->n_blocks[i], d->u_max, d->s[i]));
-    return BB_OK;
+    BB_CALL(bb_dist_agree(d->r->dist, st));
+    BB_CHECK(MPI_Allreduce(&umax, &d->u_max, 1, MPI_DOUBLE, MPI_MAX, d->r->dist->comm) == MPI_SUCCESS, BB_ERR_MPI,
+             "the usage maximum's reduction failed");
+    for (int i = 0; i < d->n_mat && st == BB_OK; i++)
+        if (bb_run_mine(d->r, i)) st = bb_usage_normalize(d->u[i], d->n_blocks[i], d->u_max, d->s[i]);
+    return bb_dist_agree(d->r->dist, st);
 }
 
 /* OWL per-layer target sparsities from the outlier ratios of the current
@@ -173,6 +171,7 @@ static bb_status owl_ratios(decay *d) {
     BB_CALL(bb_calloc((void **)&ratio, (size_t)d->n_layers, sizeof(double), "OWL outlier ratios"));
     bb_status st = BB_OK;
     for (int l = 0; l < d->n_layers && st == BB_OK; l++) {
+        if (!bb_run_mine(d->r, l * BB_LIN_COUNT)) continue; /* its owner measures it */
         double sum = 0;
         int64_t n = 0, count = 0;
         for (int pass = 0; pass < 2 && st == BB_OK; pass++)
@@ -193,6 +192,11 @@ static bb_status owl_ratios(decay *d) {
             }
         ratio[l] = n ? (double)count / (double)n : 0;
     }
+    /* every layer's ratio everywhere: one owner per entry, the others add 0 (exact) */
+    st = bb_dist_agree(d->r->dist, st);
+    if (st == BB_OK && d->r->dist->size > 1 &&
+        MPI_Allreduce(MPI_IN_PLACE, ratio, d->n_layers, MPI_DOUBLE, MPI_SUM, d->r->dist->comm) != MPI_SUCCESS)
+        st = bb_error(BB_ERR_MPI, __FILE__, __LINE__, "gathering the OWL outlier ratios failed");
     if (st == BB_OK) st = bb_owl_ratios(d->n_layers, ratio, c->prune.target, c->prune.owl_lambda, d->owl);
     free(ratio);
     BB_CALL(st);
@@ -243,6 +247,7 @@ static bb_status more_to_prune(decay *d, int *more) {
     if (d->one_shot) return BB_OK;
     memset(d->score, 0, sizeof(float) * (size_t)d->max_numel);
     for (int i = 0; i < d->n_mat && !*more; i++) {
+        if (!bb_run_mine(d->r, i)) continue;
         const bb_tensor *t = d->tensors[i];
         bb_mask *copy = NULL;
         int64_t removed = 0;
@@ -261,6 +266,19 @@ bb_status bb_decay_save(bb_run *r, int k, const bb_wave_metrics *m) {
     decay *d = r->decay;
     if (!d) return BB_OK;
     const bb_config *c = d->c;
+    /* rank 0 writes the file: the usage maps of the other ranks' matrices come to it (the masks came with
+     * bb_run_gather_state) */
+    for (int i = 0; i < d->n_mat && r->dist->size > 1; i++) {
+        int owner = bb_run_owner(r, i), me = r->dist->rank;
+        if (owner == 0 || (me != 0 && me != owner)) continue;
+        int n = (int)(2 * d->n_blocks[i]), rc;
+        if (me == owner)
+            rc = MPI_Send(d->u[i], n, MPI_DOUBLE, 0, 4343, r->dist->comm);
+        else
+            rc = MPI_Recv(d->u[i], n, MPI_DOUBLE, owner, 4343, r->dist->comm, MPI_STATUS_IGNORE);
+        BB_CHECK(rc == MPI_SUCCESS, BB_ERR_MPI, "moving the usage map of %s failed", d->tensors[i]->name);
+    }
+    if (r->dist->rank != 0) return bb_dist_agree(r->dist, BB_OK);
     int64_t kept = 0, total = 0;
     for (int i = 0; i < d->n_mat; i++) {
         kept += bb_mask_count(r->masks[i]);
@@ -292,7 +310,7 @@ bb_status bb_decay_save(bb_run *r, int k, const bb_wave_metrics *m) {
     bb_event_begin("decay.write");
     bb_status st = bb_wave_h5_write(path, &wf);
     bb_event_end("decay.write", 0, 0);
-    return st;
+    return bb_dist_agree(r->dist, st);
 }
 
 bb_status bb_decay_wave(bb_run *r, int k, int64_t *removed_out) {
@@ -318,6 +336,7 @@ bb_status bb_decay_wave(bb_run *r, int k, int64_t *removed_out) {
     bb_event_begin("decay.prune");
     bb_status st = BB_OK;
     for (int i = 0; i < d->n_mat && st == BB_OK; i++) {
+        if (!bb_run_mine(r, i)) continue;
         int64_t now = 0;
         st = prune_matrix(d, i, &now);
         removed += now;
@@ -325,7 +344,9 @@ bb_status bb_decay_wave(bb_run *r, int k, int64_t *removed_out) {
     }
     bb_event_end("decay.prune", 0, 0);
     bb_progress_end(&pr);
-    BB_CALL(st);
+    BB_CALL(bb_dist_agree(r->dist, st));
+    BB_CHECK(MPI_Allreduce(MPI_IN_PLACE, &removed, 1, MPI_INT64_T, MPI_SUM, r->dist->comm) == MPI_SUCCESS, BB_ERR_MPI,
+             "summing the weights removed failed");
     if (removed) r->stats_stale = 1;
     *removed_out = removed;
     return BB_OK;
@@ -333,7 +354,12 @@ bb_status bb_decay_wave(bb_run *r, int k, int64_t *removed_out) {
 
 bb_status bb_decay_more(bb_run *r, int *more) {
     *more = 0;
-    return r->decay ? more_to_prune(r->decay, more) : BB_OK;
+    bb_status st = r->decay ? more_to_prune(r->decay, more) : BB_OK;
+    BB_CALL(bb_dist_agree(r->dist, st));
+    int mine = *more;
+    BB_CHECK(MPI_Allreduce(&mine, more, 1, MPI_INT, MPI_MAX, r->dist->comm) == MPI_SUCCESS, BB_ERR_MPI,
+             "the decay's continuation vote failed");
+    return BB_OK;
 }
 
 const double *bb_decay_layer_targets(const bb_run *r) {
@@ -384,7 +410,7 @@ static bb_status setup(decay *d, bb_run *r) {
     BB_CALL(bb_calloc((void **)&d->n_blocks, (size_t)d->n_mat, sizeof *d->n_blocks, "usage block counts"));
     BB_CALL(bb_run_masks(r));
     for (int i = 0; i < d->n_mat; i++) {
-        const bb_tensor *t = bb_weights_tensor(d->w, i / BB_LIN_COUNT, (bb_linear_kind)(i % BB_LIN_COUNT));
+        const bb_tensor *t = bb_layer_linear(&r->model->layers[i / BB_LIN_COUNT], (bb_linear_kind)(i % BB_LIN_COUNT));
         int64_t rows = bb_tensor_rows(t), cols = bb_tensor_cols(t);
         d->tensors[i] = t;
         d->n_blocks[i] = bb_usage_block_count(&d->ub, rows, cols);

@@ -45,6 +45,14 @@ int bb_quantize_file_type(int type) {
     }
 }
 
+/* Which tensors this process quantizes: [i0, i1) of the layer-major linear
+ * weights, and the ranks to agree with (NULL: one process, all tensors). The
+ * plan gives each rank a contiguous range, in rank order. */
+typedef struct {
+    const bb_dist *d;
+    int i0, i1;
+} part;
+
 /* One linear weight's inputs to a quantizer: H as f32 (converted from f64 statistics) or NULL. */
 typedef struct {
     bb_quant_input in;
@@ -91,9 +99,39 @@ static bb_status usage_score(bb_weights *w, bb_calib *stats, int l, bb_linear_ki
     return BB_OK;
 }
 
+/* Every rank's block tables to every rank, in tensor order (the plan's ranges
+ * are contiguous and in rank order): then each rank's assignment is the same
+ * pure function of the same bytes. The tables are plain data. */
+static bb_status gather_tables(const part *pt, bb_budget_block *blocks, int n, bb_status st) {
+    const bb_dist *d = pt->d;
+    BB_CALL(bb_dist_agree(d, st));
+    int ranges[2] = {pt->i0, pt->i1}, *all = NULL, *counts = NULL, *displs = NULL;
+    st = bb_calloc((void **)&all, (size_t)d->size * 4, sizeof(int), "budget gather counts");
+    if (st == BB_OK && MPI_Allgather(ranges, 2, MPI_INT, all, 2, MPI_INT, d->comm) != MPI_SUCCESS)
+        st = bb_error(BB_ERR_MPI, __FILE__, __LINE__, "gathering the budget ranges failed");
+    if (st == BB_OK) {
+        counts = all + 2 * d->size;
+        displs = counts + d->size;
+        int64_t covered = 0;
+        for (int q = 0; q < d->size; q++) {
+            int a = all[2 * q], b = all[2 * q + 1];
+            counts[q] = (b - a) * (int)sizeof *blocks;
+            displs[q] = a * (int)sizeof *blocks;
+            covered += b - a;
+        }
+        if (covered != n) st = bb_error(BB_ERR_INTERNAL, __FILE__, __LINE__, "the ranks' tensors cover %lld of %d",
+                                        (long long)covered, n);
+    }
+    if (st == BB_OK && MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_BYTE, blocks, counts, displs, MPI_BYTE, d->comm) !=
+                           MPI_SUCCESS)
+        st = bb_error(BB_ERR_MPI, __FILE__, __LINE__, "gathering the budget tables failed");
+    free(all);
+    return st;
+}
+
 /* The stored type of every tensor (types[l * 7 + k]) from the budget. */
 static bb_status budget_types(const bb_config *cfg, bb_weights *w, bb_calib *stats, const bb_quantizer *qz,
-                              const bb_quant_opts *qo, int *types, bb_budget_summary *sum) {
+                              const bb_quant_opts *qo, int *types, bb_budget_summary *sum, const part *pt) {
     int L = bb_weights_model(w)->cfg.n_layers, n = L * BB_LIN_COUNT;
     bb_budget_opts bo;
     bb_budget_opts_default(&bo);
@@ -105,12 +143,17 @@ static bb_status budget_types(const bb_config *cfg, bb_weights *w, bb_calib *sta
     if (st == BB_OK) st = bb_calloc((void **)&choice, (size_t)n, sizeof *choice, "budget choices");
     if (st == BB_OK) st = bb_calloc((void **)&usage, (size_t)n, sizeof *usage, "usage scores");
     double umax = 0;
-    for (int i = 0; st == BB_OK && i < n; i++) {
+    for (int i = pt->i0; st == BB_OK && i < pt->i1; i++) {
         st = usage_score(w, stats, i / BB_LIN_COUNT, (bb_linear_kind)(i % BB_LIN_COUNT), &usage[i]);
         if (usage[i] > umax) umax = usage[i];
     }
+    if (pt->d) { /* s_b = u_b / max over the model: a MAX reduction (exact) */
+        st = bb_dist_agree(pt->d, st);
+        if (st == BB_OK && MPI_Allreduce(MPI_IN_PLACE, &umax, 1, MPI_DOUBLE, MPI_MAX, pt->d->comm) != MPI_SUCCESS)
+            st = bb_error(BB_ERR_MPI, __FILE__, __LINE__, "the usage maximum's reduction failed");
+    }
     int measure = !strcmp(bo.policy, "lagrange") || !strcmp(bo.policy, "optimal") || bo.fortress_top > 0;
-    for (int i = 0; st == BB_OK && i < n; i++) {
+    for (int i = pt->i0; st == BB_OK && i < pt->i1; i++) {
         int l = i / BB_LIN_COUNT;
         bb_linear_kind k = (bb_linear_kind)(i % BB_LIN_COUNT);
         const bb_tensor *t = bb_weights_tensor(w, l, k);
@@ -123,6 +166,7 @@ static bb_status budget_types(const bb_config *cfg, bb_weights *w, bb_calib *sta
             free(li.h_own);
         }
     }
+    if (pt->d) st = gather_tables(pt, blocks, n, st);
     if (st == BB_OK && bo.fortress_top > 0) {
         int64_t made = 0;
         st = bb_budget_fortress_top(bo.fortress_top, blocks, n, &made);
@@ -162,6 +206,9 @@ static bb_status budget_types(const bb_config *cfg, bb_weights *w, bb_calib *sta
     return st;
 }
 
+static bb_status quantize_part(const bb_config *cfg, bb_weights *w, bb_calib *stats, const part *pt,
+                               bb_quantized **out);
+
 bb_status bb_quantize_model(const bb_config *cfg, bb_weights *w, bb_calib *stats, bb_quantized **out) {
     *out = NULL;
     const bb_model *m = bb_weights_model(w);
@@ -169,11 +216,19 @@ bb_status bb_quantize_model(const bb_config *cfg, bb_weights *w, bb_calib *stats
     bb_weights_range(w, &l0, &l1);
     BB_CHECK(l0 == 0 && l1 == m->cfg.n_layers, BB_ERR_ARG,
              "quantization needs the working weights of every layer (have [%d, %d) of %d)", l0, l1, m->cfg.n_layers);
+    part pt = {NULL, 0, m->cfg.n_layers * BB_LIN_COUNT};
+    return quantize_part(cfg, w, stats, &pt, out);
+}
+
+static bb_status quantize_part(const bb_config *cfg, bb_weights *w, bb_calib *stats, const part *pt,
+                               bb_quantized **out) {
+    *out = NULL;
+    const bb_model *m = bb_weights_model(w);
     BB_CHECK(strcmp(cfg->quant.method, "none") != 0, BB_ERR_CONFIG, "quant.method is none: nothing to quantize");
     const bb_quantizer *qz;
     BB_CALL(bb_quant_get(cfg->quant.method, &qz));
     BB_CHECK(
-        stats || strcmp(cfg->quant.method, "gptq") != 0, BB_ERR_CONFIG,
+        stats || pt->i0 == pt->i1 || strcmp(cfg->quant.method, "gptq") != 0, BB_ERR_CONFIG,
         "quant.method gptq needs calibration statistics (data.calib; birdbone export --calib): none were collected; "
         "give calibration text or use quant.method rtn");
     bb_quant_opts qo;
@@ -189,8 +244,8 @@ bb_status bb_quantize_model(const bb_config *cfg, bb_weights *w, bb_calib *stats
     int64_t per_type[BB_GGML_TYPE_COUNT] = {0};
     bb_status st = bb_calloc((void **)&q->q, (size_t)n + 1, sizeof *q->q, "quantized tensors");
     if (st == BB_OK) st = bb_calloc((void **)&types, (size_t)n + 1, sizeof *types, "tensor types");
-    if (st == BB_OK && auto_type) st = budget_types(cfg, w, stats, qz, &qo, types, &q->sum);
-    for (int i = 0; st == BB_OK && i < n; i++) {
+    if (st == BB_OK && auto_type) st = budget_types(cfg, w, stats, qz, &qo, types, &q->sum, pt);
+    for (int i = pt->i0; st == BB_OK && i < pt->i1; i++) {
         int l = i / BB_LIN_COUNT;
         bb_linear_kind k = (bb_linear_kind)(i % BB_LIN_COUNT);
         lin_input li;
@@ -209,6 +264,17 @@ bb_status bb_quantize_model(const bb_config *cfg, bb_weights *w, bb_calib *stats
         per_type[res->type] += res->rows * res->cols;
     }
     free(types);
+    if (pt->d) { /* totals over ranks: integer sums */
+        st = bb_dist_agree(pt->d, st);
+        int64_t v[2 + BB_GGML_TYPE_COUNT];
+        v[0] = q->weights, v[1] = q->bits;
+        memcpy(v + 2, per_type, sizeof per_type);
+        if (st == BB_OK &&
+            MPI_Allreduce(MPI_IN_PLACE, v, 2 + BB_GGML_TYPE_COUNT, MPI_INT64_T, MPI_SUM, pt->d->comm) != MPI_SUCCESS)
+            st = bb_error(BB_ERR_MPI, __FILE__, __LINE__, "summing the quantized sizes failed");
+        q->weights = v[0], q->bits = v[1];
+        memcpy(per_type, v + 2, sizeof per_type);
+    }
     if (st != BB_OK) {
         bb_quantized_destroy(&q);
         return bb_trace(st, __FILE__, __LINE__, "bb_quantize_model");
@@ -222,49 +288,86 @@ bb_status bb_quantize_model(const bb_config *cfg, bb_weights *w, bb_calib *stats
 
 /* ---- the stage ---- */
 
+/* The quantized model's perplexity and KLD, pipelined over the plan (every
+ * owner's working weights hold what its tensors store). Collective. */
 static bb_status evaluate(bb_run *r) {
     const bb_config *c = &r->cfg;
     char path[1200];
     bb_tokens ev = {0};
     bb_logprobs ref = {0};
-    bb_forward *f = NULL;
     snprintf(path, sizeof path, "%s/eval.tokens", c->run.dir);
     bb_status st = bb_tokens_read(path, r->model->cfg.vocab_size, &ev);
     if (st == BB_OK && c->eval.kld) {
         snprintf(path, sizeof path, "%s/dense.bblp", c->run.dir);
         st = bb_logprobs_read(path, &ref);
     }
-    if (st == BB_OK) st = bb_forward_create(bb_run_current_model(r), (int)c->eval.n_ctx, &f);
+    st = bb_dist_agree(r->dist, st);
+    bb_ppl_result pr;
+    bb_kld_result kr = {0};
     if (st == BB_OK) {
-        bb_ppl_opts o = {
-            .n_ctx = (int)c->eval.n_ctx, .max_windows = (int)c->eval.max_windows, .bos_id = r->model->cfg.bos_id};
-        bb_ppl_result pr;
-        bb_kld_result kr;
         bb_event_begin("eval.quant");
-        st = bb_eval_perplexity(f, ev.ids, ev.n, &o, &pr, NULL, c->eval.kld ? &ref : NULL, &kr);
+        st = bb_run_evaluate(r, bb_run_current_model(r), &ev, &pr, NULL, c->eval.kld ? &ref : NULL,
+                             c->eval.kld ? &kr : NULL);
         bb_event_end("eval.quant", 0, 0);
-        if (st == BB_OK) {
-            r->quant_ppl = pr.ppl;
-            r->quant_kld = c->eval.kld ? kr.kld_mean : 0;
-            r->quant_top1 = c->eval.kld ? kr.top1 : 0;
-            if (c->eval.kld)
-                bb_info("quant   PPL %.4f +/- %.4f (dense %.4f, %+.2f%%); KLD mean %.5f, p99 %.4f; top-1 %.4f", pr.ppl,
-                        pr.ppl_err, r->dense_ppl, 100 * (pr.ppl / r->dense_ppl - 1), kr.kld_mean, kr.kld_p99, kr.top1);
-            else
-                bb_info("quant   PPL %.4f +/- %.4f (dense %.4f, %+.2f%%)", pr.ppl, pr.ppl_err, r->dense_ppl,
-                        100 * (pr.ppl / r->dense_ppl - 1));
-        }
     }
-    bb_forward_destroy(&f);
+    if (st == BB_OK) {
+        r->quant_ppl = pr.ppl;
+        r->quant_kld = c->eval.kld ? kr.kld_mean : 0;
+        r->quant_top1 = c->eval.kld ? kr.top1 : 0;
+        if (c->eval.kld)
+            bb_info("quant   PPL %.4f +/- %.4f (dense %.4f, %+.2f%%); KLD mean %.5f, p99 %.4f; top-1 %.4f", pr.ppl,
+                    pr.ppl_err, r->dense_ppl, 100 * (pr.ppl / r->dense_ppl - 1), kr.kld_mean, kr.kld_p99, kr.top1);
+        else
+            bb_info("quant   PPL %.4f +/- %.4f (dense %.4f, %+.2f%%)", pr.ppl, pr.ppl_err, r->dense_ppl,
+                    100 * (pr.ppl / r->dense_ppl - 1));
+    }
     bb_logprobs_free(&ref);
     bb_tokens_free(&ev);
     return st;
 }
 
-static bb_status quantize_rank0(bb_run *r) {
+/* Tensor i's quantized blocks from its owner to rank 0, which writes the GGUF. */
+static bb_status move_result(bb_run *r, bb_quantized *q, int i) {
+    int owner = bb_run_owner(r, i), me = r->dist->rank;
+    if (owner <= 0 || (me != 0 && me != owner)) return BB_OK;
+    MPI_Comm comm = r->dist->comm;
+    int64_t hdr[5] = {0};
+    double dd[1] = {0};
+    if (me == owner) {
+        const bb_quant_result *x = q->q[i];
+        hdr[0] = x->type, hdr[1] = x->rows, hdr[2] = x->cols, hdr[3] = x->fell_back, hdr[4] = x->dead;
+        dd[0] = x->damp;
+        int rc = MPI_Send(hdr, 5, MPI_INT64_T, 0, 4444, comm);
+        if (rc == MPI_SUCCESS) rc = MPI_Send(dd, 1, MPI_DOUBLE, 0, 4444, comm);
+        if (rc == MPI_SUCCESS) rc = MPI_Send(x->blocks, (int)(x->rows * (int64_t)x->row_bytes), MPI_BYTE, 0, 4444, comm);
+        BB_CHECK(rc == MPI_SUCCESS, BB_ERR_MPI, "sending tensor %d's quantized blocks to rank 0 failed", i);
+        return BB_OK;
+    }
+    int rc = MPI_Recv(hdr, 5, MPI_INT64_T, owner, 4444, comm, MPI_STATUS_IGNORE);
+    if (rc == MPI_SUCCESS) rc = MPI_Recv(dd, 1, MPI_DOUBLE, owner, 4444, comm, MPI_STATUS_IGNORE);
+    BB_CHECK(rc == MPI_SUCCESS, BB_ERR_MPI, "receiving tensor %d's quantized blocks from rank %d failed", i, owner);
+    bb_quant_result_destroy(&q->q[i]);
+    BB_CALL(bb_quant_result_create((int)hdr[0], hdr[1], hdr[2], &q->q[i]));
+    bb_quant_result *x = q->q[i];
+    x->fell_back = (int)hdr[3];
+    x->dead = hdr[4];
+    x->damp = dd[0];
+    BB_CHECK(MPI_Recv(x->blocks, (int)(x->rows * (int64_t)x->row_bytes), MPI_BYTE, owner, 4444, comm,
+                      MPI_STATUS_IGNORE) == MPI_SUCCESS,
+             BB_ERR_MPI, "receiving tensor %d's quantized blocks from rank %d failed", i, owner);
+    /* what the blocks decode to, as the owner's quantizer left it */
+    for (int64_t row = 0; row < x->rows; row++)
+        bb_qformat_decode_row(x->type, x->blocks + (size_t)row * x->row_bytes, x->cols, x->w_hat + row * x->cols);
+    return BB_OK;
+}
+
+/* Every rank quantizes its own blocks' tensors (the budget agreed from the
+ * gathered tables), the quantized model is evaluated through the pipeline,
+ * and rank 0 gathers the blocks and writes the GGUF. Collective. */
+static bb_status quantize_all(bb_run *r) {
     const bb_config *c = &r->cfg;
     bb_weights *w;
-    BB_CALL(bb_run_weights(r, &w));
+    BB_CALL(bb_dist_agree(r->dist, bb_run_weights(r, &w)));
     if (r->stats_stale) { /* GPTQ's Hessians must see the inputs the compressed model now produces */
         bb_event_begin("quant.recalib");
         bb_status rs = bb_run_recalibrate(r);
@@ -272,26 +375,33 @@ static bb_status quantize_rank0(bb_run *r) {
         BB_CALL(rs);
     }
     bb_quantized *q = NULL;
+    part pt = {r->dist, r->l0 * BB_LIN_COUNT, r->l1 * BB_LIN_COUNT};
+    if (pt.i0 > pt.i1) pt.i0 = pt.i1;
     bb_event_begin("quant.model");
-    bb_status st = bb_quantize_model(c, w, r->stats, &q);
+    bb_status st = w ? quantize_part(c, w, r->stats, &pt, &q) : BB_ERR_INTERNAL;
     bb_event_end("quant.model", 0, 0);
-    BB_CALL(st);
+    BB_CALL(bb_dist_agree(r->dist, st));
     r->quant_bits = q->weights ? (double)q->bits / (double)q->weights : 0;
     bb_info("quant   %s, %lld linear weights in %.3f bits per weight (scales included), mostly %s", c->quant.method,
             (long long)q->weights, r->quant_bits, bb_ggml_type_name(q->dominant));
     if (r->eval_tokens) st = evaluate(r);
+    for (int i = 0; st == BB_OK && r->dist->size > 1 && i < q->n_layers * BB_LIN_COUNT; i++) st = move_result(r, q, i);
+    st = bb_dist_agree(r->dist, st);
     if (st == BB_OK && c->output.gguf) {
         if (c->output.gguf_path[0])
             snprintf(r->gguf_path, sizeof r->gguf_path, "%s", c->output.gguf_path);
         else
             snprintf(r->gguf_path, sizeof r->gguf_path, "%s/model.gguf", c->run.dir);
-        bb_export_opts eo;
-        bb_export_opts_default(&eo);
-        eo.tokenizer = c->model.tokenizer[0] ? c->model.tokenizer : NULL;
-        bb_event_begin("export.gguf");
-        st = bb_export_gguf(r->model, bb_run_current_model(r), q, &eo, r->gguf_path);
-        bb_event_end("export.gguf", 0, 0);
-        if (st == BB_OK) bb_info("export  %s", r->gguf_path);
+        if (r->dist->rank == 0) {
+            bb_export_opts eo;
+            bb_export_opts_default(&eo);
+            eo.tokenizer = c->model.tokenizer[0] ? c->model.tokenizer : NULL;
+            bb_event_begin("export.gguf");
+            st = bb_export_gguf(r->model, bb_run_current_model(r), q, &eo, r->gguf_path);
+            bb_event_end("export.gguf", 0, 0);
+            if (st == BB_OK) bb_info("export  %s", r->gguf_path);
+        }
+        st = bb_dist_agree(r->dist, st);
     }
     bb_quantized_destroy(&q);
     return st;
@@ -302,7 +412,5 @@ bb_status bb_stage_quantize(bb_run *r) {
         bb_info("quant   quant.method none: the weights keep their float type");
         return BB_OK;
     }
-    /* Rank 0 holds every layer and all statistics until the sharding plan lands; the others wait here. */
-    bb_status st = r->dist->rank == 0 ? quantize_rank0(r) : BB_OK;
-    return bb_dist_agree(r->dist, st);
+    return quantize_all(r);
 }

@@ -2,11 +2,14 @@
 #define _GNU_SOURCE
 #include "pipeline/run.h"
 
+#include <cblas.h>
 #include <dirent.h>
+#include <sched.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/events.h"
 #include "core/log.h"
@@ -110,6 +113,46 @@ static bb_status check_run_dir(const bb_run *r) {
     return st;
 }
 
+/* BLAS threads of this rank: backend.threads, or (0) the cores this rank may
+ * run on shared with the other ranks of its node. Results are bit-identical
+ * for any rank count at the same thread count per rank (docs/distribution.md):
+ * OpenBLAS's factorizations round differently with different thread counts. */
+static void set_threads(bb_run *r) {
+    int n = (int)r->cfg.backend.threads;
+    if (n <= 0) {
+        cpu_set_t set;
+        long online = sysconf(_SC_NPROCESSORS_ONLN);
+        int cores = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : (int)online;
+        /* a rank bound to some cores (srun, mpirun --bind-to) uses them; unbound ranks of one node split them */
+        n = cores < online ? cores : cores / (r->dist->local_size > 0 ? r->dist->local_size : 1);
+        if (n < 1) n = 1;
+    }
+    openblas_set_num_threads(n);
+    r->threads = n;
+}
+
+/* The sharding plan for this run's model, calibration and rank count. */
+static bb_status make_plan(bb_run *r) {
+    const bb_config *c = &r->cfg;
+    bb_plan_opts po = {.tokens = c->calib.samples * c->calib.seq_len,
+                       .seq_len = (int)c->calib.seq_len,
+                       .micro_batch = (int)c->calib.micro_batch,
+                       .in_flight = (int)c->calib.in_flight,
+                       .gram_bytes = strcmp(c->calib.gram_precision, "f64") ? 4 : 8};
+    BB_CALL(bb_plan_make(&r->model->cfg, &po, r->dist->size, &r->plan));
+    const bb_plan_rank *pr = &r->plan.ranks[r->dist->rank];
+    r->l0 = pr->layer_begin;
+    r->l1 = pr->layer_end;
+    return BB_OK;
+}
+
+int bb_run_owner(const bb_run *r, int i) { return bb_plan_owner(&r->plan, i / BB_LIN_COUNT); }
+
+int bb_run_mine(const bb_run *r, int i) {
+    int l = i / BB_LIN_COUNT;
+    return l >= r->l0 && l < r->l1;
+}
+
 bb_status bb_run_create(const bb_dist *d, const char *config_path, char **overrides, int n_overrides, unsigned flags,
                         bb_run **out) {
     *out = NULL;
@@ -126,11 +169,13 @@ bb_status bb_run_create(const bb_dist *d, const char *config_path, char **overri
                   "broadcast of the configuration failed");
     int level = bb_log_parse_level(r->cfg.run.log_level);
     if (level >= 0 && !getenv("BB_LOG_LEVEL")) bb_log_set_level((bb_log_level)level);
+    set_threads(r);
     int pmode = bb_progress_parse_mode(r->cfg.run.progress);
     if (pmode >= 0) bb_progress_set_mode(pmode);
     BB_CALL_GOTO(st, fail, bb_config_hash(&r->cfg, r->hash));
     st = bb_model_open(r->cfg.model.path, &r->model);
     if (st == BB_OK) st = bb_model_check_finite(r->model);
+    if (st == BB_OK) st = make_plan(r);
     BB_CALL_GOTO(st, fail, bb_dist_agree(d, st));
     st = d->rank == 0 ? check_run_dir(r) : BB_OK;
     if (st == BB_OK && d->rank == 0) st = write_run_files(r);
@@ -172,6 +217,7 @@ void bb_run_destroy(bb_run **pr) {
     if (!pr || !*pr) return;
     /* the working weights view the model: they go first */
     bb_run_reset_waves(*pr);
+    bb_plan_free(&(*pr)->plan);
     bb_model_destroy(&(*pr)->model);
     bb_tokens_free(&(*pr)->calib);
     bb_calib_destroy(&(*pr)->stats);
@@ -180,9 +226,72 @@ void bb_run_destroy(bb_run **pr) {
 }
 
 bb_status bb_run_weights(bb_run *r, bb_weights **out) {
-    if (!r->weights) BB_CALL(bb_weights_create(r->model, 0, 0, &r->weights));
+    int L = r->model->cfg.n_layers;
+    if (!r->weights) {
+        if (r->dist->rank == 0)
+            BB_CALL(bb_weights_create(r->model, 0, L, &r->weights));
+        else /* an idle rank gets an empty range */
+            BB_CALL(bb_weights_create(r->model, r->l0 < r->l1 ? r->l0 : L, r->l0 < r->l1 ? r->l1 : L, &r->weights));
+        if (r->masks) bb_weights_set_masks(r->weights, r->masks);
+    }
     *out = r->weights;
     return BB_OK;
+}
+
+/* ---- moving tensors between their owner and rank 0 ---- */
+
+static bb_status send_recv(void *buf, int64_t count, MPI_Datatype t, int peer, int send, MPI_Comm comm, const char *what) {
+    /* counts beyond INT_MAX go in pieces */
+    char *p = buf;
+    int size = 0;
+    MPI_Type_size(t, &size);
+    while (count > 0) {
+        int n = count > (1 << 30) ? (1 << 30) : (int)count;
+        int rc = send ? MPI_Send(p, n, t, peer, 4242, comm) : MPI_Recv(p, n, t, peer, 4242, comm, MPI_STATUS_IGNORE);
+        BB_CHECK(rc == MPI_SUCCESS, BB_ERR_MPI, "moving %s %s rank %d failed", what, send ? "to" : "from", peer);
+        p += (size_t)n * (size_t)size;
+        count -= n;
+    }
+    return BB_OK;
+}
+
+bb_status bb_run_move(bb_run *r, int i, int to_root, float *w, bb_mask *m, int *bits, bb_lora **lora) {
+    int owner = bb_run_owner(r, i), me = r->dist->rank;
+    if (owner <= 0 || (me != 0 && me != owner)) return BB_OK;
+    const bb_tensor *t = r->state.t[i];
+    int sender = to_root ? owner : 0, peer = me == 0 ? owner : 0, send = me == sender;
+    MPI_Comm comm = r->dist->comm;
+    if (w) BB_CALL(send_recv(w, bb_tensor_rows(t) * bb_tensor_cols(t), MPI_FLOAT, peer, send, comm, t->name));
+    if (m) BB_CALL(send_recv(m->bits, m->rows * m->words_per_row, MPI_UINT64_T, peer, send, comm, t->name));
+    if (bits) BB_CALL(send_recv(bits, 1, MPI_INT, peer, send, comm, t->name));
+    if (!lora) return BB_OK;
+    int rank = *lora ? (*lora)->rank : 0;
+    BB_CALL(send_recv(&rank, 1, MPI_INT, peer, send, comm, t->name));
+    if (!send) {
+        if (!rank) bb_lora_destroy(lora);
+        else if (!*lora || (*lora)->rank != rank) {
+            bb_lora_destroy(lora);
+            BB_CALL(bb_lora_create(bb_tensor_rows(t), bb_tensor_cols(t), rank, lora));
+        }
+    }
+    if (rank) {
+        bb_lora *l = *lora;
+        BB_CALL(send_recv(l->a, l->rows * l->rank, MPI_FLOAT, peer, send, comm, t->name));
+        BB_CALL(send_recv(l->b, l->cols * l->rank, MPI_FLOAT, peer, send, comm, t->name));
+    }
+    return BB_OK;
+}
+
+bb_status bb_run_move_tensor(bb_run *r, int i, int to_root) {
+    bb_state *s = &r->state;
+    return bb_run_move(r, i, to_root, s->w[i], s->masks[i], &s->bits[i], &s->lora[i]);
+}
+
+bb_status bb_run_gather_state(bb_run *r) {
+    if (r->dist->size == 1) return BB_OK;
+    bb_status st = BB_OK;
+    for (int i = 0; st == BB_OK && i < r->state.n_lin; i++) st = bb_run_move_tensor(r, i, 1);
+    return bb_dist_agree(r->dist, st);
 }
 
 bb_status bb_run_masks(bb_run *r) {
@@ -193,7 +302,7 @@ bb_status bb_run_masks(bb_run *r) {
     BB_CALL(bb_calloc((void **)&r->masks, (size_t)n, sizeof *r->masks, "masks"));
     r->n_masks = n;
     for (int i = 0; i < n; i++) {
-        const bb_tensor *t = bb_weights_tensor(w, i / BB_LIN_COUNT, (bb_linear_kind)(i % BB_LIN_COUNT));
+        const bb_tensor *t = bb_layer_linear(&r->model->layers[i / BB_LIN_COUNT], (bb_linear_kind)(i % BB_LIN_COUNT));
         BB_CALL(bb_mask_create(bb_tensor_rows(t), bb_tensor_cols(t), 1, &r->masks[i]));
     }
     bb_weights_set_masks(w, r->masks);
@@ -229,9 +338,17 @@ static bb_status stored_bytes(const bb_tensor *t, void *ud) {
     return BB_OK;
 }
 
+static void print_plan_table(const bb_run *r) {
+    if (r->dist->rank != 0 || bb_log_get_level() < BB_LOG_INFO) return;
+    printf("---- sharding plan ----\n");
+    bb_plan_print(&r->plan, stdout);
+    fflush(stdout);
+}
+
 static void print_header(const bb_run *r) {
     const bb_dist *d = r->dist;
-    bb_info("birdbone %s compress: %d rank%s (rank 0 on %s)", BB_VERSION, d->size, d->size > 1 ? "s" : "",
+    bb_info("birdbone %s compress: %d rank%s x %d BLAS thread%s (rank 0 on %s)", BB_VERSION, d->size,
+            d->size > 1 ? "s" : "", r->threads, r->threads > 1 ? "s" : "",
             d->processor);
     bb_info("config  %s  sha256:%s", r->config_path, r->hash);
     bb_info("run dir %s", r->cfg.run.dir);
@@ -242,6 +359,7 @@ static void print_header(const bb_run *r) {
         bb_model_print(r->model, 0, stdout);
         fflush(stdout);
     }
+    print_plan_table(r);
 }
 
 static void print_plan(void) {

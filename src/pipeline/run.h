@@ -11,6 +11,7 @@
 #include "io/tokens.h"
 #include "model/calib.h"
 #include "mpi/dist.h"
+#include "mpi/plan.h"
 #include "pipeline/state.h"
 #include "pipeline/weights.h"
 
@@ -48,6 +49,9 @@ struct bb_run {
     char hash[65];
     const bb_dist *dist;
     bb_model *model;
+    bb_plan plan;          /* which blocks each rank owns (mpi/plan.h), the same on every rank */
+    int l0, l1;            /* this rank's blocks [l0, l1) (empty on an idle rank) */
+    int threads;           /* BLAS threads of this rank */
     double t_start;
     double stage_seconds[16];
     int n_stages_run;
@@ -105,9 +109,25 @@ void bb_run_destroy(bb_run **r); /* not collective; NULL-safe */
  * records (keeps the model, the streams and the statistics). Not collective. */
 void bb_run_reset_waves(bb_run *r);
 
-/* The run's working weights, created from the model on first use (all layers,
- * on this rank). Not collective. */
+/* The run's working weights, created from the model on first use: rank 0
+ * holds every layer (it writes the run's files), the others their own blocks
+ * [l0, l1) of the plan; NULL on an idle rank other than 0. Not collective. */
 bb_status bb_run_weights(bb_run *r, bb_weights **out);
+/* The rank that owns linear weight i = layer * BB_LIN_COUNT + kind. */
+int bb_run_owner(const bb_run *r, int i);
+/* Whether this rank computes linear weight i. */
+int bb_run_mine(const bb_run *r, int i);
+/* Move linear weight i's state (weights, mask, bits, factors of r->state)
+ * from its owner to rank 0 (to_root) or back; a no-op when rank 0 owns it.
+ * Called by both ends, in the same order of i on every rank. */
+bb_status bb_run_move_tensor(bb_run *r, int i, int to_root);
+/* The same for explicit arrays (NULL parts are not moved; both ends pass the
+ * same parts): snapshots of the stop-loss on resume. */
+bb_status bb_run_move(bb_run *r, int i, int to_root, float *w, bb_mask *m, int *bits, bb_lora **lora);
+/* Every weight rank 0 does not own, from its owner to rank 0: after a wave,
+ * before rank 0 writes the run's files. Collective. */
+bb_status bb_run_gather_state(bb_run *r);
+
 /* Append a line to the wave report shown in the summary. Not collective. */
 bb_status bb_run_report_line(bb_run *r, const char *line);
 /* RUN_DIR/metrics.json from the run as it stands (docs/report.md has the

@@ -4,6 +4,7 @@
 #ifndef BB_PIPELINE_STAGES_H
 #define BB_PIPELINE_STAGES_H
 
+#include "model/eval.h"
 #include "pipeline/run.h"
 #include "pipeline/state.h"
 
@@ -13,8 +14,18 @@ bb_status bb_stage_waves(bb_run *r);
 bb_status bb_stage_quantize(bb_run *r);
 bb_status bb_stage_version(bb_run *r);
 
-/* The calibration statistics of the current weights, replacing r->stats. */
+/* The calibration statistics of the current weights, replacing r->stats
+ * (each rank: its own blocks). Collective. */
 bb_status bb_run_recalibrate(bb_run *r);
+/* Calibration statistics of model m's blocks on this rank (NULL *out on a
+ * rank without blocks), the sequences of stream (read on rank 0), pipelined
+ * over the plan. Collective. */
+bb_status bb_run_calibrate(bb_run *r, const bb_model *m, const bb_tokens *stream, bb_calib **out);
+/* Perplexity (and KLD against ref) of model m on ev, pipelined over the plan:
+ * the result on every rank; save (the log-probabilities) and ref on the head
+ * rank only. Collective. */
+bb_status bb_run_evaluate(bb_run *r, const bb_model *m, const bb_tokens *ev, bb_ppl_result *res, bb_logprobs *save,
+                          const bb_logprobs *ref, bb_kld_result *kld);
 /* r->masks, all kept, created on first use (needs the working weights). */
 bb_status bb_run_masks(bb_run *r);
 

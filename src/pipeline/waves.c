@@ -103,9 +103,10 @@ static bb_status state_init(bb_run *r) {
     BB_CALL(bb_calloc((void **)&s->t, (size_t)s->n_lin, sizeof *s->t, "state tensors"));
     BB_CALL(bb_calloc((void **)&s->lora, (size_t)s->n_lin, sizeof *s->lora, "state factors"));
     BB_CALL(bb_calloc((void **)&s->bits, (size_t)s->n_lin, sizeof *s->bits, "state bits"));
+    /* rank 0 holds a working copy of every weight (it writes the files); the others their own blocks' */
     for (int i = 0; i < s->n_lin; i++) {
-        s->w[i] = bb_weights_linear(w, i / BB_LIN_COUNT, (bb_linear_kind)(i % BB_LIN_COUNT));
-        s->t[i] = bb_weights_tensor(w, i / BB_LIN_COUNT, (bb_linear_kind)(i % BB_LIN_COUNT));
+        s->w[i] = w ? bb_weights_linear(w, i / BB_LIN_COUNT, (bb_linear_kind)(i % BB_LIN_COUNT)) : NULL;
+        s->t[i] = bb_layer_linear(&r->model->layers[i / BB_LIN_COUNT], (bb_linear_kind)(i % BB_LIN_COUNT));
     }
     s->masks = r->masks;
     return BB_OK;
@@ -129,20 +130,22 @@ static bb_status metrics_push(bb_state *s, const bb_wave_metrics *m) {
     return BB_OK;
 }
 
-static double sparsity(const bb_state *s) {
-    int64_t kept = 0, total = 0;
+/* Pruned fraction of all linear weights and the values held by factors: each
+ * rank counts its own, integer sums over ranks (exact). Collective. */
+static bb_status totals(const bb_run *r, double *sparsity, int64_t *lora_values) {
+    const bb_state *s = &r->state;
+    int64_t v[3] = {0, 0, 0}; /* kept, total, factor values */
     for (int i = 0; i < s->n_lin; i++) {
-        kept += bb_mask_count(s->masks[i]);
-        total += numel(s->t[i]);
+        if (!bb_run_mine(r, i)) continue;
+        v[0] += bb_mask_count(s->masks[i]);
+        v[1] += numel(s->t[i]);
+        if (s->lora[i]) v[2] += bb_lora_numel(s->lora[i]);
     }
-    return total ? 1.0 - (double)kept / (double)total : 0;
-}
-
-static int64_t lora_values(const bb_state *s) {
-    int64_t n = 0;
-    for (int i = 0; i < s->n_lin; i++)
-        if (s->lora[i]) n += bb_lora_numel(s->lora[i]);
-    return n;
+    BB_CHECK(MPI_Allreduce(MPI_IN_PLACE, v, 3, MPI_INT64_T, MPI_SUM, r->dist->comm) == MPI_SUCCESS, BB_ERR_MPI,
+             "summing the kept weights failed");
+    *sparsity = v[1] ? 1.0 - (double)v[0] / (double)v[1] : 0;
+    if (lora_values) *lora_values = v[2];
+    return BB_OK;
 }
 
 /* ---- snapshots for the stop-loss ------------------------------------------- */
@@ -158,8 +161,10 @@ static bb_status snapshot_alloc(wave_loop *L) {
     BB_CALL(bb_calloc((void **)&L->prev_w, (size_t)s->n_lin, sizeof *L->prev_w, "previous weights"));
     int64_t most = 0;
     for (int i = 0; i < s->n_lin; i++) {
-        BB_CALL(bb_malloc((void **)&L->good_w[i], sizeof(float) * (size_t)numel(s->t[i]), "good-wave weights"));
-        BB_CALL(bb_malloc((void **)&L->prev_w[i], sizeof(float) * (size_t)numel(s->t[i]), "previous weights"));
+        if (s->w[i]) {
+            BB_CALL(bb_malloc((void **)&L->good_w[i], sizeof(float) * (size_t)numel(s->t[i]), "good-wave weights"));
+            BB_CALL(bb_malloc((void **)&L->prev_w[i], sizeof(float) * (size_t)numel(s->t[i]), "previous weights"));
+        }
         BB_CALL(bb_mask_clone(s->masks[i], &L->good_m[i]));
         BB_CALL(bb_mask_clone(s->masks[i], &L->rb_m[i]));
         if (numel(s->t[i]) > most) most = numel(s->t[i]);
@@ -172,7 +177,7 @@ static bb_status snapshot_alloc(wave_loop *L) {
 static bb_status snapshot_take(wave_loop *L, int wave) {
     const bb_state *s = L->s;
     for (int i = 0; i < s->n_lin; i++) {
-        memcpy(L->good_w[i], s->w[i], sizeof(float) * (size_t)numel(s->t[i]));
+        if (s->w[i]) memcpy(L->good_w[i], s->w[i], sizeof(float) * (size_t)numel(s->t[i]));
         BB_CALL(bb_mask_copy(L->good_m[i], s->masks[i]));
         L->good_bits[i] = s->bits[i];
         bb_lora_destroy(&L->good_lora[i]);
@@ -217,6 +222,7 @@ static bb_status rollback_step(wave_loop *L, int j, int n, int64_t *restored) {
     bb_run *r = L->r;
     *restored = 0;
     for (int i = 0; i < s->n_lin; i++) {
+        if (!bb_run_mine(r, i)) continue; /* its owner restores it */
         const bb_tensor *t = s->t[i];
         int64_t rows = bb_tensor_rows(t), cols = bb_tensor_cols(t), m = 0;
         if (j == n) {
@@ -256,9 +262,12 @@ static bb_status rollback_step(wave_loop *L, int j, int n, int64_t *restored) {
         s->bits[i] = L->rb_bits[i] - (int)lround((double)added * j / n);
     }
     for (int i = 0; j == n && i < s->n_lin; i++) {
+        if (!bb_run_mine(r, i)) continue;
         bb_lora_destroy(&s->lora[i]);
         if (L->good_lora[i]) BB_CALL(bb_lora_clone(L->good_lora[i], &s->lora[i]));
     }
+    BB_CHECK(MPI_Allreduce(MPI_IN_PLACE, restored, 1, MPI_INT64_T, MPI_SUM, r->dist->comm) == MPI_SUCCESS, BB_ERR_MPI,
+             "summing the restored weights failed");
     return BB_OK;
 }
 
@@ -280,6 +289,7 @@ static bb_status rollback_begin(wave_loop *L) {
 /* L->prev = the state as it stands (before the wave), with its own weight copies. */
 static bb_status prev_take(wave_loop *L) {
     const bb_state *s = L->s;
+    if (L->r->dist->rank != 0) return BB_OK; /* rank 0 writes the history */
     bb_state_release(&L->prev);
     BB_CALL(bb_state_copy_owned(s, &L->prev));
     for (int i = 0; i < s->n_lin; i++) memcpy(L->prev_w[i], s->w[i], sizeof(float) * (size_t)numel(s->t[i]));
@@ -288,7 +298,7 @@ static bb_status prev_take(wave_loop *L) {
 }
 
 /* The wave's DeltaHistory record (diffs/<k>/) and, when enabled, its checkpoint. */
-static bb_status wave_files(wave_loop *L) {
+static bb_status wave_files_rank0(wave_loop *L) {
     bb_run *r = L->r;
     const bb_config *c = L->c;
     bb_event_begin("wave.history");
@@ -312,8 +322,15 @@ static bb_status wave_files(wave_loop *L) {
     return BB_OK;
 }
 
+/* Collective: rank 0 writes, every rank learns how it went. */
+static bb_status wave_files(wave_loop *L) {
+    bb_status st = L->r->dist->rank == 0 ? wave_files_rank0(L) : BB_OK;
+    return bb_dist_agree(L->r->dist, st);
+}
+
 static bb_status meta_init(wave_loop *L) {
     bb_run *r = L->r;
+    if (r->dist->rank != 0) return BB_OK; /* the checkpoints' writer */
     char path[1200];
     size_t n = 0;
     snprintf(path, sizeof path, "%s/config.yaml", r->cfg.run.dir);
@@ -354,17 +371,9 @@ static bb_status state_at(wave_loop *L, int to, float **w_out, bb_mask **m_out, 
 
 /* --resume: the last complete checkpoint becomes the state; the stop-loss's
  * snapshots are rebuilt from the history. */
-static bb_status resume(wave_loop *L) {
+static bb_status resume_rank0(wave_loop *L, const char *path) {
     bb_run *r = L->r;
     bb_state *s = L->s;
-    const char *dir = L->c->run.dir;
-    int k = -1;
-    char path[1400];
-    BB_CALL(bb_ckpt_find_last(dir, &k, path, sizeof path));
-    if (k < 0) {
-        bb_warn("resume: no complete checkpoint in %s: the waves start from the dense model", dir);
-        return BB_OK;
-    }
     bb_state tmp = *s;
     tmp.masks = NULL;
     tmp.lora = NULL;
@@ -415,9 +424,6 @@ static bb_status resume(wave_loop *L) {
     bb_state_release(&tmp);
     bb_ckpt_meta_free(&m);
     BB_CALL(st);
-    r->stats_stale = 1;
-    r->n_waves = s->wave;
-    r->sparsity = sparsity(s);
     for (int j = 1; j < s->n_metrics; j++) {
         const bb_wave_metrics *w = &s->metrics[j];
         char line[256];
@@ -431,6 +437,64 @@ static bb_status resume(wave_loop *L) {
     else
         BB_CALL(snapshot_take(L, s->wave));
     if (s->rollback_left > 0) BB_CALL(state_at(L, s->rb_wave, L->prev_w, L->rb_m, L->rb_bits, NULL));
+    return BB_OK;
+}
+
+/* --resume: rank 0 reads the last complete checkpoint (and rebuilds the
+ * stop-loss's snapshots from the history), then every owner gets its blocks'
+ * part of the state and the snapshots. Collective. */
+static bb_status resume(wave_loop *L) {
+    bb_run *r = L->r;
+    bb_state *s = L->s;
+    const bb_dist *d = r->dist;
+    int k = -1;
+    char path[1400] = "";
+    bb_status st = d->rank == 0 ? bb_ckpt_find_last(L->c->run.dir, &k, path, sizeof path) : BB_OK;
+    BB_CALL(bb_dist_agree(d, st));
+    BB_CHECK(MPI_Bcast(&k, 1, MPI_INT, 0, d->comm) == MPI_SUCCESS, BB_ERR_MPI, "resume: broadcast failed");
+    if (k < 0) {
+        bb_warn("resume: no complete checkpoint in %s: the waves start from the dense model", L->c->run.dir);
+        return BB_OK;
+    }
+    st = d->rank == 0 ? resume_rank0(L, path) : BB_OK;
+    BB_CALL(bb_dist_agree(d, st));
+    /* the counters, the metrics and the layer targets everywhere */
+    const double *tg = bb_decay_layer_targets(r);
+    int hdr[8] = {s->wave, s->losing, s->rollback_left, s->frozen, s->good_wave, s->rb_wave, s->n_metrics, tg != NULL};
+    BB_CHECK(MPI_Bcast(hdr, 8, MPI_INT, 0, d->comm) == MPI_SUCCESS, BB_ERR_MPI, "resume: broadcast failed");
+    s->wave = hdr[0], s->losing = hdr[1], s->rollback_left = hdr[2], s->frozen = hdr[3];
+    s->good_wave = hdr[4], s->rb_wave = hdr[5];
+    if (d->rank != 0) {
+        bb_wave_metrics *grown = realloc(s->metrics, sizeof *grown * (size_t)hdr[6]);
+        BB_CHECK(grown, BB_ERR_OOM, "out of memory: wave metrics");
+        s->metrics = grown;
+        s->n_metrics = hdr[6];
+    }
+    BB_CHECK(MPI_Bcast(s->metrics, (int)(sizeof *s->metrics * (size_t)s->n_metrics), MPI_BYTE, 0, d->comm) ==
+                 MPI_SUCCESS,
+             BB_ERR_MPI, "resume: broadcast failed");
+    if (hdr[7] && d->size > 1) {
+        double *t = NULL;
+        BB_CALL(bb_calloc((void **)&t, (size_t)s->n_layers, sizeof *t, "layer targets"));
+        if (d->rank == 0) memcpy(t, tg, sizeof *t * (size_t)s->n_layers);
+        st = MPI_Bcast(t, s->n_layers, MPI_DOUBLE, 0, d->comm) == MPI_SUCCESS
+                 ? BB_OK
+                 : bb_error(BB_ERR_MPI, __FILE__, __LINE__, "resume: broadcast failed");
+        if (st == BB_OK) st = bb_decay_set_layer_targets(r, t);
+        free(t);
+        BB_CALL(st);
+    }
+    /* every owner its blocks and their snapshots */
+    st = BB_OK;
+    for (int i = 0; st == BB_OK && i < s->n_lin; i++) {
+        st = bb_run_move(r, i, 0, s->w[i], s->masks[i], &s->bits[i], &s->lora[i]);
+        if (st == BB_OK) st = bb_run_move(r, i, 0, L->good_w[i], L->good_m[i], &L->good_bits[i], &L->good_lora[i]);
+        if (st == BB_OK && s->rollback_left > 0) st = bb_run_move(r, i, 0, NULL, L->rb_m[i], &L->rb_bits[i], NULL);
+    }
+    BB_CALL(bb_dist_agree(d, st));
+    r->stats_stale = 1;
+    r->n_waves = s->wave;
+    BB_CALL(totals(r, &r->sparsity, NULL));
     bb_info("resume  wave %d of %s: sparsity %.4f%s; continuing with wave %d", s->wave, path, r->sparsity,
             s->rollback_left ? ", rolling back" : "", s->wave + 1);
     return BB_OK;
@@ -441,16 +505,12 @@ static bb_status resume(wave_loop *L) {
 static bb_status evaluate(wave_loop *L, bb_wave_metrics *m) {
     const bb_config *c = L->c;
     bb_run *r = L->r;
-    bb_forward *f = NULL;
-    BB_CALL(bb_forward_create(bb_run_current_model(r), (int)c->eval.n_ctx, &f));
-    bb_ppl_opts o = {.n_ctx = (int)c->eval.n_ctx, .max_windows = (int)c->eval.max_windows, .bos_id = r->model->cfg.bos_id};
     bb_ppl_result pr;
     bb_kld_result kr = {0};
     bb_event_begin("eval.wave");
-    bb_status st = bb_eval_perplexity(f, L->eval.ids, L->eval.n, &o, &pr, NULL, c->eval.kld ? &L->ref : NULL,
-                                      c->eval.kld ? &kr : NULL);
+    bb_status st = bb_run_evaluate(r, bb_run_current_model(r), &L->eval, &pr, NULL, c->eval.kld ? &L->ref : NULL,
+                                   c->eval.kld ? &kr : NULL);
     bb_event_end("eval.wave", 0, 0);
-    bb_forward_destroy(&f);
     BB_CALL(st);
     m->ppl = pr.ppl;
     m->dppl = pr.ppl / r->dense_ppl - 1;
@@ -534,8 +594,7 @@ static bb_status one_wave(wave_loop *L, int k, int *more) {
     double te = bb_now();
     BB_CALL(evaluate(L, &m));
     m.seconds[BB_T_EVAL] = bb_now() - te;
-    m.sparsity = sparsity(s);
-    m.lora_values = lora_values(s);
+    BB_CALL(totals(r, &m.sparsity, &m.lora_values));
     s->wave = k;
     /* stop-loss */
     if (c->stoploss.enabled && !m.rolled_back && !s->frozen) {
@@ -553,6 +612,7 @@ static bb_status one_wave(wave_loop *L, int k, int *more) {
         }
     }
     double tc = bb_now();
+    BB_CALL(bb_run_gather_state(r)); /* rank 0 writes the wave's files */
     BB_CALL(bb_decay_save(r, k, &m));
     m.seconds[BB_T_CHECKPOINT] = bb_now() - tc;
     m.seconds[BB_T_TOTAL] = bb_now() - t0;
@@ -565,18 +625,15 @@ static bb_status one_wave(wave_loop *L, int k, int *more) {
     r->sparsity = m.sparsity;
     r->n_waves = k;
     BB_CALL(wave_line(r, &m, what));
-    BB_CALL(bb_metrics_write(r));
+    bb_status st = r->dist->rank == 0 ? bb_metrics_write(r) : BB_OK;
+    BB_CALL(bb_dist_agree(r->dist, st));
     *more = 0;
     if (s->rollback_left > 0) *more = 1;
     else if (!s->frozen) BB_CALL(bb_decay_more(r, more));
     return BB_OK;
 }
 
-static bb_status loop_setup(wave_loop *L, bb_run *r) {
-    L->r = r;
-    L->c = &r->cfg;
-    L->s = &r->state;
-    L->rb_steps = (int)r->cfg.stoploss.rollback_waves;
+static bb_status loop_setup_local(wave_loop *L, bb_run *r) {
     BB_CALL(state_init(r));
     char path[1200];
     snprintf(path, sizeof path, "%s/eval.tokens", r->cfg.run.dir);
@@ -593,9 +650,19 @@ static bb_status loop_setup(wave_loop *L, bb_run *r) {
         BB_CALL(metrics_push(L->s, &m0));
     }
     if (r->hist_waves == 0) BB_CALL(bb_run_record_tensors(r));
-    BB_CALL(bb_decay_begin(r));
+    return BB_OK;
+}
+
+/* Collective: every rank's part of the state, the decay, and on --resume the checkpoint's state. */
+static bb_status loop_setup(wave_loop *L, bb_run *r) {
+    L->r = r;
+    L->c = &r->cfg;
+    L->s = &r->state;
+    L->rb_steps = (int)r->cfg.stoploss.rollback_waves;
+    BB_CALL(bb_dist_agree(r->dist, loop_setup_local(L, r)));
+    BB_CALL(bb_dist_agree(r->dist, bb_decay_begin(r)));
     if (r->flags & BB_RUN_RESUME) BB_CALL(resume(L));
-    if (L->s->wave == 0) BB_CALL(snapshot_take(L, 0));
+    if (L->s->wave == 0) BB_CALL(bb_dist_agree(r->dist, snapshot_take(L, 0)));
     return BB_OK;
 }
 
@@ -607,10 +674,11 @@ static void loop_teardown(wave_loop *L) {
     bb_logprobs_free(&L->ref);
 }
 
-static bb_status loop_rank0(bb_run *r) {
+static bb_status loop_all(bb_run *r) {
     wave_loop L;
     memset(&L, 0, sizeof L);
     bb_status st = loop_setup(&L, r);
+    st = bb_dist_agree(r->dist, st);
     const bb_config *c = &r->cfg;
     int more = bb_decay_active(c);
     if (st == BB_OK && !more) bb_info("waves   nothing to prune: no waves run");
@@ -627,15 +695,21 @@ static bb_status loop_rank0(bb_run *r) {
     for (int k = L.s->wave + 1; st == BB_OK && more && (k <= c->waves.count || L.s->rollback_left > 0); k++) {
         st = one_wave(&L, k, &more);
         if (st == BB_OK && more && k < c->waves.count) bb_progress_update(&pr, k, "");
-        if (st == BB_OK && stop_signal) {
-            bb_warn("waves: signal %d received: stopping after wave %d; continue with --resume", (int)stop_signal, k);
+        /* a signal to any rank stops every rank after this wave */
+        int sig = (int)stop_signal;
+        if (st == BB_OK && MPI_Allreduce(MPI_IN_PLACE, &sig, 1, MPI_INT, MPI_MAX, r->dist->comm) != MPI_SUCCESS)
+            st = bb_error(BB_ERR_MPI, __FILE__, __LINE__, "the stop vote failed");
+        if (st == BB_OK && sig) {
+            stop_signal = sig;
+            r->preempted = 1;
+            bb_warn("waves: signal %d received: stopping after wave %d; continue with --resume", sig, k);
             break;
         }
     }
-    if (st == BB_OK && more && !L.s->rollback_left && !stop_signal && L.s->wave == c->waves.count && !L.s->frozen)
+    bb_progress_end(&pr);
+    if (st == BB_OK && more && !L.s->rollback_left && !r->preempted && L.s->wave == c->waves.count && !L.s->frozen)
         bb_warn("waves: waves.count = %lld waves end at sparsity %.4f, before every matrix reached its target %g%s",
                 (long long)c->waves.count, r->sparsity, c->prune.target, c->prune.owl ? " (or its OWL ratio)" : "");
-    bb_progress_end(&pr);
     if (st == BB_OK && L.s->wave > 0) {
         char line[1400];
         snprintf(line, sizeof line,
@@ -648,14 +722,4 @@ static bb_status loop_rank0(bb_run *r) {
     return st;
 }
 
-bb_status bb_stage_waves(bb_run *r) {
-    bb_status st = r->dist->rank == 0 ? loop_rank0(r) : BB_OK;
-    BB_CALL(bb_dist_agree(r->dist, st));
-    double v[3] = {r->sparsity, (double)r->n_waves, (double)stop_signal};
-    BB_CHECK(MPI_Bcast(v, 3, MPI_DOUBLE, 0, r->dist->comm) == MPI_SUCCESS, BB_ERR_MPI,
-             "broadcast of the wave results failed");
-    r->sparsity = v[0];
-    r->n_waves = (int)v[1];
-    r->preempted = v[2] != 0;
-    return BB_OK;
-}
+bb_status bb_stage_waves(bb_run *r) { return loop_all(r); }

@@ -6,7 +6,7 @@ set -eu
 dir="$1"; shift
 bin="${BIRDBONE:?BIRDBONE must point at the birdbone executable}"
 rm -rf "$dir.1" "$dir.3"
-sets=(--set quant.method=gptq --set quant.type=auto --set budget.target_bits=4.5)
+sets=(--set quant.method=gptq --set quant.type=auto --set budget.target_bits=4.5 --set backend.threads=1)
 "$bin" compress -c "$BB_SOURCE/configs/default.yaml" --set run.dir="$dir.1" "${sets[@]}" > "$dir.1.log" 2>&1 ||
     { cat "$dir.1.log"; exit 1; }
 "$@" "$bin" compress -c "$BB_SOURCE/configs/default.yaml" --set run.dir="$dir.3" "${sets[@]}" > "$dir.3.log" 2>&1 ||

@@ -8,7 +8,7 @@
 set -eu
 dir="$1"; shift
 bin="${BIRDBONE:?BIRDBONE must point at the birdbone executable}"
-args=(compress --set run.dir="$dir" --set quant.method=none --set stoploss.enabled=false)
+args=(compress --set run.dir="$dir" --set quant.method=none --set stoploss.enabled=false --set backend.threads=1)
 rm -rf "$dir" "$dir.1rank"
 "$bin" "${args[@]}" > "$dir.1rank.log" 2>&1 || { cat "$dir.1rank.log"; echo "FAIL: 1 rank"; exit 1; }
 mv "$dir" "$dir.1rank"
