@@ -45,3 +45,10 @@ add_test(NAME mpi.ranks_identical
           ${MPIEXEC_EXECUTABLE} ${MPIEXEC_NUMPROC_FLAG})
 set_tests_properties(mpi.ranks_identical PROPERTIES LABELS "mpi;e2e" TIMEOUT 900 PROCESSORS 4
   ENVIRONMENT "${BB_MPI_ENV};BIRDBONE=$<TARGET_FILE:birdbone>;BB_SOURCE=${PROJECT_SOURCE_DIR}")
+
+# Resume with another rank count: stopped (SIGUSR1) on 2 ranks, continued on 3, equal to one uninterrupted rank.
+add_test(NAME mpi.resume_ranks
+  COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/sh/resume_ranks.sh ${CMAKE_CURRENT_BINARY_DIR}/tmp/resume_ranks
+          ${MPIEXEC_EXECUTABLE} ${MPIEXEC_NUMPROC_FLAG})
+set_tests_properties(mpi.resume_ranks PROPERTIES LABELS "mpi;e2e" TIMEOUT 900 PROCESSORS 3
+  ENVIRONMENT "${BB_MPI_ENV};BIRDBONE=$<TARGET_FILE:birdbone>;BB_SOURCE=${PROJECT_SOURCE_DIR}")
