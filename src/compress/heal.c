@@ -96,6 +96,20 @@ static bb_status damped_cholesky(const bb_heal_fit_opts *o, const bb_linalg_back
              name, damp / 10);
 }
 
+bb_status bb_heal_whiten(const bb_heal_fit_opts *o, const char *name, const float *h, int64_t cols, float *l,
+                         double *damp_used, int *zero) {
+    bb_heal_fit_opts def;
+    if (!o) {
+        bb_heal_fit_opts_default(&def);
+        o = &def;
+    }
+    const bb_linalg_backend *be = o->backend;
+    BB_CALL(pick_backend(&be));
+    BB_CHECK(o->damp >= 0 && isfinite(o->damp), BB_ERR_ARG, "%s: damping %g must be >= 0", name, o->damp);
+    BB_CALL(check_finite(name, "H", h, cols, cols));
+    return damped_cholesky(o, be, name, h, cols, l, damp_used, zero);
+}
+
 /* loss after = L0 − 2⟨A, G0 Bᵀ⟩ + ⟨AᵀA, B H Bᵀ⟩ */
 static bb_status factor_loss(const bb_linalg_backend *be, const float *g0, double l0, const float *h,
                              const bb_lora *f, double *loss) {

@@ -79,6 +79,13 @@ bb_status bb_heal_closed_form(const bb_heal_fit_opts *o, const char *name, const
 bb_status bb_heal_closed_form_ref(const bb_heal_fit_opts *o, const char *name, const float *w, const float *w_hat,
                                   const float *h, bb_lora *lora, bb_heal_fit_stats *st);
 
+/* The whitening factor: l (cols, cols) row-major = the lower Cholesky factor of
+ * H + λ·mean(diag H)·I (upper triangle zeroed), with the retries of bb_heal_closed_form;
+ * *damp_used = the λ that worked. *zero = 1 (l untouched) when diag H is all zero (H = 0).
+ * Errors: BB_ERR_NUMERIC (negative diagonal, no factorization within the retries). */
+bb_status bb_heal_whiten(const bb_heal_fit_opts *o, const char *name, const float *h, int64_t cols, float *l,
+                         double *damp_used, int *zero);
+
 /* Loss tr(E' H E'ᵀ), E' = w − w_hat − A·B (lora may be NULL: no factors; w_hat NULL: 0). */
 bb_status bb_heal_loss(const char *name, const float *w, const float *w_hat, const bb_lora *lora, int64_t rows,
                        int64_t cols, const float *h, double *loss);
