@@ -614,6 +614,8 @@ bb_status bb_heal_adam(const bb_heal_adam_opts *o, const char *name, const float
         s.flops += 2.0 * (double)m * n * n;
     }
     s.flops_per_step = bb_heal_step_flops(m, n, r, o->train_weights);
+    double t1 = now_s();
+    s.seconds_setup = t1 - t0;
     for (int t = 0; t <= o->steps; t++) {
         double loss;
         int last = t == o->steps;
@@ -643,6 +645,7 @@ bb_status bb_heal_adam(const bb_heal_adam_opts *o, const char *name, const float
         s.flops += s.flops_per_step;
     }
     s.seconds = now_s() - t0;
+    s.seconds_steps = now_s() - t1;
     if (st) *st = s;
 out:
     free(g0);

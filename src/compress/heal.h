@@ -123,6 +123,8 @@ typedef struct {
     double best;                    /* smallest loss seen (the curve's minimum) */
     double flops, seconds;
     double flops_per_step;
+    double seconds_setup; /* G0 = (W − Ŵ)·H and allocations, before the first step */
+    double seconds_steps; /* the step loop: steps updates and steps + 1 loss evaluations */
 } bb_heal_adam_stats;
 
 /* o->steps Adam steps on lora's A and B (and, with train_weights, the kept entries of w_hat, in
