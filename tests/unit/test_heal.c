@@ -219,6 +219,28 @@ static void test_closed_form_singular_and_exact(void) {
     problem_free(&p);
 }
 
+/* rank above min(rows, cols): the fit is exact and the extra directions stay zero */
+static void test_closed_form_full_rank(void) {
+    problem p = make_problem(6, 4, 20, 13, 0);
+    for (int v = 0; v < 2; v++) {
+        bb_lora *l = NULL;
+        EXPECT_OK(bb_lora_create(6, 4, 5, &l));
+        bb_heal_fit_stats st;
+        if (v)
+            EXPECT_OK(bb_heal_closed_form_ref(NULL, "full", p.w, p.what, p.h, l, &st));
+        else
+            EXPECT_OK(bb_heal_closed_form(NULL, "full", p.w, p.what, p.h, l, &st));
+        EXPECT(st.loss_after <= 1e-6 * st.loss_before, "%s: rank 5 of a 6x4 error: %.3g of %.3g", v ? "ref" : "fast",
+               st.loss_after, st.loss_before);
+        int extra = 0;
+        for (int i = 0; i < 6; i++) extra += l->a[i * 5 + 4] != 0;
+        for (int j = 0; j < 4; j++) extra += l->b[4 * 4 + j] != 0;
+        EXPECT(extra == 0 && st.sigma_r == 0, "direction 5 is zero (%d entries), sigma_r %g", extra, st.sigma_r);
+        bb_lora_destroy(&l);
+    }
+    problem_free(&p);
+}
+
 static void test_closed_form_errors(void) {
     problem p = make_problem(8, 6, 20, 3, 0);
     bb_lora *l = NULL;
@@ -422,6 +444,7 @@ static void test_schedule_and_config(void) {
 int main(void) {
     TEST_RUN(test_closed_form_matches_independent);
     TEST_RUN(test_closed_form_singular_and_exact);
+    TEST_RUN(test_closed_form_full_rank);
     TEST_RUN(test_closed_form_errors);
     TEST_RUN(test_gradients);
     TEST_RUN(test_adam_fast_vs_ref);
