@@ -139,8 +139,8 @@ static double damped_loss(const problem *p, const bb_lora *l, double damp) {
     return sum;
 }
 
-static void test_closed_form_matches_independent(void) {
-    problem p = make_problem(24, 16, 60, 11, 0);
+static void closed_form_case(int64_t rows, int64_t cols) {
+    problem p = make_problem(rows, cols, 60, 11, 0);
     const int r = 3;
     bb_heal_fit_opts o;
     bb_heal_fit_opts_default(&o);
@@ -185,6 +185,11 @@ static void test_closed_form_matches_independent(void) {
     }
     free(ab_ind);
     problem_free(&p);
+}
+
+static void test_closed_form_matches_independent(void) {
+    closed_form_case(24, 16); /* rows > cols */
+    closed_form_case(12, 20); /* rows < cols */
 }
 
 static void test_closed_form_singular_and_exact(void) {
