@@ -569,13 +569,65 @@ static bb_status adam_check(const bb_heal_adam_opts *o, const char *name, const 
     return BB_OK;
 }
 
-static bb_status record(const char *name, double loss, int t, double *curve, bb_heal_adam_stats *s) {
-    BB_CHECK(isfinite(loss), BB_ERR_NUMERIC, "%s: healing loss became %g at step %d; lower heal.lr", name, loss, t);
+/* The best iterate seen: Adam is not a descent method, and near the optimum (e.g. from the closed
+ * form) its last step can land slightly above its start. The parameters with the lowest recorded
+ * loss are kept and restored at the end, so the returned loss is never above the starting one. */
+typedef struct {
+    float *a, *b, *w; /* copies of A, B and (train_weights) Ŵ */
+    int have;
+} best_iterate;
+
+static bb_status best_alloc(best_iterate *bi, const bb_lora *l, int train_weights) {
+    memset(bi, 0, sizeof *bi);
+    size_t na = (size_t)(l->rows * l->rank), nb = (size_t)(l->rank * l->cols);
+    size_t nw = train_weights ? (size_t)(l->rows * l->cols) : 0;
+    BB_CALL(bb_malloc((void **)&bi->a, sizeof(float) * (na + nb + nw), "healing: best iterate"));
+    bi->b = bi->a + na;
+    bi->w = train_weights ? bi->b + nb : NULL;
+    return BB_OK;
+}
+
+static void best_save(best_iterate *bi, const bb_lora *l, const float *w_hat) {
+    memcpy(bi->a, l->a, sizeof(float) * (size_t)(l->rows * l->rank));
+    memcpy(bi->b, l->b, sizeof(float) * (size_t)(l->rank * l->cols));
+    if (bi->w) memcpy(bi->w, w_hat, sizeof(float) * (size_t)(l->rows * l->cols));
+    bi->have = 1;
+}
+
+static void best_restore(const best_iterate *bi, bb_lora *l, float *w_hat) {
+    if (!bi->have) return;
+    memcpy(l->a, bi->a, sizeof(float) * (size_t)(l->rows * l->rank));
+    memcpy(l->b, bi->b, sizeof(float) * (size_t)(l->rank * l->cols));
+    if (bi->w) memcpy(w_hat, bi->w, sizeof(float) * (size_t)(l->rows * l->cols));
+}
+
+/* Record the loss of step t (parameters before its update); keep them when they are the best. A
+ * non-finite loss restores the best parameters and fails. */
+static bb_status record(const char *name, double loss, int t, double *curve, bb_heal_adam_stats *s,
+                        best_iterate *bi, bb_lora *l, float *w_hat) {
+    if (!isfinite(loss)) {
+        best_restore(bi, l, w_hat);
+        BB_CHECK(0, BB_ERR_NUMERIC,
+                 "%s: healing loss became %g at step %d; lower heal.lr (the best factors so far are kept)", name,
+                 loss, t);
+    }
     if (curve) curve[t] = loss;
     if (t == 0) s->loss_before = s->best = loss;
-    if (loss < s->best) s->best = loss;
+    if (t == 0 || loss < s->best) {
+        s->best = loss;
+        s->best_step = t;
+        best_save(bi, l, w_hat);
+    }
     s->loss_after = loss;
     return BB_OK;
+}
+
+/* After the last step: go back to the best iterate if the last one is worse. */
+static void finish(bb_heal_adam_stats *s, const best_iterate *bi, bb_lora *l, float *w_hat) {
+    if (s->loss_after > s->best) {
+        best_restore(bi, l, w_hat);
+        s->loss_after = s->best;
+    }
 }
 
 bb_status bb_heal_adam(const bb_heal_adam_opts *o, const char *name, const float *w, float *w_hat, const float *h,
@@ -590,9 +642,11 @@ bb_status bb_heal_adam(const bb_heal_adam_opts *o, const char *name, const float
     size_t nw = (size_t)(m * n), na = (size_t)(m * r), nb = (size_t)(r * n);
     float *g0 = NULL, *e = NULL, *ga = NULL, *gb = NULL, *mom = NULL, *mw = NULL;
     grad_ws ws = {0};
+    best_iterate bi = {0};
     bb_heal_adam_stats s;
     memset(&s, 0, sizeof s);
     bb_status stt = BB_OK;
+    BB_CALL_GOTO(stt, out, best_alloc(&bi, lora, o->train_weights));
     BB_CALL_GOTO(stt, out, bb_malloc((void **)&g0, sizeof(float) * nw, "healing: G = E H"));
     BB_CALL_GOTO(stt, out, bb_malloc((void **)&ga, sizeof(float) * (na + nb), "healing: factor gradients"));
     gb = ga + na;
@@ -626,7 +680,7 @@ bb_status bb_heal_adam(const bb_heal_adam_opts *o, const char *name, const float
             BB_CALL_GOTO(stt, out, be->gemm(BB_OP_N, BB_OP_N, m, n, n, 1.0f, e, n, h, n, 0.0f, g0, n)); /* G */
             loss = 0;
             for (size_t i = 0; i < nw; i++) loss += (double)e[i] * g0[i];
-            BB_CALL_GOTO(stt, out, record(name, loss, t, curve, &s));
+            BB_CALL_GOTO(stt, out, record(name, loss, t, curve, &s, &bi, lora, w_hat));
             if (last) break;
             BB_CALL_GOTO(stt, out, be->gemm(BB_OP_N, BB_OP_T, m, r, n, -2.0f, g0, n, lora->b, n, 0.0f, ga, r));
             BB_CALL_GOTO(stt, out, be->gemm(BB_OP_T, BB_OP_N, r, n, m, -2.0f, lora->a, r, g0, n, 0.0f, gb, n));
@@ -637,15 +691,16 @@ bb_status bb_heal_adam(const bb_heal_adam_opts *o, const char *name, const float
             bb_mask_apply(o->mask, w_hat);
         } else {
             BB_CALL_GOTO(stt, out, grad_fast(be, g0, l0, h, lora, &ws, &loss, last ? NULL : ga, last ? NULL : gb));
-            BB_CALL_GOTO(stt, out, record(name, loss, t, curve, &s));
+            BB_CALL_GOTO(stt, out, record(name, loss, t, curve, &s, &bi, lora, w_hat));
             if (last) break;
         }
         adam_update(lora->a, ga, ma, va, (int64_t)na, o, t + 1);
         adam_update(lora->b, gb, mb, vb, (int64_t)nb, o, t + 1);
         s.flops += s.flops_per_step;
     }
-    s.seconds = now_s() - t0;
     s.seconds_steps = now_s() - t1;
+    finish(&s, &bi, lora, w_hat);
+    s.seconds = now_s() - t0;
     if (st) *st = s;
 out:
     free(g0);
@@ -654,6 +709,7 @@ out:
     free(mom);
     free(mw);
     free(ws.p);
+    free(bi.a);
     return stt;
 }
 
@@ -669,14 +725,16 @@ bb_status bb_heal_adam_ref(const bb_heal_adam_opts *o, const char *name, const f
     float *ga = malloc(sizeof(float) * (na + nb + nw)), *mom = calloc(2 * (na + nb + nw), sizeof(float));
     bb_heal_adam_stats s;
     memset(&s, 0, sizeof s);
+    best_iterate bi = {0};
     bb_status stt = BB_OK;
     BB_CHECK_GOTO(stt, out, e && g && ga && mom, BB_ERR_OOM, "out of memory: healing reference");
+    BB_CALL_GOTO(stt, out, best_alloc(&bi, lora, o->train_weights));
     float *gb = ga + na, *gw = gb + nb;
     float *ma = mom, *va = ma + na, *mb = va + na, *vb = mb + nb, *mw = vb + nb, *vw = mw + nw;
     s.flops_per_step = bb_heal_step_flops(m, n, r, o->train_weights);
     for (int t = 0; t <= o->steps; t++) {
         double loss = residual_ref(w, w_hat, h, lora, e, g);
-        BB_CALL_GOTO(stt, out, record(name, loss, t, curve, &s));
+        BB_CALL_GOTO(stt, out, record(name, loss, t, curve, &s, &bi, lora, w_hat));
         if (t == o->steps) break;
         factor_grads_ref(lora, g, ga, gb);
         if (o->train_weights) {
@@ -690,6 +748,7 @@ bb_status bb_heal_adam_ref(const bb_heal_adam_opts *o, const char *name, const f
         adam_update(lora->b, gb, mb, vb, (int64_t)nb, o, t + 1);
         s.flops += s.flops_per_step;
     }
+    finish(&s, &bi, lora, w_hat);
     s.seconds = now_s() - t0;
     if (st) *st = s;
 out:
@@ -697,6 +756,7 @@ out:
     free(g);
     free(ga);
     free(mom);
+    free(bi.a);
     return stt;
 }
 

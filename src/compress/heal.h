@@ -119,8 +119,9 @@ typedef struct {
 void bb_heal_adam_opts_default(bb_heal_adam_opts *o);
 
 typedef struct {
-    double loss_before, loss_after; /* undamped tr(E' H E'ᵀ) before the first and after the last step */
-    double best;                    /* smallest loss seen (the curve's minimum) */
+    double loss_before, loss_after; /* undamped tr(E' H E'ᵀ) at the start and of the returned parameters */
+    double best;                    /* smallest loss seen (the curve's minimum) = loss_after */
+    int best_step;                  /* the step whose parameters are returned (steps: the last) */
     double flops, seconds;
     double flops_per_step;
     double seconds_setup; /* G0 = (W − Ŵ)·H and allocations, before the first step */
@@ -129,7 +130,9 @@ typedef struct {
 
 /* o->steps Adam steps on lora's A and B (and, with train_weights, the kept entries of w_hat, in
  * place) against tr(E' H E'ᵀ). curve (steps + 1) or NULL: curve[t] = loss before step t,
- * curve[steps] = the final loss. Factors that are both all zero are a stationary point: start
+ * curve[steps] = the loss after the last step. Adam is not a descent method (near an optimum its
+ * last step can end slightly above the start), so the parameters of the lowest recorded loss are
+ * returned: loss_after = min(curve) <= loss_before. Factors that are both all zero are a stationary point: start
  * from bb_heal_closed_form or bb_heal_lora_init. Errors: BB_ERR_ARG (shapes, zero factors,
  * train_weights without a mask, bad options), BB_ERR_NUMERIC (non-finite loss: lower heal.lr). */
 bb_status bb_heal_adam(const bb_heal_adam_opts *o, const char *name, const float *w, float *w_hat, const float *h,

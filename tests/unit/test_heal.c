@@ -393,6 +393,46 @@ static void test_adam_after_closed_form(void) {
     problem_free(&p);
 }
 
+/* From the closed form with a large lr Adam overshoots; the best iterate is what comes back. */
+static void test_adam_keeps_best(void) {
+    problem p = make_problem(16, 10, 30, 17, 0);
+    for (int tw = 0; tw < 2; tw++) {
+        bb_lora *l = NULL;
+        EXPECT_OK(bb_lora_create(p.rows, p.cols, 2, &l));
+        bb_heal_fit_opts fo;
+        bb_heal_fit_opts_default(&fo);
+        fo.damp = 1e-6;
+        EXPECT_OK(bb_heal_closed_form(&fo, "best", p.w, p.what, p.h, l, NULL));
+        float *wh = malloc(sizeof(float) * 160);
+        memcpy(wh, p.what, sizeof(float) * 160);
+        bb_mask *m = NULL;
+        bb_mask_create(p.rows, p.cols, 1, &m);
+        bb_mask_from_nonzero(m, p.what);
+        bb_heal_adam_opts o;
+        bb_heal_adam_opts_default(&o);
+        o.steps = 20;
+        o.lr = tw ? 3.0 : 0.05;
+        o.train_weights = tw;
+        o.mask = m;
+        double c[21], mn = INFINITY, direct;
+        int arg = -1;
+        bb_heal_adam_stats s;
+        EXPECT_OK(bb_heal_adam(&o, "best", p.w, wh, p.h, l, c, &s));
+        for (int t = 0; t <= 20; t++)
+            if (c[t] < mn) mn = c[t], arg = t;
+        EXPECT(c[20] > c[0], "train_weights %d: a large lr overshoots the closed form: %.6g -> %.6g", tw, c[0], c[20]);
+        EXPECT(s.loss_after == mn && s.best_step == arg && s.loss_after <= s.loss_before,
+               "returned loss %.8g (step %d) vs curve minimum %.8g (step %d)", s.loss_after, s.best_step, mn, arg);
+        EXPECT_OK(bb_heal_loss_ref("best", p.w, wh, l, p.rows, p.cols, p.h, &direct));
+        EXPECT(fabs(direct - s.loss_after) <= 1e-4 * s.loss_before, "returned parameters give %.8g, stats %.8g",
+               direct, s.loss_after);
+        free(wh);
+        bb_mask_destroy(&m);
+        bb_lora_destroy(&l);
+    }
+    problem_free(&p);
+}
+
 static void test_adam_errors(void) {
     problem p = make_problem(6, 5, 10, 2, 0);
     bb_lora *l = NULL;
@@ -454,6 +494,7 @@ int main(void) {
     TEST_RUN(test_gradients);
     TEST_RUN(test_adam_fast_vs_ref);
     TEST_RUN(test_adam_after_closed_form);
+    TEST_RUN(test_adam_keeps_best);
     TEST_RUN(test_adam_errors);
     TEST_RUN(test_schedule_and_config);
     return TEST_DONE();
