@@ -15,9 +15,8 @@
  * The factors add RANK·(rows + cols) values per matrix; the table prints that overhead, since a
  * merged model is dense and only the factored form is smaller. Layer loss = Σ over matrices of
  * tr(E' H E'ᵀ) relative to Σ tr(W H Wᵀ). Checks (exit 1 on a miss): on every matrix the closed form
- * does not raise the loss and Adam from it returns no higher a loss than it started from (it keeps its best
- * iterate); the healed model's KLD
- * (+cf+adam) is below the pruned model's for both methods. Exit 77 (skipped) when BB_SKIP_SLOW is set. */
+ * does not raise the loss and Adam from it returns no higher a loss than it started from (it keeps
+ * its best iterate); the healed model's KLD (+cf+adam) is below the pruned model's for both methods. Exit 77 (skipped) when BB_SKIP_SLOW is set. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
