@@ -12,6 +12,7 @@
  *   +cf+adam      + bb_heal_adam (STEPS steps at LR) from the closed form
  *   adam          bb_heal_adam from bb_heal_lora_init (no closed form), same steps and lr
  *   +cf+adam+w    + bb_heal_adam training the kept weights too (mask fixed)
+ *   +w            bb_heal_adam on the kept weights alone (zero factors stay zero): the same size as pruned
  * The factors add RANK·(rows + cols) values per matrix; the table prints that overhead, since a
  * merged model is dense and only the factored form is smaller. Layer loss = Σ over matrices of
  * tr(E' H E'ᵀ) relative to Σ tr(W H Wᵀ). Checks (exit 1 on a miss): on every matrix the closed form
@@ -30,8 +31,8 @@
 #include "model/calib.h"
 #include "model/eval.h"
 
-enum { V_PRUNED, V_CF, V_CF_ADAM, V_ADAM, V_CF_ADAM_W, V_COUNT };
-static const char *vname[V_COUNT] = {"pruned", "+cf", "+cf+adam", "adam", "+cf+adam+w"};
+enum { V_PRUNED, V_CF, V_CF_ADAM, V_ADAM, V_CF_ADAM_W, V_W, V_COUNT };
+static const char *vname[V_COUNT] = {"pruned", "+cf", "+cf+adam", "adam", "+cf+adam+w", "+w"};
 
 typedef struct {
     bb_model *m;
@@ -114,6 +115,8 @@ static bb_status heal_all(ctx *c, int v, double *loss, double *ref) {
             bb_status st = BB_OK;
             if (v == V_ADAM) {
                 bb_heal_lora_init(f, 0, (uint64_t)e);
+            } else if (v == V_W) {
+                /* zero factors get zero gradients: only the kept weights move */
             } else {
                 bb_heal_fit_stats fs;
                 st = bb_heal_closed_form(NULL, t->name, w, out, h, f, &fs);
@@ -128,7 +131,7 @@ static bb_status heal_all(ctx *c, int v, double *loss, double *ref) {
                 bb_heal_adam_opts_default(&ao);
                 ao.steps = c->steps;
                 ao.lr = c->lr;
-                ao.train_weights = v == V_CF_ADAM_W;
+                ao.train_weights = v == V_CF_ADAM_W || v == V_W;
                 ao.mask = c->mask[l][k];
                 bb_heal_adam_stats as;
                 st = bb_heal_adam(&ao, t->name, w, out, h, f, NULL, &as);
