@@ -16,7 +16,9 @@
  *      and a pair with Δ >= 0 ends the group (the remaining pairs are the less promising ones).
  *      So the loss never rises, and density stays constant (one drop per regrow, per group).
  *      After each pair the affected rows of G are updated (O(cols) each).
- * Cost: one E'·H (2·rows·cols² flops) plus the sorts and O(cols) per swap.
+ * Cost: one E'·H (2·rows·cols² flops) plus the sorts and O(cols) per swap. Memory: E' and G
+ * (2·rows·cols floats) and the candidate lists, 2 × 16 bytes per entry of a group: per row that is
+ * small, per matrix it is 32·rows·cols bytes (1.4 GB for 4096 × 11008).
  *
  * Local: nothing here calls MPI. */
 #ifndef BB_COMPRESS_RIGL_H
