@@ -22,6 +22,12 @@ static int by_key_asc(const void *pa, const void *pb) {
     return (a->idx > b->idx) - (a->idx < b->idx);
 }
 
+void bb_rigl_opts_from_config(const bb_config *cfg, bb_rigl_opts *o) {
+    memset(o, 0, sizeof *o);
+    o->fraction = cfg->rigl.fraction;
+    o->per_row = !strcmp(cfg->prune.groups, "row");
+}
+
 static bb_status check(const bb_rigl_opts *o, const char *name, int64_t rows, int64_t cols, const float *w,
                        const float *w_hat, const bb_lora *lora, const float *h, const float *xnorm,
                        const bb_mask *mask) {

@@ -29,6 +29,7 @@
 #include "compress/lora.h"
 #include "compress/mask.h"
 #include "core/status.h"
+#include "io/config.h"
 #include "linalg/backend.h"
 
 typedef struct {
@@ -36,6 +37,9 @@ typedef struct {
     int per_row;     /* 1: constant density per output row; 0: per matrix */
     const bb_linalg_backend *backend; /* NULL = "cpu" */
 } bb_rigl_opts;
+
+/* rigl.fraction, and per_row when prune.groups is "row" (the mask was chosen per row). */
+void bb_rigl_opts_from_config(const bb_config *cfg, bb_rigl_opts *o);
 
 typedef struct {
     int64_t swapped;        /* pairs applied: as many regrown as dropped */

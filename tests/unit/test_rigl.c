@@ -177,6 +177,13 @@ static void test_regrown_value_optimal(void) {
     EXPECT(st.swapped == 0 && memcmp(copy, L.wh, sizeof copy) == 0, "fraction 0 changes nothing");
     bb_mask_destroy(&m0);
     free_layer(&L);
+    bb_config cfg;
+    EXPECT_OK(bb_config_defaults(&cfg));
+    bb_rigl_opts_from_config(&cfg, &o);
+    EXPECT(o.fraction == 0.05 && o.per_row == 1, "defaults: fraction %g per_row %d", o.fraction, o.per_row);
+    EXPECT_OK(bb_config_set(&cfg, "prune.groups=block"));
+    bb_rigl_opts_from_config(&cfg, &o);
+    EXPECT(o.per_row == 0, "prune.groups = block: per matrix");
 }
 
 int main(void) {
