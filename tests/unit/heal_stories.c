@@ -6,7 +6,9 @@
  * 512-token windows of tinystories/calib.txt with BOS at each window start, taken once from the dense
  * model; the 7 linear kinds of every block pruned one-shot at 30 % with per-row comparison groups
  * (Wanda; SparseGPT within blocks of B = 32, damping 0.01). Perplexity on dev.txt at n_ctx 512 (the
- * llama.cpp method), KLD and top-1 agreement against the dense model. Variants per method:
+ * llama.cpp method), KLD and top-1 agreement against the dense model. A third setting is GPTQ Q4_0
+ * without pruning (damping 0.01, blocks of 128), healed by the factors only (training the weights
+ * would leave the grid). Variants per setting:
  *   pruned        the pruned weights alone
  *   +cf           + bb_heal_closed_form (rank RANK, damping 0.01), factors merged into the weights
  *   +cf+adam      + bb_heal_adam (STEPS steps at LR) from the closed form
@@ -25,6 +27,7 @@
 
 #include "compress/heal.h"
 #include "compress/prune.h"
+#include "compress/quant.h"
 #include "core/file.h"
 #include "io/model.h"
 #include "io/tokenizer.h"
@@ -64,6 +67,27 @@ static bb_status eval_model(ctx *c, const int *ids, int n, bb_ppl_result *r, bb_
     bb_status st = bb_eval_perplexity(f, ids, n, &o, r, save, ref, kld);
     bb_forward_destroy(&f);
     return st;
+}
+
+/* GPTQ Q4_0 of every matrix into c->pruned (the dequantized weights), all-kept masks. */
+static bb_status quantize_all(ctx *c) {
+    const bb_quantizer *q;
+    BB_CALL(bb_quant_get("gptq", &q));
+    bb_quant_opts o;
+    bb_quant_opts_default(&o); /* Q4_0, damping 0.01, blocks of 128 */
+    for (int l = 0; l < c->m->cfg.n_layers; l++)
+        for (int k = 0; k < BB_LIN_COUNT; k++) {
+            bb_tensor *t = &c->orig[l][k];
+            int64_t rows = bb_tensor_rows(t), cols = bb_tensor_cols(t);
+            bb_quant_input in = {t->name, rows, cols, c->dense[l][k], c->h[l][k], NULL};
+            bb_quant_result *r = NULL;
+            BB_CALL(q->apply(&o, &in, &r));
+            memcpy(c->pruned[l][k], r->w_hat, sizeof(float) * (size_t)(rows * cols));
+            bb_quant_result_destroy(&r);
+            bb_mask_destroy(&c->mask[l][k]);
+            BB_CALL(bb_mask_create(rows, cols, 1, &c->mask[l][k]));
+        }
+    return BB_OK;
 }
 
 /* Prune every matrix with `method` at 30 % into c->pruned and c->mask. */
@@ -218,11 +242,17 @@ int main(int argc, char **argv) {
     loss = calloc((size_t)(nlin * V_COUNT), sizeof(double));
     ref = calloc((size_t)nlin, sizeof(double));
     BB_CHECK_GOTO(st, out, loss && ref, BB_ERR_OOM, "out of memory: loss tables");
-    const char *methods[2] = {"wanda", "sparsegpt"};
-    for (int mi = 0; mi < 2; mi++) {
-        BB_CALL_GOTO(st, out, prune_all(&c, methods[mi]));
+    const char *methods[3] = {"wanda", "sparsegpt", "gptq-q4_0"};
+    for (int mi = 0; mi < 3; mi++) {
+        int quant = mi == 2;
+        if (quant)
+            BB_CALL_GOTO(st, out, quantize_all(&c));
+        else
+            BB_CALL_GOTO(st, out, prune_all(&c, methods[mi]));
         double kld[V_COUNT];
         for (int v = 0; v < V_COUNT; v++) {
+            /* training quantized weights as floats would leave the grid: factors only for Q4_0 */
+            if (quant && (v == V_CF_ADAM_W || v == V_W)) continue;
             double *lv = loss + (size_t)v * nlin;
             bb_status hs = heal_all(&c, v, lv, ref);
             if (hs != BB_OK) {
@@ -241,11 +271,12 @@ int main(int argc, char **argv) {
             fflush(stdout);
         }
         printf("per matrix, %s: tr(E' H E'^T) / tr(W H W^T)\n%-22s", methods[mi], "matrix");
-        for (int v = 0; v < V_COUNT; v++) printf(" %11s", vname[v]);
+        int nv = quant ? V_CF_ADAM_W : V_COUNT;
+        for (int v = 0; v < nv; v++) printf(" %11s", vname[v]);
         printf("\n");
         for (int e = 0; e < nlin; e++) {
             printf("%-22s", c.orig[e / BB_LIN_COUNT][e % BB_LIN_COUNT].name);
-            for (int v = 0; v < V_COUNT; v++) printf(" %11.4e", loss[(size_t)v * nlin + e] / ref[e]);
+            for (int v = 0; v < nv; v++) printf(" %11.4e", loss[(size_t)v * nlin + e] / ref[e]);
             printf("\n");
         }
         if (!(kld[V_CF_ADAM] < kld[V_PRUNED])) {
