@@ -134,6 +134,7 @@ typedef struct {
 typedef struct {
     bool enabled;
     int64_t count;
+    bool phased;
 } bb_config_bundles;
 
 typedef struct {

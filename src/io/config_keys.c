@@ -130,6 +130,8 @@ static const bb_config_key keys[] = {
 
     BOOL_(bundles, "enabled", enabled, "false", "Cluster blocks into synergy bundles and stress one bundle per wave."),
     INT_(bundles, "count", count, "4", 1, 1024, "Number M of synergy bundles."),
+    BOOL_(bundles, "phased", phased, "true",
+          "Wave k stresses bundle (k-1) mod M only (one-bundle activation); false: every bundle every wave."),
 
     ENUM_(quant, "method", method, "gptq", "gptq|rtn|none",
           "GPTQ (error-compensating), round-to-nearest, or keep the weights in their float type."),
