@@ -413,6 +413,42 @@ __global__ void diag_mean_sum(const float *h, int64_t n, double *out) {
     if ((threadIdx.x & 31) == 0) atomicAdd(out, s);
 }
 
+/* In place inverse of the column-major lower triangular (n, n) at a (ld lda), recursively:
+ * inv([A 0; B C]) = [A^-1 0; -C^-1 B A^-1  C^-1], the off-diagonal block by two trmm (cuBLAS runs them
+ * near gemm speed, where cusolverDnXtrtri on the whole matrix ran at a fraction of it); leaves of at most
+ * 1024 by cusolverDnXtrtri. work holds (n/2 + 32)^2 floats. *singular = 1 on a zero pivot. */
+static bb_status tri_inv_lower(bb_cuda_ctx *c, float *a, int64_t n, int64_t lda, float *work, int *singular) {
+    if (n <= 1024) {
+        size_t wd = 0, wh = 0;
+        BB_CUSOLVER_CALL(cusolverDnXtrtri_bufferSize(c->solver, CUBLAS_FILL_MODE_LOWER, CUBLAS_DIAG_NON_UNIT, n,
+                                                     CUDA_R_32F, a, lda, &wd, &wh));
+        void *ws, *hs = NULL;
+        BB_CALL(bb_cuda_scratch(c, 0, wd ? wd : 1, &ws));
+        if (wh) hs = malloc(wh);
+        BB_CHECK(wh == 0 || hs, BB_ERR_OOM, "trtri host workspace of %zu bytes", wh);
+        cusolverStatus_t se = cusolverDnXtrtri(c->solver, CUBLAS_FILL_MODE_LOWER, CUBLAS_DIAG_NON_UNIT, n, CUDA_R_32F,
+                                               a, lda, ws, wd, hs, wh, c->info);
+        free(hs);
+        if (se != CUSOLVER_STATUS_SUCCESS) return bb_cusolver_error(se, __FILE__, __LINE__, "cusolverDnXtrtri");
+        int info = 0;
+        BB_CALL(read_info(c, &info));
+        if (info != 0) *singular = 1;
+        return BB_OK;
+    }
+    const int64_t n1 = (n / 2 + 31) / 32 * 32, n2 = n - n1;
+    float *a11 = a, *a21 = a + n1, *a22 = a + n1 * lda + n1;
+    BB_CALL(tri_inv_lower(c, a11, n1, lda, work, singular));
+    BB_CALL(tri_inv_lower(c, a22, n2, lda, work, singular));
+    if (*singular) return BB_OK;
+    const float one = 1, mone = -1;
+    /* work (n2, n1) = A21 A11^-1; A21 = -A22^-1 work */
+    BB_CUBLAS_CALL(cublasStrmm(c->blas, CUBLAS_SIDE_RIGHT, CUBLAS_FILL_MODE_LOWER, CUBLAS_OP_N, CUBLAS_DIAG_NON_UNIT,
+                               (int)n2, (int)n1, &one, a11, (int)lda, a21, (int)lda, work, (int)n2));
+    BB_CUBLAS_CALL(cublasStrmm(c->blas, CUBLAS_SIDE_LEFT, CUBLAS_FILL_MODE_LOWER, CUBLAS_OP_N, CUBLAS_DIAG_NON_UNIT,
+                               (int)n2, (int)n1, &mone, a22, (int)lda, work, (int)n2, a21, (int)lda));
+    return BB_OK;
+}
+
 extern "C" bb_status bb_cuda_inverse_factor(bb_cuda_ctx *c, const char *name, const float *h, int64_t n, double damp,
                                             double damp_max, float *u, double *damp_used) {
     DIMS("cuda inverse factor", n, n, n, n);
@@ -439,20 +475,11 @@ extern "C" bb_status bb_cuda_inverse_factor(bb_cuda_ctx *c, const char *name, co
         int64_t bad = -1;
         BB_CALL(potrf_quiet(c, BB_UPLO_UPPER, n, mtx, n, &bad)); /* column-major lower */
         if (bad >= 0) continue;
-        size_t wd = 0, wh = 0;
-        BB_CUSOLVER_CALL(cusolverDnXtrtri_bufferSize(c->solver, CUBLAS_FILL_MODE_LOWER, CUBLAS_DIAG_NON_UNIT, n,
-                                                     CUDA_R_32F, mtx, n, &wd, &wh));
-        void *ws, *hs = NULL;
-        BB_CALL(bb_cuda_scratch(c, 0, wd ? wd : 1, &ws));
-        if (wh) hs = malloc(wh);
-        BB_CHECK(wh == 0 || hs, BB_ERR_OOM, "trtri host workspace of %zu bytes", wh);
-        cusolverStatus_t se = cusolverDnXtrtri(c->solver, CUBLAS_FILL_MODE_LOWER, CUBLAS_DIAG_NON_UNIT, n, CUDA_R_32F,
-                                               mtx, n, ws, wd, hs, wh, c->info);
-        free(hs);
-        if (se != CUSOLVER_STATUS_SUCCESS) return bb_cusolver_error(se, __FILE__, __LINE__, "cusolverDnXtrtri");
-        int info = 0;
-        BB_CALL(read_info(c, &info));
-        if (info != 0) continue;
+        void *work;
+        BB_CALL(bb_cuda_scratch(c, 1, (size_t)((n / 2 + 32) * (n / 2 + 32)) * sizeof(float), &work));
+        int singular = 0;
+        BB_CALL(tri_inv_lower(c, mtx, n, n, (float *)work, &singular));
+        if (singular) continue;
         unreverse<<<g, b>>>(mtx, n, u);
         LAUNCHED();
         if (d != damp)
@@ -505,6 +532,39 @@ __global__ void take_top(const double *w, const double *z, int l, int k, float *
     if (r == 0) s[i] = (float)sv;
 }
 
+__global__ void f64_to_f32(const double *a, int64_t n, float *b) {
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
+        b[i] = (float)a[i];
+}
+
+/* Orthonormalize the columns of Y (m, l) row-major in place by CholQR2: twice G = Y^T Y (f64), G = R^T R,
+ * Y := Y R^-1. Falls back to Householder QR (bb_cuda_qr) when G is not numerically positive definite.
+ * y64 (m * l) and g64 (l * l) f64, r32 (l * l) f32 scratch. */
+static bb_status orthonormalize(bb_cuda_ctx *c, int64_t m, int l, float *y, double *y64, double *g64, float *r32) {
+    for (int pass = 0; pass < 2; pass++) {
+        f32_to_f64<<<512, 256>>>(y, m * l, y64);
+        LAUNCHED();
+        const double one = 1, zero = 0;
+        /* column-major Y^T (l, m): G = Y^T (Y^T)^T */
+        BB_CUBLAS_CALL(cublasDgemm(c->blas, CUBLAS_OP_N, CUBLAS_OP_T, l, l, (int)m, &one, y64, l, y64, l, &zero, g64, l));
+        int lwork = 0;
+        BB_CUSOLVER_CALL(cusolverDnDpotrf_bufferSize(c->solver, CUBLAS_FILL_MODE_UPPER, l, g64, l, &lwork));
+        void *ws;
+        BB_CALL(bb_cuda_scratch(c, 0, (size_t)(lwork > 0 ? lwork : 1) * sizeof(double), &ws));
+        BB_CUSOLVER_CALL(cusolverDnDpotrf(c->solver, CUBLAS_FILL_MODE_UPPER, l, g64, l, (double *)ws, lwork, c->info));
+        int info = 0;
+        BB_CALL(read_info(c, &info));
+        if (info != 0) return bb_cuda_qr(c, m, l, y, l, NULL, 0);
+        f64_to_f32<<<64, 256>>>(g64, (int64_t)l * l, r32);
+        LAUNCHED();
+        const float onef = 1;
+        /* row-major Y R^-1 is column-major R^-T Y^T */
+        BB_CUBLAS_CALL(cublasStrsm(c->blas, CUBLAS_SIDE_LEFT, CUBLAS_FILL_MODE_UPPER, CUBLAS_OP_T, CUBLAS_DIAG_NON_UNIT,
+                                   l, (int)m, &onef, r32, l, y, l));
+    }
+    return BB_OK;
+}
+
 extern "C" bb_status bb_cuda_rsvd(bb_cuda_ctx *c, bb_cuda_math math, int64_t m, int64_t n, const float *a,
                                   int64_t lda, int k, int p, int q, uint64_t seed, float *s, float *u, float *v) {
     DIMS("cuda rsvd", m, n, lda, n);
@@ -516,6 +576,8 @@ extern "C" bb_status bb_cuda_rsvd(bb_cuda_ctx *c, bb_cuda_math math, int64_t m, 
     /* Buffers: Omega/Z (n, l), Y (m, l), B (l, n), G (l, l) f32 and f64, w (l) f64, top k of s and ub. */
     float *om, *y, *bm, *ub, *ubs, *ds;
     double *g64, *w64, *wsd, *b64;
+    float *r32 = NULL;
+    const int64_t mx = m > n ? m : n;
     size_t need = (size_t)(n * l + m * l + (int64_t)l * n + 2 * (int64_t)l * k + k) * sizeof(float);
     BB_CALL(bb_cuda_malloc((void **)&om, need, "rsvd buffers"));
     y = om + n * l;
@@ -527,20 +589,21 @@ extern "C" bb_status bb_cuda_rsvd(bb_cuda_ctx *c, bb_cuda_math math, int64_t m, 
     int lwork = 0, info = 0;
     void *ws = NULL;
     g64 = w64 = wsd = b64 = NULL;
-    BB_CALL_GOTO(st, done, bb_cuda_malloc((void **)&g64, ((size_t)l * l + l + (size_t)l * n) * sizeof(double),
+    BB_CALL_GOTO(st, done, bb_cuda_malloc((void **)&g64, ((size_t)l * l + l + (size_t)l * mx) * sizeof(double),
                                           "rsvd small Gram"));
     w64 = g64 + (int64_t)l * l;
     b64 = w64 + l;
+    BB_CALL_GOTO(st, done, bb_cuda_malloc((void **)&r32, (size_t)l * l * sizeof(float), "rsvd R"));
     gaussian<<<1024, 256>>>(om, n * l, seed, 1.0f);
     LAUNCH_GOTO("gaussian");
     BB_CALL_GOTO(st, done, bb_cuda_gemm(c, math, BB_OP_N, BB_OP_N, m, l, n, 1, a, lda, om, l, 0, y, l));
     for (int it = 0; it < q; it++) {
-        BB_CALL_GOTO(st, done, bb_cuda_qr(c, m, l, y, l, NULL, 0));
+        BB_CALL_GOTO(st, done, orthonormalize(c, m, l, y, b64, g64, r32));
         BB_CALL_GOTO(st, done, bb_cuda_gemm(c, math, BB_OP_T, BB_OP_N, n, l, m, 1, a, lda, y, l, 0, om, l));
-        BB_CALL_GOTO(st, done, bb_cuda_qr(c, n, l, om, l, NULL, 0));
+        BB_CALL_GOTO(st, done, orthonormalize(c, n, l, om, b64, g64, r32));
         BB_CALL_GOTO(st, done, bb_cuda_gemm(c, math, BB_OP_N, BB_OP_N, m, l, n, 1, a, lda, om, l, 0, y, l));
     }
-    BB_CALL_GOTO(st, done, bb_cuda_qr(c, m, l, y, l, NULL, 0));
+    BB_CALL_GOTO(st, done, orthonormalize(c, m, l, y, b64, g64, r32));
     /* B (l, n) = Q^T A; G = B B^T (l, l) */
     BB_CALL_GOTO(st, done, bb_cuda_gemm(c, math, BB_OP_T, BB_OP_N, l, n, m, 1, y, l, a, lda, 0, bm, n));
     /* G = B B^T in f64 (B converted): the small eigenproblem then loses nothing beyond B's own f32
@@ -576,6 +639,7 @@ extern "C" bb_status bb_cuda_rsvd(bb_cuda_ctx *c, bb_cuda_math math, int64_t m, 
 done:
     cudaFree(om);
     cudaFree(g64);
+    cudaFree(r32);
     return st;
 }
 

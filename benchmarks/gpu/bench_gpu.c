@@ -240,6 +240,27 @@ static void gptq(bb_cuda_ctx *c, int64_t rows, int64_t cols, const char *name) {
             printf("%-40s %7.4f s (inverse factor %.4f s = %.1f TFLOP/s; loop+trailing %.4f s)\n", key, s, sf,
                    fl_factor / sf / 1e12, s - sf);
         }
+    /* SparseGPT 50 % on the same layer */
+    uint64_t *mask;
+    DIE(bb_cuda_malloc((void **)&mask, (size_t)(rows * cols / 64) * 8, "mask"));
+    for (int trail = 0; trail < 2; trail++) {
+        double t[3];
+        for (int r = -1; r < 3; r++) {
+            CK(cudaMemcpy(w, w0, (size_t)(rows * cols) * 4, cudaMemcpyDeviceToDevice));
+            CK(cudaMemset(mask, 0xff, (size_t)(rows * cols / 64) * 8));
+            tic();
+            DIE(bb_cuda_sparsegpt(c, name, rows, cols, 0.5, 0.01, 10, trail ? BB_CUDA_TF32 : BB_CUDA_FP32, w, h, mask,
+                                  NULL));
+            double s = toc();
+            if (r >= 0) t[r] = s;
+        }
+        double s = median(t, 3);
+        char key[96];
+        snprintf(key, sizeof key, "sparsegpt50_%s_trail_%s", name, trail ? "tf32" : "fp32");
+        emit(key, "{\"rows\": %lld, \"cols\": %lld, \"s\": %.4f}", (long long)rows, (long long)cols, s);
+        printf("%-40s %7.4f s\n", key, s);
+    }
+    cudaFree(mask);
     cudaFree(h), cudaFree(w), cudaFree(w0), cudaFree(params), cudaFree(codes);
 }
 

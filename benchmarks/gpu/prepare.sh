@@ -8,7 +8,7 @@ cd "$(dirname "$0")/../.."
 B=${BB_GPU_BUILD:-build-gpu}
 C=build-gpu-carry
 cmake -S . -B "$B" -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build "$B" -j2 --target test_cuda_smoke test_cuda_linalg test_cuda_gptq test_cuda_wanda bench_gpu
+cmake --build "$B" -j2 --target test_cuda_smoke test_cuda_linalg test_cuda_gptq test_cuda_wanda test_cuda_sparsegpt bench_gpu
 rm -rf "$C"
 mkdir -p "$C/bin" "$C/lib"
 cp "$B"/tests/test_cuda_* "$B"/benchmarks/bench_gpu "$C/bin/"

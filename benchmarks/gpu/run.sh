@@ -29,12 +29,12 @@ fi
     ldd $C/bin/bench_gpu | grep -E "not found|cublas|cusolver|openblas"
 } 2>&1 | tee "$OUT/bench.log"
 fails=0
-for t in smoke linalg gptq wanda; do
+for t in smoke linalg gptq wanda sparsegpt; do
     $C/bin/test_cuda_$t >"$OUT/t.log" 2>&1
     rc=$?
     { echo "== unit.cuda_$t rc=$rc"; cat "$OUT/t.log"; } >>"$OUT/tests.log"
     echo "unit.cuda_$t rc=$rc"
-    grep -E "FAIL|checks|gram|rsvd|inverse|q4_0|g128" "$OUT/t.log" | head -20
+    grep -E "FAIL|checks|gram|rsvd|inverse|q4_0|g128|sparsegpt" "$OUT/t.log" | head -20
     [ $rc -ne 0 ] && fails=$((fails + 1))
 done
 rm -f "$OUT/t.log"
