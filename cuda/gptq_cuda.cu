@@ -113,12 +113,14 @@ __device__ double fit_symmetric_warp(const float *x, const float *wt, int lane) 
     return best_d;
 }
 
-/* One lazy batch [i1, i1 + nb) for rows blockIdx.x * WARPS + warp. Lane l holds columns 32 t + l of the
+/* One lazy batch [i1, i1 + nb) for rows blockIdx.x * WARPS + warp; ub (nb, nb) the batch's diagonal block
+ * of U (leading dimension ldu). Lane l holds columns 32 t + l of the
  * batch in w[t]. Columns go one by one: quantize, record the scaled error, update the later columns of
  * the batch. At the end the batch's columns of W hold Ŵ and E (rows, BW) the scaled errors. */
 template <int GRID>
 __global__ void __launch_bounds__(WARPS * 32) gptq_batch(int64_t rows, int64_t n, int64_t i1, int nb, float *W,
-                                                         const float *__restrict__ U, float *__restrict__ E,
+                                                         const float *__restrict__ ub, int64_t ldu,
+                                                         float *__restrict__ E,
                                                          uint8_t *__restrict__ codes, float *__restrict__ params,
                                                          const float *__restrict__ imp) {
     extern __shared__ float smem[];
@@ -127,7 +129,7 @@ __global__ void __launch_bounds__(WARPS * 32) gptq_batch(int64_t rows, int64_t n
     float *xs = imps + BW;     /* (WARPS, 32) */
     for (int idx = threadIdx.x; idx < nb * nb; idx += blockDim.x) {
         int i = idx / nb, j = idx % nb;
-        us[i * BW + j] = j >= i ? U[(i1 + i) * n + i1 + j] : 0.0f;
+        us[i * BW + j] = j >= i ? ub[i * ldu + j] : 0.0f;
     }
     if (imp)
         for (int idx = threadIdx.x; idx < nb; idx += blockDim.x) imps[idx] = imp[i1 + idx];
@@ -238,16 +240,57 @@ extern "C" bb_status bb_cuda_gptq_factored(bb_cuda_ctx *c, const bb_cuda_gptq_op
     for (int64_t i1 = 0; i1 < cols; i1 += BW) {
         const int64_t i2 = i1 + BW < cols ? i1 + BW : cols;
         const int nb = (int)(i2 - i1);
+        const float *ub = u + i1 * cols + i1;
         if (o->grid == BB_CUDA_GRID_Q4_0)
-            gptq_batch<0><<<blocks, WARPS * 32, shm>>>(rows, cols, i1, nb, w, u, e, codes, params, imp);
+            gptq_batch<0><<<blocks, WARPS * 32, shm>>>(rows, cols, i1, nb, w, ub, cols, e, codes, params, imp);
         else
-            gptq_batch<1><<<blocks, WARPS * 32, shm>>>(rows, cols, i1, nb, w, u, e, codes, params, NULL);
+            gptq_batch<1><<<blocks, WARPS * 32, shm>>>(rows, cols, i1, nb, w, ub, cols, e, codes, params, NULL);
         BB_CUDA_CALL(cudaGetLastError());
         if (i2 < cols)
             BB_CALL(bb_cuda_gemm(c, o->trail, BB_OP_N, BB_OP_N, rows, cols - i2, nb, -1.0f, e, BW, u + i1 * cols + i2,
                                  cols, 1.0f, w + i2, cols));
     }
     return BB_OK;
+}
+
+/* The batches on V = U^-1 (bb_cuda_obs_*): no triangular inverse. cols a multiple of 128. */
+static bb_status gptq_on_v(bb_cuda_ctx *c, const bb_cuda_gptq_opts *o, int64_t rows, int64_t cols, float *w,
+                           const float *v, const float *imp, uint8_t *codes, float *params) {
+    float *t = NULL, *ubb = NULL, *e, *y;
+    bb_status st = BB_OK;
+    BB_CALL(bb_cuda_scratch(c, 2, (size_t)(rows * BW) * 2 * sizeof(float), (void **)&e));
+    y = e + rows * BW;
+    BB_CALL(bb_cuda_malloc((void **)&t, (size_t)(rows * cols) * sizeof(float), "GPTQ accumulated updates (rows x cols)"));
+    BB_CALL_GOTO(st, done, bb_cuda_malloc((void **)&ubb, (size_t)(cols * BW) * sizeof(float), "GPTQ diagonal blocks"));
+    {
+        cudaError_t ce = cudaMemset(t, 0, (size_t)(rows * cols) * sizeof(float));
+        if (ce != cudaSuccess) BB_CALL_GOTO(st, done, bb_cuda_error(ce, __FILE__, __LINE__, "cudaMemset"));
+    }
+    BB_CALL_GOTO(st, done, bb_cuda_obs_prepare(v, cols, ubb));
+    {
+        const size_t shm = (size_t)(BW * BW + BW + WARPS * 32) * sizeof(float);
+        cudaError_t ce = o->grid == BB_CUDA_GRID_Q4_0
+                             ? cudaFuncSetAttribute(gptq_batch<0>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)shm)
+                             : cudaFuncSetAttribute(gptq_batch<1>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)shm);
+        if (ce != cudaSuccess) BB_CALL_GOTO(st, done, bb_cuda_error(ce, __FILE__, __LINE__, "cudaFuncSetAttribute"));
+        const unsigned blocks = (unsigned)((rows + WARPS - 1) / WARPS);
+        for (int64_t b = 0; b < cols / BW; b++) {
+            const int64_t i1 = b * BW;
+            BB_CALL_GOTO(st, done, bb_cuda_obs_before(c, rows, cols, b, w, t, ubb));
+            const float *ub = ubb + b * BW * BW;
+            if (o->grid == BB_CUDA_GRID_Q4_0)
+                gptq_batch<0><<<blocks, WARPS * 32, shm>>>(rows, cols, i1, BW, w, ub, BW, e, codes, params, imp);
+            else
+                gptq_batch<1><<<blocks, WARPS * 32, shm>>>(rows, cols, i1, BW, w, ub, BW, e, codes, params, NULL);
+            ce = cudaGetLastError();
+            if (ce != cudaSuccess) BB_CALL_GOTO(st, done, bb_cuda_error(ce, __FILE__, __LINE__, "gptq_batch"));
+            BB_CALL_GOTO(st, done, bb_cuda_obs_after(c, o->trail, rows, cols, b, e, t, ubb, v, y));
+        }
+    }
+done:
+    cudaFree(t);
+    cudaFree(ubb);
+    return st;
 }
 
 /* Dead inputs (H_jj = 0): weights 0; imp (if non-NULL) = diag(H). */
@@ -276,9 +319,15 @@ extern "C" bb_status bb_cuda_gptq(bb_cuda_ctx *c, const bb_cuda_gptq_opts *o, co
         cudaError_t ce = cudaGetLastError();
         if (ce != cudaSuccess) BB_CALL_GOTO(st, done, bb_cuda_error(ce, __FILE__, __LINE__, "gptq_prep"));
     }
-    BB_CALL_GOTO(st, done, bb_cuda_inverse_factor(c, name, h, cols, o->damp, o->damp_max, u,
-                                                  damp_used ? damp_used : &dummy));
-    BB_CALL_GOTO(st, done, bb_cuda_gptq_factored(c, o, rows, cols, w, u, imp, codes, params));
+    if (cols % BW == 0) {
+        BB_CALL_GOTO(st, done, bb_cuda_factor_inverse_of_u(c, name, h, cols, o->damp, o->damp_max, u,
+                                                           damp_used ? damp_used : &dummy));
+        BB_CALL_GOTO(st, done, gptq_on_v(c, o, rows, cols, w, u, imp, codes, params));
+    } else {
+        BB_CALL_GOTO(st, done, bb_cuda_inverse_factor(c, name, h, cols, o->damp, o->damp_max, u,
+                                                      damp_used ? damp_used : &dummy));
+        BB_CALL_GOTO(st, done, bb_cuda_gptq_factored(c, o, rows, cols, w, u, imp, codes, params));
+    }
 done:
     cudaFree(u);
     cudaFree(imp);
@@ -324,8 +373,13 @@ extern "C" bb_status bb_cuda_quant_gptq(const bb_quant_opts *o, const bb_quant_i
     if (in->importance &&
         cudaMemcpy(dimp, in->importance, (size_t)n * 4, cudaMemcpyHostToDevice) != cudaSuccess)
         BB_CALL_GOTO(st, done, bb_cuda_error(cudaGetLastError(), __FILE__, __LINE__, "upload importance"));
-    BB_CALL_GOTO(st, done, bb_cuda_inverse_factor(c, name, dh, n, o->damp, o->damp_max, du, &r->damp));
-    BB_CALL_GOTO(st, done, bb_cuda_gptq_factored(c, &go, m, n, dw, du, go.importance ? dimp : NULL, dcodes, NULL));
+    if (n % BW == 0) {
+        BB_CALL_GOTO(st, done, bb_cuda_factor_inverse_of_u(c, name, dh, n, o->damp, o->damp_max, du, &r->damp));
+        BB_CALL_GOTO(st, done, gptq_on_v(c, &go, m, n, dw, du, go.importance ? dimp : NULL, dcodes, NULL));
+    } else {
+        BB_CALL_GOTO(st, done, bb_cuda_inverse_factor(c, name, dh, n, o->damp, o->damp_max, du, &r->damp));
+        BB_CALL_GOTO(st, done, bb_cuda_gptq_factored(c, &go, m, n, dw, du, go.importance ? dimp : NULL, dcodes, NULL));
+    }
     if (cudaMemcpy(r->blocks, dcodes, r->row_bytes * (size_t)m, cudaMemcpyDeviceToHost) != cudaSuccess ||
         cudaMemcpy(r->w_hat, dw, (size_t)(m * n) * 4, cudaMemcpyDeviceToHost) != cudaSuccess)
         BB_CALL_GOTO(st, done, bb_cuda_error(cudaGetLastError(), __FILE__, __LINE__, "download"));

@@ -161,8 +161,27 @@ extern "C" bb_status bb_cuda_gemm(bb_cuda_ctx *c, bb_cuda_math math, bb_op ta, b
     return BB_OK;
 }
 
+static bb_status gram_panels(bb_cuda_ctx *c, bb_cuda_math math, int64_t n, int64_t k, const float *x, int64_t ldx,
+                             float beta, float *cm, int64_t ldc, int mirror);
+
 extern "C" bb_status bb_cuda_gram(bb_cuda_ctx *c, bb_cuda_math math, int64_t n, int64_t k, const float *x,
                                   int64_t ldx, float beta, float *cm, int64_t ldc) {
+    return gram_panels(c, math, n, k, x, ldx, beta, cm, ldc, 1);
+}
+
+extern "C" bb_status bb_cuda_gram_upper(bb_cuda_ctx *c, bb_cuda_math math, int64_t n, int64_t k, const float *x,
+                                        int64_t ldx, float beta, float *cm, int64_t ldc) {
+    return gram_panels(c, math, n, k, x, ldx, beta, cm, ldc, 0);
+}
+
+extern "C" bb_status bb_cuda_mirror_upper(float *cm, int64_t n, int64_t ldc) {
+    launch_mirror(cm, n, ldc, 1);
+    LAUNCHED();
+    return BB_OK;
+}
+
+static bb_status gram_panels(bb_cuda_ctx *c, bb_cuda_math math, int64_t n, int64_t k, const float *x, int64_t ldx,
+                             float beta, float *cm, int64_t ldc, int mirror) {
     DIMS("cuda gram X", k, n, ldx, n);
     DIMS("cuda gram C", n, n, ldc, n);
     if (math == BB_CUDA_BF16 && k > 0 && n > 0) {
@@ -187,8 +206,10 @@ extern "C" bb_status bb_cuda_gram(bb_cuda_ctx *c, bb_cuda_math math, int64_t n, 
                                  ldc));
         }
     }
-    launch_mirror(cm, n, ldc, 1);
-    LAUNCHED();
+    if (mirror) {
+        launch_mirror(cm, n, ldc, 1);
+        LAUNCHED();
+    }
     return BB_OK;
 }
 
@@ -449,8 +470,8 @@ static bb_status tri_inv_lower(bb_cuda_ctx *c, float *a, int64_t n, int64_t lda,
     return BB_OK;
 }
 
-extern "C" bb_status bb_cuda_inverse_factor(bb_cuda_ctx *c, const char *name, const float *h, int64_t n, double damp,
-                                            double damp_max, float *u, double *damp_used) {
+static bb_status factor_common(bb_cuda_ctx *c, const char *name, const float *h, int64_t n, double damp,
+                               double damp_max, float *u, double *damp_used, int invert) {
     DIMS("cuda inverse factor", n, n, n, n);
     BB_CHECK(damp >= 0 && damp_max >= damp, BB_ERR_ARG, "%s: need 0 <= damp <= damp_max (got %g, %g)", name, damp,
              damp_max);
@@ -475,11 +496,13 @@ extern "C" bb_status bb_cuda_inverse_factor(bb_cuda_ctx *c, const char *name, co
         int64_t bad = -1;
         BB_CALL(potrf_quiet(c, BB_UPLO_UPPER, n, mtx, n, &bad)); /* column-major lower */
         if (bad >= 0) continue;
-        void *work;
-        BB_CALL(bb_cuda_scratch(c, 1, (size_t)((n / 2 + 32) * (n / 2 + 32)) * sizeof(float), &work));
-        int singular = 0;
-        BB_CALL(tri_inv_lower(c, mtx, n, n, (float *)work, &singular));
-        if (singular) continue;
+        if (invert) {
+            void *work;
+            BB_CALL(bb_cuda_scratch(c, 1, (size_t)((n / 2 + 32) * (n / 2 + 32)) * sizeof(float), &work));
+            int singular = 0;
+            BB_CALL(tri_inv_lower(c, mtx, n, n, (float *)work, &singular));
+            if (singular) continue;
+        }
         unreverse<<<g, b>>>(mtx, n, u);
         LAUNCHED();
         if (d != damp)
@@ -488,6 +511,77 @@ extern "C" bb_status bb_cuda_inverse_factor(bb_cuda_ctx *c, const char *name, co
         if (damp_used) *damp_used = d;
         return BB_OK;
     }
+}
+
+extern "C" bb_status bb_cuda_inverse_factor(bb_cuda_ctx *c, const char *name, const float *h, int64_t n, double damp,
+                                            double damp_max, float *u, double *damp_used) {
+    return factor_common(c, name, h, n, damp, damp_max, u, damp_used, 1);
+}
+
+extern "C" bb_status bb_cuda_factor_inverse_of_u(bb_cuda_ctx *c, const char *name, const float *h, int64_t n,
+                                                 double damp, double damp_max, float *v, double *damp_used) {
+    return factor_common(c, name, h, n, damp, damp_max, v, damp_used, 0);
+}
+
+/* ---- lazy batches without the explicit inverse (bb_cuda_obs_*) ---- */
+
+#define OBS 128
+
+/* ubb[b] (OBS, OBS) row-major = inverse of the upper triangular diagonal block b of v (n, n); one block of
+ * OBS threads per diagonal block, thread j solving column j by back substitution (sums in f64). */
+__global__ void __launch_bounds__(OBS) diag_block_inverse(const float *v, int64_t n, float *ubb) {
+    extern __shared__ float sm[];
+    float *vs = sm, *xs = sm + OBS * OBS;
+    const int64_t i0 = (int64_t)blockIdx.x * OBS;
+    for (int idx = threadIdx.x; idx < OBS * OBS; idx += OBS) {
+        int i = idx / OBS, j = idx % OBS;
+        vs[idx] = j >= i ? v[(i0 + i) * n + i0 + j] : 0.0f;
+        xs[idx] = 0;
+    }
+    __syncthreads();
+    const int j = threadIdx.x;
+    xs[j * OBS + j] = 1.0f / vs[j * OBS + j];
+    for (int i = j - 1; i >= 0; i--) {
+        double t = 0;
+        for (int k = i + 1; k <= j; k++) t += (double)vs[i * OBS + k] * xs[k * OBS + j];
+        xs[i * OBS + j] = (float)(-t / vs[i * OBS + i]);
+    }
+    __syncthreads();
+    for (int idx = threadIdx.x; idx < OBS * OBS; idx += OBS) ubb[blockIdx.x * OBS * OBS + idx] = xs[idx];
+}
+
+extern "C" bb_status bb_cuda_obs_prepare(const float *v, int64_t n, float *ubb) {
+    BB_CHECK(n % OBS == 0 && n > 0, BB_ERR_ARG, "obs: %lld columns is not a multiple of %d", (long long)n, OBS);
+    const size_t shm = 2 * OBS * OBS * sizeof(float);
+    BB_CUDA_CALL(cudaFuncSetAttribute(diag_block_inverse, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)shm));
+    diag_block_inverse<<<(unsigned)(n / OBS), OBS, shm>>>(v, n, ubb);
+    LAUNCHED();
+    return BB_OK;
+}
+
+extern "C" bb_status bb_cuda_obs_before(bb_cuda_ctx *c, int64_t rows, int64_t n, int64_t b, float *w, const float *t,
+                                        const float *ubb) {
+    if (b == 0) return BB_OK;
+    const int64_t i1 = b * OBS;
+    /* W_b += T_b U_bb */
+    return bb_cuda_gemm(c, BB_CUDA_FP32, BB_OP_N, BB_OP_N, rows, OBS, OBS, 1.0f, t + i1, n, ubb + b * OBS * OBS, OBS,
+                        1.0f, w + i1, n);
+}
+
+extern "C" bb_status bb_cuda_obs_after(bb_cuda_ctx *c, bb_cuda_math math, int64_t rows, int64_t n, int64_t b,
+                                       float *e, float *t, const float *ubb, const float *v, float *y) {
+    const int64_t i1 = b * OBS, i2 = i1 + OBS;
+    if (b > 0) { /* E -= T_b */
+        const float one = 1, mone = -1;
+        BB_CUBLAS_CALL(cublasSgeam(c->blas, CUBLAS_OP_N, CUBLAS_OP_N, OBS, (int)rows, &one, e, OBS, &mone, t + i1,
+                                   (int)n, e, OBS));
+    }
+    if (i2 >= n) return BB_OK;
+    /* Y_b = (E_b - T_b) U_bb; T[:, i2:] += Y_b V[b, i2:] */
+    BB_CALL(bb_cuda_gemm(c, BB_CUDA_FP32, BB_OP_N, BB_OP_N, rows, OBS, OBS, 1.0f, e, OBS, ubb + b * OBS * OBS, OBS,
+                         0.0f, y, OBS));
+    return bb_cuda_gemm(c, math, BB_OP_N, BB_OP_N, rows, n - i2, OBS, 1.0f, y, OBS, v + i1 * n + i2, n, 1.0f, t + i2,
+                        n);
 }
 
 /* ---- randomized SVD ---- */

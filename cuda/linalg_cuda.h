@@ -48,6 +48,12 @@ bb_status bb_cuda_gemm(bb_cuda_ctx *c, bb_cuda_math math, bb_op ta, bb_op tb, in
 bb_status bb_cuda_gram(bb_cuda_ctx *c, bb_cuda_math math, int64_t n, int64_t k, const float *x, int64_t ldx,
                        float beta, float *cm, int64_t ldc);
 
+/* The same without the mirroring: only the upper triangle (row-major, diagonal included) is accumulated,
+ * the strict lower one is left as it was; bb_cuda_mirror_upper copies it over once, after the last chunk. */
+bb_status bb_cuda_gram_upper(bb_cuda_ctx *c, bb_cuda_math math, int64_t n, int64_t k, const float *x, int64_t ldx,
+                             float beta, float *cm, int64_t ldc);
+bb_status bb_cuda_mirror_upper(float *cm, int64_t n, int64_t ldc);
+
 /* The backend.h operations on device pointers (same conventions and errors). */
 bb_status bb_cuda_syrk(bb_cuda_ctx *c, bb_uplo uplo, int64_t n, int64_t k, float alpha, const float *a, int64_t lda,
                        float beta, float *cm, int64_t ldc);
@@ -73,6 +79,26 @@ bb_status bb_cuda_transpose(bb_cuda_ctx *c, int64_t rows, int64_t cols, const fl
  * even damp_max fails. */
 bb_status bb_cuda_inverse_factor(bb_cuda_ctx *c, const char *name, const float *h, int64_t n, double damp,
                                  double damp_max, float *u, double *damp_used);
+
+/* The same factorization without the triangular inverse: v (n, n) row-major upper = U^-1 = J chol(J Hd J) J
+ * (one Cholesky, a third of potrf + potri + potrf). GPTQ and SparseGPT run their lazy batches on it with
+ * the bb_cuda_obs_* steps below. */
+bb_status bb_cuda_factor_inverse_of_u(bb_cuda_ctx *c, const char *name, const float *h, int64_t n, double damp,
+                                      double damp_max, float *v, double *damp_used);
+
+/* Lazy batches of 128 columns on V = U^-1 instead of U. With Y = E U (E the scaled errors of every column),
+ * Y V = E gives, batch by batch, the update GPTQ needs from the earlier batches without forming U:
+ *   W_b += T_b U_bb                  (bb_cuda_obs_before; T accumulates the earlier batches' Y V),
+ *   the column loop on U_bb          (the batch kernel: U_bb = inverse of V's diagonal block),
+ *   Y_b = (E_b - T_b) U_bb,  T[:, later] += Y_b V[b, later]   (bb_cuda_obs_after; the one big gemm).
+ * In exact arithmetic this is W_b -= sum_{b' < b} E_b' U[b', b], the update of the explicit path.
+ * ubb (n / 128, 128, 128) from bb_cuda_obs_prepare; t (rows, n) starts at zero; e (rows, 128) the batch's
+ * errors (overwritten); y (rows, 128) scratch. n must be a multiple of 128. */
+bb_status bb_cuda_obs_prepare(const float *v, int64_t n, float *ubb);
+bb_status bb_cuda_obs_before(bb_cuda_ctx *c, int64_t rows, int64_t n, int64_t b, float *w, const float *t,
+                             const float *ubb);
+bb_status bb_cuda_obs_after(bb_cuda_ctx *c, bb_cuda_math math, int64_t rows, int64_t n, int64_t b, float *e, float *t,
+                            const float *ubb, const float *v, float *y);
 
 /* Randomized SVD (Halko et al.) of A (m, n) on the device: Omega (n, k+p) N(0,1) from a counter hash of
  * seed; Y = A Omega; q power iterations re-orthonormalized by QR; B = Q^T A; the small SVD from the

@@ -40,7 +40,8 @@ __device__ __forceinline__ uint32_t score_class(float s) {
 }
 
 /* keys (rows, BW) of block [j0, j0 + BW), the forced count and the top byte's histogram. */
-__global__ void sg_keys(int64_t rows, int64_t n, int64_t j0, const float *__restrict__ W, const float *__restrict__ U,
+__global__ void sg_keys(int64_t rows, int64_t n, int64_t j0, const float *__restrict__ W, const float *__restrict__ ub,
+                        int64_t ldu,
                         const uint64_t *__restrict__ mask, int64_t wpr, uint32_t *keys, sel_state *st) {
     __shared__ uint32_t h[256];
     typedef cub::BlockReduce<int, 256> Reduce;
@@ -50,7 +51,7 @@ __global__ void sg_keys(int64_t rows, int64_t n, int64_t j0, const float *__rest
     int forced = 0;
     for (int64_t e = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; e < rows * BW; e += (int64_t)gridDim.x * blockDim.x) {
         const int64_t i = e / BW, j = j0 + e % BW;
-        const float d = U[j * n + j], w = W[i * n + j];
+        const float d = ub[(e % BW) * (ldu + 1)], w = W[i * n + j];
         const int keep = (int)((mask[i * wpr + (j >> 6)] >> (j & 63)) & 1u);
         const uint32_t k = keep ? score_class(w * w / (d * d)) : 0u;
         keys[e] = k;
@@ -157,14 +158,15 @@ __global__ void __launch_bounds__(1024) sg_scan(int64_t rows, const int *cnt, lo
 
 /* The OBS sweep of batch [j0, j0 + BW) for one row per warp. */
 __global__ void __launch_bounds__(WARPS * 32) sg_batch(int64_t rows, int64_t n, int64_t j0, float *W,
-                                                       const float *__restrict__ U, float *__restrict__ E,
+                                                       const float *__restrict__ ub, int64_t ldu,
+                                                       float *__restrict__ E,
                                                        const uint32_t *__restrict__ keys, const sel_state *st,
                                                        const long long *__restrict__ base, uint64_t *mask,
                                                        int64_t wpr) {
     extern __shared__ float us[]; /* (BW, BW) */
     for (int idx = threadIdx.x; idx < BW * BW; idx += blockDim.x) {
         int i = idx / BW, j = idx % BW;
-        us[idx] = j >= i ? U[(j0 + i) * n + j0 + j] : 0.0f;
+        us[idx] = j >= i ? ub[i * ldu + j] : 0.0f;
     }
     __syncthreads();
     const int lane = threadIdx.x & 31;
@@ -217,29 +219,60 @@ __global__ void __launch_bounds__(WARPS * 32) sg_batch(int64_t rows, int64_t n, 
     }
 }
 
+static bb_status sg_scratch(bb_cuda_ctx *c, int64_t rows, float **e, uint32_t **keys, int **cnt, long long **base,
+                            sel_state **st, float **y);
+static bb_status sg_select_and_sweep(int64_t rows, int64_t cols, int64_t j0, int64_t quota, float *w, const float *ub,
+                                     int64_t ldu, float *e, uint32_t *keys, int *cnt, long long *base, sel_state *st,
+                                     uint64_t *mask);
+
 extern "C" bb_status bb_cuda_sparsegpt_factored(bb_cuda_ctx *c, int64_t rows, int64_t cols, double sparsity,
                                                 bb_cuda_math trail, float *w, const float *u, uint64_t *mask) {
     BB_CHECK(rows >= 1 && cols >= BW && cols % BW == 0 && cols <= 2147483647 && rows * BW <= 2147483647, BB_ERR_ARG,
              "cuda SparseGPT: %lld x %lld: the columns must be a positive multiple of %d", (long long)rows,
              (long long)cols, BW);
     BB_CHECK(sparsity >= 0 && sparsity < 1, BB_ERR_ARG, "cuda SparseGPT: sparsity %g must be in [0, 1)", sparsity);
-    const int64_t wpr = cols / 64, quota = (int64_t)floor((double)(rows * BW) * sparsity + 1e-9);
+    const int64_t quota = (int64_t)floor((double)(rows * BW) * sparsity + 1e-9);
+    float *e, *y;
+    uint32_t *keys;
+    int *cnt;
+    long long *base;
+    sel_state *st;
+    BB_CALL(sg_scratch(c, rows, &e, &keys, &cnt, &base, &st, &y));
+    for (int64_t j0 = 0; j0 < cols; j0 += BW) {
+        BB_CALL(sg_select_and_sweep(rows, cols, j0, quota, w, u + j0 * cols + j0, cols, e, keys, cnt, base, st, mask));
+        if (j0 + BW < cols)
+            BB_CALL(bb_cuda_gemm(c, trail, BB_OP_N, BB_OP_N, rows, cols - j0 - BW, BW, -1.0f, e, BW,
+                                 u + j0 * cols + j0 + BW, cols, 1.0f, w + j0 + BW, cols));
+    }
+    return BB_OK;
+}
+
+/* Scratch of the selection: e (rows, BW), keys (rows, BW), cnt (rows), base (rows), the state. */
+static bb_status sg_scratch(bb_cuda_ctx *c, int64_t rows, float **e, uint32_t **keys, int **cnt, long long **base,
+                            sel_state **st, float **y) {
     char *buf;
-    const size_t bytes = (size_t)(rows * BW) * 4 /* E */ + (size_t)(rows * BW) * 4 /* keys */ +
-                         (size_t)rows * 4 /* cnt */ + (size_t)rows * 8 /* base */ + sizeof(sel_state) + 64;
+    const size_t bytes = (size_t)(rows * BW) * 4 * 3 + (size_t)rows * 4 + (size_t)rows * 8 + sizeof(sel_state) + 64;
     BB_CALL(bb_cuda_scratch(c, 2, bytes, (void **)&buf));
-    float *e = (float *)buf;
-    uint32_t *keys = (uint32_t *)(e + rows * BW);
-    long long *base = (long long *)(((uintptr_t)(keys + rows * BW) + 7) & ~(uintptr_t)7);
-    int *cnt = (int *)(base + rows);
-    sel_state *st = (sel_state *)(((uintptr_t)(cnt + rows) + 15) & ~(uintptr_t)15);
+    *e = (float *)buf;
+    *y = *e + rows * BW;
+    *keys = (uint32_t *)(*y + rows * BW);
+    *base = (long long *)(((uintptr_t)(*keys + rows * BW) + 7) & ~(uintptr_t)7);
+    *cnt = (int *)(*base + rows);
+    *st = (sel_state *)(((uintptr_t)(*cnt + rows) + 15) & ~(uintptr_t)15);
+    return BB_OK;
+}
+
+static bb_status sg_select_and_sweep(int64_t rows, int64_t cols, int64_t j0, int64_t quota, float *w, const float *ub,
+                                     int64_t ldu, float *e, uint32_t *keys, int *cnt, long long *base, sel_state *st,
+                                     uint64_t *mask) {
+    const int64_t wpr = cols / 64;
     const size_t shm = (size_t)BW * BW * sizeof(float);
     BB_CUDA_CALL(cudaFuncSetAttribute(sg_batch, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)shm));
     const unsigned rb = (unsigned)((rows + WARPS - 1) / WARPS);
     const unsigned eb = (unsigned)((rows * BW + 255) / 256 < 1024 ? (rows * BW + 255) / 256 : 1024);
-    for (int64_t j0 = 0; j0 < cols; j0 += BW) {
+    {
         BB_CUDA_CALL(cudaMemsetAsync(st, 0, sizeof(sel_state)));
-        sg_keys<<<eb, 256>>>(rows, cols, j0, w, u, mask, wpr, keys, st);
+        sg_keys<<<eb, 256>>>(rows, cols, j0, w, ub, ldu, mask, wpr, keys, st);
         sg_pick<<<1, 32>>>(rows * BW, quota, 24, st);
         for (int shift = 16; shift >= 0; shift -= 8) {
             sg_hist<<<eb, 256>>>(rows * BW, keys, shift, st);
@@ -247,13 +280,40 @@ extern "C" bb_status bb_cuda_sparsegpt_factored(bb_cuda_ctx *c, int64_t rows, in
         }
         sg_rowties<<<rb, WARPS * 32>>>(rows, keys, st, cnt);
         sg_scan<<<1, 1024>>>(rows, cnt, base);
-        sg_batch<<<rb, WARPS * 32, shm>>>(rows, cols, j0, w, u, e, keys, st, base, mask, wpr);
+        sg_batch<<<rb, WARPS * 32, shm>>>(rows, cols, j0, w, ub, ldu, e, keys, st, base, mask, wpr);
         BB_CUDA_CALL(cudaGetLastError());
-        if (j0 + BW < cols)
-            BB_CALL(bb_cuda_gemm(c, trail, BB_OP_N, BB_OP_N, rows, cols - j0 - BW, BW, -1.0f, e, BW,
-                                 u + j0 * cols + j0 + BW, cols, 1.0f, w + j0 + BW, cols));
     }
     return BB_OK;
+}
+
+/* The batches on V = U^-1 (bb_cuda_obs_*), as GPTQ's. */
+static bb_status sparsegpt_on_v(bb_cuda_ctx *c, int64_t rows, int64_t cols, double sparsity, bb_cuda_math trail,
+                                float *w, const float *v, uint64_t *mask) {
+    const int64_t quota = (int64_t)floor((double)(rows * BW) * sparsity + 1e-9);
+    float *e, *y, *t = NULL, *ubb = NULL;
+    uint32_t *keys;
+    int *cnt;
+    long long *base;
+    sel_state *st;
+    bb_status s = BB_OK;
+    BB_CALL(sg_scratch(c, rows, &e, &keys, &cnt, &base, &st, &y));
+    BB_CALL(bb_cuda_malloc((void **)&t, (size_t)(rows * cols) * sizeof(float), "SparseGPT accumulated updates"));
+    BB_CALL_GOTO(s, done, bb_cuda_malloc((void **)&ubb, (size_t)(cols * BW) * sizeof(float), "SparseGPT blocks"));
+    {
+        cudaError_t ce = cudaMemset(t, 0, (size_t)(rows * cols) * sizeof(float));
+        if (ce != cudaSuccess) BB_CALL_GOTO(s, done, bb_cuda_error(ce, __FILE__, __LINE__, "cudaMemset"));
+    }
+    BB_CALL_GOTO(s, done, bb_cuda_obs_prepare(v, cols, ubb));
+    for (int64_t b = 0; b < cols / BW; b++) {
+        BB_CALL_GOTO(s, done, bb_cuda_obs_before(c, rows, cols, b, w, t, ubb));
+        BB_CALL_GOTO(s, done, sg_select_and_sweep(rows, cols, b * BW, quota, w, ubb + b * BW * BW, BW, e, keys, cnt,
+                                                  base, st, mask));
+        BB_CALL_GOTO(s, done, bb_cuda_obs_after(c, trail, rows, cols, b, e, t, ubb, v, y));
+    }
+done:
+    cudaFree(t);
+    cudaFree(ubb);
+    return s;
 }
 
 __global__ void sg_dead(float *w, int64_t rows, int64_t n, const float *h) {
@@ -276,8 +336,11 @@ extern "C" bb_status bb_cuda_sparsegpt(bb_cuda_ctx *c, const char *name, int64_t
         cudaError_t ce = cudaGetLastError();
         if (ce != cudaSuccess) BB_CALL_GOTO(st, done, bb_cuda_error(ce, __FILE__, __LINE__, "sg_dead"));
     }
-    BB_CALL_GOTO(st, done, bb_cuda_inverse_factor(c, name, h, cols, damp, damp_max, u, damp_used ? damp_used : &dummy));
-    BB_CALL_GOTO(st, done, bb_cuda_sparsegpt_factored(c, rows, cols, sparsity, trail, w, u, mask));
+    BB_CHECK_GOTO(st, done, cols % BW == 0 && cols >= BW && sparsity >= 0 && sparsity < 1, BB_ERR_ARG,
+                  "%s: cuda SparseGPT: %lld columns (a positive multiple of %d needed), sparsity %g", name,
+                  (long long)cols, BW, sparsity);
+    BB_CALL_GOTO(st, done, bb_cuda_factor_inverse_of_u(c, name, h, cols, damp, damp_max, u, damp_used ? damp_used : &dummy));
+    BB_CALL_GOTO(st, done, sparsegpt_on_v(c, rows, cols, sparsity, trail, w, u, mask));
 done:
     cudaFree(u);
     return st;

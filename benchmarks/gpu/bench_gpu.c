@@ -127,7 +127,9 @@ static void gram(bb_cuda_ctx *c, int quick) {
         double t[3];
         for (int r = 0; r < 3; r++) {
             tic();
-            for (int64_t k = 0; k < ntok; k += chunk) DIE(bb_cuda_gram(c, m, n, chunk, x, n, k ? 1.0f : 0.0f, g, n));
+            for (int64_t k = 0; k < ntok; k += chunk)
+                DIE(bb_cuda_gram_upper(c, m, n, chunk, x, n, k ? 1.0f : 0.0f, g, n));
+            DIE(bb_cuda_mirror_upper(g, n, n));
             t[r] = toc();
         }
         double s = median(t, 3), full = 2.0 * n * n * ntok;
