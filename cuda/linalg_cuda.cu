@@ -199,6 +199,19 @@ static bb_status gram_panels(bb_cuda_ctx *c, bb_cuda_math math, int64_t n, int64
                                         xb + j0, CUDA_R_16BF, (int)n, xb, CUDA_R_16BF, (int)n, &beta, cm + j0,
                                         CUDA_R_32F, (int)ldc, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
         }
+    } else if (math == BB_CUDA_TF32 && k > 0 && n > 0) {
+        /* Hopper's tf32 matrix instructions read both operands K-major (tokens contiguous): transpose X once
+         * (one pass over it) so that each panel is a "TN" product instead of an operand cuBLAS must stage. */
+        void *pt;
+        BB_CALL(bb_cuda_scratch(c, 2, (size_t)(k * n) * sizeof(float), &pt));
+        float *xt = (float *)pt; /* (n, k) row-major */
+        BB_CALL(bb_cuda_transpose(c, k, n, x, ldx, xt, k));
+        for (int64_t j0 = 0; j0 < n; j0 += 4096) {
+            const int64_t j1 = j0 + 4096 < n ? j0 + 4096 : n;
+            /* row-major C[0:j1, j0:j1] = Xt[0:j1, :] Xt[j0:j1, :]^T */
+            BB_CALL(bb_cuda_gemm(c, math, BB_OP_N, BB_OP_T, j1, j1 - j0, k, 1.0f, xt, k, xt + j0 * k, k, beta,
+                                 cm + j0, ldc));
+        }
     } else {
         for (int64_t j0 = 0; j0 < n; j0 += 4096) {
             const int64_t j1 = j0 + 4096 < n ? j0 + 4096 : n;
