@@ -6,6 +6,7 @@
 /* The C headers use C11 _Static_assert. */
 #define _Static_assert static_assert
 extern "C" {
+#include "core/events.h"
 #include "core/log.h"
 #include "core/status.h"
 #include "io/qformat.h"
@@ -354,6 +355,7 @@ extern "C" bb_status bb_cuda_quant_gptq(const bb_quant_opts *o, const bb_quant_i
     go.damp = o->damp;
     go.damp_max = o->damp_max;
     go.importance = o->importance || in->importance;
+    bb_event_begin("cuda.gptq");
     BB_CALL_GOTO(st, done, bb_quant_result_create(BB_GGML_Q4_0, m, n, &r));
     BB_CALL_GOTO(st, done, bb_cuda_ctx_create(&c));
     BB_CALL_GOTO(st, done, bb_cuda_malloc((void **)&dw, (size_t)(m * n) * 4, "GPTQ weights"));
@@ -387,6 +389,7 @@ extern "C" bb_status bb_cuda_quant_gptq(const bb_quant_opts *o, const bb_quant_i
     *out = r;
     r = NULL;
 done:
+    bb_event_end("cuda.gptq", (double)m * n * n * 2 + (double)n * n * n / 3, 0);
     cudaFree(dw);
     cudaFree(dh);
     cudaFree(du);

@@ -5,6 +5,7 @@ extern "C" {
 #include "compress/mask.h"
 #include "compress/prune.h"
 #include "compress/usage.h"
+#include "core/events.h"
 #include "core/log.h"
 #include "core/status.h"
 }
@@ -160,7 +161,15 @@ extern "C" bb_status bb_cuda_prune_wanda(const bb_prune_opts *o, bb_prune_layer 
         cudaMemcpy(dx, l->xnorm ? l->xnorm : xh, (size_t)cols * 4, cudaMemcpyHostToDevice) != cudaSuccess ||
         cudaMemcpy(dm, l->mask->bits, (size_t)(rows * wpr) * 8, cudaMemcpyHostToDevice) != cudaSuccess)
         BB_CALL_GOTO(s, done, bb_cuda_error(cudaGetLastError(), __FILE__, __LINE__, "upload"));
-    BB_CALL_GOTO(s, done, bb_cuda_wanda(rows, cols, o->sparsity, dw, dx, dm));
+    bb_event_begin("cuda.wanda");
+    s = bb_cuda_wanda(rows, cols, o->sparsity, dw, dx, dm);
+    if (s == BB_OK && cudaDeviceSynchronize() != cudaSuccess)
+        s = bb_cuda_error(cudaGetLastError(), __FILE__, __LINE__, "cudaDeviceSynchronize");
+    bb_event_end("cuda.wanda", 0, (double)rows * cols * 6);
+    if (s != BB_OK) {
+        bb_trace(s, __FILE__, __LINE__, "bb_cuda_wanda");
+        goto done;
+    }
     if (cudaMemcpy(l->w, dw, (size_t)(rows * cols) * 4, cudaMemcpyDeviceToHost) != cudaSuccess ||
         cudaMemcpy(l->mask->bits, dm, (size_t)(rows * wpr) * 8, cudaMemcpyDeviceToHost) != cudaSuccess)
         BB_CALL_GOTO(s, done, bb_cuda_error(cudaGetLastError(), __FILE__, __LINE__, "download"));

@@ -8,6 +8,7 @@
 extern "C" {
 #include "compress/mask.h"
 #include "compress/prune.h"
+#include "core/events.h"
 #include "core/log.h"
 #include "core/status.h"
 #include "linalg/backend.h"
@@ -365,6 +366,7 @@ extern "C" bb_status bb_cuda_prune_sparsegpt(const bb_prune_opts *o, bb_prune_la
         BB_CHECK(isfinite(l->w[k]), BB_ERR_NUMERIC, "%s: sparsegpt: weight (%lld, %lld) is %g", name,
                  (long long)(k / cols), (long long)(k % cols), (double)l->w[k]);
     double t0 = bb_now();
+    bb_event_begin("cuda.sparsegpt");
     bb_cuda_ctx *c = NULL;
     float *dw = NULL, *dh = NULL;
     uint64_t *dm = NULL;
@@ -394,6 +396,7 @@ extern "C" bb_status bb_cuda_prune_sparsegpt(const bb_prune_opts *o, bb_prune_la
         st->seconds = bb_now() - t0;
     }
 done:
+    bb_event_end("cuda.sparsegpt", (double)rows * cols * cols * 2 + (double)cols * cols * cols / 3, 0);
     cudaFree(dw);
     cudaFree(dh);
     cudaFree(dm);

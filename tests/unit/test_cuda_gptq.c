@@ -256,6 +256,9 @@ static void test_g128(void) {
     bb_quant_input in = {"blk.2.attn_k.weight", rows, cols, w, h, NULL};
     bb_quant_result *res = NULL;
     EXPECT_ERR(bb_cuda_quant_gptq(&o, &in, &res), BB_ERR_UNSUPPORTED, "cpu path");
+    /* a layer whose inverse factor cannot fit: out of memory with the size and the fix */
+    EXPECT_ERR(bb_cuda_gptq(c, &go, "blk.9.ffn_down.weight", 1, (int64_t)1 << 22, dw, dh, dcodes, dp, NULL), BB_ERR_OOM,
+               "GPTQ inverse factor (cols^2 f32) needs 70368744177664 bytes");
     cudaFree(dw), cudaFree(dh), cudaFree(du), cudaFree(dp), cudaFree(dcodes);
     bb_cuda_ctx_destroy(&c);
     free(w), free(h), free(u), free(wg), free(wr), free(pg), free(pr), free(wrtn), free(cg), free(cr);
