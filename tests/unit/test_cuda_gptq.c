@@ -2,7 +2,8 @@
  *
  *   one batch, same inverse factor: the kernel's Q4_0 blocks and Ŵ equal bb_quant_gptq's byte for byte
  *     (the column loop and qformat's scale search are the same arithmetic);
- *   whole matrix (cuSOLVER factor, cuBLAS trailing gemm): decode(blocks) == Ŵ exactly; at least 97 % of
+ *   whole matrix (cuSOLVER factor, cuBLAS trailing gemm; 1024 and 160 columns, the second with a short
+ *     last batch on the explicit-U path): decode(blocks) == Ŵ exactly; at least 97 % of
  *     the codes equal the cpu's; the layer error tr(E H E^T) within 2 % of the cpu's, and below RTN's;
  *   G128: against bb_cuda_gptq_g128_ref (no lazy batches, double updates) with the same factor: >= 98 %
  *     equal codes, layer error within 1 %, and below the RTN of the same grid; the whole path (batches on
@@ -134,8 +135,7 @@ static void test_one_batch_exact(void) {
     }
 }
 
-static void test_whole_q4_0(void) {
-    const int64_t rows = 96, cols = 1024;
+static void whole_q4_0(int64_t rows, int64_t cols) {
     float *w, *h;
     make_layer(rows, cols, 2048, &w, &h);
     bb_quant_opts o;
@@ -167,6 +167,13 @@ static void test_whole_q4_0(void) {
     bb_quant_result_destroy(&gpu);
     bb_quant_result_destroy(&rtn);
     free(w), free(h), free(dec);
+}
+
+/* 1024 columns: the path on V = U^-1; 160 (not a multiple of 128): the explicit-U path with a 32-column
+ * last batch. */
+static void test_whole_q4_0(void) {
+    whole_q4_0(96, 1024);
+    whole_q4_0(40, 160);
 }
 
 static void test_g128(void) {
