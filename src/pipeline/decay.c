@@ -340,6 +340,7 @@ bb_status bb_decay_wave(bb_run *r, int k, int64_t *removed_out) {
         int64_t now = 0;
         st = prune_matrix(d, i, &now);
         removed += now;
+        if (now) r->changed[i] = 1;
         bb_progress_update(&pr, i + 1, d->tensors[i]->name);
     }
     bb_event_end("decay.prune", 0, 0);

@@ -361,6 +361,26 @@ static bb_status move_result(bb_run *r, bb_quantized *q, int i) {
     return BB_OK;
 }
 
+/* The factors as a GGUF LoRA adapter (rank 0 holds them all after the waves). */
+static bb_status export_adapter(bb_run *r) {
+    const bb_state *s = &r->state;
+    const bb_config *c = &r->cfg;
+    bb_export_lora_entry *e = NULL;
+    BB_CALL(bb_calloc((void **)&e, (size_t)s->n_lin, sizeof *e, "adapter entries"));
+    int n = 0;
+    for (int i = 0; i < s->n_lin; i++)
+        if (s->lora[i]) e[n++] = (bb_export_lora_entry){i / BB_LIN_COUNT, (bb_linear_kind)(i % BB_LIN_COUNT), s->lora[i]};
+    char path[1200];
+    if (c->output.lora_path[0])
+        snprintf(path, sizeof path, "%s", c->output.lora_path);
+    else
+        snprintf(path, sizeof path, "%s/lora.gguf", c->run.dir);
+    bb_status st = bb_export_lora_gguf(r->model, e, n, c->run.name, path);
+    free(e);
+    if (st == BB_OK) bb_info("export  %s (LoRA adapter: %d weights; llama.cpp: -m %s --lora %s)", path, n, r->gguf_path, path);
+    return st;
+}
+
 /* Every rank quantizes its own blocks' tensors (the budget agreed from the
  * gathered tables), the quantized model is evaluated through the pipeline,
  * and rank 0 gathers the blocks and writes the GGUF. Collective. */
@@ -373,6 +393,17 @@ static bb_status quantize_all(bb_run *r) {
         bb_status rs = bb_run_recalibrate(r);
         bb_event_end("quant.recalib", 0, 0);
         BB_CALL(rs);
+    }
+    /* The healed model is Ŵ + A·B. lowrank.export = merge: the factors go into the weights, which are then
+     * quantized as dense matrices (GGUF stores no sparsity); adapter: Ŵ is quantized with its mask (pruned
+     * weights stay 0) and the factors are written beside it as a LoRA adapter. */
+    bb_state *s = &r->state;
+    int adapter = !strcmp(c->lowrank.export_, "adapter"), n_factors = 0;
+    for (int i = 0; i < s->n_lin; i++) n_factors += s->lora && s->lora[i] != NULL;
+    if (n_factors && !adapter) {
+        for (int i = 0; i < s->n_lin; i++)
+            if (bb_run_mine(r, i) && s->lora[i] && s->w[i]) bb_lora_merge(s->lora[i], s->w[i]);
+        bb_weights_set_masks(w, NULL);
     }
     bb_quantized *q = NULL;
     part pt = {r->dist, r->l0 * BB_LIN_COUNT, r->l1 * BB_LIN_COUNT};
@@ -400,6 +431,7 @@ static bb_status quantize_all(bb_run *r) {
             st = bb_export_gguf(r->model, bb_run_current_model(r), q, &eo, r->gguf_path);
             bb_event_end("export.gguf", 0, 0);
             if (st == BB_OK) bb_info("export  %s", r->gguf_path);
+            if (st == BB_OK && adapter && n_factors) st = export_adapter(r);
         }
         st = bb_dist_agree(r->dist, st);
     }

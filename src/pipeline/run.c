@@ -26,10 +26,11 @@ static const bb_stage stages[] = {
     {"decay", "Adaptive decay wave", "per wave: remove <= prune.per_wave of the remaining weights with the lowest usage",
      bb_stage_waves, NULL},
     {"heal", "Healing phase", "per wave: closed-form low-rank compensation, then Adam steps on LoRA factors", NULL,
-     NULL},
-    {"reinforce", "Structural reinforcement", "per wave: stress detection and precision boosts", NULL, NULL},
+     bb_wave_heal},
+    {"reinforce", "Structural reinforcement", "per wave: stress detection and precision boosts", NULL,
+     bb_wave_reinforce},
     {"redistribute", "Density redistribution", "per wave: RigL, regrow the connections with the largest gradient",
-     NULL, NULL},
+     NULL, bb_wave_redistribute},
     {"quantize", "Quantize + low-rank merge", "GPTQ into GGUF block types under the global bit budget",
      bb_stage_quantize, NULL},
     {"version", "Version bump", "per wave: checkpoint, diff bundle; at the end: metrics, report, DONE",
@@ -207,6 +208,8 @@ void bb_run_reset_waves(bb_run *r) {
     r->n_curves = 0;
     free(r->boosts);
     r->boosts = NULL;
+    free(r->changed);
+    r->changed = NULL;
     r->n_boosts = 0;
     r->n_waves = 0;
     r->sparsity = 0;

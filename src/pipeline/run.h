@@ -74,6 +74,7 @@ struct bb_run {
     char *wave_report;     /* the per-wave lines, for the summary */
     struct bb_decay *decay; /* decay.c's state while the loop runs */
     int stats_stale;       /* weights changed since r->stats was collected */
+    uint8_t *changed;      /* (n_lin) this wave pruned, restored or moved weights of it: healing's "affected modules" */
     bb_state state;        /* what the waves did: checkpointed, resumed, diffed */
     int preempted;         /* a signal stopped the loop: the run continues with --resume */
     unsigned flags;        /* BB_RUN_* */

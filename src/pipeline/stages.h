@@ -29,6 +29,11 @@ bb_status bb_run_evaluate(bb_run *r, const bb_model *m, const bb_tokens *ev, bb_
 /* r->masks, all kept, created on first use (needs the working weights). */
 bb_status bb_run_masks(bb_run *r);
 
+/* The per-wave stages 3-5 (heal.c), on this rank's weights. Collective. */
+bb_status bb_wave_heal(bb_run *r, int k);
+bb_status bb_wave_reinforce(bb_run *r, int k);
+bb_status bb_wave_redistribute(bb_run *r, int k);
+
 /* Decay (decay.c), rank 0. bb_decay_begin does nothing when pruning is off
  * (prune.method none or a zero target): the other calls are then no-ops. */
 int bb_decay_active(const bb_config *c);

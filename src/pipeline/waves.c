@@ -103,6 +103,7 @@ static bb_status state_init(bb_run *r) {
     BB_CALL(bb_calloc((void **)&s->t, (size_t)s->n_lin, sizeof *s->t, "state tensors"));
     BB_CALL(bb_calloc((void **)&s->lora, (size_t)s->n_lin, sizeof *s->lora, "state factors"));
     BB_CALL(bb_calloc((void **)&s->bits, (size_t)s->n_lin, sizeof *s->bits, "state bits"));
+    BB_CALL(bb_calloc((void **)&r->changed, (size_t)s->n_lin, 1, "changed weights"));
     /* rank 0 holds a working copy of every weight (it writes the files); the others their own blocks' */
     for (int i = 0; i < s->n_lin; i++) {
         s->w[i] = w ? bb_weights_linear(w, i / BB_LIN_COUNT, (bb_linear_kind)(i % BB_LIN_COUNT)) : NULL;
@@ -257,6 +258,7 @@ static bb_status rollback_step(wave_loop *L, int j, int n, int64_t *restored) {
                 bb_mask_set(s->masks[i], a, b, 1);
                 s->w[i][a * cols + b] = L->good_w[i][a * cols + b];
                 (*restored)++;
+                r->changed[i] = 1;
             }
         int added = L->rb_bits[i] - L->good_bits[i];
         s->bits[i] = L->rb_bits[i] - (int)lround((double)added * j / n);
@@ -559,6 +561,7 @@ static bb_status one_wave(wave_loop *L, int k, int *more) {
     double t0 = bb_now();
     char what[160];
     BB_CALL(prev_take(L));
+    memset(r->changed, 0, (size_t)s->n_lin);
     if (s->rollback_left > 0) {
         int j = L->rb_steps - s->rollback_left + 1;
         int64_t restored = 0;

@@ -1,0 +1,308 @@
+/* heal.c — stages 3, 4 and 5 of each wave: healing, structural reinforcement
+ * and density redistribution, on the linear weights this rank owns.
+ *
+ * heal          every weight the wave changed (pruned, or restored by a
+ *               rollback) gets low-rank factors A·B fitted in the data metric
+ *               (compress/heal.h: the closed form, then E_k Adam steps at
+ *               lr_k, the seed's tapering schedule), so that the model the
+ *               wave leaves computes with Ŵ + A·B. The factors stay separate
+ *               from the sparse Ŵ: they are checkpointed as such, merged into
+ *               the weights only for the forward passes and at export
+ *               (lowrank.export = merge) or written as a GGUF LoRA adapter.
+ * reinforce     a weight whose output error after healing, tr(E' H E'^T) /
+ *               tr(W H W^T), exceeds stress.delta, or whose gradient norm
+ *               2 ||E' H||_F exceeds stress.gamma times the mean, is stressed:
+ *               it asks for stress.boost_bits more bits, which the bit budget
+ *               grants at quantization by demoting the lowest-usage blocks
+ *               (compress/stress.h).
+ * redistribute  RigL (compress/rigl.h): up to rigl.fraction of the kept
+ *               weights move to the pruned positions with the largest
+ *               reconstruction-loss gradient, density unchanged.
+ * The Gram H is the one the wave's decay used (the inputs before this wave's
+ * pruning). Every rank works on its own weights; the sums printed are exact
+ * integer or order-fixed reductions. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "compress/heal.h"
+#include "compress/rigl.h"
+#include "compress/stress.h"
+#include "compress/usage.h"
+#include "core/events.h"
+#include "core/log.h"
+#include "pipeline/stages.h"
+
+/* The dense weight, H (f32) and the channel norms of linear weight i. */
+typedef struct {
+    float *w, *h_own, *xnorm;
+    const float *h;
+} lin_data;
+
+static void lin_free(lin_data *d) {
+    free(d->w);
+    free(d->h_own);
+    free(d->xnorm);
+    memset(d, 0, sizeof *d);
+}
+
+static bb_status lin_load(bb_run *r, int i, lin_data *d) {
+    memset(d, 0, sizeof *d);
+    const bb_tensor *t = r->state.t[i];
+    int64_t rows = bb_tensor_rows(t), cols = bb_tensor_cols(t);
+    const bb_calib_stat *s;
+    BB_CHECK(r->stats, BB_ERR_INTERNAL, "healing %s: no calibration statistics", t->name);
+    BB_CALL(bb_calib_stats(r->stats, i / BB_LIN_COUNT, (bb_linear_kind)(i % BB_LIN_COUNT), &s));
+    BB_CHECK(s->in_features == cols, BB_ERR_INTERNAL, "%s: statistics %lld wide for %lld columns", t->name,
+             (long long)s->in_features, (long long)cols);
+    bb_status st = bb_malloc((void **)&d->w, sizeof(float) * (size_t)(rows * cols), "dense weight");
+    if (st == BB_OK) st = bb_tensor_read_f32(t, 0, rows, d->w);
+    if (st == BB_OK) st = bb_malloc((void **)&d->xnorm, sizeof(float) * (size_t)cols, "channel norms");
+    for (int64_t j = 0; st == BB_OK && j < cols; j++) d->xnorm[j] = (float)s->norm[j];
+    if (st == BB_OK && s->gram) d->h = s->gram;
+    else if (st == BB_OK) {
+        st = bb_malloc((void **)&d->h_own, sizeof(float) * (size_t)(cols * cols), "H as f32");
+        for (int64_t e = 0; st == BB_OK && e < cols * cols; e++) d->h_own[e] = (float)s->gram_f64[e];
+        d->h = d->h_own;
+    }
+    if (st != BB_OK) lin_free(d);
+    return st;
+}
+
+static bb_status sum_over_ranks(bb_run *r, double *v, int n) {
+    /* one value per rank in rank order, added in that order on every rank: the same bits everywhere */
+    const bb_dist *d = r->dist;
+    if (d->size == 1) return BB_OK;
+    double *all = NULL;
+    BB_CALL(bb_calloc((void **)&all, (size_t)(n * d->size), sizeof *all, "reduction"));
+    bb_status st = MPI_Allgather(v, n, MPI_DOUBLE, all, n, MPI_DOUBLE, d->comm) == MPI_SUCCESS
+                       ? BB_OK
+                       : bb_error(BB_ERR_MPI, __FILE__, __LINE__, "gathering the healing figures failed");
+    for (int j = 0; st == BB_OK && j < n; j++) {
+        v[j] = 0;
+        for (int q = 0; q < d->size; q++) v[j] += all[q * n + j];
+    }
+    free(all);
+    return st;
+}
+
+/* Every owner's healing curves to rank 0 (which writes metrics.json), in weight order. */
+static bb_status gather_curves(bb_run *r, int k, double **curves, int *lens) {
+    const bb_dist *d = r->dist;
+    for (int i = 0; i < r->state.n_lin; i++) {
+        int owner = bb_run_owner(r, i), n = lens[i];
+        if (d->size > 1 && owner > 0 && (d->rank == 0 || d->rank == owner)) {
+            int rc = d->rank == owner ? MPI_Send(&n, 1, MPI_INT, 0, 4545, d->comm)
+                                      : MPI_Recv(&n, 1, MPI_INT, owner, 4545, d->comm, MPI_STATUS_IGNORE);
+            BB_CHECK(rc == MPI_SUCCESS, BB_ERR_MPI, "moving a healing curve failed");
+            if (d->rank == 0 && n > 0) {
+                free(curves[i]);
+                BB_CALL(bb_malloc((void **)&curves[i], sizeof(double) * (size_t)n, "healing curve"));
+            }
+            if (n > 0) {
+                rc = d->rank == owner ? MPI_Send(curves[i], n, MPI_DOUBLE, 0, 4546, d->comm)
+                                      : MPI_Recv(curves[i], n, MPI_DOUBLE, owner, 4546, d->comm, MPI_STATUS_IGNORE);
+                BB_CHECK(rc == MPI_SUCCESS, BB_ERR_MPI, "moving a healing curve failed");
+            }
+        }
+        if (d->rank == 0 && n > 0) {
+            float *f = NULL;
+            BB_CALL(bb_malloc((void **)&f, sizeof(float) * (size_t)n, "healing curve"));
+            for (int j = 0; j < n; j++) f[j] = (float)curves[i][j];
+            bb_status st = bb_run_add_curve(r, k, r->state.t[i]->name, f, n);
+            free(f);
+            BB_CALL(st);
+        }
+    }
+    return BB_OK;
+}
+
+static bb_status heal_one(bb_run *r, int i, int k, const bb_heal_adam_opts *ao0, int rank, int closed_form,
+                          double *sums, double **curve, int *len) {
+    bb_state *s = &r->state;
+    const bb_tensor *t = s->t[i];
+    int64_t rows = bb_tensor_rows(t), cols = bb_tensor_cols(t);
+    lin_data ld;
+    BB_CALL(lin_load(r, i, &ld));
+    bb_status st = BB_OK;
+    int fresh = !s->lora[i] || s->lora[i]->rank != rank;
+    if (fresh) {
+        bb_lora_destroy(&s->lora[i]);
+        st = bb_lora_create(rows, cols, rank, &s->lora[i]);
+    }
+    double before = 0, after = 0;
+    if (st == BB_OK) st = bb_heal_loss(t->name, ld.w, s->w[i], NULL, rows, cols, ld.h, &before);
+    if (st == BB_OK && closed_form) {
+        bb_heal_fit_opts fo;
+        bb_heal_fit_opts_default(&fo);
+        fo.seed = (uint64_t)r->cfg.run.seed;
+        st = bb_heal_closed_form(&fo, t->name, ld.w, s->w[i], ld.h, s->lora[i], NULL);
+    } else if (st == BB_OK && fresh) {
+        bb_heal_lora_init(s->lora[i], (uint64_t)r->cfg.run.seed, (uint64_t)i);
+    }
+    bb_heal_adam_opts ao = *ao0;
+    ao.mask = s->masks[i];
+    if (st == BB_OK && ao.steps > 0) {
+        st = bb_malloc((void **)curve, sizeof(double) * (size_t)(ao.steps + 1), "healing curve");
+        bb_heal_adam_stats as;
+        if (st == BB_OK) st = bb_heal_adam(&ao, t->name, ld.w, s->w[i], ld.h, s->lora[i], *curve, &as);
+        if (st == BB_OK) *len = ao.steps + 1;
+    }
+    if (st == BB_OK) st = bb_heal_loss(t->name, ld.w, s->w[i], s->lora[i], rows, cols, ld.h, &after);
+    sums[0] += before;
+    sums[1] += after;
+    sums[2] += 1;
+    lin_free(&ld);
+    (void)k;
+    return st;
+}
+
+bb_status bb_wave_heal(bb_run *r, int k) {
+    const bb_config *c = &r->cfg;
+    if (!c->heal.enabled) return BB_OK;
+    bb_heal_adam_opts ao;
+    int rank = 0, closed_form = 0;
+    BB_CALL(bb_dist_agree(r->dist, bb_heal_opts_from_config(c, k, &ao, &rank, &closed_form)));
+    bb_state *s = &r->state;
+    double sums[3] = {0, 0, 0}; /* loss before, after, weights healed */
+    double **curves = NULL;
+    int *lens = NULL;
+    bb_status st = bb_calloc((void **)&curves, (size_t)s->n_lin, sizeof *curves, "healing curves");
+    if (st == BB_OK) st = bb_calloc((void **)&lens, (size_t)s->n_lin, sizeof *lens, "healing curves");
+    for (int i = 0; st == BB_OK && i < s->n_lin; i++)
+        if (bb_run_mine(r, i) && r->changed[i]) st = heal_one(r, i, k, &ao, rank, closed_form, sums, &curves[i], &lens[i]);
+    st = bb_dist_agree(r->dist, st);
+    if (st == BB_OK) st = sum_over_ranks(r, sums, 3);
+    if (st == BB_OK) st = bb_dist_agree(r->dist, gather_curves(r, k, curves, lens));
+    for (int i = 0; curves && i < s->n_lin; i++) free(curves[i]);
+    free(curves);
+    free(lens);
+    BB_CALL(st);
+    if (sums[2] > 0) {
+        r->stats_stale = 1; /* the model now computes with the factors */
+        bb_info("heal    wave %d: %d weights, rank %d, %s%d Adam steps at lr %.3g: reconstruction loss %.4g -> %.4g "
+                "(%.1f %%)",
+                k, (int)sums[2], rank, closed_form ? "closed form + " : "", ao.steps, ao.lr, sums[0], sums[1],
+                sums[0] > 0 ? 100 * sums[1] / sums[0] : 0.0);
+    }
+    return BB_OK;
+}
+
+bb_status bb_wave_redistribute(bb_run *r, int k) {
+    const bb_config *c = &r->cfg;
+    if (!c->rigl.enabled || c->rigl.fraction <= 0) return BB_OK;
+    bb_rigl_opts ro;
+    bb_rigl_opts_from_config(c, &ro);
+    bb_state *s = &r->state;
+    double sums[3] = {0, 0, 0}; /* swapped, loss before, after */
+    bb_status st = BB_OK;
+    for (int i = 0; st == BB_OK && i < s->n_lin; i++) {
+        if (!bb_run_mine(r, i) || bb_mask_count(s->masks[i]) == bb_tensor_rows(s->t[i]) * bb_tensor_cols(s->t[i]))
+            continue; /* nothing pruned: nothing to regrow */
+        lin_data ld;
+        st = lin_load(r, i, &ld);
+        bb_rigl_stats rs;
+        const bb_tensor *t = s->t[i];
+        if (st == BB_OK)
+            st = bb_rigl_step(&ro, t->name, bb_tensor_rows(t), bb_tensor_cols(t), ld.w, s->w[i], s->lora[i], ld.h,
+                              ld.xnorm, s->masks[i], &rs);
+        if (st == BB_OK) {
+            sums[0] += (double)rs.swapped;
+            sums[1] += rs.loss_before;
+            sums[2] += rs.loss_after;
+            if (rs.swapped) r->changed[i] = 1;
+        }
+        lin_free(&ld);
+    }
+    BB_CALL(bb_dist_agree(r->dist, st));
+    BB_CALL(sum_over_ranks(r, sums, 3));
+    if (sums[0] > 0) {
+        r->stats_stale = 1;
+        bb_info("rigl    wave %d: %lld weights regrown and as many dropped; reconstruction loss %.4g -> %.4g", k,
+                (long long)sums[0], sums[1], sums[2]);
+    }
+    return BB_OK;
+}
+
+bb_status bb_wave_reinforce(bb_run *r, int k) {
+    const bb_config *c = &r->cfg;
+    if (!c->stress.enabled) return BB_OK;
+    bb_stress_opts so;
+    bb_stress_opts_from_config(c, &so);
+    bb_state *s = &r->state;
+    int n = s->n_lin;
+    double *rise = NULL, *gnorm = NULL;
+    uint8_t *stressed = NULL;
+    bb_status st = bb_calloc((void **)&rise, (size_t)n * 2, sizeof *rise, "stress signals");
+    if (st == BB_OK) gnorm = rise + n;
+    if (st == BB_OK) st = bb_calloc((void **)&stressed, (size_t)n, 1, "stress flags");
+    for (int i = 0; st == BB_OK && i < n; i++) {
+        if (!bb_run_mine(r, i)) continue;
+        const bb_tensor *t = s->t[i];
+        int64_t rows = bb_tensor_rows(t), cols = bb_tensor_cols(t);
+        lin_data ld;
+        st = lin_load(r, i, &ld);
+        /* E' = W - (Ŵ + AB); G = 2 E' H (one gemm): the error tr(E' H E'^T) = <E', G> / 2 and the gradient
+         * norm ||dL/dŴ||_F = ||G||_F; the output energy tr(W H W^T) is the same with Ŵ = 0 */
+        float *eff = NULL, *g = NULL;
+        size_t nb = sizeof(float) * (size_t)(rows * cols);
+        double err = 0, energy = 0, gn = 0;
+        if (st == BB_OK) st = bb_malloc((void **)&eff, nb, "effective weight");
+        if (st == BB_OK) st = bb_malloc((void **)&g, nb, "gradient");
+        if (st == BB_OK) {
+            memcpy(eff, s->w[i], nb);
+            if (s->lora[i]) bb_lora_merge(s->lora[i], eff);
+            st = bb_usage_grad(t->name, NULL, rows, cols, ld.w, eff, ld.h, g);
+        }
+        for (int64_t e = 0; st == BB_OK && e < rows * cols; e++) {
+            err += 0.5 * ((double)ld.w[e] - eff[e]) * g[e];
+            gn += (double)g[e] * g[e];
+        }
+        if (st == BB_OK) {
+            memset(eff, 0, nb);
+            st = bb_usage_grad(t->name, NULL, rows, cols, ld.w, eff, ld.h, g);
+        }
+        for (int64_t e = 0; st == BB_OK && e < rows * cols; e++) energy += 0.5 * (double)ld.w[e] * g[e];
+        free(eff);
+        free(g);
+        rise[i] = energy > 0 ? err / energy : 0;
+        gnorm[i] = sqrt(gn);
+        lin_free(&ld);
+    }
+    st = bb_dist_agree(r->dist, st);
+    if (st == BB_OK && r->dist->size > 1) { /* one owner per entry: adding zeros is exact */
+        if (MPI_Allreduce(MPI_IN_PLACE, rise, 2 * n, MPI_DOUBLE, MPI_SUM, r->dist->comm) != MPI_SUCCESS)
+            st = bb_error(BB_ERR_MPI, __FILE__, __LINE__, "gathering the stress signals failed");
+    }
+    int64_t count = st == BB_OK ? bb_stress_detect(&so, n, rise, gnorm, stressed) : 0;
+    int boosted = 0;
+    for (int i = 0; st == BB_OK && i < n; i++) {
+        if (!stressed[i]) continue;
+        int want = s->bits[i] + so.boost_bits;
+        if (want > so.max_bits) want = so.max_bits;
+        if (want == s->bits[i]) continue;
+        s->bits[i] = want; /* every rank the same: the signals are the same everywhere */
+        boosted++;
+        if (r->dist->rank == 0) {
+            bb_boost *grown = realloc(r->boosts, sizeof *grown * (size_t)(r->n_boosts + 1));
+            if (!grown) {
+                st = bb_error(BB_ERR_OOM, __FILE__, __LINE__, "out of memory: stress records");
+                break;
+            }
+            r->boosts = grown;
+            bb_boost *b = &r->boosts[r->n_boosts++];
+            b->wave = k;
+            snprintf(b->name, sizeof b->name, "%s", s->t[i]->name);
+            b->bits = so.boost_bits;
+        }
+    }
+    free(rise);
+    free(stressed);
+    BB_CALL(st);
+    if (count)
+        bb_info("stress  wave %d: %lld of %d weights stressed (output error > %g or gradient > %g x mean); %d "
+                "boosted by %d bits (granted at quantization within the budget)",
+                k, (long long)count, n, so.delta, so.gamma, boosted, so.boost_bits);
+    return BB_OK;
+}
