@@ -26,6 +26,9 @@ void bb_ckpt_meta_free(bb_ckpt_meta *m) {
     free(m->tensor_hist);
     m->tensor_hist = NULL;
     m->hist_waves = 0;
+    free(m->records);
+    m->records = NULL;
+    m->n_records = 0;
 }
 
 static void group_name(int i, char *buf, size_t n) {
@@ -121,6 +124,7 @@ static bb_status write_all(hid_t f, const bb_state *s, const bb_ckpt_meta *meta)
         int64_t d[2] = {meta->hist_waves, (int64_t)s->n_lin * 3};
         BB_CALL(bb_h5_write(f, "tensor_hist", BB_H5_F32, 2, d, meta->tensor_hist));
     }
+    if (meta->records && meta->n_records > 0) BB_CALL(bb_h5_write(f, "records", BB_H5_U8, 1, &meta->n_records, meta->records));
     BB_CALL(bb_h5_attr_put_i64(f, "n_metrics", s->n_metrics));
     BB_CALL(bb_h5_attr_put_str(f, "config_sha256", meta->config_sha256));
     BB_CALL(bb_h5_attr_put_str(f, "model_sha256", meta->model_sha256));
@@ -401,6 +405,14 @@ static bb_status read_meta(hid_t f, bb_ckpt_meta *meta) {
             st = bb_malloc((void **)&meta->tensor_hist, sizeof(float) * (size_t)(dims[0] * dims[1]), "tensor history");
         if (st == BB_OK) st = bb_h5_read(f, "tensor_hist", BB_H5_F32, 2, dims, meta->tensor_hist);
         if (st == BB_OK) meta->hist_waves = (int)dims[0];
+    }
+    if (st == BB_OK && bb_h5_exists(f, "records")) {
+        st = bb_h5_shape(f, "records", &rank, dims);
+        if (st == BB_OK && (rank != 1 || dims[0] < 1 || dims[0] > ((int64_t)1 << 34)))
+            st = bb_error(BB_ERR_FORMAT, __FILE__, __LINE__, "checkpoint: /records has a bad shape");
+        if (st == BB_OK) st = bb_malloc((void **)&meta->records, (size_t)dims[0], "run records");
+        if (st == BB_OK) st = bb_h5_read(f, "records", BB_H5_U8, 1, dims, meta->records);
+        if (st == BB_OK) meta->n_records = dims[0];
     }
     if (st != BB_OK) bb_ckpt_meta_free(meta);
     return st;

@@ -42,6 +42,8 @@ typedef struct {
     int n_layer_target;
     float *tensor_hist;      /* (hist_waves, n_lin, 3) density, bits, factor rank after each wave */
     int hist_waves;
+    uint8_t *records;        /* the run's report records (healing curves, stress boosts), opaque bytes */
+    int64_t n_records;
 } bb_ckpt_meta;
 
 void bb_ckpt_meta_free(bb_ckpt_meta *m); /* frees config_yaml and the records; NULL-safe */

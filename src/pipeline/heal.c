@@ -163,7 +163,9 @@ bb_status bb_wave_heal(bb_run *r, int k) {
     if (!c->heal.enabled) return BB_OK;
     bb_heal_adam_opts ao;
     int rank = 0, closed_form = 0;
-    BB_CALL(bb_dist_agree(r->dist, bb_heal_opts_from_config(c, k, &ao, &rank, &closed_form)));
+    /* a rollback may run past waves.count: its healing takes the last wave's schedule */
+    int ks = k < (int)c->waves.count ? k : (int)c->waves.count;
+    BB_CALL(bb_dist_agree(r->dist, bb_heal_opts_from_config(c, ks, &ao, &rank, &closed_form)));
     bb_state *s = &r->state;
     double sums[3] = {0, 0, 0}; /* loss before, after, weights healed */
     double **curves = NULL;

@@ -299,6 +299,86 @@ static bb_status prev_take(wave_loop *L) {
     return BB_OK;
 }
 
+/* The report records (healing curves, stress boosts) as bytes for the
+ * checkpoint, so a resumed run reports every wave: "BBRC", then n_curves and
+ * per curve (wave, n, name[96], n floats), then n_boosts and per boost (wave,
+ * bits, name[96]); host byte order. */
+static bb_status records_pack(const bb_run *r, uint8_t **out, int64_t *n) {
+    size_t size = 4 + 4, off = 0;
+    for (int c = 0; c < r->n_curves; c++) size += 8 + 96 + sizeof(float) * (size_t)r->curves[c].n;
+    size += 4 + (size_t)r->n_boosts * (8 + 96);
+    uint8_t *b;
+    BB_CALL(bb_calloc((void **)&b, size, 1, "run records"));
+#define PUT(p, len) (memcpy(b + off, (p), (len)), off += (len))
+    int32_t v;
+    PUT("BBRC", 4);
+    v = r->n_curves;
+    PUT(&v, 4);
+    for (int c = 0; c < r->n_curves; c++) {
+        const bb_heal_curve *hc = &r->curves[c];
+        v = hc->wave;
+        PUT(&v, 4);
+        v = hc->n;
+        PUT(&v, 4);
+        PUT(hc->name, 96);
+        if (hc->n) PUT(hc->loss, sizeof(float) * (size_t)hc->n);
+    }
+    v = r->n_boosts;
+    PUT(&v, 4);
+    for (int q = 0; q < r->n_boosts; q++) {
+        v = r->boosts[q].wave;
+        PUT(&v, 4);
+        v = r->boosts[q].bits;
+        PUT(&v, 4);
+        PUT(r->boosts[q].name, 96);
+    }
+#undef PUT
+    *out = b;
+    *n = (int64_t)off;
+    return BB_OK;
+}
+
+static bb_status records_unpack(bb_run *r, const uint8_t *b, int64_t n) {
+    int64_t off = 0;
+#define GET(p, len)                                                                                                   \
+    do {                                                                                                              \
+        BB_CHECK(off + (int64_t)(len) <= n, BB_ERR_FORMAT, "checkpoint: the run records are truncated");              \
+        memcpy((p), b + off, (len));                                                                                  \
+        off += (int64_t)(len);                                                                                        \
+    } while (0)
+    char magic[4];
+    int32_t nc = 0, nb = 0, v[2];
+    GET(magic, 4);
+    BB_CHECK(!memcmp(magic, "BBRC", 4), BB_ERR_FORMAT, "checkpoint: the run records have no BBRC magic");
+    GET(&nc, 4);
+    BB_CHECK(nc >= 0 && nc < 100000000, BB_ERR_FORMAT, "checkpoint: %d healing curves", nc);
+    for (int c = 0; c < nc; c++) {
+        char name[96];
+        GET(v, 8);
+        GET(name, 96);
+        name[95] = 0;
+        BB_CHECK(v[1] >= 0 && (int64_t)v[1] * 4 <= n - off, BB_ERR_FORMAT, "checkpoint: a healing curve of %d steps", v[1]);
+        BB_CALL(bb_run_add_curve(r, v[0], name, (const float *)(b + off), v[1]));
+        off += (int64_t)v[1] * 4;
+    }
+    GET(&nb, 4);
+    BB_CHECK(nb >= 0 && nb < 100000000, BB_ERR_FORMAT, "checkpoint: %d stress boosts", nb);
+    for (int q = 0; q < nb; q++) {
+        bb_boost bo;
+        GET(v, 8);
+        GET(bo.name, 96);
+        bo.name[95] = 0;
+        bo.wave = v[0];
+        bo.bits = v[1];
+        bb_boost *grown = realloc(r->boosts, sizeof *grown * (size_t)(r->n_boosts + 1));
+        BB_CHECK(grown, BB_ERR_OOM, "out of memory: stress records");
+        r->boosts = grown;
+        r->boosts[r->n_boosts++] = bo;
+    }
+#undef GET
+    return BB_OK;
+}
+
 /* The wave's DeltaHistory record (diffs/<k>/) and, when enabled, its checkpoint. */
 static bb_status wave_files_rank0(wave_loop *L) {
     bb_run *r = L->r;
@@ -316,9 +396,15 @@ static bb_status wave_files_rank0(wave_loop *L) {
     L->meta.n_layer_target = L->meta.layer_target ? L->s->n_layers : 0;
     L->meta.tensor_hist = r->tensor_hist;
     L->meta.hist_waves = r->hist_waves;
+    uint8_t *rec = NULL;
+    BB_CALL(records_pack(r, &rec, &L->meta.n_records));
+    L->meta.records = rec;
     bb_event_begin("wave.checkpoint");
     st = bb_ckpt_write(path, L->s, &L->meta);
     bb_event_end("wave.checkpoint", 0, 0);
+    free(rec);
+    L->meta.records = NULL;
+    L->meta.n_records = 0;
     BB_CALL(st);
     if (!strcmp(c->checkpoint.keep, "last")) BB_CALL(bb_ckpt_prune(c->run.dir, L->s->wave));
     return BB_OK;
@@ -417,6 +503,7 @@ static bb_status resume_rank0(wave_loop *L, const char *path) {
         s->rb_wave = tmp.rb_wave;
         st = bb_decay_set_layer_targets(r, m.layer_target);
     }
+    if (st == BB_OK && m.records) st = records_unpack(r, m.records, m.n_records);
     if (st == BB_OK && m.tensor_hist) {
         free(r->tensor_hist);
         r->tensor_hist = m.tensor_hist;
