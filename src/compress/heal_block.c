@@ -96,8 +96,9 @@ static bb_status check_opts(const bb_heal_block_opts *o, int n_seq, int seq_len)
     BB_CHECK(o->beta1 >= 0 && o->beta1 < 1 && o->beta2 >= 0 && o->beta2 < 1, BB_ERR_ARG,
              "block healing: Adam betas %g, %g must lie in [0, 1)", o->beta1, o->beta2);
     BB_CHECK(o->eps > 0 && isfinite(o->eps), BB_ERR_ARG, "block healing: Adam eps %g must be positive", o->eps);
-    BB_CHECK(o->micro_batch >= 1 && o->rank >= 1, BB_ERR_ARG, "block healing: micro-batch %d and rank %d must be >= 1",
-             o->micro_batch, o->rank);
+    BB_CHECK(o->micro_batch >= 1, BB_ERR_ARG, "block healing: micro-batch %d must be >= 1", o->micro_batch);
+    BB_CHECK(o->rank >= 1 || (o->rank == 0 && o->train_weights), BB_ERR_ARG,
+             "block healing: rank %d must be >= 1 (0 only with train_weights: weights alone, no factors)", o->rank);
     BB_CHECK(n_seq >= 1 && seq_len >= 1, BB_ERR_ARG, "block healing on %d sequences of %d tokens: need at least one",
              n_seq, seq_len);
     return BB_OK;
@@ -114,6 +115,7 @@ static bb_status prepare_factors(const bb_model_config *c, bb_heal_block_layer *
                      "mask of %s is (%lld, %lld); the weight is (%lld, %lld)", name, (long long)L->mask[k]->rows,
                      (long long)L->mask[k]->cols, (long long)out, (long long)in);
         if (!healed(L, k)) continue;
+        if (!L->lora[k] && o->rank == 0) continue;
         if (!L->lora[k]) BB_CALL(bb_lora_create(out, in, o->rank, &L->lora[k]));
         bb_lora *f = L->lora[k];
         BB_CHECK(f->rows == out && f->cols == in, BB_ERR_ARG,
@@ -157,19 +159,18 @@ bb_status bb_heal_block(const bb_model_config *c, bb_heal_block_layer *L, const 
         int64_t out, in;
         bb_block_linear_shape(c, (bb_linear_kind)k, &out, &in);
         bb_lora *f = L->lora[k];
-        param want[3] = {{.p = f->a, .n = out * f->rank},
-                         {.p = f->b, .n = in * f->rank},
+        param want[3] = {{.p = f ? f->a : NULL, .n = f ? out * f->rank : 0},
+                         {.p = f ? f->b : NULL, .n = f ? in * f->rank : 0},
                          {.p = L->w[k], .n = out * in, .keep = L->mask[k]}};
-        for (int j = 0; j < (o->train_weights ? 3 : 2); j++) {
+        float **dst[3] = {&g.d_a[k], &g.d_b[k], &g.d_w[k]};
+        for (int j = f ? 0 : 2; j < (o->train_weights ? 3 : 2); j++) {
             param *q = &ps[np++];
             *q = want[j];
             BB_CALL_GOTO(st, done, bb_calloc((void **)&q->g, (size_t)q->n, sizeof(float), "healing gradient"));
             BB_CALL_GOTO(st, done, bb_calloc((void **)&q->m, (size_t)q->n, sizeof(float), "Adam first moment"));
             BB_CALL_GOTO(st, done, bb_calloc((void **)&q->v, (size_t)q->n, sizeof(float), "Adam second moment"));
+            *dst[j] = q->g;
         }
-        g.d_a[k] = ps[np - (o->train_weights ? 3 : 2)].g;
-        g.d_b[k] = ps[np - (o->train_weights ? 2 : 1)].g;
-        if (o->train_weights) g.d_w[k] = ps[np - 1].g;
     }
     double fwd, bwd;
     bb_block_flops(c, n_seq, seq_len, &w, o->train_weights, &fwd, &bwd);

@@ -40,7 +40,7 @@ typedef struct {
     double lr;                /* Adam step size */
     double beta1, beta2, eps; /* Adam moments and denominator floor */
     int micro_batch;          /* sequences per forward/backward */
-    int rank;                 /* rank of factors created where missing */
+    int rank;                 /* rank of factors created where missing; 0 (with train_weights): none */
     int train_weights;        /* also train the kept entries of W (the masks stay fixed) */
     uint64_t seed;            /* initial B of created factors */
 } bb_heal_block_opts;

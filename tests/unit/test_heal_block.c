@@ -177,6 +177,7 @@ static void test_train_weights_keeps_mask(void) {
     bb_heal_block_opts_default(&o);
     o.steps = 20;
     o.train_weights = 1;
+    o.rank = 0; /* the weights alone */
     o.lr = 3e-3;
     double loss[21];
     EXPECT_OK(bb_heal_block(&c, &L, f.x, f.y, S, T, &o, loss));
@@ -196,6 +197,7 @@ static void test_train_weights_keeps_mask(void) {
     EXPECT(pruned_nonzero == 0, "%lld pruned weights came back", (long long)pruned_nonzero);
     EXPECT(moved > kept / 2, "only %lld of %lld kept weights moved", (long long)moved, (long long)kept);
     EXPECT(loss[20] < 0.5 * loss[0], "loss %g -> %g", loss[0], loss[20]);
+    for (int k = 0; k < BB_LIN_COUNT; k++) EXPECT(!L.lora[k], "rank 0 created factors on linear %d", k);
     destroy_factors(&L);
     teardown(&f);
 }
@@ -214,6 +216,9 @@ static void test_errors(void) {
     EXPECT_OK(bb_lora_create(DIM, DIM, 2, &L.lora[BB_LIN_UP])); /* ffn_up is (48, 32) */
     EXPECT_ERR(bb_heal_block(&c, &L, f.x, f.y, S, T, &o, NULL), BB_ERR_ARG, "factors of ffn_up");
     bb_lora_destroy(&L.lora[BB_LIN_UP]);
+    o.rank = 0;
+    EXPECT_ERR(bb_heal_block(&c, &L, f.x, f.y, S, T, &o, NULL), BB_ERR_ARG, "0 only with train_weights");
+    o.rank = 8;
     bb_mask *m = NULL;
     EXPECT_OK(bb_mask_create(3, 3, 1, &m));
     L.mask[BB_LIN_K] = m;
