@@ -15,8 +15,9 @@
  *   merged, re-masked      merged, then the pruning mask applied again (the sparse model's size)
  *   heal W, mask fixed     no factors: the kept weights trained (the sparse model's size)
  *   merged, requantized    merged, then GPTQ Q4_0 again from the dense statistics (the Q4_0 size)
- * Check: every healed row's KLD is below its unhealed row's, except the requantized and re-masked rows, which
- * are printed for information. Exit 1 on a miss, 77 (skipped) when BB_SKIP_SLOW is set. */
+ *   heal W, requantized    no factors: the dequantized (kept) weights trained, then GPTQ Q4_0 again
+ * Check: every healed row's KLD is below its unhealed row's, except the requantized, re-masked and f32 rows,
+ * which are printed for information. Exit 1 on a miss, 77 (skipped) when BB_SKIP_SLOW is set. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -252,6 +253,13 @@ static bb_status run_rows(ctx *c) {
         print_row("", "merged, requantized", b2 / nw, &r, &base);
         bb_weights_destroy(&hw);
         free_lora(lora, n);
+        BB_CALL_GOTO(st, out, heal(c, q, NULL, BB_HEAL_TARGET_BLOCK, 1, lora, &hw));
+        BB_CALL_GOTO(st, out, eval_model(c, bb_weights_model(hw), &r));
+        print_row("", "heal W (f32)", 32, &r, &base);
+        BB_CALL_GOTO(st, out, quantize(c, hw, &b2));
+        BB_CALL_GOTO(st, out, eval_model(c, bb_weights_model(hw), &r));
+        print_row("", "heal W, requantized", b2 / nw, &r, &base);
+        bb_weights_destroy(&hw);
     }
     /* ---- SparseGPT 30 % then GPTQ Q4_0 ---- */
     if (!rows || strstr(rows, "both")) {
@@ -275,6 +283,11 @@ static bb_status run_rows(ctx *c) {
         print_row("", "merged, re-masked, rq", b2 / nw, &r, &base);
         bb_weights_destroy(&hw);
         free_lora(lora, n);
+        BB_CALL_GOTO(st, out, heal(c, spq, masks, BB_HEAL_TARGET_BLOCK, 1, lora, &hw));
+        BB_CALL_GOTO(st, out, quantize(c, hw, &b2));
+        BB_CALL_GOTO(st, out, eval_model(c, bb_weights_model(hw), &r));
+        print_row("", "heal W, mask fixed, rq", b2 / nw, &r, &base);
+        bb_weights_destroy(&hw);
     }
 out:
     free_lora(lora, n);
