@@ -190,11 +190,10 @@ void bb_attention_fwd(const float *q, const float *k, const float *v, int T, int
         for (int t = 0; t < T; t++) {
             float *pr = ph + (int64_t)t * T, mx = pr[0];
             for (int j = 1; j <= t; j++) mx = pr[j] > mx ? pr[j] : mx;
+            for (int j = 0; j <= t; j++) pr[j] -= mx;
+            bb_exp(pr, t + 1, pr); /* the vectorized exp: expf would dominate at small head widths */
             double sum = 0;
-            for (int j = 0; j <= t; j++) {
-                pr[j] = expf(pr[j] - mx);
-                sum += pr[j];
-            }
+            for (int j = 0; j <= t; j++) sum += pr[j];
             float inv = (float)(1.0 / sum);
             for (int j = 0; j <= t; j++) pr[j] *= inv;
             memset(pr + t + 1, 0, sizeof(float) * (size_t)(T - t - 1));
