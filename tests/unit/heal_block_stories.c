@@ -1,7 +1,7 @@
-/* heal_stories.c — block-level healing on stories260K: SparseGPT 30 %, GPTQ Q4_0 and both, each before and after
+/* heal_block_stories.c — block-level healing on stories260K: SparseGPT 30 %, GPTQ Q4_0 and both, each before and after
  * healing every block with rank-8 factors (compress/heal_block.h), evaluated on dev.txt against the dense model.
  *
- * usage: heal_stories [SHARED_DIR]   (default: BB_SHARED, else ../shared)
+ * usage: heal_block_stories [SHARED_DIR]   (default: BB_SHARED, else ../shared)
  * Protocol: Grams (f64) from all 224 non-overlapping 512-token windows of tinystories/calib.txt with BOS at each
  * window start, taken once from the dense model, drive SparseGPT (per row, B = 32, damping 0.01, as the
  * reference table of DESIGN §7) and GPTQ Q4_0 (block 32, importance on: bb_quantize_model). Healing uses
@@ -364,6 +364,6 @@ out:
     free(c.dev);
     bb_tokenizer_destroy(&tok);
     bb_model_destroy(&c.m);
-    if (st != BB_OK) fprintf(stderr, "heal_stories: %s\n", bb_last_error());
+    if (st != BB_OK) fprintf(stderr, "heal_block_stories: %s\n", bb_last_error());
     return st != BB_OK || c.failures ? 1 : 0;
 }
