@@ -18,9 +18,9 @@
  * (e.g. from the closed-form layer-level fit), and ones that are zero in both A and B get the same random B.
  *
  * Memory beyond the caller's X and Y (bytes, r = rank, P_k = r·(in_k + out_k) summed over the healed linears):
- *   bb_block_memory_bytes(c, micro_batch, seq_len, r) + 4·N·dim (outputs) + 12·Σ P_k (gradient, Adam m, v)
- *   + with train_weights 12·Σ out_k·in_k.
- * Llama-7B block, 2×512-token micro-batches, rank 8, factors only: 0.55 GB + 16 MB per 1k rows + 4 MB.
+ *   bb_block_memory_bytes(c, micro_batch, seq_len, r) + 8·micro_batch·seq_len·dim (outputs and their
+ *   gradient) + 12·Σ P_k (gradient, Adam m, v) + with train_weights 12·Σ out_k·in_k.
+ * Llama-7B block, 2×512-token micro-batches, rank 8, factors only: 0.56 GB + 34 MB + 7.5 MB.
  *
  * Deterministic: the same inputs give bit-identical factors at a fixed OpenBLAS thread count (micro-batches
  * are always summed in the same order). Local: nothing here calls MPI; not thread-safe. */
