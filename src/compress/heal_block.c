@@ -77,6 +77,10 @@ typedef struct {
     float *p, *g, *m, *v;
     int64_t n;
     const bb_mask *keep;
+    float *proj;   /* straight-through: the weights the block uses, project(p) after each update; else NULL */
+    float *latent; /* owned p when proj is set */
+    int kind;      /* the linear, for the projection */
+    int64_t rows, cols;
 } param;
 
 static void adam(param *q, double lr, double b1, double b2, double eps, int t) {
@@ -173,6 +177,16 @@ bb_status bb_heal_block(const bb_model_config *c, bb_heal_block_layer *L, const 
             BB_CALL_GOTO(st, done, bb_calloc((void **)&q->v, (size_t)q->n, sizeof(float), "Adam second moment"));
             *dst[j] = q->g;
         }
+        if (o->train_weights && o->project) { /* W trains as a latent copy; the block uses its projection */
+            param *q = &ps[np - 1];
+            BB_CALL_GOTO(st, done, bb_malloc((void **)&q->latent, sizeof(float) * (size_t)q->n, "latent weights"));
+            memcpy(q->latent, L->w[k], sizeof(float) * (size_t)q->n);
+            q->proj = L->w[k];
+            q->p = q->latent;
+            q->kind = k;
+            q->rows = out;
+            q->cols = in;
+        }
     }
     bb_block_flops(c, n_seq, seq_len, &w, o->train_weights, &fwd, &bwd);
     bb_event_begin("heal.block");
@@ -199,7 +213,15 @@ bb_status bb_heal_block(const bb_model_config *c, bb_heal_block_layer *L, const 
         BB_CHECK_GOTO(st, done, isfinite(l), BB_ERR_NUMERIC,
                       "block healing: the loss is %g at step %d (learning rate %g too high?)", l, step, o->lr);
         if (!last)
-            for (int i = 0; i < np; i++) adam(&ps[i], o->lr, o->beta1, o->beta2, o->eps, step + 1);
+            for (int i = 0; i < np; i++) {
+                param *q = &ps[i];
+                adam(q, o->lr, o->beta1, o->beta2, o->eps, step + 1);
+                if (q->proj) {
+                    memcpy(q->proj, q->latent, sizeof(float) * (size_t)q->n);
+                    BB_CALL_GOTO(st, done,
+                                 o->project(o->project_ud, (bb_linear_kind)q->kind, q->rows, q->cols, q->proj));
+                }
+            }
     }
 done:
     if (timing) bb_event_end("heal.block", o->steps * (fwd + bwd), 0);
@@ -207,6 +229,7 @@ done:
         free(ps[i].g);
         free(ps[i].m);
         free(ps[i].v);
+        free(ps[i].latent);
     }
     free(yb);
     free(dy);

@@ -19,7 +19,7 @@
  *
  * Memory beyond the caller's X and Y (bytes, r = rank, P_k = r·(in_k + out_k) summed over the healed linears):
  *   bb_block_memory_bytes(c, micro_batch, seq_len, r) + 8·micro_batch·seq_len·dim (outputs and their
- *   gradient) + 12·Σ P_k (gradient, Adam m, v) + with train_weights 12·Σ out_k·in_k.
+ *   gradient) + 12·Σ P_k (gradient, Adam m, v) + with train_weights 12·Σ out_k·in_k (16 with a projection).
  * Llama-7B block, 2×512-token micro-batches, rank 8, factors only: 0.56 GB + 34 MB + 7.5 MB.
  *
  * Deterministic: the same inputs give bit-identical factors at a fixed OpenBLAS thread count (micro-batches
@@ -35,6 +35,10 @@
 #include "io/tokens.h"
 #include "model/block_grad.h"
 
+/* Map trained weights w (rows, cols) of linear `kind` onto what the compressed format can store (e.g. quantize
+ * and decode every row), in place. */
+typedef bb_status (*bb_heal_project_fn)(void *ud, bb_linear_kind kind, int64_t rows, int64_t cols, float *w);
+
 typedef struct {
     int steps;                /* Adam steps E (each a full pass over the calibration rows) */
     double lr;                /* Adam step size */
@@ -43,6 +47,11 @@ typedef struct {
     int rank;                 /* rank of factors created where missing; 0 (with train_weights): none */
     int train_weights;        /* also train the kept entries of W (the masks stay fixed) */
     uint64_t seed;            /* initial B of created factors */
+    /* With train_weights: a straight-through estimator. W trains as a latent f32 copy (started from the given
+     * weights); after every update the block's weights become project(latent), and the gradient taken at
+     * them updates the latent copy. The weights end as the last projection. NULL: W trains directly. */
+    bb_heal_project_fn project;
+    void *project_ud;
 } bb_heal_block_opts;
 
 /* 200 steps, lr 1e-3, betas 0.9 / 0.999, eps 1e-8, micro-batch 8, rank 8, factors only, seed 0. */

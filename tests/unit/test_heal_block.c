@@ -202,6 +202,53 @@ static void test_train_weights_keeps_mask(void) {
     teardown(&f);
 }
 
+/* A storage grid for the straight-through test: multiples of 1/64. */
+static bb_status to_grid(void *ud, bb_linear_kind kind, int64_t rows, int64_t cols, float *w) {
+    int *calls = ud;
+    calls[kind]++;
+    for (int64_t i = 0; i < rows * cols; i++) w[i] = roundf(w[i] * 64.0f) / 64.0f;
+    return BB_OK;
+}
+
+static void test_straight_through(void) {
+    static fixture f;
+    setup(&f);
+    bb_model_config c = cfg();
+    for (int k = 0; k < BB_LIN_COUNT; k++) { /* start on the grid, as a quantized model does */
+        int64_t out, in;
+        bb_block_linear_shape(&c, (bb_linear_kind)k, &out, &in);
+        to_grid((int[BB_LIN_COUNT]){0}, (bb_linear_kind)k, out, in, f.work[k]);
+    }
+    bb_heal_block_layer L = layer_of(&f);
+    int calls[BB_LIN_COUNT] = {0};
+    bb_heal_block_opts o;
+    bb_heal_block_opts_default(&o);
+    o.steps = 30;
+    o.rank = 0;
+    o.train_weights = 1;
+    o.lr = 3e-3;
+    o.project = to_grid;
+    o.project_ud = calls;
+    L.linears = 1u << BB_LIN_UP | 1u << BB_LIN_V;
+    float *up0 = malloc(sizeof(float) * HID * DIM);
+    memcpy(up0, f.work[BB_LIN_UP], sizeof(float) * HID * DIM);
+    double loss[31];
+    EXPECT_OK(bb_heal_block(&c, &L, f.x, f.y, S, T, &o, loss));
+    int on_grid = 1, changed = 0;
+    for (int i = 0; i < HID * DIM; i++) {
+        on_grid &= f.work[BB_LIN_UP][i] * 64.0f == roundf(f.work[BB_LIN_UP][i] * 64.0f);
+        changed += f.work[BB_LIN_UP][i] != up0[i];
+    }
+    EXPECT(on_grid, "the trained weights left the grid");
+    EXPECT(changed > 0, "no weight moved to another grid point");
+    EXPECT(calls[BB_LIN_UP] == 30 && calls[BB_LIN_V] == 30 && calls[BB_LIN_Q] == 0,
+           "projections: up %d, v %d, q %d (expected one per step on the healed linears)", calls[BB_LIN_UP],
+           calls[BB_LIN_V], calls[BB_LIN_Q]);
+    EXPECT(loss[30] < 0.7 * loss[0], "loss %g -> %g", loss[0], loss[30]);
+    free(up0);
+    teardown(&f);
+}
+
 static void test_errors(void) {
     static fixture f;
     setup(&f);
@@ -284,6 +331,7 @@ int main(void) {
     TEST_RUN(test_recovers_planted_error);
     TEST_RUN(test_deterministic_and_micro_batch);
     TEST_RUN(test_train_weights_keeps_mask);
+    TEST_RUN(test_straight_through);
     TEST_RUN(test_errors);
     TEST_RUN(test_model);
     return TEST_DONE();
