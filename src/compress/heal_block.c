@@ -218,8 +218,9 @@ bb_status bb_heal_block(const bb_model_config *c, bb_heal_block_layer *L, const 
                 adam(q, o->lr, o->beta1, o->beta2, o->eps, step + 1);
                 if (q->proj) {
                     memcpy(q->proj, q->latent, sizeof(float) * (size_t)q->n);
-                    BB_CALL_GOTO(st, done,
-                                 o->project(o->project_ud, (bb_linear_kind)q->kind, q->rows, q->cols, q->proj));
+                    BB_CALL_GOTO(
+                        st, done,
+                        o->project(o->project_ud, L->layer, (bb_linear_kind)q->kind, q->rows, q->cols, q->proj));
                 }
             }
     }
@@ -310,7 +311,7 @@ bb_status bb_heal_block_model(const bb_model *dense, float *const *work, const b
     int mb = o->micro_batch;
     for (int l = 0; l < layer_end; l++) {
         BB_CALL_GOTO(st, done, load_dense(dense, l, &d));
-        bb_heal_block_layer L = {.attn_norm = d.norm[0], .ffn_norm = d.norm[1]};
+        bb_heal_block_layer L = {.attn_norm = d.norm[0], .ffn_norm = d.norm[1], .layer = l};
         for (int k = 0; k < 3; k++) L.bias[k] = d.bias[k];
         bb_heal_block_layer D = L; /* the dense block */
         for (int k = 0; k < BB_LIN_COUNT; k++) {

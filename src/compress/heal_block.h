@@ -35,9 +35,9 @@
 #include "io/tokens.h"
 #include "model/block_grad.h"
 
-/* Map trained weights w (rows, cols) of linear `kind` onto what the compressed format can store (e.g. quantize
- * and decode every row), in place. */
-typedef bb_status (*bb_heal_project_fn)(void *ud, bb_linear_kind kind, int64_t rows, int64_t cols, float *w);
+/* Map trained weights w (rows, cols) of linear `kind` of block `layer` (bb_heal_block_layer.layer) onto what
+ * the compressed format can store (e.g. round to the quantization grid with the block scales fixed), in place. */
+typedef bb_status (*bb_heal_project_fn)(void *ud, int layer, bb_linear_kind kind, int64_t rows, int64_t cols, float *w);
 
 typedef struct {
     int steps;                /* Adam steps E (each a full pass over the calibration rows) */
@@ -65,6 +65,7 @@ typedef struct {
     const bb_mask *mask[BB_LIN_COUNT]; /* kept entries for train_weights; NULL = every entry may move */
     bb_lora *lora[BB_LIN_COUNT];       /* in/out: NULL ones are created (the caller owns them afterwards) */
     unsigned linears;                  /* bit k set: heal linear k; 0 = all seven */
+    int layer;                         /* the block's index, handed to opts.project only */
 } bb_heal_block_layer;
 
 /* Run opts.steps Adam steps on L for inputs x and targets y, both (n_seq, seq_len, dim). loss (steps + 1),

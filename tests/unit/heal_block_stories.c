@@ -6,7 +6,7 @@
  * window start, taken once from the dense model, drive SparseGPT (per row, B = 32, damping 0.01, as the
  * reference table of DESIGN §7) and GPTQ Q4_0 (block 32, importance on: bb_quantize_model). Healing uses
  * BB_HEAL_WINDOWS (default 32) windows of BB_HEAL_SEQ (256) tokens of calib.txt (seed 1), BB_HEAL_STEPS (100)
- * Adam steps per block at BB_HEAL_LR (2e-3), rank BB_HEAL_RANK (8), micro-batch 8, blocks healed in order on
+ * Adam steps per block at BB_HEAL_LR (2e-3; the straight-through rows BB_HEAL_STE_LR, 1e-4), rank BB_HEAL_RANK (8), micro-batch 8, blocks healed in order on
  * the compressed model's stream. Perplexity on dev.txt at n_ctx 512 by llama.cpp's method, KLD against the
  * dense model. Rows:
  *   unhealed               the compressed model
@@ -16,6 +16,8 @@
  *   heal W, mask fixed     no factors: the kept weights trained (the sparse model's size)
  *   merged, requantized    merged, then GPTQ Q4_0 again from the dense statistics (the Q4_0 size)
  *   heal W, requantized    no factors: the dequantized (kept) weights trained, then GPTQ Q4_0 again
+ *   heal W, STE Q4_0       no factors: the weights trained through a straight-through estimator whose projection
+ *                          rounds to GPTQ's Q4_0 grid with its block scales fixed (F16 rows to f16): the Q4_0 size
  * Check: every healed row's KLD is below its unhealed row's, except the requantized, re-masked and f32 rows,
  * which are printed for information. Exit 1 on a miss, 77 (skipped) when BB_SKIP_SLOW is set. */
 #include <math.h>
@@ -25,10 +27,12 @@
 
 #include "compress/heal_block.h"
 #include "compress/prune.h"
+#include "core/dtype.h"
 #include "core/file.h"
 #include "core/log.h"
 #include "io/config.h"
 #include "io/model.h"
+#include "io/qformat.h"
 #include "io/tokenizer.h"
 #include "model/calib.h"
 #include "model/eval.h"
@@ -44,6 +48,7 @@ typedef struct {
     bb_tokens heal_win;
     bb_logprobs dense_lp;
     bb_heal_block_opts ho;
+    double ste_lr; /* the straight-through rows' learning rate */
     int n_weights; /* linear weights of the model */
     int failures;
 } ctx;
@@ -111,7 +116,37 @@ static bb_status prune(ctx *c, bb_weights *w, bb_mask **masks) {
     return BB_OK;
 }
 
-static bb_status quantize(ctx *c, bb_weights *w, int64_t *bits) {
+/* The straight-through projection: onto the stored grid of a quantized model with its block scales fixed.
+ * Q4_0 rows: w = d·clamp(round(w / d), -8, 7) with each 32-block's scale d as GPTQ chose it; F16 rows (ffn_down,
+ * whose 172 fit no block): rounded to f16. So the trained model stays the size of the quantized one. */
+static bb_status grid_project(void *ud, int layer, bb_linear_kind kind, int64_t rows, int64_t cols, float *w) {
+    const bb_quantized *q = ud;
+    const bb_quant_result *r = q->q[layer * BB_LIN_COUNT + kind];
+    static int q4_0 = -1, f16 = -1;
+    if (q4_0 < 0) BB_CALL(bb_qformat_parse_name("q4_0", &q4_0));
+    if (f16 < 0) BB_CALL(bb_qformat_parse_name("f16", &f16));
+    BB_CHECK(r->rows == rows && r->cols == cols && (r->type == q4_0 || r->type == f16), BB_ERR_INTERNAL,
+             "layer %d %s: stored as type %d, (%lld, %lld)", layer, bb_linear_name(kind), r->type, (long long)r->rows,
+             (long long)r->cols);
+    for (int64_t i = 0; i < rows; i++) {
+        float *row = w + i * cols;
+        if (r->type == f16) {
+            for (int64_t j = 0; j < cols; j++) row[j] = bb_f16_to_f32(bb_f32_to_f16(row[j]));
+            continue;
+        }
+        for (int64_t b = 0; b < cols / 32; b++) {
+            const uint8_t *blk = r->blocks + i * r->row_bytes + b * 18; /* f16 d, then 16 bytes of nibbles */
+            float d = bb_f16_to_f32((uint16_t)(blk[0] | blk[1] << 8));
+            for (int j = 0; j < 32; j++) {
+                float k = d != 0 ? roundf(row[b * 32 + j] / d) : 0;
+                row[b * 32 + j] = d * (k < -8 ? -8 : k > 7 ? 7 : k);
+            }
+        }
+    }
+    return BB_OK;
+}
+
+static bb_status quantize(ctx *c, bb_weights *w, int64_t *bits, bb_quantized **keep) {
     bb_config cfg;
     BB_CALL(bb_config_defaults(&cfg));
     BB_CALL(bb_config_set(&cfg, "quant.method=gptq"));
@@ -121,7 +156,10 @@ static bb_status quantize(ctx *c, bb_weights *w, int64_t *bits) {
     bb_quantized *q = NULL;
     BB_CALL(bb_quantize_model(&cfg, w, c->stats, &q));
     *bits = q->bits;
-    bb_quantized_destroy(&q);
+    if (keep)
+        *keep = q;
+    else
+        bb_quantized_destroy(&q);
     return BB_OK;
 }
 
@@ -138,8 +176,8 @@ static bb_status clone_weights(ctx *c, bb_weights *src, bb_weights **out) {
 }
 
 /* Heal every block of a copy of w; the copy with the factors merged goes to *healed, factors to lora. */
-static bb_status heal(ctx *c, bb_weights *w, bb_mask **masks, bb_heal_target target, int weights_only, bb_lora **lora,
-                      bb_weights **healed) {
+static bb_status heal(ctx *c, bb_weights *w, bb_mask **masks, bb_heal_target target, int weights_only,
+                      bb_quantized *ste, bb_lora **lora, bb_weights **healed) {
     int L = c->m->cfg.n_layers;
     BB_CALL(clone_weights(c, w, healed));
     float *work[NL_MAX * BB_LIN_COUNT];
@@ -150,6 +188,11 @@ static bb_status heal(ctx *c, bb_weights *w, bb_mask **masks, bb_heal_target tar
     if (weights_only) {
         o.rank = 0;
         o.train_weights = 1;
+    }
+    if (ste) {
+        o.project = grid_project;
+        o.project_ud = ste;
+        o.lr = c->ste_lr;
     }
     double *loss = malloc(sizeof(double) * (size_t)(L * (o.steps + 1)));
     BB_CHECK(loss, BB_ERR_OOM, "out of memory: loss curves");
@@ -203,6 +246,7 @@ static bb_status run_rows(ctx *c) {
     bb_mask *masks[NL_MAX * BB_LIN_COUNT] = {0};
     bb_lora *lora[NL_MAX * BB_LIN_COUNT] = {0};
     bb_weights *sp = NULL, *hw = NULL, *q = NULL, *spq = NULL;
+    bb_quantized *qz = NULL;
     result base, r;
     int64_t qbits = 0;
     bb_status st = BB_OK;
@@ -213,7 +257,7 @@ static bb_status run_rows(ctx *c) {
         BB_CALL_GOTO(st, out, prune(c, sp, masks));
         BB_CALL_GOTO(st, out, eval_model(c, bb_weights_model(sp), &base));
         print_row("sparsegpt 30%", "unhealed", 32 * 0.7, &base, NULL);
-        BB_CALL_GOTO(st, out, heal(c, sp, masks, BB_HEAL_TARGET_BLOCK, 0, lora, &hw));
+        BB_CALL_GOTO(st, out, heal(c, sp, masks, BB_HEAL_TARGET_BLOCK, 0, NULL, lora, &hw));
         double extra = 16.0 * (double)lora_values(lora, n) / nw; /* f16 factors per linear weight */
         BB_CALL_GOTO(st, out, eval_model(c, bb_weights_model(hw), &r));
         print_row("", "heal block, merged", 32 * 0.7 + extra, &r, &base);
@@ -223,13 +267,13 @@ static bb_status run_rows(ctx *c) {
         print_row("", "merged, re-masked", 32 * 0.7, &r, &base);
         bb_weights_destroy(&hw);
         free_lora(lora, n);
-        BB_CALL_GOTO(st, out, heal(c, sp, masks, BB_HEAL_TARGET_MODEL, 0, lora, &hw));
+        BB_CALL_GOTO(st, out, heal(c, sp, masks, BB_HEAL_TARGET_MODEL, 0, NULL, lora, &hw));
         BB_CALL_GOTO(st, out, eval_model(c, bb_weights_model(hw), &r));
         print_row("", "heal model, merged", 32 * 0.7 + extra, &r, &base);
         expect_better(c, "sparsegpt heal model", &r, &base);
         bb_weights_destroy(&hw);
         free_lora(lora, n);
-        BB_CALL_GOTO(st, out, heal(c, sp, masks, BB_HEAL_TARGET_BLOCK, 1, lora, &hw));
+        BB_CALL_GOTO(st, out, heal(c, sp, masks, BB_HEAL_TARGET_BLOCK, 1, NULL, lora, &hw));
         BB_CALL_GOTO(st, out, eval_model(c, bb_weights_model(hw), &r));
         print_row("", "heal W, mask fixed", 32 * 0.7, &r, &base);
         expect_better(c, "sparsegpt heal weights", &r, &base);
@@ -239,27 +283,33 @@ static bb_status run_rows(ctx *c) {
     /* ---- GPTQ Q4_0 ---- */
     if (!rows || strstr(rows, "q4")) {
         BB_CALL_GOTO(st, out, bb_weights_create(c->m, 0, 0, &q));
-        BB_CALL_GOTO(st, out, quantize(c, q, &qbits));
+        BB_CALL_GOTO(st, out, quantize(c, q, &qbits, &qz));
         BB_CALL_GOTO(st, out, eval_model(c, bb_weights_model(q), &base));
         print_row("gptq q4_0", "unhealed", qbits / nw, &base, NULL);
-        BB_CALL_GOTO(st, out, heal(c, q, NULL, BB_HEAL_TARGET_BLOCK, 0, lora, &hw));
+        BB_CALL_GOTO(st, out, heal(c, q, NULL, BB_HEAL_TARGET_BLOCK, 0, NULL, lora, &hw));
         double extra = 16.0 * (double)lora_values(lora, n) / nw;
         BB_CALL_GOTO(st, out, eval_model(c, bb_weights_model(hw), &r));
         print_row("", "heal block, adapter", qbits / nw + extra, &r, &base);
         expect_better(c, "q4_0 heal block", &r, &base);
         int64_t b2;
-        BB_CALL_GOTO(st, out, quantize(c, hw, &b2));
+        BB_CALL_GOTO(st, out, quantize(c, hw, &b2, NULL));
         BB_CALL_GOTO(st, out, eval_model(c, bb_weights_model(hw), &r));
         print_row("", "merged, requantized", b2 / nw, &r, &base);
         bb_weights_destroy(&hw);
         free_lora(lora, n);
-        BB_CALL_GOTO(st, out, heal(c, q, NULL, BB_HEAL_TARGET_BLOCK, 1, lora, &hw));
+        BB_CALL_GOTO(st, out, heal(c, q, NULL, BB_HEAL_TARGET_BLOCK, 1, NULL, lora, &hw));
         BB_CALL_GOTO(st, out, eval_model(c, bb_weights_model(hw), &r));
         print_row("", "heal W (f32)", 32, &r, &base);
-        BB_CALL_GOTO(st, out, quantize(c, hw, &b2));
+        BB_CALL_GOTO(st, out, quantize(c, hw, &b2, NULL));
         BB_CALL_GOTO(st, out, eval_model(c, bb_weights_model(hw), &r));
         print_row("", "heal W, requantized", b2 / nw, &r, &base);
         bb_weights_destroy(&hw);
+        BB_CALL_GOTO(st, out, heal(c, q, NULL, BB_HEAL_TARGET_BLOCK, 1, qz, lora, &hw));
+        BB_CALL_GOTO(st, out, eval_model(c, bb_weights_model(hw), &r));
+        print_row("", "heal W, STE Q4_0", qbits / nw, &r, &base);
+        expect_better(c, "q4_0 straight-through", &r, &base);
+        bb_weights_destroy(&hw);
+        bb_quantized_destroy(&qz);
     }
     /* ---- SparseGPT 30 % then GPTQ Q4_0 ---- */
     if (!rows || strstr(rows, "both")) {
@@ -268,28 +318,35 @@ static bb_status run_rows(ctx *c) {
             BB_CALL_GOTO(st, out, prune(c, sp, masks));
         }
         BB_CALL_GOTO(st, out, clone_weights(c, sp, &spq));
-        BB_CALL_GOTO(st, out, quantize(c, spq, &qbits));
+        BB_CALL_GOTO(st, out, quantize(c, spq, &qbits, &qz));
         BB_CALL_GOTO(st, out, eval_model(c, bb_weights_model(spq), &base));
         print_row("sparsegpt 30% + q4_0", "unhealed", qbits / nw, &base, NULL);
-        BB_CALL_GOTO(st, out, heal(c, spq, masks, BB_HEAL_TARGET_BLOCK, 0, lora, &hw));
+        BB_CALL_GOTO(st, out, heal(c, spq, masks, BB_HEAL_TARGET_BLOCK, 0, NULL, lora, &hw));
         double extra = 16.0 * (double)lora_values(lora, n) / nw;
         BB_CALL_GOTO(st, out, eval_model(c, bb_weights_model(hw), &r));
         print_row("", "heal block, adapter", qbits / nw + extra, &r, &base);
         expect_better(c, "sparse+q4_0 heal block", &r, &base);
         for (int i = 0; i < n; i++) bb_mask_apply(masks[i], bb_weights_linear(hw, i / BB_LIN_COUNT, i % BB_LIN_COUNT));
         int64_t b2;
-        BB_CALL_GOTO(st, out, quantize(c, hw, &b2));
+        BB_CALL_GOTO(st, out, quantize(c, hw, &b2, NULL));
         BB_CALL_GOTO(st, out, eval_model(c, bb_weights_model(hw), &r));
         print_row("", "merged, re-masked, rq", b2 / nw, &r, &base);
         bb_weights_destroy(&hw);
         free_lora(lora, n);
-        BB_CALL_GOTO(st, out, heal(c, spq, masks, BB_HEAL_TARGET_BLOCK, 1, lora, &hw));
-        BB_CALL_GOTO(st, out, quantize(c, hw, &b2));
+        BB_CALL_GOTO(st, out, heal(c, spq, masks, BB_HEAL_TARGET_BLOCK, 1, NULL, lora, &hw));
+        BB_CALL_GOTO(st, out, quantize(c, hw, &b2, NULL));
         BB_CALL_GOTO(st, out, eval_model(c, bb_weights_model(hw), &r));
         print_row("", "heal W, mask fixed, rq", b2 / nw, &r, &base);
         bb_weights_destroy(&hw);
+        BB_CALL_GOTO(st, out, heal(c, spq, masks, BB_HEAL_TARGET_BLOCK, 1, qz, lora, &hw));
+        BB_CALL_GOTO(st, out, eval_model(c, bb_weights_model(hw), &r));
+        print_row("", "heal W, mask, STE Q4_0", qbits / nw, &r, &base);
+        expect_better(c, "sparse+q4_0 straight-through", &r, &base);
+        bb_weights_destroy(&hw);
+        bb_quantized_destroy(&qz);
     }
 out:
+    bb_quantized_destroy(&qz);
     free_lora(lora, n);
     for (int i = 0; i < n; i++) bb_mask_destroy(&masks[i]);
     bb_weights_destroy(&sp);
@@ -320,6 +377,7 @@ int main(int argc, char **argv) {
     c.ho.steps = (int)env_num("BB_HEAL_STEPS", 100);
     c.ho.lr = env_num("BB_HEAL_LR", 2e-3);
     c.ho.rank = (int)env_num("BB_HEAL_RANK", 8);
+    c.ste_lr = env_num("BB_HEAL_STE_LR", 1e-4);
     c.ho.micro_batch = 8;
     int n_win = (int)env_num("BB_HEAL_WINDOWS", 32), seq = (int)env_num("BB_HEAL_SEQ", 256);
     bb_tokenizer *tok = NULL;

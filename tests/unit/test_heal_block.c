@@ -203,8 +203,9 @@ static void test_train_weights_keeps_mask(void) {
 }
 
 /* A storage grid for the straight-through test: multiples of 1/64. */
-static bb_status to_grid(void *ud, bb_linear_kind kind, int64_t rows, int64_t cols, float *w) {
+static bb_status to_grid(void *ud, int layer, bb_linear_kind kind, int64_t rows, int64_t cols, float *w) {
     int *calls = ud;
+    if (layer != 3) return BB_OK; /* the layer index must come through */
     calls[kind]++;
     for (int64_t i = 0; i < rows * cols; i++) w[i] = roundf(w[i] * 64.0f) / 64.0f;
     return BB_OK;
@@ -217,7 +218,7 @@ static void test_straight_through(void) {
     for (int k = 0; k < BB_LIN_COUNT; k++) { /* start on the grid, as a quantized model does */
         int64_t out, in;
         bb_block_linear_shape(&c, (bb_linear_kind)k, &out, &in);
-        to_grid((int[BB_LIN_COUNT]){0}, (bb_linear_kind)k, out, in, f.work[k]);
+        to_grid((int[BB_LIN_COUNT]){0}, 3, (bb_linear_kind)k, out, in, f.work[k]);
     }
     bb_heal_block_layer L = layer_of(&f);
     int calls[BB_LIN_COUNT] = {0};
@@ -230,6 +231,7 @@ static void test_straight_through(void) {
     o.project = to_grid;
     o.project_ud = calls;
     L.linears = 1u << BB_LIN_UP | 1u << BB_LIN_V;
+    L.layer = 3;
     float *up0 = malloc(sizeof(float) * HID * DIM);
     memcpy(up0, f.work[BB_LIN_UP], sizeof(float) * HID * DIM);
     double loss[31];
