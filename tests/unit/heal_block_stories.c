@@ -6,8 +6,8 @@
  * window start, taken once from the dense model, drive SparseGPT (per row, B = 32, damping 0.01, as the
  * reference table of DESIGN §7) and GPTQ Q4_0 (block 32, importance on: bb_quantize_model). Healing uses
  * BB_HEAL_WINDOWS (default 32) windows of BB_HEAL_SEQ (256) tokens of calib.txt (seed 1), BB_HEAL_STEPS (100)
- * Adam steps per block at BB_HEAL_LR (2e-3; the straight-through rows BB_HEAL_STE_LR, 1e-4), rank BB_HEAL_RANK (8), micro-batch 8, blocks healed in order on
- * the compressed model's stream. Perplexity on dev.txt at n_ctx 512 by llama.cpp's method, KLD against the
+ * Adam steps per block at BB_HEAL_LR (2e-3; the straight-through rows BB_HEAL_STE_LR, 1e-4), rank BB_HEAL_RANK
+ * (8), micro-batch 8, blocks healed in order on the compressed model's stream. Perplexity on dev.txt at n_ctx 512 by llama.cpp's method, KLD against the
  * dense model. Rows:
  *   unhealed               the compressed model
  *   heal block, merged     factors trained against block_dense(X), merged into W in f32 (adapter-equivalent)
