@@ -1,5 +1,5 @@
-/* heal_block_stories.c — block-level healing on stories260K: SparseGPT 30 %, GPTQ Q4_0 and both, each before and after
- * healing every block with rank-8 factors (compress/heal_block.h), evaluated on dev.txt against the dense model.
+/* heal_block_stories.c — block-level healing on stories260K: SparseGPT 30 %, GPTQ Q4_0 and both, each before
+ * and after healing every block (compress/heal_block.h), evaluated on dev.txt against the dense model.
  *
  * usage: heal_block_stories [SHARED_DIR]   (default: BB_SHARED, else ../shared)
  * Protocol: Grams (f64) from all 224 non-overlapping 512-token windows of tinystories/calib.txt with BOS at each
@@ -7,8 +7,8 @@
  * reference table of DESIGN §7) and GPTQ Q4_0 (block 32, importance on: bb_quantize_model). Healing uses
  * BB_HEAL_WINDOWS (default 32) windows of BB_HEAL_SEQ (256) tokens of calib.txt (seed 1), BB_HEAL_STEPS (100)
  * Adam steps per block at BB_HEAL_LR (2e-3; the straight-through rows BB_HEAL_STE_LR, 1e-4), rank BB_HEAL_RANK
- * (8), micro-batch 8, blocks healed in order on the compressed model's stream. Perplexity on dev.txt at n_ctx 512 by llama.cpp's method, KLD against the
- * dense model. Rows:
+ * (8), micro-batch 8, blocks healed in order on the compressed model's stream. Perplexity on dev.txt at n_ctx
+ * 512 by llama.cpp's method, KLD against the dense model. Rows:
  *   unhealed               the compressed model
  *   heal block, merged     factors trained against block_dense(X), merged into W in f32 (adapter-equivalent)
  *   heal model, merged     the same against the dense model's stream
