@@ -90,7 +90,7 @@ typedef enum { BB_HEAL_TARGET_BLOCK = 0, BB_HEAL_TARGET_MODEL, BB_HEAL_TARGET_CO
  * (NULL array or entries: no mask) and factors lora[l·7 + k] (in/out, NULL entries created). The windows
  * (n_seq, seq_len) are embedded and run through blocks 0..layer_begin-1 of the compressed model (with the
  * factors they have) to give X; every healed block then advances X with its healed factors. loss
- * ((layer_end − layer_begin)·(steps + 1)) receives the curves. Memory: 2 (target BLOCK) or 3 (MODEL)
+ * ((layer_end − layer_begin)·(steps + 1)) receives the curves. Memory: 3 (target BLOCK) or 4 (MODEL)
  * streams of 4·n_seq·seq_len·dim bytes, one block's f32 dense weights, and bb_heal_block's. Errors: those of
  * bb_heal_block, BB_ERR_ARG (layer range, windows that are not (n_seq, seq_len) or beyond the context),
  * read errors of the dense tensors. */
