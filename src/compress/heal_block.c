@@ -348,3 +348,60 @@ done:
     free(tmp);
     return st;
 }
+
+bb_status bb_heal_block_embed(const bb_model *dense, const bb_tokens *windows, float *x) {
+    const bb_model_config *c = &dense->cfg;
+    int64_t rows = (int64_t)windows->n_seq * windows->seq_len;
+    for (int64_t r = 0; r < rows; r++) {
+        int id = windows->ids[r];
+        BB_CHECK(id >= 0 && id < c->vocab_size, BB_ERR_ARG, "token id %d at index %lld is outside the vocabulary (0..%d)",
+                 id, (long long)r, c->vocab_size - 1);
+        BB_CALL(bb_tensor_read_f32(&dense->tok_embd, id, 1, x + r * c->dim));
+    }
+    return BB_OK;
+}
+
+bb_status bb_heal_block_range(const bb_model *dense, float *const *work, const bb_mask *const *masks, bb_lora **lora,
+                              const unsigned *linears, float *x, int n_seq, int seq_len, int layer_begin,
+                              int layer_end, const bb_heal_block_opts *o, double *loss) {
+    const bb_model_config *c = &dense->cfg;
+    BB_CHECK(layer_begin >= 0 && layer_begin <= layer_end && layer_end <= c->n_layers, BB_ERR_ARG,
+             "block healing of layers [%d, %d): the model has layers 0..%d", layer_begin, layer_end, c->n_layers - 1);
+    BB_CALL(check_opts(o, n_seq, seq_len));
+    int64_t n = (int64_t)n_seq * seq_len * c->dim;
+    float *y = NULL, *tmp = NULL;
+    dense_layer d;
+    memset(&d, 0, sizeof d);
+    bb_status st = BB_OK;
+    BB_CALL_GOTO(st, done, bb_malloc((void **)&y, sizeof(float) * (size_t)n, "healing targets"));
+    BB_CALL_GOTO(st, done, bb_malloc((void **)&tmp, sizeof(float) * (size_t)n, "healing stream"));
+    for (int l = layer_begin; l < layer_end; l++) {
+        BB_CALL_GOTO(st, done, load_dense(dense, l, &d));
+        bb_heal_block_layer L = {.attn_norm = d.norm[0], .ffn_norm = d.norm[1], .layer = l};
+        for (int k = 0; k < 3; k++) L.bias[k] = d.bias[k];
+        bb_heal_block_layer D = L;
+        for (int k = 0; k < BB_LIN_COUNT; k++) {
+            L.w[k] = work[l * BB_LIN_COUNT + k];
+            L.mask[k] = masks ? masks[l * BB_LIN_COUNT + k] : NULL;
+            L.lora[k] = lora[l * BB_LIN_COUNT + k];
+            D.w[k] = d.w[k];
+        }
+        unsigned which = linears ? linears[l] : 0x7f;
+        if (which) {
+            L.linears = which;
+            double *lc = loss ? loss + (int64_t)(l - layer_begin) * (o->steps + 1) : NULL;
+            BB_CALL_GOTO(st, done, bb_heal_block_forward(c, &D, x, n_seq, seq_len, o->micro_batch, y));
+            bb_status hs = bb_heal_block(c, &L, x, y, n_seq, seq_len, o, lc);
+            for (int k = 0; k < BB_LIN_COUNT; k++) lora[l * BB_LIN_COUNT + k] = L.lora[k];
+            BB_CALL_GOTO(st, done, hs);
+        }
+        BB_CALL_GOTO(st, done, bb_heal_block_forward(c, &L, x, n_seq, seq_len, o->micro_batch, tmp));
+        memcpy(x, tmp, sizeof(float) * (size_t)n);
+        free_dense(&d);
+    }
+done:
+    free_dense(&d);
+    free(y);
+    free(tmp);
+    return st;
+}

@@ -98,4 +98,17 @@ bb_status bb_heal_block_model(const bb_model *dense, float *const *work, const b
                               const bb_tokens *windows, int layer_begin, int layer_end, bb_heal_target target,
                               const bb_heal_block_opts *o, double *loss);
 
+/* x (n_seq, seq_len, dim) = the embeddings of windows' tokens: the stream entering block 0. Errors:
+ * BB_ERR_ARG (a token outside the vocabulary), read errors. */
+bb_status bb_heal_block_embed(const bb_model *dense, const bb_tokens *windows, float *x);
+
+/* The sharded form of bb_heal_block_model with target BLOCK: x (n_seq, seq_len, dim) is the compressed
+ * model's stream entering block layer_begin (from the rank before, or bb_heal_block_embed); blocks
+ * [layer_begin, layer_end) are healed in order — block l only in the linears set in linears[l] (bit k:
+ * linear k; 0: not healed, only advanced; linears NULL: all) — and x is advanced through each healed block,
+ * leaving the stream entering layer_end for the next rank. Curves as bb_heal_block_model. */
+bb_status bb_heal_block_range(const bb_model *dense, float *const *work, const bb_mask *const *masks, bb_lora **lora,
+                              const unsigned *linears, float *x, int n_seq, int seq_len, int layer_begin,
+                              int layer_end, const bb_heal_block_opts *o, double *loss);
+
 #endif

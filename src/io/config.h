@@ -111,6 +111,9 @@ typedef struct {
     bool closed_form;
     bool train_weights;
     bool train_scales;
+    char level[BB_CONFIG_ENUM_MAX]; /* layer|block|both */
+    int64_t block_steps;
+    double block_lr;
 } bb_config_heal;
 
 typedef struct {

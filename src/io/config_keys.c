@@ -110,6 +110,15 @@ static const bb_config_key keys[] = {
           "Start from the closed-form low-rank fit of the residual in the data metric."),
     BOOL_(heal, "train_weights", train_weights, "false", "Also train the kept weights (the mask stays fixed)."),
     BOOL_(heal, "train_scales", train_scales, "false", "Also train the quantization scales."),
+    ENUM_(heal, "level", level, "layer", "layer|block|both",
+          "Layer healing fits each weight's factors to its own output (tr(E H E^T), cheap); block healing trains "
+          "them through attention and the MLP against the dense block's outputs (costs about 2 block forwards per "
+          "step, the larger gain: docs/healing-block.md); both does the layer fit first and starts the block training "
+          "from it."),
+    INT_(heal, "block_steps", block_steps, "60", 0, 1e9,
+         "Adam steps of block healing in the first wave (each a pass over the calibration windows); tapers like "
+         "heal.steps."),
+    FLT_(heal, "block_lr", block_lr, "0.001", 0, 1, BB_CFG_MIN_OPEN, "Learning rate of block healing; tapers too."),
 
     BOOL_(scaffold, "enabled", enabled, "false", "Grow a low-rank scaffold, one singular direction per wave."),
     FLT_(scaffold, "tau1", tau1, "0.1", 0, 1, 0, "Residual entries below tau1 * sigma_1 are zeroed or quantized."),

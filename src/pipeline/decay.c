@@ -50,7 +50,7 @@ struct bb_decay {
 };
 typedef struct bb_decay decay;
 
-static bb_status calib_stream(bb_run *r, bb_tokens *windows, const bb_tokens **stream) {
+bb_status bb_run_calib_windows(bb_run *r, bb_tokens *windows, const bb_tokens **stream) {
     *stream = &r->calib;
     if (r->calib.seq_len) return BB_OK;
     /* A text stream: the same seeded windows stage 1 drew. */
@@ -67,7 +67,7 @@ bb_status bb_run_recalibrate(bb_run *r) {
     bb_tokens windows = {0};
     const bb_tokens *stream;
     bb_calib *fresh = NULL;
-    bb_status st = calib_stream(r, &windows, &stream);
+    bb_status st = bb_run_calib_windows(r, &windows, &stream);
     st = bb_dist_agree(r->dist, st);
     if (st == BB_OK) st = bb_run_calibrate(r, m, stream, &fresh);
     bb_tokens_free(&windows);

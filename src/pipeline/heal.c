@@ -27,6 +27,7 @@
 #include <string.h>
 
 #include "compress/heal.h"
+#include "compress/heal_block.h"
 #include "compress/rigl.h"
 #include "compress/stress.h"
 #include "compress/usage.h"
@@ -158,6 +159,111 @@ static bb_status heal_one(bb_run *r, int i, int k, const bb_heal_adam_opts *ao0,
     return st;
 }
 
+static bb_status move_floats(float *p, int64_t n, int peer, int send, MPI_Comm comm) {
+    while (n > 0) {
+        int m = n > (1 << 30) ? (1 << 30) : (int)n;
+        int rc = send ? MPI_Send(p, m, MPI_FLOAT, peer, 4747, comm)
+                      : MPI_Recv(p, m, MPI_FLOAT, peer, 4747, comm, MPI_STATUS_IGNORE);
+        BB_CHECK(rc == MPI_SUCCESS, BB_ERR_MPI, "moving the healing stream %s rank %d failed", send ? "to" : "from",
+                 peer);
+        p += m;
+        n -= m;
+    }
+    return BB_OK;
+}
+
+/* Block healing (heal.level block or both): the calibration windows' stream
+ * runs through the compressed model block by block — rank 0 embeds, each rank
+ * heals its blocks in order against the dense block's outputs on the same
+ * inputs (compress/heal_block.h) and hands the stream, advanced through its
+ * healed blocks, to the rank owning the next block. Blocks none of whose
+ * linears the wave changed are only advanced. Collective. */
+static bb_status heal_blocks(bb_run *r, int k, int ks, double *loss_sum) {
+    const bb_config *c = &r->cfg;
+    const bb_dist *d = r->dist;
+    bb_state *s = &r->state;
+    int L = s->n_layers, steps = 0;
+    double lr = 0;
+    bb_heal_schedule((int)c->heal.block_steps, c->heal.block_lr, c->heal.taper, ks, (int)c->waves.count, &steps, &lr);
+    if (steps <= 0) return BB_OK;
+    bb_tokens windows = {0};
+    const bb_tokens *stream = NULL;
+    bb_status st = bb_run_calib_windows(r, &windows, &stream);
+    BB_CALL(bb_dist_agree(d, st));
+    int S = stream->n_seq, T = stream->seq_len, dim = r->model->cfg.dim;
+    int64_t n = (int64_t)S * T * dim;
+    unsigned *linears = NULL;
+    float *x = NULL;
+    double *curves = NULL;
+    int has = r->l0 < r->l1, first = bb_plan_owner(&r->plan, 0);
+    st = bb_calloc((void **)&linears, (size_t)L, sizeof *linears, "healed linears");
+    for (int i = 0; st == BB_OK && i < s->n_lin; i++)
+        if (r->changed[i]) linears[i / BB_LIN_COUNT] |= 1u << (i % BB_LIN_COUNT);
+    if (st == BB_OK && (d->rank == 0 || has)) st = bb_malloc((void **)&x, sizeof(float) * (size_t)n, "healing stream");
+    if (st == BB_OK && has)
+        st = bb_calloc((void **)&curves, (size_t)(r->l1 - r->l0) * (size_t)(steps + 1), sizeof *curves, "block curves");
+    st = bb_dist_agree(d, st);
+    bb_heal_block_opts o;
+    bb_heal_block_opts_default(&o);
+    o.steps = steps;
+    o.lr = lr;
+    o.micro_batch = (int)(c->calib.micro_batch < S ? c->calib.micro_batch : S);
+    o.rank = (int)c->heal.rank;
+    o.train_weights = c->heal.train_weights;
+    o.seed = (uint64_t)c->run.seed + (uint64_t)k;
+    /* the chain: embedding on rank 0, then each rank's blocks in order */
+    if (st == BB_OK && d->rank == 0) st = bb_heal_block_embed(r->model, stream, x);
+    if (st == BB_OK && d->rank == 0 && first != 0) st = move_floats(x, n, first, 1, d->comm);
+    if (st == BB_OK && has) {
+        if (d->rank != first) st = move_floats(x, n, r->l0 > 0 ? bb_plan_owner(&r->plan, r->l0 - 1) : 0, 0, d->comm);
+        if (st == BB_OK)
+            st = bb_heal_block_range(r->model, s->w, (const bb_mask *const *)s->masks, s->lora, linears, x, S, T, r->l0,
+                                     r->l1, &o, curves);
+        if (st == BB_OK && r->l1 < L) st = move_floats(x, n, bb_plan_owner(&r->plan, r->l1), 1, d->comm);
+    }
+    /* a failure mid-chain leaves the later ranks waiting on a receive: MPI_Abort through main is the way out,
+     * as with any failed MPI exchange */
+    st = bb_dist_agree(d, st);
+    /* the curves to rank 0, one per healed block */
+    for (int l = 0; st == BB_OK && l < L; l++) {
+        if (!linears[l]) continue;
+        int owner = bb_plan_owner(&r->plan, l);
+        double *lc = NULL, *buf = NULL;
+        if (d->rank == owner) lc = curves + (int64_t)(l - r->l0) * (steps + 1);
+        if (owner != 0 && d->size > 1) {
+            if (d->rank == owner) st = MPI_Send(lc, steps + 1, MPI_DOUBLE, 0, 4848, d->comm) == MPI_SUCCESS ? BB_OK : BB_ERR_MPI;
+            if (d->rank == 0) {
+                st = bb_malloc((void **)&buf, sizeof(double) * (size_t)(steps + 1), "block curve");
+                if (st == BB_OK && MPI_Recv(buf, steps + 1, MPI_DOUBLE, owner, 4848, d->comm, MPI_STATUS_IGNORE) != MPI_SUCCESS)
+                    st = BB_ERR_MPI;
+                lc = buf;
+            }
+        }
+        if (st == BB_OK && d->rank == 0) {
+            float *f = NULL;
+            st = bb_malloc((void **)&f, sizeof(float) * (size_t)(steps + 1), "block curve");
+            for (int j = 0; st == BB_OK && j <= steps; j++) f[j] = (float)lc[j];
+            char name[32];
+            snprintf(name, sizeof name, "blk.%d", l);
+            if (st == BB_OK) st = bb_run_add_curve(r, k, name, f, steps + 1);
+            free(f);
+            loss_sum[0] += lc[0];
+            loss_sum[1] += lc[steps];
+        }
+        free(buf);
+    }
+    free(linears);
+    free(x);
+    free(curves);
+    bb_tokens_free(&windows);
+    BB_CALL(bb_dist_agree(d, st));
+    BB_CHECK(MPI_Bcast(loss_sum, 2, MPI_DOUBLE, 0, d->comm) == MPI_SUCCESS, BB_ERR_MPI, "broadcast failed");
+    bb_info("heal    wave %d: block healing of the changed blocks, %d Adam steps at lr %.3g: block output error "
+            "%.4g -> %.4g (summed over blocks)",
+            k, steps, lr, loss_sum[0], loss_sum[1]);
+    return BB_OK;
+}
+
 bb_status bb_wave_heal(bb_run *r, int k) {
     const bb_config *c = &r->cfg;
     if (!c->heal.enabled) return BB_OK;
@@ -170,10 +276,16 @@ bb_status bb_wave_heal(bb_run *r, int k) {
     double sums[3] = {0, 0, 0}; /* loss before, after, weights healed */
     double **curves = NULL;
     int *lens = NULL;
+    int layer = strcmp(c->heal.level, "block") != 0, block = strcmp(c->heal.level, "layer") != 0;
+    /* which weights the wave changed, everywhere (each rank marked its own) */
+    BB_CHECK(MPI_Allreduce(MPI_IN_PLACE, r->changed, s->n_lin, MPI_UNSIGNED_CHAR, MPI_MAX, r->dist->comm) ==
+                 MPI_SUCCESS,
+             BB_ERR_MPI, "gathering the changed weights failed");
     bb_status st = bb_calloc((void **)&curves, (size_t)s->n_lin, sizeof *curves, "healing curves");
     if (st == BB_OK) st = bb_calloc((void **)&lens, (size_t)s->n_lin, sizeof *lens, "healing curves");
     for (int i = 0; st == BB_OK && i < s->n_lin; i++)
-        if (bb_run_mine(r, i) && r->changed[i]) st = heal_one(r, i, k, &ao, rank, closed_form, sums, &curves[i], &lens[i]);
+        if (layer && bb_run_mine(r, i) && r->changed[i])
+            st = heal_one(r, i, k, &ao, rank, closed_form, sums, &curves[i], &lens[i]);
     st = bb_dist_agree(r->dist, st);
     if (st == BB_OK) st = sum_over_ranks(r, sums, 3);
     if (st == BB_OK) st = bb_dist_agree(r->dist, gather_curves(r, k, curves, lens));
@@ -187,6 +299,13 @@ bb_status bb_wave_heal(bb_run *r, int k) {
                 "(%.1f %%)",
                 k, (int)sums[2], rank, closed_form ? "closed form + " : "", ao.steps, ao.lr, sums[0], sums[1],
                 sums[0] > 0 ? 100 * sums[1] / sums[0] : 0.0);
+    }
+    double bl[2] = {0, 0};
+    int any = 0;
+    for (int i = 0; i < s->n_lin; i++) any |= r->changed[i];
+    if (block && any) {
+        BB_CALL(heal_blocks(r, k, ks, bl));
+        r->stats_stale = 1;
     }
     return BB_OK;
 }

@@ -29,6 +29,10 @@ bb_status bb_run_evaluate(bb_run *r, const bb_model *m, const bb_tokens *ev, bb_
 /* r->masks, all kept, created on first use (needs the working weights). */
 bb_status bb_run_masks(bb_run *r);
 
+/* The calibration windows (n_seq, seq_len): the run's stream, or (a text
+ * stream) the seeded windows stage 1 drew; *stream points at one of them. */
+bb_status bb_run_calib_windows(bb_run *r, bb_tokens *windows, const bb_tokens **stream);
+
 /* The per-wave stages 3-5 (heal.c), on this rank's weights. Collective. */
 bb_status bb_wave_heal(bb_run *r, int k);
 bb_status bb_wave_reinforce(bb_run *r, int k);
