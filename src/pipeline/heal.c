@@ -413,6 +413,7 @@ bb_status bb_wave_reinforce(bb_run *r, int k) {
             }
             r->boosts = grown;
             bb_boost *b = &r->boosts[r->n_boosts++];
+            memset(b, 0, sizeof *b); /* the record's bytes go into checkpoints as they are */
             b->wave = k;
             snprintf(b->name, sizeof b->name, "%s", s->t[i]->name);
             b->bits = so.boost_bits;
