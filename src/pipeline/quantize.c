@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "compress/stress.h"
 #include "core/events.h"
 #include "core/log.h"
 #include "io/tokens.h"
@@ -51,6 +52,7 @@ int bb_quantize_file_type(int type) {
 typedef struct {
     const bb_dist *d;
     int i0, i1;
+    const int *boost; /* (n) bits the stress stage asked for per tensor (0: none), the same on every rank; or NULL */
 } part;
 
 /* One linear weight's inputs to a quantizer: H as f32 (converted from f64 statistics) or NULL. */
@@ -129,6 +131,44 @@ static bb_status gather_tables(const part *pt, bb_budget_block *blocks, int n, b
     return st;
 }
 
+/* The stress stage's boosts (compress/stress.h): the stressed tensors move up
+ * to wider types and the budget is kept by demoting the lowest-usage others.
+ * When the boosts cannot fit the budget, the unboosted assignment stands
+ * (one warning): the budget is the user's hard limit. */
+static bb_status grant_boosts(const bb_config *cfg, const int *boost, const bb_budget_block *blocks, int n, int *choice,
+                              bb_budget_summary *sum) {
+    uint8_t *stressed = NULL;
+    int *trial = NULL;
+    BB_CALL(bb_calloc((void **)&stressed, (size_t)n, 1, "stress flags"));
+    int count = 0;
+    for (int i = 0; i < n; i++) count += stressed[i] = boost[i] > 0;
+    bb_status st = count ? bb_malloc((void **)&trial, sizeof(int) * (size_t)n, "trial choices") : BB_OK;
+    if (st == BB_OK && count) {
+        memcpy(trial, choice, sizeof(int) * (size_t)n);
+        bb_stress_opts so;
+        bb_stress_opts_from_config(cfg, &so);
+        bb_stress_summary ss;
+        int q = bb_error_set_quiet(1);
+        bb_status rs = bb_stress_rebalance(&so, blocks, n, stressed, sum->budget, trial, &ss);
+        bb_error_set_quiet(q);
+        if (rs == BB_OK) {
+            memcpy(choice, trial, sizeof(int) * (size_t)n);
+            sum->total = ss.total;
+            bb_info("stress  %lld stressed tensors boosted, %lld demotions to stay within %lld bits", (long long)ss.boosted,
+                    (long long)ss.demoted, (long long)ss.budget);
+        } else if (rs == BB_ERR_CONFIG) {
+            bb_warn("stress  %d stressed tensors asked for more bits than the budget can give (%s): kept the "
+                    "unboosted assignment",
+                    count, bb_last_error());
+        } else {
+            st = rs;
+        }
+    }
+    free(stressed);
+    free(trial);
+    return st;
+}
+
 /* The stored type of every tensor (types[l * 7 + k]) from the budget. */
 static bb_status budget_types(const bb_config *cfg, bb_weights *w, bb_calib *stats, const bb_quantizer *qz,
                               const bb_quant_opts *qo, int *types, bb_budget_summary *sum, const part *pt) {
@@ -195,6 +235,7 @@ static bb_status budget_types(const bb_config *cfg, bb_weights *w, bb_calib *sta
         }
         st = bb_budget_assign(&bo, blocks, n, choice, sum);
     }
+    if (st == BB_OK && pt->boost) st = grant_boosts(cfg, pt->boost, blocks, n, choice, sum);
     for (int i = 0; st == BB_OK && i < n; i++) types[i] = blocks[i].c[choice[i]].type;
     if (st == BB_OK)
         bb_info("budget  %s: %.3f bits per weight (budget %.3f), %lld of %lld bits, distortion %.6g", bo.policy,
@@ -216,7 +257,7 @@ bb_status bb_quantize_model(const bb_config *cfg, bb_weights *w, bb_calib *stats
     bb_weights_range(w, &l0, &l1);
     BB_CHECK(l0 == 0 && l1 == m->cfg.n_layers, BB_ERR_ARG,
              "quantization needs the working weights of every layer (have [%d, %d) of %d)", l0, l1, m->cfg.n_layers);
-    part pt = {NULL, 0, m->cfg.n_layers * BB_LIN_COUNT};
+    part pt = {NULL, 0, m->cfg.n_layers * BB_LIN_COUNT, NULL};
     return quantize_part(cfg, w, stats, &pt, out);
 }
 
@@ -406,7 +447,13 @@ static bb_status quantize_all(bb_run *r) {
         bb_weights_set_masks(w, NULL);
     }
     bb_quantized *q = NULL;
-    part pt = {r->dist, r->l0 * BB_LIN_COUNT, r->l1 * BB_LIN_COUNT};
+    /* rank 0 holds every weight's record after the waves: its boosts decide everywhere */
+    if (s->bits && r->dist->size > 1)
+        BB_CHECK(MPI_Bcast(s->bits, s->n_lin, MPI_INT, 0, r->dist->comm) == MPI_SUCCESS, BB_ERR_MPI,
+                 "broadcast of the stress boosts failed");
+    int boosted = 0;
+    for (int i = 0; s->bits && i < s->n_lin; i++) boosted |= s->bits[i] > 0;
+    part pt = {r->dist, r->l0 * BB_LIN_COUNT, r->l1 * BB_LIN_COUNT, boosted ? s->bits : NULL};
     if (pt.i0 > pt.i1) pt.i0 = pt.i1;
     bb_event_begin("quant.model");
     bb_status st = w ? quantize_part(c, w, r->stats, &pt, &q) : BB_ERR_INTERNAL;
