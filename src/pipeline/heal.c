@@ -26,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "compress/bundles.h"
 #include "compress/heal.h"
 #include "compress/heal_block.h"
 #include "compress/rigl.h"
@@ -397,6 +398,33 @@ bb_status bb_wave_reinforce(bb_run *r, int k) {
             st = bb_error(BB_ERR_MPI, __FILE__, __LINE__, "gathering the stress signals failed");
     }
     int64_t count = st == BB_OK ? bb_stress_detect(&so, n, rise, gnorm, stressed) : 0;
+    int bundle = -1;
+    if (st == BB_OK && count && c->bundles.enabled) {
+        /* Biophase density management: the weights fall into bundles.count synergy bundles by k-means on
+         * (output error, gradient norm, depth); the wave stresses the members of one bundle only (phased).
+         * The clustering is redone each wave from that wave's signals, so it needs no state (--resume). */
+        double *feat = NULL;
+        int *label = NULL;
+        st = bb_calloc((void **)&feat, (size_t)n * 3, sizeof *feat, "bundle features");
+        if (st == BB_OK) st = bb_calloc((void **)&label, (size_t)n, sizeof *label, "bundle labels");
+        for (int i = 0; st == BB_OK && i < n; i++) {
+            feat[3 * i] = rise[i];
+            feat[3 * i + 1] = gnorm[i];
+            feat[3 * i + 2] = (double)(i / BB_LIN_COUNT) / (double)s->n_layers;
+        }
+        int M = (int)c->bundles.count < n ? (int)c->bundles.count : n;
+        if (st == BB_OK) st = bb_bundles_kmeans(feat, n, 3, M, (uint64_t)c->run.seed, 100, 1, label, NULL, NULL);
+        if (st == BB_OK) {
+            bundle = bb_bundles_wave_bundle(k, M, c->bundles.phased);
+            count = 0;
+            for (int i = 0; i < n; i++) {
+                if (!bb_bundles_active(label[i], k, M, c->bundles.phased)) stressed[i] = 0;
+                count += stressed[i];
+            }
+        }
+        free(feat);
+        free(label);
+    }
     int boosted = 0;
     for (int i = 0; st == BB_OK && i < n; i++) {
         if (!stressed[i]) continue;
@@ -422,6 +450,7 @@ bb_status bb_wave_reinforce(bb_run *r, int k) {
     free(rise);
     free(stressed);
     BB_CALL(st);
+    if (bundle >= 0) bb_info("bundles wave %d: bundle %d of %lld is the one stressed", k, bundle, (long long)c->bundles.count);
     if (count)
         bb_info("stress  wave %d: %lld of %d weights stressed (output error > %g or gradient > %g x mean); %d "
                 "boosted by %d bits (granted at quantization within the budget)",

@@ -174,8 +174,10 @@ bb_status bb_run_create(const bb_dist *d, const char *config_path, char **overri
     int pmode = bb_progress_parse_mode(r->cfg.run.progress);
     if (pmode >= 0) bb_progress_set_mode(pmode);
     BB_CALL_GOTO(st, fail, bb_config_hash(&r->cfg, r->hash));
+    /* every rank maps the model; only rank 0, which reads every weight anyway (it keeps the copy the run's
+     * files are written from), checks them all for NaN/Inf: the others touch only their own blocks */
     st = bb_model_open(r->cfg.model.path, &r->model);
-    if (st == BB_OK) st = bb_model_check_finite(r->model);
+    if (st == BB_OK && d->rank == 0) st = bb_model_check_finite(r->model);
     if (st == BB_OK) st = make_plan(r);
     BB_CALL_GOTO(st, fail, bb_dist_agree(d, st));
     st = d->rank == 0 ? check_run_dir(r) : BB_OK;
