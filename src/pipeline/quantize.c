@@ -442,8 +442,11 @@ static bb_status quantize_all(bb_run *r) {
     int adapter = !strcmp(c->lowrank.export_, "adapter"), n_factors = 0;
     for (int i = 0; i < s->n_lin; i++) n_factors += s->lora && s->lora[i] != NULL;
     if (n_factors && !adapter) {
-        for (int i = 0; i < s->n_lin; i++)
+        /* merged: the weights hold them now, and the evaluation must not add them a second time */
+        for (int i = 0; i < s->n_lin; i++) {
             if (bb_run_mine(r, i) && s->lora[i] && s->w[i]) bb_lora_merge(s->lora[i], s->w[i]);
+            bb_lora_destroy(&s->lora[i]);
+        }
         bb_weights_set_masks(w, NULL);
     }
     bb_quantized *q = NULL;

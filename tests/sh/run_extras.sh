@@ -39,4 +39,12 @@ PY
 diff <("$bin" revert "$dir" --to-wave 0 --hash | grep -E '^[0-9a-f]{64}  blk\.[0-9]+\.(attn_[qkvo]|attn_output|ffn_(gate|up|down))') \
      <("$bin" hash synthetic:tiny | grep -E '^[0-9a-f]{64}  blk\.[0-9]+\.(attn_[qkvo]|attn_output|ffn_(gate|up|down))') ||
     { echo "FAIL: revert --to-wave 0 does not give the dense weights"; exit 1; }
-echo "ok: adapter export, phased bundles, revert to the dense weights"
+# merged healing factors: the PPL compress reports for the quantized model is what model.gguf gives (within
+# 1 %: the GGUF stores the embeddings and classifier as Q8_0, compress evaluates them in f32)
+"$bin" compress --set run.dir="$dir.merge" --set stoploss.enabled=false --force > "$dir.merge.log" 2>&1 ||
+    { cat "$dir.merge.log"; echo "FAIL: compress (merge)"; exit 1; }
+want=$(sed -n 's/^quant   PPL \([0-9.]*\) .*/\1/p' "$dir.merge.log")
+got=$("$bin" eval "$dir.merge/model.gguf" --tokens "$dir.merge/eval.tokens" --n-ctx 128 2>&1 | sed -n 's/^PPL = \([0-9.]*\) .*/\1/p')
+python3 -c "import sys; a, b = float(sys.argv[1]), float(sys.argv[2]); sys.exit(0 if abs(a / b - 1) < 0.01 else 1)" "$want" "$got" ||
+    { echo "FAIL: compress reported PPL $want for the quantized model, model.gguf gives $got"; exit 1; }
+echo "ok: adapter export, phased bundles, revert to the dense weights; merged model.gguf PPL $got (reported $want)"
