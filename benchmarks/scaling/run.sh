@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# benchmarks/scaling/run.sh — strong and weak scaling of `birdbone compress` over MPI ranks.
+#
+#   benchmarks/scaling/run.sh [strong|weak] [RANKS...]          (default: strong 1 2)
+#
+# strong: one fixed synthetic model (BB_SCALING_MODEL, default synthetic:small) on each rank count.
+# weak:   the blocks per rank fixed (BB_SCALING_LAYERS_PER_RANK, default 4): synthetic:small,layers=R*L.
+# Every run uses backend.threads=BB_SCALING_THREADS (default 1) per rank, so that R ranks use R cores and
+# the outputs are byte-identical across R (docs/distribution.md), and the same configuration otherwise
+# (BB_SCALING_SET: extra --set arguments). Writes benchmarks/results/scaling-<mode>.csv (one row per rank
+# count and stage: seconds, speedup and efficiency against 1 rank) and, when gnuplot is on PATH,
+# scaling-<mode>.svg. On a cluster use slurm/strong.sbatch / weak.sbatch (slurm/README.md), which run the
+# same configurations as a job array; this script is the single-node form.
+set -euo pipefail
+mode="${1:-strong}"
+shift || true
+ranks=("$@")
+[ ${#ranks[@]} -gt 0 ] || ranks=(1 2)
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+bin="${BIRDBONE:-$root/build/birdbone}"
+out="${BB_SCALING_OUT:-$root/benchmarks/results}"
+work="${BB_SCALING_WORK:-/tmp/bb-scaling}"
+model="${BB_SCALING_MODEL:-synthetic:small}"
+lpr="${BB_SCALING_LAYERS_PER_RANK:-4}"
+threads="${BB_SCALING_THREADS:-1}"
+read -r -a extra <<< "${BB_SCALING_SET:-}"
+mkdir -p "$out" "$work"
+csv="$out/scaling-$mode.csv"
+echo "mode,ranks,model,stage,seconds,speedup,efficiency" > "$csv.tmp"
+declare -A base
+for r in "${ranks[@]}"; do
+    m="$model"
+    [ "$mode" = weak ] && m="$model,layers=$((r * lpr))"
+    dir="$work/$mode-$r"
+    args=(compress --force --set run.dir="$dir" --set model.path="$m" --set backend.threads="$threads"
+          --set run.progress=off)
+    for kv in ${extra[@]+"${extra[@]}"}; do args+=(--set "$kv"); done
+    echo "== $mode scaling: $r rank(s), $m"
+    if [ "$r" = 1 ]; then
+        "$bin" "${args[@]}" > "$dir.log" 2>&1 || { tail -20 "$dir.log"; exit 1; }
+    else
+        OMPI_MCA_mpi_yield_when_idle=1 mpirun --allow-run-as-root --oversubscribe -np "$r" "$bin" "${args[@]}" \
+            > "$dir.log" 2>&1 || { tail -20 "$dir.log"; exit 1; }
+    fi
+    python3 - "$dir/summary.json" "$r" "$m" "$mode" >> "$csv.tmp" <<'PY'
+import json, sys
+s = json.load(open(sys.argv[1]))
+r, m, mode = int(sys.argv[2]), sys.argv[3], sys.argv[4]
+rows = [(x["name"], x["seconds"]) for x in s["stages"] if x["built"]] + [("total", s["seconds"])]
+for name, sec in rows:
+    print(f"{mode},{r},{m},{name},{sec:.6f},,")
+PY
+done
+# speedup and efficiency against the first rank count (strong: T1 / (R T_R) per rank; weak: T1 / T_R)
+python3 - "$csv.tmp" "$mode" > "$csv" <<'PY'
+import csv, sys
+rows = list(csv.DictReader(open(sys.argv[1])))
+mode = sys.argv[2]
+r0 = min(int(x["ranks"]) for x in rows)
+base = {x["stage"]: float(x["seconds"]) for x in rows if int(x["ranks"]) == r0}
+print("mode,ranks,model,stage,seconds,speedup,efficiency")
+for x in rows:
+    r, t = int(x["ranks"]), float(x["seconds"])
+    b = base.get(x["stage"], 0)
+    sp = b / t if t > 0 else 0
+    eff = sp * r0 / r if mode == "strong" else sp
+    print(f'{x["mode"]},{r},{x["model"]},{x["stage"]},{t:.6f},{sp:.3f},{eff:.3f}')
+PY
+rm -f "$csv.tmp"
+column -s, -t < "$csv" | grep -E "total|ranks"
+if command -v gnuplot > /dev/null; then
+    grep ",total," "$csv" | awk -F, '{print $2, $5, $7}' > "$work/total.dat"
+    gnuplot <<GP
+set terminal svg size 640,400
+set output "$out/scaling-$mode.svg"
+set title "birdbone compress, $mode scaling ($model, $threads BLAS thread per rank)"
+set xlabel "ranks"
+set ylabel "seconds"
+set y2label "efficiency"
+set y2range [0:1.2]
+set ytics nomirror
+set y2tics
+plot "$work/total.dat" using 1:2 with linespoints title "total time", \
+     "$work/total.dat" using 1:3 axes x1y2 with linespoints title "efficiency"
+GP
+    echo "plot: $out/scaling-$mode.svg"
+fi
+echo "csv: $csv"
