@@ -185,8 +185,7 @@ static bb_status sync_dir_of(const char *path) {
     return bb_file_sync(dir);
 }
 
-bb_status bb_ckpt_write(const char *path, const bb_state *s, const bb_ckpt_meta *meta) {
-    BB_CALL(check_state(path, s));
+bb_status bb_ckpt_write_file(const char *path, bb_ckpt_body_fn body, void *ud, const char *what) {
     char tmp[1200], done[1200];
     BB_CHECK(snprintf(tmp, sizeof tmp, "%s.tmp", path) < (int)sizeof tmp, BB_ERR_ARG, "path too long: %s", path);
     BB_CALL(marker_path(path, done, sizeof done));
@@ -194,7 +193,7 @@ bb_status bb_ckpt_write(const char *path, const bb_state *s, const bb_ckpt_meta 
              strerror(errno));
     hid_t f = -1;
     bb_status st = bb_h5_create(tmp, MPI_COMM_SELF, &f);
-    if (st == BB_OK) st = write_all(f, s, meta);
+    if (st == BB_OK) st = body(f, ud);
     if (f >= 0) {
         bb_status cs = bb_h5_close(&f);
         if (st == BB_OK) st = cs;
@@ -207,16 +206,34 @@ bb_status bb_ckpt_write(const char *path, const bb_state *s, const bb_ckpt_meta 
     if (st == BB_OK && stat(path, &sb) != 0)
         st = bb_error(BB_ERR_IO, __FILE__, __LINE__, "cannot stat %s: %s", path, strerror(errno));
     if (st == BB_OK) {
-        char text[256];
-        int n = snprintf(text, sizeof text, "%s %d\nwave %d\nbytes %lld\n", BB_CKPT_MAGIC, BB_CKPT_VERSION, s->wave,
+        char text[512];
+        int n = snprintf(text, sizeof text, "%s %d\n%s\nbytes %lld\n", BB_CKPT_MAGIC, BB_CKPT_VERSION, what,
                          (long long)sb.st_size);
         st = bb_file_write_atomic(done, text, (size_t)n);
     }
     if (st != BB_OK) {
         unlink(tmp);
-        return bb_trace(st, __FILE__, __LINE__, "bb_ckpt_write");
+        return bb_trace(st, __FILE__, __LINE__, "bb_ckpt_write_file");
     }
     return BB_OK;
+}
+
+typedef struct {
+    const bb_state *s;
+    const bb_ckpt_meta *meta;
+} state_body;
+
+static bb_status write_state_body(hid_t f, void *ud) {
+    const state_body *b = ud;
+    return write_all(f, b->s, b->meta);
+}
+
+bb_status bb_ckpt_write(const char *path, const bb_state *s, const bb_ckpt_meta *meta) {
+    BB_CALL(check_state(path, s));
+    state_body b = {s, meta};
+    char what[64];
+    snprintf(what, sizeof what, "wave %d", s->wave);
+    return bb_ckpt_write_file(path, write_state_body, &b, what);
 }
 
 /* ---- the marker ---------------------------------------------------------------- */

@@ -48,6 +48,14 @@ typedef struct {
 
 void bb_ckpt_meta_free(bb_ckpt_meta *m); /* frees config_yaml and the records; NULL-safe */
 
+/* The crash-safe protocol every checkpoint file uses: body(f, ud) writes the
+ * content of a new HDF5 file "<path>.tmp", which is fsynced and renamed to
+ * path, then "<path>.DONE" (magic, version, `what`, the file's size) is
+ * written atomically. Errors: the body's, BB_ERR_IO; on error neither path
+ * nor its marker claims completeness. */
+typedef bb_status (*bb_ckpt_body_fn)(hid_t f, void *ud);
+bb_status bb_ckpt_write_file(const char *path, bb_ckpt_body_fn body, void *ud, const char *what);
+
 /* Write state s (every linear weight: s->w, s->t, masks, factors, bits,
  * counters, metrics) and meta to path, crash-safe as above. s->masks[i] must
  * exist with s->t[i]'s shape. Errors: BB_ERR_ARG (inconsistent state),

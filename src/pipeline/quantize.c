@@ -8,6 +8,10 @@
 #include <string.h>
 
 #include "compress/stress.h"
+#include "core/file.h"
+#include "core/sha256.h"
+#include "mpi/ckpt.h"
+#include "mpi/h5.h"
 #include "core/events.h"
 #include "core/log.h"
 #include "io/tokens.h"
@@ -402,6 +406,55 @@ static bb_status move_result(bb_run *r, bb_quantized *q, int i) {
     return BB_OK;
 }
 
+/* checkpoints/quantized.h5: the GGUF blocks (codes and scales as stored) of
+ * every linear weight, beside the wave checkpoints (docs/checkpoints.md). */
+typedef struct {
+    const bb_run *r;
+    const bb_quantized *q;
+} qckpt;
+
+static bb_status qckpt_body(hid_t f, void *ud) {
+    const qckpt *b = ud;
+    const bb_run *r = b->r;
+    BB_CALL(bb_h5_attr_put_str(f, "magic", "birdbone-quantized"));
+    BB_CALL(bb_h5_attr_put_i64(f, "version", 1));
+    BB_CALL(bb_h5_attr_put_i64(f, "wave", r->n_waves));
+    BB_CALL(bb_h5_attr_put_str(f, "config_sha256", r->hash));
+    BB_CALL(bb_h5_attr_put_f64(f, "bits_per_weight", r->quant_bits));
+    for (int i = 0; i < b->q->n_layers * BB_LIN_COUNT; i++) {
+        const bb_quant_result *x = b->q->q[i];
+        const bb_tensor *t = r->state.t[i];
+        char gname[64], hex[65];
+        snprintf(gname, sizeof gname, "layer_%03d/%s", i / BB_LIN_COUNT, bb_linear_name((bb_linear_kind)(i % BB_LIN_COUNT)));
+        bb_sha256_hex(x->blocks, (size_t)x->rows * x->row_bytes, hex);
+        hid_t g;
+        BB_CALL(bb_h5_group_create(f, gname, &g));
+        int64_t dims[2] = {x->rows, (int64_t)x->row_bytes};
+        bb_status st = bb_h5_attr_put_str(g, "name", t->name);
+        if (st == BB_OK) st = bb_h5_attr_put_str(g, "type", bb_ggml_type_name(x->type));
+        if (st == BB_OK) st = bb_h5_attr_put_i64(g, "ggml_type", x->type);
+        if (st == BB_OK) st = bb_h5_attr_put_i64(g, "rows", x->rows);
+        if (st == BB_OK) st = bb_h5_attr_put_i64(g, "cols", x->cols);
+        if (st == BB_OK) st = bb_h5_attr_put_str(g, "blocks_sha256", hex);
+        if (st == BB_OK) st = bb_h5_write(g, "blocks", BB_H5_U8, 2, dims, x->blocks);
+        bb_h5_close_id(g);
+        BB_CALL(st);
+    }
+    return BB_OK;
+}
+
+static bb_status write_quantized_checkpoint(const bb_run *r, const bb_quantized *q) {
+    char path[1200], what[64];
+    snprintf(path, sizeof path, "%s/checkpoints", r->cfg.run.dir);
+    BB_CALL(bb_mkdir_p(path));
+    snprintf(path, sizeof path, "%s/checkpoints/quantized.h5", r->cfg.run.dir);
+    snprintf(what, sizeof what, "wave %d", r->n_waves);
+    qckpt b = {r, q};
+    BB_CALL(bb_ckpt_write_file(path, qckpt_body, &b, what));
+    bb_info("ckpt    %s: the GGUF blocks of every linear weight", path);
+    return BB_OK;
+}
+
 /* The factors as a GGUF LoRA adapter (rank 0 holds them all after the waves). */
 static bb_status export_adapter(bb_run *r) {
     const bb_state *s = &r->state;
@@ -482,6 +535,14 @@ static bb_status quantize_all(bb_run *r) {
             bb_event_end("export.gguf", 0, 0);
             if (st == BB_OK) bb_info("export  %s", r->gguf_path);
             if (st == BB_OK && adapter && n_factors) st = export_adapter(r);
+        }
+        st = bb_dist_agree(r->dist, st);
+    }
+    if (st == BB_OK && c->checkpoint.enabled) {
+        if (r->dist->rank == 0) {
+            bb_event_begin("quant.checkpoint");
+            st = write_quantized_checkpoint(r, q);
+            bb_event_end("quant.checkpoint", 0, 0);
         }
         st = bb_dist_agree(r->dist, st);
     }

@@ -47,4 +47,21 @@ want=$(sed -n 's/^quant   PPL \([0-9.]*\) .*/\1/p' "$dir.merge.log")
 got=$("$bin" eval "$dir.merge/model.gguf" --tokens "$dir.merge/eval.tokens" --n-ctx 128 2>&1 | sed -n 's/^PPL = \([0-9.]*\) .*/\1/p')
 python3 -c "import sys; a, b = float(sys.argv[1]), float(sys.argv[2]); sys.exit(0 if abs(a / b - 1) < 0.01 else 1)" "$want" "$got" ||
     { echo "FAIL: compress reported PPL $want for the quantized model, model.gguf gives $got"; exit 1; }
-echo "ok: adapter export, phased bundles, revert to the dense weights; merged model.gguf PPL $got (reported $want)"
+# checkpoints/quantized.h5 holds exactly the blocks model.gguf stores (attn_v and ffn_down of every layer)
+[ -f "$dir.merge/checkpoints/quantized.h5.DONE" ] || { echo "FAIL: no complete checkpoints/quantized.h5"; exit 1; }
+for l in 0 1 2 3; do
+    for k in attn_v ffn_down; do
+        h5dump -d "/layer_00$l/$k/blocks" -b LE -o "$dir.blocks" "$dir.merge/checkpoints/quantized.h5" > /dev/null ||
+            { echo "FAIL: cannot read layer $l $k from quantized.h5"; exit 1; }
+        python3 - "$dir.merge/model.gguf" "blk.$l.$k.weight" "$dir.blocks" <<'PY' || exit 1
+import sys
+import numpy as np
+from gguf import GGUFReader
+t = {x.name: x for x in GGUFReader(sys.argv[1]).tensors}[sys.argv[2]]
+a = np.asarray(t.data).tobytes()
+b = open(sys.argv[3], "rb").read()
+assert a == b, f"{sys.argv[2]}: quantized.h5 has {len(b)} bytes that differ from the GGUF's {len(a)}"
+PY
+    done
+done
+echo "ok: adapter export, phased bundles, revert to the dense weights; merged model.gguf PPL $got (reported $want); quantized.h5 = GGUF blocks"
