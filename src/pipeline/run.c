@@ -446,13 +446,27 @@ bb_status bb_run_execute(bb_run *r) {
     if (r->eval_tokens)
         bb_info("dense        PPL %.4f +/- %.4f on %lld evaluation tokens; %lld calibration tokens", r->dense_ppl,
                 r->dense_ppl_err, (long long)r->eval_tokens, (long long)r->calib_tokens);
-    if (r->quant_bits > 0)
+    if (r->quant_bits > 0) {
         bb_info("output       %.3f bits per linear weight; PPL %.4f, KLD %.5f; GGUF %s", r->quant_bits, r->quant_ppl,
                 r->quant_kld, r->gguf_path[0] ? r->gguf_path : "not written");
-    else
-        bb_info("output       nothing compressed yet: no stage changes weights in this build");
+        if (r->out_bytes > 0) {
+            char ho[32];
+            human_bytes(r->out_bytes, ho, sizeof ho);
+            bb_info("size         %s before, %s after (%.1f %%)", hb, ho, 100.0 * r->out_bytes / bytes);
+        }
+    } else if (r->n_waves > 0) {
+        bb_info("output       sparsity %.4f, weights kept in their float type (quant.method none)", r->sparsity);
+    } else {
+        bb_info("output       nothing compressed: no stage changed the weights");
+    }
     if (r->wave_report) bb_info("waves        %s", r->wave_report);
-    bb_info("time         %.2f s", total);
+    char times[512] = "";
+    size_t used = 0;
+    for (int i = 0; i < n && used < sizeof times; i++)
+        if (s[i].run || s[i].wave)
+            used += (size_t)snprintf(times + used, sizeof times - used, "%s%s %.2f s", used ? ", " : "", s[i].name,
+                                     r->stage_seconds[i]);
+    bb_info("time         %.2f s: %s", total, times);
     bb_info("run files    %s/config.yaml, %s/summary.json", r->cfg.run.dir, r->cfg.run.dir);
     bb_status st = r->dist->rank == 0 ? write_summary_json(r, total, bytes) : BB_OK;
     BB_CALL(bb_dist_agree(r->dist, st));
