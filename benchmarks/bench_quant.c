@@ -126,7 +126,7 @@ int main(int argc, char **argv) {
     bb_quant_opts o;
     bb_quant_opts_default(&o);
     o.type = BB_GGML_Q4_0;
-    bb_quant_input in = {"bench.layer", rows, cols, w, h, NULL};
+    bb_quant_input in = {"bench.layer", rows, cols, w, h, NULL, NULL};
     bb_quant_result *r = NULL;
     double t = bb_now();
     if (bb_quant_gptq(&o, &in, &r) != BB_OK) return 1;
@@ -144,7 +144,7 @@ int main(int argc, char **argv) {
     double t_chol = bb_now() - t;
     for (int64_t j = 0; j < cols; j++) imp[j] = h[j * (cols + 1)];
     bb_quant_result *rr = NULL;
-    bb_quant_input rin = {"bench.layer", rows, cols, w, NULL, imp};
+    bb_quant_input rin = {"bench.layer", rows, cols, w, NULL, imp, NULL};
     t = bb_now();
     bb_quant_opts o1 = o;
     o1.threads = 1;

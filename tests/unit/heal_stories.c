@@ -79,7 +79,7 @@ static bb_status quantize_all(ctx *c) {
         for (int k = 0; k < BB_LIN_COUNT; k++) {
             bb_tensor *t = &c->orig[l][k];
             int64_t rows = bb_tensor_rows(t), cols = bb_tensor_cols(t);
-            bb_quant_input in = {t->name, rows, cols, c->dense[l][k], c->h[l][k], NULL};
+            bb_quant_input in = {t->name, rows, cols, c->dense[l][k], c->h[l][k], NULL, NULL};
             bb_quant_result *r = NULL;
             BB_CALL(q->apply(&o, &in, &r));
             memcpy(c->pruned[l][k], r->w_hat, sizeof(float) * (size_t)(rows * cols));

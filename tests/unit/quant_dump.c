@@ -85,7 +85,7 @@ int main(int argc, char **argv) {
             o.type = types[t];
             o.damp = cases[c].damp;
             o.block_size = cases[c].block_size;
-            bb_quant_input in = {cases[c].name, rows, cols, w, h, NULL};
+            bb_quant_input in = {cases[c].name, rows, cols, w, h, NULL, NULL};
             bb_quant_result *g = NULL, *r = NULL;
             if (bb_quant_gptq(&o, &in, &g) != BB_OK || bb_quant_rtn(&o, &in, &r) != BB_OK) {
                 rc = 1;

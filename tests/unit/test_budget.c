@@ -343,7 +343,7 @@ static void test_measure(void) {
     EXPECT_OK(bb_quant_get("rtn", &qz));
     bb_quant_opts q;
     bb_quant_opts_default(&q);
-    bb_quant_input in = {"blk.0.attn_q.weight", rows, cols, w, h, NULL};
+    bb_quant_input in = {"blk.0.attn_q.weight", rows, cols, w, h, NULL, NULL};
     EXPECT_OK(bb_budget_block_measure(&b, qz, &q, &in));
     for (int i = 1; i < b.n; i++)
         EXPECT(b.c[i].distortion < b.c[i - 1].distortion, "%d bits: D %.4g not below %d bits: %.4g", b.c[i].bits,

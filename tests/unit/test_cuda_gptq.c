@@ -95,7 +95,7 @@ static void test_one_batch_exact(void) {
         bb_quant_opts_default(&o);
         o.importance = imp;
         o.threads = 1;
-        bb_quant_input in = {"blk.0.attn_q.weight", rows, cols, w, h, NULL};
+        bb_quant_input in = {"blk.0.attn_q.weight", rows, cols, w, h, NULL, NULL};
         bb_quant_result *cpu = NULL;
         EXPECT_OK(bb_quant_gptq(&o, &in, &cpu));
         if (!cpu) return;
@@ -140,7 +140,7 @@ static void whole_q4_0(int64_t rows, int64_t cols) {
     make_layer(rows, cols, 2048, &w, &h);
     bb_quant_opts o;
     bb_quant_opts_default(&o);
-    bb_quant_input in = {"blk.1.ffn_down.weight", rows, cols, w, h, NULL};
+    bb_quant_input in = {"blk.1.ffn_down.weight", rows, cols, w, h, NULL, NULL};
     bb_quant_result *cpu = NULL, *gpu = NULL, *rtn = NULL;
     EXPECT_OK(bb_quant_gptq(&o, &in, &cpu));
     EXPECT_OK(bb_cuda_quant_gptq(&o, &in, &gpu));
@@ -260,7 +260,7 @@ static void test_g128(void) {
     bb_quant_opts o;
     bb_quant_opts_default(&o);
     o.type = BB_GGML_Q4_K;
-    bb_quant_input in = {"blk.2.attn_k.weight", rows, cols, w, h, NULL};
+    bb_quant_input in = {"blk.2.attn_k.weight", rows, cols, w, h, NULL, NULL};
     bb_quant_result *res = NULL;
     EXPECT_ERR(bb_cuda_quant_gptq(&o, &in, &res), BB_ERR_UNSUPPORTED, "cpu path");
     /* a layer whose inverse factor cannot fit: out of memory with the size and the fix */
