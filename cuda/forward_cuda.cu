@@ -330,6 +330,20 @@ extern "C" bb_status bb_cuda_fwd_block_host(bb_cuda_fwd *f, const bb_cuda_block_
     return st;
 }
 
+extern "C" bb_status bb_cuda_upload(void *dst, const void *src, size_t bytes, const char *what) {
+    cudaError_t e = cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice);
+    return e == cudaSuccess ? BB_OK : bb_cuda_error(e, __FILE__, __LINE__, what);
+}
+
+extern "C" bb_status bb_cuda_download(void *dst, const void *src, size_t bytes, const char *what) {
+    cudaError_t e = cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToHost);
+    return e == cudaSuccess ? BB_OK : bb_cuda_error(e, __FILE__, __LINE__, what);
+}
+
+extern "C" void bb_cuda_free(void *p) {
+    if (p) cudaFree(p);
+}
+
 /* ---- weights ---- */
 
 extern "C" void bb_cuda_block_w_free(bb_cuda_block_w *w) {

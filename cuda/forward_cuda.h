@@ -61,6 +61,11 @@ typedef struct {
 } bb_cuda_fwd_stats;
 void bb_cuda_fwd_stats_get(const bb_cuda_fwd *f, bb_cuda_fwd_stats *out);
 
+/* Host <-> device copies for C callers (synchronous). Errors: BB_ERR_CUDA naming `what`. */
+bb_status bb_cuda_upload(void *dst, const void *src, size_t bytes, const char *what);
+bb_status bb_cuda_download(void *dst, const void *src, size_t bytes, const char *what);
+void bb_cuda_free(void *p); /* NULL-safe */
+
 /* A block's weights uploaded from a model's tensors (bb_tensor_read_f32 then one copy each), freed by
  * bb_cuda_block_w_free. Errors: read errors, BB_ERR_OOM naming the tensor. */
 bb_status bb_cuda_block_w_upload(const bb_model *m, int layer, bb_cuda_block_w *out);

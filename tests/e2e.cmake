@@ -112,3 +112,8 @@ set_tests_properties(e2e.resume PROPERTIES SKIP_RETURN_CODE 77 LABELS "e2e" TIME
 # Optional parts of a real run: the LoRA adapter export, phased synergy bundles, revert to wave 0.
 add_test(NAME e2e.run_extras COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/sh/run_extras.sh ${CMAKE_CURRENT_BINARY_DIR}/tmp/extras)
 set_tests_properties(e2e.run_extras PROPERTIES SKIP_RETURN_CODE 77 LABELS "e2e;python" TIMEOUT 300 ENVIRONMENT "${BB_E2E_ENV}")
+# backend.device = cuda on a machine without a usable GPU (CI), or in a build without CUDA: one clear error.
+# On a GPU machine this check is skipped (the run would simply use the GPU).
+add_test(NAME e2e.device_cuda_unavailable COMMAND sh -c "if command -v nvidia-smi >/dev/null && nvidia-smi -L >/dev/null 2>&1; then echo 'skipped: a GPU is present'; exit 77; fi; ${BB_BIN} compress -c ${PROJECT_SOURCE_DIR}/configs/default.yaml --set backend.device=cuda --set run.dir=${CMAKE_CURRENT_BINARY_DIR}/device_cuda_run 2>&1; test $? -eq 1")
+set_tests_properties(e2e.device_cuda_unavailable PROPERTIES LABELS "e2e" SKIP_RETURN_CODE 77
+                     PASS_REGULAR_EXPRESSION "backend.device = cuda, but (rank 0 .* sees no GPU|this birdbone was built without CUDA)")

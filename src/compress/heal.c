@@ -18,7 +18,7 @@ static double now_s(void) {
 }
 
 static bb_status pick_backend(const bb_linalg_backend **be) {
-    if (!*be) BB_CALL(bb_linalg_backend_get("cpu", be));
+    if (!*be) BB_CALL(bb_linalg_backend_default_get(be));
     return BB_OK;
 }
 

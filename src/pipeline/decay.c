@@ -98,7 +98,8 @@ static bb_status load_stats(decay *d, int layer, bb_linear_kind kind, int64_t co
  * H damped as SparseGPT does (dead inputs set to 1, lambda * mean(diag H)
  * added, raised x10 on a failed Cholesky). d->h is destroyed. */
 static bb_status obs_scores(decay *d, const char *name, int64_t rows, int64_t cols, const float *w) {
-    const bb_linalg_backend *be = d->opts.backend ? d->opts.backend : &bb_linalg_backend_cpu;
+    const bb_linalg_backend *be = d->opts.backend;
+    if (!be) BB_CALL(bb_linalg_backend_default_get(&be));
     float *hinv = NULL;
     size_t nb = sizeof(float) * (size_t)(cols * cols);
     BB_CALL(bb_malloc((void **)&hinv, nb, "OBS inverse Gram"));

@@ -15,6 +15,10 @@
 #include "core/events.h"
 #include "core/log.h"
 #include "io/tokens.h"
+#include "linalg/backend.h"
+#ifdef BB_HAVE_CUDA
+#include "cuda/gptq_cuda.h"
+#endif
 #include "model/eval.h"
 #include "pipeline/export.h"
 #include "pipeline/run.h"
@@ -282,6 +286,11 @@ static bb_status quantize_part(const bb_config *cfg, bb_weights *w, bb_calib *st
     qo.threads = (int)cfg->backend.threads;
     int auto_type = !strcmp(cfg->quant.type, "auto");
     int n = m->cfg.n_layers * BB_LIN_COUNT;
+#ifdef BB_HAVE_CUDA
+    const bb_linalg_backend *dbe;
+    BB_CALL(bb_linalg_backend_default_get(&dbe));
+    int gpu_gptq = !strcmp(cfg->quant.method, "gptq") && !strcmp(dbe->name, "cuda");
+#endif
     bb_quantized *q;
     BB_CALL(bb_calloc((void **)&q, 1, sizeof *q, "quantized model"));
     q->n_layers = m->cfg.n_layers;
@@ -298,7 +307,13 @@ static bb_status quantize_part(const bb_config *cfg, bb_weights *w, bb_calib *st
         if (st != BB_OK) break;
         bb_quant_opts o = qo;
         if (auto_type) o.type = types[i];
-        st = qz->apply(&o, &li.in, &q->q[i]);
+        st = BB_ERR_UNSUPPORTED;
+#ifdef BB_HAVE_CUDA
+        /* GPTQ's column loop on the GPU where it applies (dense Q4_0 weights; docs/cuda.md), else the cpu's */
+        if (gpu_gptq && !li.in.mask) st = bb_cuda_quant_gptq(&o, &li.in, &q->q[i]);
+        if (st == BB_ERR_UNSUPPORTED) bb_clear_error();
+#endif
+        if (st == BB_ERR_UNSUPPORTED) st = qz->apply(&o, &li.in, &q->q[i]);
         free(li.h_own);
         if (st != BB_OK) break;
         const bb_quant_result *res = q->q[i];

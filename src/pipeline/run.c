@@ -13,7 +13,13 @@
 
 #include "core/events.h"
 #include "core/log.h"
+#include "linalg/backend.h"
+#include "model/forward.h"
 #include "pipeline/stages.h"
+#ifdef BB_HAVE_CUDA
+#include "cuda/check.h"
+#include "cuda/linalg_cuda.h"
+#endif
 
 
 /* The seed's stages in order (DESIGN §1). A stage without a run function is
@@ -132,6 +138,36 @@ static void set_threads(bb_run *r) {
     r->threads = n;
 }
 
+/* backend.device: cpu, cuda, or auto (cuda when built in and this rank sees a GPU). With cuda the rank
+ * binds GPU local_rank % count, linear algebra without an explicit backend goes to the "cuda" table,
+ * and the prefill blocks of calibration and evaluation run on the GPU (model/forward.h). */
+static bb_status set_device(bb_run *r) {
+    const char *dev = r->cfg.backend.device;
+    int want = !strcmp(dev, "cuda");
+    r->gpu = -1;
+#ifdef BB_HAVE_CUDA
+    int n = bb_cuda_device_count();
+    BB_CHECK(!want || n > 0, BB_ERR_CONFIG,
+             "backend.device = cuda, but rank %d (on %s) sees no GPU: check nvidia-smi and CUDA_VISIBLE_DEVICES, or "
+             "set backend.device = cpu (or auto)",
+             r->dist->rank, r->dist->processor);
+    if (want || (!strcmp(dev, "auto") && n > 0)) {
+        BB_CALL(bb_cuda_bind(r->dist->local_rank, &r->gpu));
+        BB_CALL(bb_cuda_backend_register());
+        const bb_linalg_backend *be;
+        BB_CALL(bb_linalg_backend_get("cuda", &be));
+        bb_linalg_backend_set_default(be);
+        bb_forward_set_device(1);
+        BB_CALL(bb_cuda_describe(r->gpu, r->gpu_name, sizeof r->gpu_name));
+    }
+#else
+    BB_CHECK(!want, BB_ERR_CONFIG,
+             "backend.device = cuda, but this birdbone was built without CUDA (nvcc was not found when it was "
+             "configured): rebuild with -DBB_ENABLE_CUDA=ON, or set backend.device = cpu");
+#endif
+    return BB_OK;
+}
+
 /* The sharding plan for this run's model, calibration and rank count. */
 static bb_status make_plan(bb_run *r) {
     const bb_config *c = &r->cfg;
@@ -171,6 +207,7 @@ bb_status bb_run_create(const bb_dist *d, const char *config_path, char **overri
     int level = bb_log_parse_level(r->cfg.run.log_level);
     if (level >= 0 && !getenv("BB_LOG_LEVEL")) bb_log_set_level((bb_log_level)level);
     set_threads(r);
+    BB_CALL_GOTO(st, fail, bb_dist_agree(d, set_device(r)));
     int pmode = bb_progress_parse_mode(r->cfg.run.progress);
     if (pmode >= 0) bb_progress_set_mode(pmode);
     BB_CALL_GOTO(st, fail, bb_config_hash(&r->cfg, r->hash));
@@ -355,6 +392,10 @@ static void print_header(const bb_run *r) {
     bb_info("birdbone %s compress: %d rank%s x %d BLAS thread%s (rank 0 on %s)", BB_VERSION, d->size,
             d->size > 1 ? "s" : "", r->threads, r->threads > 1 ? "s" : "",
             d->processor);
+    if (r->gpu >= 0)
+        bb_info("device  cuda: GPU %d (%s) on rank 0; linear algebra and prefill on the GPU", r->gpu, r->gpu_name);
+    else
+        bb_info("device  cpu");
     bb_info("config  %s  sha256:%s", r->config_path, r->hash);
     bb_info("run dir %s", r->cfg.run.dir);
     if (d->rank == 0 && bb_log_get_level() >= BB_LOG_INFO) {

@@ -52,6 +52,8 @@ struct bb_run {
     bb_plan plan;          /* which blocks each rank owns (mpi/plan.h), the same on every rank */
     int l0, l1;            /* this rank's blocks [l0, l1) (empty on an idle rank) */
     int threads;           /* BLAS threads of this rank */
+    int gpu;               /* the GPU this rank bound (backend.device), -1 = none */
+    char gpu_name[128];
     double t_start;
     double stage_seconds[16];
     int n_stages_run;
