@@ -11,15 +11,19 @@
  *   stop-loss      dPPL > stoploss.max_dppl for stoploss.patience waves in a
  *                  row starts a rollback to the last good wave over
  *                  stoploss.rollback_waves waves, and stops pruning
- *   files          wave_<k>.h5 (masks, usage maps), metrics.json
+ *   files          wave_<k>.h5 (masks, usage maps), the DeltaHistory record and
+ *                  metrics.json from rank 0; the wave's checkpoint from every
+ *                  rank (its own layers, parallel HDF5)
  * The loop ends after waves.count waves, or earlier when nothing is left to
  * prune and no rollback is running; a rollback that starts near the end runs
  * to completion even past waves.count (the model must not be left half rolled
  * back). A wave is "good" when its dPPL is within the limit; the dense model
  * (wave 0) is good by definition.
  *
- * Rank 0 does the work; the other ranks wait at bb_dist_agree until the MPI
- * issue shards the layers. */
+ * Every rank works on the layers it owns (the sharding plan); the global
+ * decisions go through the run's communicator (r->comm). Rank 0 also holds a
+ * copy of every weight, gathered after each wave, for the files it writes
+ * alone (docs/distribution.md). */
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
@@ -518,8 +522,8 @@ static bb_status resume_read(wave_loop *L, const char *path) {
     bb_status st = bb_ckpt_read_dist(path, &tmp, &m, &g, &io); /* the weights are read into s->w directly */
     bb_event_end("ckpt.read", 0, (double)io.tensor_bytes);
     BB_CALL(st);
-    /* every rank has the configuration hash; only rank 0 hashed the model */
-    if (strcmp(m.config_sha256, r->hash))
+    /* the same on every rank: rank 0 tells (it alone hashed the model) */
+    if (d->rank == 0 && strcmp(m.config_sha256, r->hash))
         st = bb_error(BB_ERR_ARG, __FILE__, __LINE__,
                       "resume: %s was written with another configuration (sha256 %.12s..., this run %.12s...): resume "
                       "with the run's own config.yaml, or start a new run",
