@@ -19,6 +19,11 @@ endforeach()
 foreach(n 2 3 4)
   bb_add_mpi_test(mpi.comm_${n} ${n} test_comm)
 endforeach()
+# Checkpoints written and read collectively (mpi/ckpt.h): each rank its own weights, the serial file's contents,
+# another owner assignment on read, one rank's bad arguments refused on every rank.
+foreach(n 2 3 4)
+  bb_add_mpi_test(mpi.ckpt_dist_${n} ${n} test_ckpt_dist)
+endforeach()
 # The pipelined forward: calibration statistics and perplexity bit-identical to one process (synthetic:tiny, a
 # one-layer model that leaves ranks idle, stories260K), one OpenBLAS thread per rank on this 2-core machine.
 foreach(n 2 3 4)
