@@ -5,7 +5,8 @@
  * ranks of a bb_plan in order: rank 0 embeds, every active rank runs its
  * blocks (the linear-input hook sees them: calibration statistics accumulate
  * where the layers live), hands the hidden states (b, T, dim) to the next rank
- * with MPI_Isend/MPI_Irecv, and the last active rank applies the head and
+ * with bb_comm_isend/bb_comm_irecv (mpi/comm.h; an MPI communicator the pipe
+ * makes for itself), and the last active rank applies the head and
  * gives the logits (or the hidden states) to a sink. Idle ranks (more ranks
  * than the plan could use) skip the pass and only join the final agreement.
  *
