@@ -59,6 +59,7 @@ int bb_quantize_file_type(int type) {
  * plan gives each rank a contiguous range, in rank order. */
 typedef struct {
     const bb_dist *d;
+    bb_comm *comm; /* the run's: the budget's global decisions (with d) */
     int i0, i1;
     const int *boost; /* (n) bits the stress stage asked for per tensor (0: none), the same on every rank; or NULL */
 } part;
@@ -115,27 +116,17 @@ static bb_status usage_score(bb_weights *w, bb_calib *stats, int l, bb_linear_ki
 static bb_status gather_tables(const part *pt, bb_budget_block *blocks, int n, bb_status st) {
     const bb_dist *d = pt->d;
     BB_CALL(bb_dist_agree(d, st));
-    int ranges[2] = {pt->i0, pt->i1}, *all = NULL, *counts = NULL, *displs = NULL;
-    st = bb_calloc((void **)&all, (size_t)d->size * 4, sizeof(int), "budget gather counts");
-    if (st == BB_OK && MPI_Allgather(ranges, 2, MPI_INT, all, 2, MPI_INT, d->comm) != MPI_SUCCESS)
-        st = bb_error(BB_ERR_MPI, __FILE__, __LINE__, "gathering the budget ranges failed");
-    if (st == BB_OK) {
-        counts = all + 2 * d->size;
-        displs = counts + d->size;
-        int64_t covered = 0;
-        for (int q = 0; q < d->size; q++) {
-            int a = all[2 * q], b = all[2 * q + 1];
-            counts[q] = (b - a) * (int)sizeof *blocks;
-            displs[q] = a * (int)sizeof *blocks;
-            covered += b - a;
-        }
-        if (covered != n) st = bb_error(BB_ERR_INTERNAL, __FILE__, __LINE__, "the ranks' tensors cover %lld of %d",
-                                        (long long)covered, n);
-    }
-    if (st == BB_OK && MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_BYTE, blocks, counts, displs, MPI_BYTE, d->comm) !=
-                           MPI_SUCCESS)
-        st = bb_error(BB_ERR_MPI, __FILE__, __LINE__, "gathering the budget tables failed");
+    size_t *offsets = NULL;
+    char *all = NULL;
+    BB_CALL(bb_malloc((void **)&offsets, sizeof *offsets * (size_t)(d->size + 1), "budget gather offsets"));
+    st = bb_comm_allgatherv(pt->comm, blocks + pt->i0, sizeof *blocks * (size_t)(pt->i1 - pt->i0), (void **)&all,
+                            offsets);
+    if (st == BB_OK && offsets[d->size] != sizeof *blocks * (size_t)n)
+        st = bb_error(BB_ERR_INTERNAL, __FILE__, __LINE__, "the ranks' tensors cover %zu of %d",
+                      offsets[d->size] / sizeof *blocks, n);
+    if (st == BB_OK) memcpy(blocks, all, sizeof *blocks * (size_t)n);
     free(all);
+    free(offsets);
     return st;
 }
 
@@ -197,8 +188,7 @@ static bb_status budget_types(const bb_config *cfg, bb_weights *w, bb_calib *sta
     }
     if (pt->d) { /* s_b = u_b / max over the model: a MAX reduction (exact) */
         st = bb_dist_agree(pt->d, st);
-        if (st == BB_OK && MPI_Allreduce(MPI_IN_PLACE, &umax, 1, MPI_DOUBLE, MPI_MAX, pt->d->comm) != MPI_SUCCESS)
-            st = bb_error(BB_ERR_MPI, __FILE__, __LINE__, "the usage maximum's reduction failed");
+        if (st == BB_OK) st = bb_comm_allreduce_f64(pt->comm, &umax, 1, BB_COMM_MAX);
     }
     int measure = !strcmp(bo.policy, "lagrange") || !strcmp(bo.policy, "optimal") || bo.fortress_top > 0;
     for (int i = pt->i0; st == BB_OK && i < pt->i1; i++) {
@@ -265,7 +255,7 @@ bb_status bb_quantize_model(const bb_config *cfg, bb_weights *w, bb_calib *stats
     bb_weights_range(w, &l0, &l1);
     BB_CHECK(l0 == 0 && l1 == m->cfg.n_layers, BB_ERR_ARG,
              "quantization needs the working weights of every layer (have [%d, %d) of %d)", l0, l1, m->cfg.n_layers);
-    part pt = {NULL, 0, m->cfg.n_layers * BB_LIN_COUNT, NULL};
+    part pt = {NULL, NULL, 0, m->cfg.n_layers * BB_LIN_COUNT, NULL};
     return quantize_part(cfg, w, stats, &pt, out);
 }
 
@@ -329,9 +319,7 @@ static bb_status quantize_part(const bb_config *cfg, bb_weights *w, bb_calib *st
         int64_t v[2 + BB_GGML_TYPE_COUNT];
         v[0] = q->weights, v[1] = q->bits;
         memcpy(v + 2, per_type, sizeof per_type);
-        if (st == BB_OK &&
-            MPI_Allreduce(MPI_IN_PLACE, v, 2 + BB_GGML_TYPE_COUNT, MPI_INT64_T, MPI_SUM, pt->d->comm) != MPI_SUCCESS)
-            st = bb_error(BB_ERR_MPI, __FILE__, __LINE__, "summing the quantized sizes failed");
+        if (st == BB_OK) st = bb_comm_allreduce_i64(pt->comm, v, 2 + BB_GGML_TYPE_COUNT, BB_COMM_SUM);
         q->weights = v[0], q->bits = v[1];
         memcpy(per_type, v + 2, sizeof per_type);
     }
@@ -519,12 +507,10 @@ static bb_status quantize_all(bb_run *r) {
     }
     bb_quantized *q = NULL;
     /* rank 0 holds every weight's record after the waves: its boosts decide everywhere */
-    if (s->bits && r->dist->size > 1)
-        BB_CHECK(MPI_Bcast(s->bits, s->n_lin, MPI_INT, 0, r->dist->comm) == MPI_SUCCESS, BB_ERR_MPI,
-                 "broadcast of the stress boosts failed");
+    if (s->bits && r->dist->size > 1) BB_CALL(bb_comm_bcast(r->comm, s->bits, sizeof *s->bits * (size_t)s->n_lin, 0));
     int boosted = 0;
     for (int i = 0; s->bits && i < s->n_lin; i++) boosted |= s->bits[i] > 0;
-    part pt = {r->dist, r->l0 * BB_LIN_COUNT, r->l1 * BB_LIN_COUNT, boosted ? s->bits : NULL};
+    part pt = {r->dist, r->comm, r->l0 * BB_LIN_COUNT, r->l1 * BB_LIN_COUNT, boosted ? s->bits : NULL};
     if (pt.i0 > pt.i1) pt.i0 = pt.i1;
     bb_event_begin("quant.model");
     bb_status st = w ? quantize_part(c, w, r->stats, &pt, &q) : BB_ERR_INTERNAL;

@@ -15,9 +15,11 @@
 #include "core/log.h"
 #include "linalg/backend.h"
 #include "model/forward.h"
+#include "mpi/pipe.h"
 #include "pipeline/stages.h"
 #ifdef BB_HAVE_CUDA
 #include "cuda/check.h"
+#include "cuda/comm_nccl.h"
 #include "cuda/linalg_cuda.h"
 #endif
 
@@ -158,6 +160,7 @@ static bb_status set_device(bb_run *r) {
         BB_CALL(bb_linalg_backend_get("cuda", &be));
         bb_linalg_backend_set_default(be);
         bb_forward_set_device(1);
+        BB_CALL(bb_comm_nccl_register());
         BB_CALL(bb_cuda_describe(r->gpu, r->gpu_name, sizeof r->gpu_name));
     }
 #else
@@ -181,6 +184,19 @@ static bb_status make_plan(bb_run *r) {
     r->l0 = pr->layer_begin;
     r->l1 = pr->layer_end;
     return BB_OK;
+}
+
+/* The run's communicator for global decisions: backend.comm, where "auto"
+ * takes NCCL only if every rank bound a GPU (set_device registers NCCL then). Collective. */
+static bb_status make_comm(bb_run *r) {
+    const bb_dist *d = r->dist;
+    int gpu = r->gpu >= 0 && bb_comm_available(BB_COMM_NCCL), everywhere = gpu;
+    BB_MPI_CALL(MPI_Allreduce(&gpu, &everywhere, 1, MPI_INT, MPI_MIN, d->comm));
+    bb_comm_kind kind = BB_COMM_MPI;
+    bb_status st = bb_comm_kind_parse(r->cfg.backend.comm, everywhere, &kind);
+    if (st == BB_OK) st = bb_comm_create(kind, d, &r->comm);
+    if (st == BB_OK) bb_pipe_set_comm_kind(kind); /* the pipelined forward's hidden states go the same way */
+    return bb_dist_agree(d, st);
 }
 
 int bb_run_owner(const bb_run *r, int i) { return bb_plan_owner(&r->plan, i / BB_LIN_COUNT); }
@@ -211,6 +227,7 @@ bb_status bb_run_create(const bb_dist *d, const char *config_path, char **overri
     int pmode = bb_progress_parse_mode(r->cfg.run.progress);
     if (pmode >= 0) bb_progress_set_mode(pmode);
     BB_CALL_GOTO(st, fail, bb_config_hash(&r->cfg, r->hash));
+    BB_CALL_GOTO(st, fail, make_comm(r));
     /* every rank maps the model; only rank 0, which reads every weight anyway (it keeps the copy the run's
      * files are written from), checks them all for NaN/Inf: the others touch only their own blocks */
     st = bb_model_open(r->cfg.model.path, &r->model);
@@ -263,6 +280,8 @@ void bb_run_destroy(bb_run **pr) {
     bb_model_destroy(&(*pr)->model);
     bb_tokens_free(&(*pr)->calib);
     bb_calib_destroy(&(*pr)->stats);
+    free((*pr)->ckpt_shares);
+    bb_comm_destroy(&(*pr)->comm);
     free(*pr);
     *pr = NULL;
 }
@@ -396,6 +415,8 @@ static void print_header(const bb_run *r) {
         bb_info("device  cuda: GPU %d (%s) on rank 0; linear algebra and prefill on the GPU", r->gpu, r->gpu_name);
     else
         bb_info("device  cpu");
+    bb_info("comm    %s (%d rank%s) for the global decisions", bb_comm_kind_name(bb_comm_kind_of(r->comm)),
+            d->size, d->size > 1 ? "s" : "");
     bb_info("config  %s  sha256:%s", r->config_path, r->hash);
     bb_info("run dir %s", r->cfg.run.dir);
     if (d->rank == 0 && bb_log_get_level() >= BB_LOG_INFO) {
@@ -435,6 +456,18 @@ static bb_status write_summary_json(const bb_run *r, double total_s, double byte
                 s[i].run || s[i].wave ? "true" : "false", r->stage_seconds[i]);
     fprintf(f, "\n  ],\n  \"dense\": {\"ppl\": %.6f, \"ppl_err\": %.6f, \"eval_tokens\": %lld, \"calib_tokens\": %lld},\n",
             r->dense_ppl, r->dense_ppl_err, (long long)r->eval_tokens, (long long)r->calib_tokens);
+    if (r->ckpt_shares) {
+        /* who wrote which part of the last checkpoint (parallel HDF5: each rank its own layers) */
+        fprintf(f, "  \"checkpoint_shares\": [");
+        for (int q = 0; q < r->dist->size; q++) {
+            const int64_t *v = r->ckpt_shares + 5 * q;
+            fprintf(f, "%s\n    {\"rank\": %d, \"layers\": [%lld, %lld], \"tensors\": %lld, \"tensor_bytes\": %lld, "
+                       "\"other_bytes\": %lld}",
+                    q ? "," : "", q, (long long)v[0], (long long)v[1], (long long)v[2], (long long)v[3],
+                    (long long)v[4]);
+        }
+        fprintf(f, "\n  ],\n");
+    }
     fprintf(f, "  \"seconds\": %.6f\n}\n", total_s);
     fclose(f);
     char path[1200];

@@ -10,6 +10,7 @@
 #include "io/model.h"
 #include "io/tokens.h"
 #include "model/calib.h"
+#include "mpi/comm.h"
 #include "mpi/dist.h"
 #include "mpi/plan.h"
 #include "pipeline/state.h"
@@ -48,6 +49,7 @@ struct bb_run {
     char config_path[1024];
     char hash[65];
     const bb_dist *dist;
+    bb_comm *comm;         /* every global decision (budget, stop-loss, metrics, stress): backend.comm, made once */
     bb_model *model;
     bb_plan plan;          /* which blocks each rank owns (mpi/plan.h), the same on every rank */
     int l0, l1;            /* this rank's blocks [l0, l1) (empty on an idle rank) */
@@ -87,6 +89,8 @@ struct bb_run {
     int n_curves;
     bb_boost *boosts;
     int n_boosts;
+    /* (size, 5) per rank: l0, l1, linear weights, their bytes, other bytes it wrote to the last checkpoint (rank 0) */
+    int64_t *ckpt_shares;
 };
 
 /* The stages in pipeline order; returns their number. */

@@ -3,8 +3,8 @@
  *
  * Linear weights are indexed i = layer * BB_LIN_COUNT + kind. The weight
  * arrays belong to the run's bb_weights; masks, factors, bits and metrics
- * belong to the state. Rank 0 holds the whole state until the MPI issue
- * shards it (then each rank holds its layers' entries, NULL elsewhere). */
+ * belong to the state. Each rank holds its own layers' entries; rank 0 also
+ * every other one, gathered after each wave for the files it writes. */
 #ifndef BB_PIPELINE_STATE_H
 #define BB_PIPELINE_STATE_H
 

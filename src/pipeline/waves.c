@@ -11,15 +11,19 @@
  *   stop-loss      dPPL > stoploss.max_dppl for stoploss.patience waves in a
  *                  row starts a rollback to the last good wave over
  *                  stoploss.rollback_waves waves, and stops pruning
- *   files          wave_<k>.h5 (masks, usage maps), metrics.json
+ *   files          wave_<k>.h5 (masks, usage maps), the DeltaHistory record and
+ *                  metrics.json from rank 0; the wave's checkpoint from every
+ *                  rank (its own layers, parallel HDF5)
  * The loop ends after waves.count waves, or earlier when nothing is left to
  * prune and no rollback is running; a rollback that starts near the end runs
  * to completion even past waves.count (the model must not be left half rolled
  * back). A wave is "good" when its dPPL is within the limit; the dense model
  * (wave 0) is good by definition.
  *
- * Rank 0 does the work; the other ranks wait at bb_dist_agree until the MPI
- * issue shards the layers. */
+ * Every rank works on the layers it owns (the sharding plan); the global
+ * decisions go through the run's communicator (r->comm). Rank 0 also holds a
+ * copy of every weight, gathered after each wave, for the files it writes
+ * alone (docs/distribution.md). */
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
@@ -58,6 +62,7 @@ typedef struct {
     int *rb_bits;
     int rb_steps; /* stoploss.rollback_waves, fixed when the rollback started */
     float *scratch;
+    int *owner;   /* (n_lin) the rank holding each linear weight: who writes and reads it in a checkpoint */
 } wave_loop;
 
 static volatile sig_atomic_t stop_signal;
@@ -142,8 +147,7 @@ static bb_status totals(const bb_run *r, double *sparsity, int64_t *lora_values)
         v[1] += numel(s->t[i]);
         if (s->lora[i]) v[2] += bb_lora_numel(s->lora[i]);
     }
-    BB_CHECK(MPI_Allreduce(MPI_IN_PLACE, v, 3, MPI_INT64_T, MPI_SUM, r->dist->comm) == MPI_SUCCESS, BB_ERR_MPI,
-             "summing the kept weights failed");
+    BB_CALL(bb_comm_allreduce_i64(r->comm, v, 3, BB_COMM_SUM));
     *sparsity = v[1] ? 1.0 - (double)v[0] / (double)v[1] : 0;
     if (lora_values) *lora_values = v[2];
     return BB_OK;
@@ -268,8 +272,7 @@ static bb_status rollback_step(wave_loop *L, int j, int n, int64_t *restored) {
         bb_lora_destroy(&s->lora[i]);
         if (L->good_lora[i]) BB_CALL(bb_lora_clone(L->good_lora[i], &s->lora[i]));
     }
-    BB_CHECK(MPI_Allreduce(MPI_IN_PLACE, restored, 1, MPI_INT64_T, MPI_SUM, r->dist->comm) == MPI_SUCCESS, BB_ERR_MPI,
-             "summing the restored weights failed");
+    BB_CALL(bb_comm_allreduce_i64(r->comm, restored, 1, BB_COMM_SUM));
     return BB_OK;
 }
 
@@ -379,41 +382,82 @@ static bb_status records_unpack(bb_run *r, const uint8_t *b, int64_t n) {
     return BB_OK;
 }
 
-/* The wave's DeltaHistory record (diffs/<k>/) and, when enabled, its checkpoint. */
-static bb_status wave_files_rank0(wave_loop *L) {
-    bb_run *r = L->r;
-    const bb_config *c = L->c;
+/* The wave's DeltaHistory record (diffs/<k>/): rank 0, from the gathered state. */
+static bb_status history_rank0(wave_loop *L) {
     bb_event_begin("wave.history");
-    bb_status st = bb_history_record(c->run.dir, &L->prev, L->s);
+    bb_status st = bb_history_record(L->c->run.dir, &L->prev, L->s);
     bb_event_end("wave.history", 0, 0);
-    BB_CALL(st);
-    if (!c->checkpoint.enabled) return BB_OK;
-    char path[1400];
-    snprintf(path, sizeof path, "%s/checkpoints", c->run.dir);
-    BB_CALL(bb_mkdir_p(path));
-    BB_CALL(bb_ckpt_path(c->run.dir, L->s->wave, path, sizeof path));
+    return st;
+}
+
+/* Rank 0's run-level part of the checkpoint: layer targets, tensor history, report records. */
+static bb_status ckpt_meta_rank0(wave_loop *L, uint8_t **rec) {
+    bb_run *r = L->r;
+    char dir[1400];
+    snprintf(dir, sizeof dir, "%s/checkpoints", L->c->run.dir);
+    BB_CALL(bb_mkdir_p(dir));
     L->meta.layer_target = (double *)bb_decay_layer_targets(r);
     L->meta.n_layer_target = L->meta.layer_target ? L->s->n_layers : 0;
     L->meta.tensor_hist = r->tensor_hist;
     L->meta.hist_waves = r->hist_waves;
+    BB_CALL(records_pack(r, rec, &L->meta.n_records));
+    L->meta.records = *rec;
+    return BB_OK;
+}
+
+/* What each rank wrote to the checkpoint (tensors, bytes), kept on rank 0 for
+ * summary.json and printed. Collective. */
+static bb_status ckpt_shares(wave_loop *L, const char *path, const bb_ckpt_io *io) {
+    bb_run *r = L->r;
+    const bb_dist *d = r->dist;
+    int64_t mine[5] = {r->l0, r->l1, io->tensors, io->tensor_bytes, io->other_bytes}, *all = NULL;
+    size_t *offsets = NULL;
+    BB_CALL(bb_malloc((void **)&offsets, sizeof *offsets * (size_t)(d->size + 1), "checkpoint shares"));
+    bb_status st = bb_comm_allgatherv(r->comm, mine, sizeof mine, (void **)&all, offsets);
+    free(offsets);
+    BB_CALL(st);
+    if (d->rank != 0) {
+        free(all);
+        return BB_OK;
+    }
+    free(r->ckpt_shares);
+    r->ckpt_shares = all;
+    char line[1024];
+    int used = snprintf(line, sizeof line, "checkpoint %s: %d rank%s wrote", path, d->size, d->size > 1 ? "s" : "");
+    for (int q = 0; q < d->size && used < (int)sizeof line; q++)
+        used += snprintf(line + used, sizeof line - used, "%s %lld tensors %lld B", q ? "," : "",
+                         (long long)all[5 * q + 2], (long long)(all[5 * q + 3] + all[5 * q + 4]));
+    bb_info("%s", line);
+    return BB_OK;
+}
+
+/* Collective: rank 0 writes the DeltaHistory record from the gathered state;
+ * the checkpoint is written by every rank, each its own linear weights. */
+static bb_status wave_files(wave_loop *L) {
+    bb_run *r = L->r;
+    const bb_dist *d = r->dist;
+    const bb_config *c = L->c;
+    BB_CALL(bb_dist_agree(d, d->rank == 0 ? history_rank0(L) : BB_OK));
+    if (!c->checkpoint.enabled) return BB_OK;
+    char path[1400];
+    BB_CALL(bb_ckpt_path(c->run.dir, L->s->wave, path, sizeof path));
     uint8_t *rec = NULL;
-    BB_CALL(records_pack(r, &rec, &L->meta.n_records));
-    L->meta.records = rec;
-    bb_event_begin("wave.checkpoint");
-    st = bb_ckpt_write(path, L->s, &L->meta);
-    bb_event_end("wave.checkpoint", 0, 0);
+    bb_status st = d->rank == 0 ? ckpt_meta_rank0(L, &rec) : BB_OK;
+    st = bb_dist_agree(d, st);
+    bb_ckpt_io io = {0};
+    bb_ckpt_group g = {.comm = d->comm, .owner = L->owner};
+    if (st == BB_OK) {
+        bb_event_begin("ckpt.write");
+        st = bb_ckpt_write_dist(path, L->s, d->rank == 0 ? &L->meta : NULL, &g, &io);
+        bb_event_end("ckpt.write", 0, (double)(io.tensor_bytes + io.other_bytes));
+    }
     free(rec);
     L->meta.records = NULL;
     L->meta.n_records = 0;
     BB_CALL(st);
-    if (!strcmp(c->checkpoint.keep, "last")) BB_CALL(bb_ckpt_prune(c->run.dir, L->s->wave));
-    return BB_OK;
-}
-
-/* Collective: rank 0 writes, every rank learns how it went. */
-static bb_status wave_files(wave_loop *L) {
-    bb_status st = L->r->dist->rank == 0 ? wave_files_rank0(L) : BB_OK;
-    return bb_dist_agree(L->r->dist, st);
+    BB_CALL(ckpt_shares(L, path, &io));
+    st = d->rank == 0 && !strcmp(c->checkpoint.keep, "last") ? bb_ckpt_prune(c->run.dir, L->s->wave) : BB_OK;
+    return bb_dist_agree(d, st);
 }
 
 static bb_status meta_init(wave_loop *L) {
@@ -457,11 +501,13 @@ static bb_status state_at(wave_loop *L, int to, float **w_out, bb_mask **m_out, 
     return st;
 }
 
-/* --resume: the last complete checkpoint becomes the state; the stop-loss's
- * snapshots are rebuilt from the history. */
-static bb_status resume_rank0(wave_loop *L, const char *path) {
+/* --resume, on every rank: the checkpoint's part this rank holds (weights,
+ * masks, factors, bits of its own linear weights; counters, metrics and layer
+ * targets everywhere; rank 0 also the report records). Collective. */
+static bb_status resume_read(wave_loop *L, const char *path) {
     bb_run *r = L->r;
     bb_state *s = L->s;
+    const bb_dist *d = r->dist;
     bb_state tmp = *s;
     tmp.masks = NULL;
     tmp.lora = NULL;
@@ -470,19 +516,25 @@ static bb_status resume_rank0(wave_loop *L, const char *path) {
     tmp.n_metrics = 0;
     bb_ckpt_meta m;
     memset(&m, 0, sizeof m);
-    BB_CALL(bb_ckpt_read(path, &tmp, &m)); /* the weights are read into s->w directly */
-    bb_status st = BB_OK;
-    if (strcmp(m.config_sha256, L->meta.config_sha256))
+    bb_ckpt_group g = {.comm = d->comm, .owner = L->owner};
+    bb_ckpt_io io;
+    bb_event_begin("ckpt.read");
+    bb_status st = bb_ckpt_read_dist(path, &tmp, &m, &g, &io); /* the weights are read into s->w directly */
+    bb_event_end("ckpt.read", 0, (double)io.tensor_bytes);
+    BB_CALL(st);
+    /* the same on every rank: rank 0 tells (it alone hashed the model) */
+    if (d->rank == 0 && strcmp(m.config_sha256, r->hash))
         st = bb_error(BB_ERR_ARG, __FILE__, __LINE__,
                       "resume: %s was written with another configuration (sha256 %.12s..., this run %.12s...): resume "
                       "with the run's own config.yaml, or start a new run",
-                      path, m.config_sha256, L->meta.config_sha256);
-    else if (strcmp(m.model_sha256, L->meta.model_sha256))
+                      path, m.config_sha256, r->hash);
+    else if (d->rank == 0 && strcmp(m.model_sha256, L->meta.model_sha256))
         st = bb_error(BB_ERR_ARG, __FILE__, __LINE__,
                       "resume: %s belongs to another model (sha256 %.12s..., %s has %.12s...): point model.path at the "
                       "model the run started from",
                       path, m.model_sha256, r->model->path, L->meta.model_sha256);
     for (int i = 0; st == BB_OK && i < s->n_lin; i++) {
+        if (!bb_run_mine(r, i)) continue;
         st = bb_mask_copy(s->masks[i], tmp.masks[i]);
         bb_lora_destroy(&s->lora[i]);
         s->lora[i] = tmp.lora[i];
@@ -503,8 +555,8 @@ static bb_status resume_rank0(wave_loop *L, const char *path) {
         s->rb_wave = tmp.rb_wave;
         st = bb_decay_set_layer_targets(r, m.layer_target);
     }
-    if (st == BB_OK && m.records) st = records_unpack(r, m.records, m.n_records);
-    if (st == BB_OK && m.tensor_hist) {
+    if (st == BB_OK && d->rank == 0 && m.records) st = records_unpack(r, m.records, m.n_records);
+    if (st == BB_OK && d->rank == 0 && m.tensor_hist) {
         free(r->tensor_hist);
         r->tensor_hist = m.tensor_hist;
         r->hist_waves = m.hist_waves;
@@ -512,7 +564,14 @@ static bb_status resume_rank0(wave_loop *L, const char *path) {
     }
     bb_state_release(&tmp);
     bb_ckpt_meta_free(&m);
-    BB_CALL(st);
+    return bb_dist_agree(d, st);
+}
+
+/* --resume, rank 0 (holding the gathered state): the report lines and the
+ * stop-loss's snapshots, rebuilt from the history. */
+static bb_status resume_rank0(wave_loop *L) {
+    bb_run *r = L->r;
+    bb_state *s = L->s;
     for (int j = 1; j < s->n_metrics; j++) {
         const bb_wave_metrics *w = &s->metrics[j];
         char line[256];
@@ -520,7 +579,6 @@ static bb_status resume_rank0(wave_loop *L, const char *path) {
                  w->wave, (long long)L->c->waves.count, w->sparsity, w->ppl, 100 * w->dppl);
         BB_CALL(bb_run_report_line(r, line));
     }
-    /* the rollback's target and starting point, rebuilt from the history */
     if (s->good_wave != s->wave)
         BB_CALL(state_at(L, s->good_wave, L->good_w, L->good_m, L->good_bits, L->good_lora));
     else
@@ -529,9 +587,10 @@ static bb_status resume_rank0(wave_loop *L, const char *path) {
     return BB_OK;
 }
 
-/* --resume: rank 0 reads the last complete checkpoint (and rebuilds the
- * stop-loss's snapshots from the history), then every owner gets its blocks'
- * part of the state and the snapshots. Collective. */
+/* --resume: every rank reads its own linear weights from the last complete
+ * checkpoint (written by any number of ranks); rank 0, which writes the
+ * history, gathers the rest from their owners, rebuilds the stop-loss's
+ * snapshots and sends every owner its part of them. Collective. */
 static bb_status resume(wave_loop *L) {
     bb_run *r = L->r;
     bb_state *s = L->s;
@@ -540,44 +599,19 @@ static bb_status resume(wave_loop *L) {
     char path[1400] = "";
     bb_status st = d->rank == 0 ? bb_ckpt_find_last(L->c->run.dir, &k, path, sizeof path) : BB_OK;
     BB_CALL(bb_dist_agree(d, st));
-    BB_CHECK(MPI_Bcast(&k, 1, MPI_INT, 0, d->comm) == MPI_SUCCESS, BB_ERR_MPI, "resume: broadcast failed");
+    BB_CALL(bb_comm_bcast(r->comm, &k, sizeof k, 0));
     if (k < 0) {
         bb_warn("resume: no complete checkpoint in %s: the waves start from the dense model", L->c->run.dir);
         return BB_OK;
     }
-    st = d->rank == 0 ? resume_rank0(L, path) : BB_OK;
-    BB_CALL(bb_dist_agree(d, st));
-    /* the counters, the metrics and the layer targets everywhere */
-    const double *tg = bb_decay_layer_targets(r);
-    int hdr[8] = {s->wave, s->losing, s->rollback_left, s->frozen, s->good_wave, s->rb_wave, s->n_metrics, tg != NULL};
-    BB_CHECK(MPI_Bcast(hdr, 8, MPI_INT, 0, d->comm) == MPI_SUCCESS, BB_ERR_MPI, "resume: broadcast failed");
-    s->wave = hdr[0], s->losing = hdr[1], s->rollback_left = hdr[2], s->frozen = hdr[3];
-    s->good_wave = hdr[4], s->rb_wave = hdr[5];
-    if (d->rank != 0) {
-        bb_wave_metrics *grown = realloc(s->metrics, sizeof *grown * (size_t)hdr[6]);
-        BB_CHECK(grown, BB_ERR_OOM, "out of memory: wave metrics");
-        s->metrics = grown;
-        s->n_metrics = hdr[6];
-    }
-    BB_CHECK(MPI_Bcast(s->metrics, (int)(sizeof *s->metrics * (size_t)s->n_metrics), MPI_BYTE, 0, d->comm) ==
-                 MPI_SUCCESS,
-             BB_ERR_MPI, "resume: broadcast failed");
-    if (hdr[7] && d->size > 1) {
-        double *t = NULL;
-        BB_CALL(bb_calloc((void **)&t, (size_t)s->n_layers, sizeof *t, "layer targets"));
-        if (d->rank == 0) memcpy(t, tg, sizeof *t * (size_t)s->n_layers);
-        st = MPI_Bcast(t, s->n_layers, MPI_DOUBLE, 0, d->comm) == MPI_SUCCESS
-                 ? BB_OK
-                 : bb_error(BB_ERR_MPI, __FILE__, __LINE__, "resume: broadcast failed");
-        if (st == BB_OK) st = bb_decay_set_layer_targets(r, t);
-        free(t);
-        BB_CALL(st);
-    }
-    /* every owner its blocks and their snapshots */
+    BB_CALL(bb_comm_bcast(r->comm, path, sizeof path, 0));
+    BB_CALL(resume_read(L, path));
+    BB_CALL(bb_run_gather_state(r));
+    BB_CALL(bb_dist_agree(d, d->rank == 0 ? resume_rank0(L) : BB_OK));
+    /* every owner its snapshots */
     st = BB_OK;
     for (int i = 0; st == BB_OK && i < s->n_lin; i++) {
-        st = bb_run_move(r, i, 0, s->w[i], s->masks[i], &s->bits[i], &s->lora[i]);
-        if (st == BB_OK) st = bb_run_move(r, i, 0, L->good_w[i], L->good_m[i], &L->good_bits[i], &L->good_lora[i]);
+        st = bb_run_move(r, i, 0, L->good_w[i], L->good_m[i], &L->good_bits[i], &L->good_lora[i]);
         if (st == BB_OK && s->rollback_left > 0) st = bb_run_move(r, i, 0, NULL, L->rb_m[i], &L->rb_bits[i], NULL);
     }
     BB_CALL(bb_dist_agree(d, st));
@@ -733,6 +767,8 @@ static bb_status loop_setup_local(wave_loop *L, bb_run *r) {
         BB_CALL(bb_logprobs_read(path, &L->ref));
     }
     BB_CALL(snapshot_alloc(L));
+    BB_CALL(bb_calloc((void **)&L->owner, (size_t)L->s->n_lin, sizeof *L->owner, "weight owners"));
+    for (int i = 0; i < L->s->n_lin; i++) L->owner[i] = bb_run_owner(r, i);
     BB_CALL(meta_init(L));
     if (L->s->n_metrics == 0) {
         bb_wave_metrics m0 = {.wave = 0, .ppl = r->dense_ppl, .dppl = 0, .kld = r->cfg.eval.kld ? 0 : NAN,
@@ -759,6 +795,7 @@ static bb_status loop_setup(wave_loop *L, bb_run *r) {
 static void loop_teardown(wave_loop *L) {
     bb_decay_end(L->r);
     free(L->yaml);
+    free(L->owner);
     snapshot_free(L);
     bb_tokens_free(&L->eval);
     bb_logprobs_free(&L->ref);
@@ -786,13 +823,12 @@ static bb_status loop_all(bb_run *r) {
         st = one_wave(&L, k, &more);
         if (st == BB_OK && more && k < c->waves.count) bb_progress_update(&pr, k, "");
         /* a signal to any rank stops every rank after this wave */
-        int sig = (int)stop_signal;
-        if (st == BB_OK && MPI_Allreduce(MPI_IN_PLACE, &sig, 1, MPI_INT, MPI_MAX, r->dist->comm) != MPI_SUCCESS)
-            st = bb_error(BB_ERR_MPI, __FILE__, __LINE__, "the stop vote failed");
+        int64_t sig = (int64_t)stop_signal;
+        if (st == BB_OK) st = bb_comm_allreduce_i64(r->comm, &sig, 1, BB_COMM_MAX);
         if (st == BB_OK && sig) {
-            stop_signal = sig;
+            stop_signal = (sig_atomic_t)sig;
             r->preempted = 1;
-            bb_warn("waves: signal %d received: stopping after wave %d; continue with --resume", sig, k);
+            bb_warn("waves: signal %d received: stopping after wave %d; continue with --resume", (int)sig, k);
             break;
         }
     }
