@@ -163,6 +163,16 @@ bb_status bb_metrics_write(const bb_run *r) {
     num(f, r->quant_bits > 0 ? r->quant_top1 : last ? last->top1 : NAN);
     fputs(", \"bytes\": ", f);
     num(f, r->out_bytes);
+    fputs(", \"lowrank_factored\": ", f);
+    num(f, (double)r->lowrank_factored);
+    fputs(", \"lowrank_bits_dense\": ", f);
+    num(f, r->lowrank_bits[0]);
+    fputs(", \"lowrank_bits_factors\": ", f);
+    num(f, r->lowrank_bits[1]);
+    fputs(", \"scale_loss_before\": ", f);
+    num(f, r->scale_tensors ? r->scale_loss[0] : NAN);
+    fputs(", \"scale_loss_after\": ", f);
+    num(f, r->scale_tensors ? r->scale_loss[1] : NAN);
     fputs(", \"gguf\": ", f);
     str(f, r->gguf_path);
     fputs("}\n}\n", f);
