@@ -112,3 +112,8 @@ set_tests_properties(e2e.resume PROPERTIES SKIP_RETURN_CODE 77 LABELS "e2e" TIME
 # Optional parts of a real run: the LoRA adapter export, phased synergy bundles, revert to wave 0.
 add_test(NAME e2e.run_extras COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/sh/run_extras.sh ${CMAKE_CURRENT_BINARY_DIR}/tmp/extras)
 set_tests_properties(e2e.run_extras PROPERTIES SKIP_RETURN_CODE 77 LABELS "e2e;python" TIMEOUT 300 ENVIRONMENT "${BB_E2E_ENV}")
+
+# Scaffold mode: factor rank k in wave k, tau halved by the scaffold's stop-loss after a forced loss rise, residual
+# sparsity following tau, SIGUSR1 + --resume to the same checkpoint. About 40 s.
+add_test(NAME e2e.scaffold COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/sh/scaffold.sh ${CMAKE_CURRENT_BINARY_DIR}/tmp/scaffold)
+set_tests_properties(e2e.scaffold PROPERTIES SKIP_RETURN_CODE 77 LABELS "e2e" TIMEOUT 300 ENVIRONMENT "${BB_E2E_ENV}")

@@ -518,7 +518,7 @@ static bb_status validate_named(const bb_config *c, const char *where) {
     BB_CHECK(c->waves.alpha_start <= c->waves.alpha_end, BB_ERR_CONFIG,
              "%swaves.alpha_start = %g exceeds waves.alpha_end = %g (the threshold rises wave by wave)", where,
              c->waves.alpha_start, c->waves.alpha_end);
-    if (strcmp(c->prune.method, "none") != 0 && strcmp(c->prune.pattern, "unstructured") == 0) {
+    if (!c->scaffold.enabled && strcmp(c->prune.method, "none") != 0 && strcmp(c->prune.pattern, "unstructured") == 0) {
         double reach = 1.0 - pow(1.0 - c->prune.per_wave, (double)c->waves.count);
         BB_CHECK(c->prune.target <= reach + 1e-12, BB_ERR_CONFIG,
                  "%sprune.target = %g cannot be reached: prune.per_wave = %g over waves.count = %lld waves removes at "
@@ -1090,7 +1090,7 @@ static const char doc_intro[] =
     "  `budget.base_bits` and `budget.init_bits` are among them, and `base_bits <= init_bits`.\n"
     "- `waves.alpha_start <= waves.alpha_end`.\n"
     "- `prune.target` is reachable: `1 - (1 - prune.per_wave)^waves.count >= prune.target` (unstructured\n"
-    "  pattern, pruning on).\n"
+    "  pattern, pruning on, not in scaffold mode).\n"
     "- At most one of `data.calib` and `data.calib_tokens`, and of `data.eval` and `data.eval_tokens`.\n"
     "- `calib.micro_batch <= calib.samples`.\n"
     "- `backend.comm = nccl` needs a GPU device (not `backend.device = cpu`).\n"

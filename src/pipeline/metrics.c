@@ -47,6 +47,10 @@ static void waves(FILE *f, const bb_state *s) {
         num(f, m->sparsity);
         fputs(", \"bits\": ", f);
         num(f, m->bits);
+        if (m->scaffold_tau > 0) {
+            fputs(", \"scaffold_tau\": ", f);
+            num(f, m->scaffold_tau);
+        }
         fprintf(f, ", \"lora_values\": %lld, \"rolled_back\": %s, \"seconds\": {", (long long)m->lora_values,
                 m->rolled_back ? "true" : "false");
         for (int t = 0; t < 6; t++) {
