@@ -714,7 +714,14 @@ static bb_status scaffold_one_wave(wave_loop *L, int k, int *more) {
     bb_wave_metrics m;
     char what[200];
     int64_t kept = 0, total = 0;
+    /* a redone wave must leave no trace of the attempt: its stress boosts, healing curves and boost records */
+    int *bits0 = NULL, n_curves0 = r->n_curves, n_boosts0 = r->n_boosts;
+    BB_CALL(bb_malloc((void **)&bits0, sizeof(int) * (size_t)s->n_lin, "bits before the wave"));
+    memcpy(bits0, s->bits, sizeof(int) * (size_t)s->n_lin);
     for (int halvings = 0;; halvings++) {
+        memcpy(s->bits, bits0, sizeof(int) * (size_t)s->n_lin);
+        while (r->n_curves > n_curves0) free(r->curves[--r->n_curves].loss);
+        r->n_boosts = n_boosts0;
         memset(&m, 0, sizeof m);
         m.wave = k;
         memset(r->changed, 0, (size_t)s->n_lin);
@@ -722,14 +729,17 @@ static bb_status scaffold_one_wave(wave_loop *L, int k, int *more) {
         bb_event_begin("wave.scaffold");
         bb_status st = scaffold_wave(L, k, tau, &kept, &total);
         bb_event_end("wave.scaffold", 0, 0);
-        BB_CALL(st);
         m.seconds[BB_T_DECAY] = bb_now() - t;
-        BB_CALL(run_wave_stage(r, "heal", k, &m.seconds[BB_T_HEAL]));
-        BB_CALL(run_wave_stage(r, "reinforce", k, &m.seconds[BB_T_REINFORCE]));
-        BB_CALL(run_wave_stage(r, "redistribute", k, &m.seconds[BB_T_REDISTRIBUTE]));
+        if (st == BB_OK) st = run_wave_stage(r, "heal", k, &m.seconds[BB_T_HEAL]);
+        if (st == BB_OK) st = run_wave_stage(r, "reinforce", k, &m.seconds[BB_T_REINFORCE]);
+        if (st == BB_OK) st = run_wave_stage(r, "redistribute", k, &m.seconds[BB_T_REDISTRIBUTE]);
         double te = bb_now();
-        BB_CALL(evaluate(L, &m));
+        if (st == BB_OK) st = evaluate(L, &m);
         m.seconds[BB_T_EVAL] = bb_now() - te;
+        if (st != BB_OK) {
+            free(bits0);
+            return st;
+        }
         double tau_before = tau;
         if (!bb_scaffold_stoploss(prev_loss, log(m.ppl), 0.03, &tau)) break;
         if (halvings == SCAFFOLD_MAX_HALVINGS) {
@@ -742,6 +752,7 @@ static bb_status scaffold_one_wave(wave_loop *L, int k, int *more) {
         bb_info("scaffold wave %d: validation loss %.4f rose %.1f %% over %.4f (> 3 %%): tau %.4g -> %.4g, wave redone",
                 k, log(m.ppl), 100 * (log(m.ppl) / prev_loss - 1), prev_loss, tau_before, tau);
     }
+    free(bits0);
     m.scaffold_tau = tau;
     BB_CALL(totals(r, &m.sparsity, &m.lora_values));
     s->wave = k;
