@@ -144,6 +144,11 @@ bb_status bb_stage_factorize(bb_run *r) {
     if (sums[0] > 0) {
         BB_CALL(bb_run_gather_state(r)); /* rank 0 writes the checkpoint and the adapter */
         r->stats_stale = 1;
+        if (strcmp(c->lowrank.export_, "adapter") != 0)
+            bb_warn("lowrank.export merge: the %lld factored weights are merged back and quantized dense, so model.gguf "
+                    "saves nothing and their quantization error adds to the factorization's; lowrank.export adapter "
+                    "keeps them factored (lora.gguf)",
+                    (long long)sums[0]);
     }
     bb_info("lowrank %lld of %lld weights factored (rank_budget %g, f16 factors): %.0f bits of factors instead of %.0f "
             "quantized dense%s",
