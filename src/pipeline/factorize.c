@@ -45,6 +45,24 @@ static bb_status gram_f32(bb_run *r, int i, int64_t cols, const float **h, float
     return BB_OK;
 }
 
+/* run.log_level debug: the rank the error target needs (full whitened spectrum) against the budget's and the
+ * break-even rank, so that a user sees how far a weight is from factoring. */
+static bb_status debug_needed_rank(const bb_heal_fit_opts *fo, const bb_tensor *t, const float *w, const float *h,
+                                   const bb_lowrank_target *tg) {
+    int64_t rows = bb_tensor_rows(t), cols = bb_tensor_cols(t), mn = rows < cols ? rows : cols;
+    float *s = NULL;
+    double total;
+    BB_CALL(bb_malloc((void **)&s, sizeof(float) * (size_t)mn, "spectrum"));
+    bb_status st = bb_lowrank_spectrum(fo, t->name, rows, cols, w, h, (int)mn, s, &total);
+    if (st == BB_OK)
+        bb_debug("lowrank %s: the error target %.3g needs rank %d; the budget holds %lld, the break-even is %lld",
+                 t->name, tg->rel_err, bb_lowrank_rank_for_error(s, (int)mn, total, tg->rel_err),
+                 (long long)bb_lowrank_rank_for_bits(rows, cols, tg->bits_per_value, tg->budget_bits),
+                 (long long)bb_lowrank_breakeven_rank(rows, cols));
+    free(s);
+    return st;
+}
+
 /* sums: [0] weights factored, [1] quantized-dense bits of those, [2] their factor bits (f16),
  * [3] weights considered */
 static bb_status factor_one(bb_run *r, int i, const bb_quantizer *qz, const bb_quant_opts *qo, double *sums) {
@@ -80,6 +98,7 @@ static bb_status factor_one(bb_run *r, int i, const bb_quantizer *qz, const bb_q
     if (!(tg.rel_err > 0)) goto out; /* the quantizer is exact here: no factorization can beat it */
     BB_CALL_GOTO(st, out, bb_lowrank_plan_rank(&fo, t->name, rows, cols, weff, h, &tg, &plan));
     if (plan.rank < 1 || !plan.saves) {
+        if (bb_log_get_level() >= BB_LOG_DEBUG) BB_CALL_GOTO(st, out, debug_needed_rank(&fo, t, weff, h, &tg));
         bb_debug("lowrank %s stays dense: %s (%s error %.3g at %lld bits)", t->name, plan.reason,
                  bb_ggml_type_name(qr->type), tg.rel_err, (long long)bits_q);
         goto out;
