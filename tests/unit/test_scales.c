@@ -1,4 +1,4 @@
-/* test_scales.c — straight-through training of Q4_0 / Q8_0 scales: the gradient against central finite differences
+/* test_scales.c — straight-through training of Q4_0 / Q8_0 / Q5_0 scales: the gradient against central finite differences
  * and the plain-C reference, the layer loss falling against no scale training, the blocks as stored (codes kept,
  * fp16 scales, w_hat = decode), zero blocks left alone, and the errors. */
 #include <math.h>
@@ -159,6 +159,7 @@ static void train_type(int type, double min_gain) {
 static void test_train(void) {
     train_type(BB_GGML_Q4_0, 0.03);
     train_type(BB_GGML_Q8_0, 0.001);
+    train_type(BB_GGML_Q5_0, 0.01);
 }
 
 /* Adam returns the best iterate: with a huge learning rate the loss never ends above the start. */
