@@ -99,6 +99,10 @@ bb_status bb_ckpt_read_metrics(hid_t f, const char *group, int n_rows, bb_wave_m
     for (int64_t i = 0; st == BB_OK && i < n; i++) out[i].rolled_back = ic[i];
     if (st == BB_OK) st = bb_h5_read(g, "lora_values", BB_H5_I64, 1, &n, lc);
     for (int64_t i = 0; st == BB_OK && i < n; i++) out[i].lora_values = lc[i];
+    if (st == BB_OK && bb_h5_exists(g, "scaffold_tau")) { /* absent in checkpoints from before scaffold mode: 0 */
+        st = bb_h5_read(g, "scaffold_tau", BB_H5_F64, 1, &n, col);
+        for (int64_t i = 0; st == BB_OK && i < n; i++) out[i].scaffold_tau = col[i];
+    }
     if (st == BB_OK) st = bb_h5_read(g, "seconds", BB_H5_F64, 2, d8, sec);
     for (int64_t i = 0; st == BB_OK && i < n; i++) memcpy(out[i].seconds, sec + 8 * i, 8 * sizeof(double));
     bb_h5_close_id(g);

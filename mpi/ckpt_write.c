@@ -157,6 +157,7 @@ typedef struct {
     int32_t *wave, *rolled_back;
     int64_t *lora_values;
     double *seconds; /* (n, 8) */
+    double *scaffold_tau;
     void *block;
 } columns;
 
@@ -165,13 +166,14 @@ static const char *const fcol_names[6] = {"ppl", "dppl", "kld", "top1", "sparsit
 static bb_status columns_make(const bb_wave_metrics *rows, int n, columns *c) {
     size_t m = (size_t)(n ? n : 1);
     char *b;
-    BB_CALL(bb_malloc((void **)&b, m * (6 * 8 + 4 + 4 + 8 + 64), "metrics columns"));
+    BB_CALL(bb_malloc((void **)&b, m * (6 * 8 + 4 + 4 + 8 + 64 + 8), "metrics columns"));
     c->block = b;
     for (int k = 0; k < 6; k++) c->f[k] = (double *)(b + m * 8 * (size_t)k);
     c->seconds = (double *)(b + m * 48);
     c->lora_values = (int64_t *)(b + m * 112);
     c->wave = (int32_t *)(b + m * 120);
     c->rolled_back = (int32_t *)(b + m * 124);
+    c->scaffold_tau = (double *)(b + m * 128);
     for (int i = 0; i < n; i++) {
         const bb_wave_metrics *r = &rows[i];
         const double v[6] = {r->ppl, r->dppl, r->kld, r->top1, r->sparsity, r->bits};
@@ -180,6 +182,7 @@ static bb_status columns_make(const bb_wave_metrics *rows, int n, columns *c) {
         c->lora_values[i] = r->lora_values;
         c->wave[i] = r->wave;
         c->rolled_back[i] = r->rolled_back;
+        c->scaffold_tau[i] = r->scaffold_tau;
     }
     return BB_OK;
 }
@@ -193,6 +196,7 @@ static bb_status metrics_create(writes *w, hid_t loc, const char *name, int n, c
     BB_CALL(dataset(w, g, "wave", BB_H5_I32, 1, &d1, c ? c->wave : NULL, 0));
     BB_CALL(dataset(w, g, "rolled_back", BB_H5_I32, 1, &d1, c ? c->rolled_back : NULL, 0));
     BB_CALL(dataset(w, g, "lora_values", BB_H5_I64, 1, &d1, c ? c->lora_values : NULL, 0));
+    BB_CALL(dataset(w, g, "scaffold_tau", BB_H5_F64, 1, &d1, c ? c->scaffold_tau : NULL, 0));
     BB_CALL(dataset(w, g, "seconds", BB_H5_F64, 2, d8, c ? c->seconds : NULL, 0));
     return BB_OK;
 }

@@ -288,9 +288,12 @@ bb_status bb_wave_heal(bb_run *r, int k) {
     BB_CALL(st);
     st = bb_calloc((void **)&curves, (size_t)s->n_lin, sizeof *curves, "healing curves");
     if (st == BB_OK) st = bb_calloc((void **)&lens, (size_t)s->n_lin, sizeof *lens, "healing curves");
+    /* scaffold mode: the factors are the wave's scaffold (waves.c); Adam starts from it, at its rank */
+    int sc = c->scaffold.enabled;
     for (int i = 0; st == BB_OK && i < s->n_lin; i++)
         if (layer && bb_run_mine(r, i) && r->changed[i])
-            st = heal_one(r, i, k, &ao, rank, closed_form, sums, &curves[i], &lens[i]);
+            st = heal_one(r, i, k, &ao, sc && s->lora[i] ? s->lora[i]->rank : rank, sc ? 0 : closed_form, sums,
+                          &curves[i], &lens[i]);
     st = bb_dist_agree(r->dist, st);
     if (st == BB_OK) st = sum_over_ranks(r, sums, 3);
     if (st == BB_OK) st = bb_dist_agree(r->dist, gather_curves(r, k, curves, lens));
@@ -302,7 +305,7 @@ bb_status bb_wave_heal(bb_run *r, int k) {
         r->stats_stale = 1; /* the model now computes with the factors */
         bb_info("heal    wave %d: %d weights, rank %d, %s%d Adam steps at lr %.3g: reconstruction loss %.4g -> %.4g "
                 "(%.1f %%)",
-                k, (int)sums[2], rank, closed_form ? "closed form + " : "", ao.steps, ao.lr, sums[0], sums[1],
+                k, (int)sums[2], sc ? k : rank, sc ? "from the scaffold, " : closed_form ? "closed form + " : "", ao.steps, ao.lr, sums[0], sums[1],
                 sums[0] > 0 ? 100 * sums[1] / sums[0] : 0.0);
     }
     double bl[2] = {0, 0};

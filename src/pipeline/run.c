@@ -255,6 +255,8 @@ void bb_run_reset_waves(bb_run *r) {
     bb_weights_destroy(&r->weights);
     free(r->wave_report);
     r->wave_report = NULL;
+    free(r->factored);
+    r->factored = NULL;
     free(r->tensor_hist);
     r->tensor_hist = NULL;
     r->hist_waves = 0;
@@ -468,6 +470,12 @@ static bb_status write_summary_json(const bb_run *r, double total_s, double byte
         }
         fprintf(f, "\n  ],\n");
     }
+    if (r->cfg.lowrank.enabled)
+        fprintf(f, "  \"lowrank\": {\"factored\": %lld, \"bits_dense\": %.0f, \"bits_factors\": %.0f},\n",
+                (long long)r->lowrank_factored, r->lowrank_bits[0], r->lowrank_bits[1]);
+    if (r->scale_tensors)
+        fprintf(f, "  \"scales\": {\"tensors\": %lld, \"loss_before\": %.9g, \"loss_after\": %.9g},\n",
+                (long long)r->scale_tensors, r->scale_loss[0], r->scale_loss[1]);
     fprintf(f, "  \"seconds\": %.6f\n}\n", total_s);
     fclose(f);
     char path[1200];
@@ -528,6 +536,17 @@ bb_status bb_run_execute(bb_run *r) {
             human_bytes(r->out_bytes, ho, sizeof ho);
             bb_info("size         %s before, %s after (%.1f %%)", hb, ho, 100.0 * r->out_bytes / bytes);
         }
+        if (r->cfg.lowrank.enabled) {
+            double dq = r->lowrank_bits[0], df = r->lowrank_bits[1];
+            bb_info("lowrank      %lld weights stored as f16 factors: %.1f KiB instead of %.1f KiB quantized dense "
+                    "(%.1f %% saved on them; lowrank.export %s)",
+                    (long long)r->lowrank_factored, df / 8192, dq / 8192, dq > 0 ? 100 * (1 - df / dq) : 0.0,
+                    r->cfg.lowrank.export_);
+        }
+        if (r->scale_tensors)
+            bb_info("scales       %lld tensors' scales trained: layer loss %.6g -> %.6g (%.2f %% lower)",
+                    (long long)r->scale_tensors, r->scale_loss[0], r->scale_loss[1],
+                    r->scale_loss[0] > 0 ? 100 * (1 - r->scale_loss[1] / r->scale_loss[0]) : 0.0);
     } else if (r->n_waves > 0) {
         bb_info("output       sparsity %.4f, weights kept in their float type (quant.method none)", r->sparsity);
     } else {

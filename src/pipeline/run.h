@@ -69,6 +69,11 @@ struct bb_run {
     double quant_bits;     /* stored bits per linear weight, scales included; 0 = not quantized */
     double quant_ppl, quant_kld, quant_top1;
     double out_bytes;      /* bytes of the GGUF written, 0 if none */
+    uint8_t *factored;     /* (n_lin) lowrank.enabled: 1 = stored as factors A·B (factorize.c); NULL before */
+    int64_t lowrank_factored; /* weights factored */
+    double lowrank_bits[2]; /* those weights' quantized-dense bits, and their factors' bits at f16 */
+    int64_t scale_tensors; /* heal.train_scales: tensors whose scales were trained */
+    double scale_loss[2];  /* their summed layer loss before and after */
     char gguf_path[1200];  /* the exported GGUF, "" if none */
     /* the wave loop (stages 2-5); masks, state and report on rank 0 only */
     bb_mask **masks;       /* (n_masks) one per linear weight, index layer * BB_LIN_COUNT + kind; 1 = kept */

@@ -23,6 +23,7 @@ typedef struct {
     double bits;         /* assigned bits per linear weight (scales and factors included); 0 = none yet */
     int64_t lora_values; /* values held by low-rank factors */
     int rolled_back;     /* this wave restored weights or removed bits (stop-loss) */
+    double scaffold_tau; /* scaffold mode: the residual threshold tau_rel the wave ended with; 0 otherwise */
     double seconds[8];   /* decay, heal, reinforce, redistribute, eval, checkpoint, (spare), total */
 } bb_wave_metrics;
 

@@ -31,6 +31,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "compress/scaffold.h"
 #include "core/events.h"
 #include "core/file.h"
 #include "core/log.h"
@@ -63,6 +64,7 @@ typedef struct {
     int rb_steps; /* stoploss.rollback_waves, fixed when the rollback started */
     float *scratch;
     int *owner;   /* (n_lin) the rank holding each linear weight: who writes and reads it in a checkpoint */
+    bb_scaffold **sc; /* (n_lin) scaffold mode: the top waves.count singular triplets of each owned weight */
 } wave_loop;
 
 static volatile sig_atomic_t stop_signal;
@@ -194,6 +196,9 @@ static bb_status snapshot_take(wave_loop *L, int wave) {
 
 static void snapshot_free(wave_loop *L) {
     int n = L->s ? L->s->n_lin : 0;
+    for (int i = 0; L->sc && i < n; i++) bb_scaffold_destroy(&L->sc[i]);
+    free(L->sc);
+    L->sc = NULL;
     for (int i = 0; i < n; i++) {
         if (L->good_w) free(L->good_w[i]);
         if (L->prev_w) free(L->prev_w[i]);
@@ -673,6 +678,139 @@ static bb_status wave_line(bb_run *r, const bb_wave_metrics *m, const char *what
     return bb_run_report_line(r, line);
 }
 
+/* ---- scaffold mode ------------------------------------------------------------ */
+
+/* Halvings of τ one wave may take before its loss rise is accepted (τ₁/4096 keeps nearly every residual entry). */
+#define SCAFFOLD_MAX_HALVINGS 12
+
+/* Wave k of scaffold mode (scaffold.enabled, compress/scaffold.h): every owned weight becomes its rank-k scaffold
+ * W_k (factors of rank k) plus the residual W − W_k with the entries below τ = tau_rel·σ₁ pruned (the mask).
+ * The state is rebuilt from the dense weight each wave, so a wave depends only on k and τ: --resume needs the
+ * τ of the last wave (its metrics row) and nothing else. The scaffold's SVD is taken once per weight. */
+static bb_status scaffold_wave(wave_loop *L, int k, double tau_rel, int64_t *kept, int64_t *total) {
+    bb_run *r = L->r;
+    bb_state *s = L->s;
+    int R = (int)L->c->waves.count;
+    int64_t v[2] = {0, 0};
+    float *w = NULL;
+    bb_status st = L->sc ? BB_OK : bb_calloc((void **)&L->sc, (size_t)s->n_lin, sizeof *L->sc, "scaffolds");
+    for (int i = 0; st == BB_OK && i < s->n_lin; i++) {
+        if (!bb_run_mine(r, i)) continue;
+        const bb_tensor *t = s->t[i];
+        int64_t rows = bb_tensor_rows(t), cols = bb_tensor_cols(t), mn = rows < cols ? rows : cols;
+        st = bb_malloc((void **)&w, sizeof(float) * (size_t)(rows * cols), "dense weight");
+        if (st == BB_OK) st = bb_tensor_read_f32(t, 0, rows, w);
+        if (st == BB_OK && !L->sc[i]) {
+            if (R > mn)
+                st = bb_error(BB_ERR_CONFIG, __FILE__, __LINE__,
+                              "scaffold.enabled: waves.count = %d scaffold directions do not fit %s (%lld x %lld): "
+                              "lower waves.count to at most %lld",
+                              R, t->name, (long long)rows, (long long)cols, (long long)mn);
+            else
+                st = bb_scaffold_create(t->name, rows, cols, w, R, (uint64_t)L->c->run.seed, &L->sc[i]);
+        }
+        if (st == BB_OK) {
+            bb_lora_destroy(&s->lora[i]);
+            st = bb_lora_create(rows, cols, k, &s->lora[i]);
+        }
+        bb_scaffold_stats ss;
+        if (st == BB_OK) st = bb_scaffold_state(L->sc[i], w, k, tau_rel, s->lora[i], s->w[i], s->masks[i], &ss);
+        if (st == BB_OK) {
+            v[0] += ss.kept;
+            v[1] += rows * cols;
+            r->changed[i] = 1;
+        }
+        free(w);
+        w = NULL;
+    }
+    BB_CALL(bb_dist_agree(r->dist, st));
+    BB_CHECK(MPI_Allreduce(MPI_IN_PLACE, v, 2, MPI_INT64_T, MPI_SUM, r->dist->comm) == MPI_SUCCESS, BB_ERR_MPI,
+             "summing the scaffold residuals failed");
+    *kept = v[0];
+    *total = v[1];
+    r->stats_stale = 1;
+    return BB_OK;
+}
+
+/* Wave k of scaffold mode: the scaffold state at τ, the built per-wave stages (healing starts Adam from the
+ * scaffold's factors), evaluation; the scaffold's stop-loss (the seed's §2.3): when the validation loss ln PPL
+ * rises by more than 3 % over the previous wave's, τ is halved and the wave is redone from its start, up to
+ * SCAFFOLD_MAX_HALVINGS times. prune.* and the rollback stop-loss (stoploss.*) are not used in this mode. */
+static bb_status scaffold_one_wave(wave_loop *L, int k, int *more) {
+    bb_run *r = L->r;
+    bb_state *s = L->s;
+    const bb_config *c = L->c;
+    const bb_wave_metrics *last = &s->metrics[s->n_metrics - 1];
+    double tau = last->scaffold_tau > 0 ? last->scaffold_tau : c->scaffold.tau1;
+    double prev_loss = log(last->ppl);
+    double alpha = bb_scaffold_alpha(k, (int)c->waves.count);
+    double t0 = bb_now();
+    bb_wave_metrics m;
+    char what[200];
+    int64_t kept = 0, total = 0;
+    /* a redone wave must leave no trace of the attempt: its stress boosts, healing curves and boost records */
+    int *bits0 = NULL, n_curves0 = r->n_curves, n_boosts0 = r->n_boosts;
+    BB_CALL(bb_malloc((void **)&bits0, sizeof(int) * (size_t)s->n_lin, "bits before the wave"));
+    memcpy(bits0, s->bits, sizeof(int) * (size_t)s->n_lin);
+    for (int halvings = 0;; halvings++) {
+        memcpy(s->bits, bits0, sizeof(int) * (size_t)s->n_lin);
+        while (r->n_curves > n_curves0) free(r->curves[--r->n_curves].loss);
+        r->n_boosts = n_boosts0;
+        memset(&m, 0, sizeof m);
+        m.wave = k;
+        memset(r->changed, 0, (size_t)s->n_lin);
+        double t = bb_now();
+        bb_event_begin("wave.scaffold");
+        bb_status st = scaffold_wave(L, k, tau, &kept, &total);
+        bb_event_end("wave.scaffold", 0, 0);
+        m.seconds[BB_T_DECAY] = bb_now() - t;
+        if (st == BB_OK) st = run_wave_stage(r, "heal", k, &m.seconds[BB_T_HEAL]);
+        if (st == BB_OK) st = run_wave_stage(r, "reinforce", k, &m.seconds[BB_T_REINFORCE]);
+        if (st == BB_OK) st = run_wave_stage(r, "redistribute", k, &m.seconds[BB_T_REDISTRIBUTE]);
+        double te = bb_now();
+        if (st == BB_OK) st = evaluate(L, &m);
+        m.seconds[BB_T_EVAL] = bb_now() - te;
+        if (st != BB_OK) {
+            free(bits0);
+            return st;
+        }
+        double tau_before = tau;
+        if (!bb_scaffold_stoploss(prev_loss, log(m.ppl), 0.03, &tau)) break;
+        if (halvings == SCAFFOLD_MAX_HALVINGS) {
+            tau = tau_before;
+            bb_warn("scaffold wave %d: the validation loss still rises by %.1f %% after %d halvings of tau (now %.4g): "
+                    "kept",
+                    k, 100 * (log(m.ppl) / prev_loss - 1), halvings, tau);
+            break;
+        }
+        bb_info("scaffold wave %d: validation loss %.4f rose %.1f %% over %.4f (> 3 %%): tau %.4g -> %.4g, wave redone",
+                k, log(m.ppl), 100 * (log(m.ppl) / prev_loss - 1), prev_loss, tau_before, tau);
+    }
+    free(bits0);
+    m.scaffold_tau = tau;
+    BB_CALL(totals(r, &m.sparsity, &m.lora_values));
+    s->wave = k;
+    snprintf(what, sizeof what, "(scaffold rank %d, tau %.4g sigma_1: %.4f of the residual kept; alpha_%d %.3f)", k, tau,
+             total ? (double)kept / (double)total : 0.0, k, alpha);
+    double tc = bb_now();
+    BB_CALL(bb_run_gather_state(r));
+    m.seconds[BB_T_CHECKPOINT] = bb_now() - tc;
+    m.seconds[BB_T_TOTAL] = bb_now() - t0;
+    BB_CALL(metrics_push(s, &m));
+    BB_CALL(bb_run_record_tensors(r));
+    double tw = bb_now();
+    BB_CALL(wave_files(L));
+    s->metrics[s->n_metrics - 1].seconds[BB_T_CHECKPOINT] += bb_now() - tw;
+    s->metrics[s->n_metrics - 1].seconds[BB_T_TOTAL] = bb_now() - t0;
+    r->sparsity = m.sparsity;
+    r->n_waves = k;
+    BB_CALL(wave_line(r, &m, what));
+    bb_status st = r->dist->rank == 0 ? bb_metrics_write(r) : BB_OK;
+    BB_CALL(bb_dist_agree(r->dist, st));
+    *more = k < c->waves.count;
+    return BB_OK;
+}
+
 /* One wave: decay or a rollback step, the built per-wave stages, evaluation, stop-loss. */
 static bb_status one_wave(wave_loop *L, int k, int *more) {
     bb_run *r = L->r;
@@ -683,6 +821,7 @@ static bb_status one_wave(wave_loop *L, int k, int *more) {
     char what[160];
     BB_CALL(prev_take(L));
     memset(r->changed, 0, (size_t)s->n_lin);
+    if (c->scaffold.enabled) return scaffold_one_wave(L, k, more);
     if (s->rollback_left > 0) {
         int j = L->rb_steps - s->rollback_left + 1;
         int64_t restored = 0;
@@ -786,7 +925,12 @@ static bb_status loop_setup(wave_loop *L, bb_run *r) {
     L->s = &r->state;
     L->rb_steps = (int)r->cfg.stoploss.rollback_waves;
     BB_CALL(bb_dist_agree(r->dist, loop_setup_local(L, r)));
-    BB_CALL(bb_dist_agree(r->dist, bb_decay_begin(r)));
+    if (r->cfg.scaffold.enabled)
+        bb_info("scaffold rank-k scaffold per weight over %lld waves, tau_1 %g sigma_1 (prune.* and the rollback "
+                "stop-loss are not used in this mode)",
+                (long long)r->cfg.waves.count, r->cfg.scaffold.tau1);
+    else
+        BB_CALL(bb_dist_agree(r->dist, bb_decay_begin(r)));
     if (r->flags & BB_RUN_RESUME) BB_CALL(resume(L));
     if (L->s->wave == 0) BB_CALL(bb_dist_agree(r->dist, snapshot_take(L, 0)));
     return BB_OK;
@@ -807,10 +951,12 @@ static bb_status loop_all(bb_run *r) {
     bb_status st = loop_setup(&L, r);
     st = bb_dist_agree(r->dist, st);
     const bb_config *c = &r->cfg;
-    int more = bb_decay_active(c);
+    int more = c->scaffold.enabled || bb_decay_active(c);
     if (st == BB_OK && !more) bb_info("waves   nothing to prune: no waves run");
     if (st == BB_OK && more && L.s->wave > 0) { /* resumed */
-        if (L.s->rollback_left > 0)
+        if (c->scaffold.enabled)
+            more = L.s->wave < c->waves.count;
+        else if (L.s->rollback_left > 0)
             more = 1;
         else if (L.s->frozen || L.s->wave >= c->waves.count)
             more = 0;
