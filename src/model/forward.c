@@ -307,6 +307,42 @@ static bb_status gpu_hook(void *ud, bb_linear_kind kind, const float *dx, int64_
     return f->hook(f->hook_ud, f->g_layer, kind, f->ghost, rows, in);
 }
 
+/* One device copy of a host array of n floats (NULL stays NULL). */
+static bb_status to_device(const float *h, int64_t n, const char *what, const float **out) {
+    *out = NULL;
+    if (!h) return BB_OK;
+    float *d = NULL;
+    BB_CALL(bb_cuda_malloc((void **)&d, (size_t)n * sizeof(float), what));
+    bb_status st = bb_cuda_upload(d, h, (size_t)n * sizeof(float), what);
+    if (st) {
+        bb_cuda_free(d);
+        return st;
+    }
+    *out = d;
+    return BB_OK;
+}
+
+/* Block l's weights as this context holds them (the f32 copies made at creation: what the CPU path
+ * multiplies, e.g. with healing factors merged by the caller while the context was made), to the GPU. */
+static bb_status upload_layer(bb_forward *f, int l) {
+    const fw_layer *L = &f->L[l];
+    bb_cuda_block_w *g = &f->gw[l];
+    int64_t dim = f->c.dim, hid = f->c.hidden_dim, qd = f->qd, kvd = f->kvd;
+    BB_CALL(to_device(L->attn_norm, dim, "attn_norm", &g->attn_norm));
+    BB_CALL(to_device(L->wq, qd * dim, "wq", &g->wq));
+    BB_CALL(to_device(L->wk, kvd * dim, "wk", &g->wk));
+    BB_CALL(to_device(L->wv, kvd * dim, "wv", &g->wv));
+    BB_CALL(to_device(L->bq, qd, "bq", &g->bq));
+    BB_CALL(to_device(L->bk, kvd, "bk", &g->bk));
+    BB_CALL(to_device(L->bv, kvd, "bv", &g->bv));
+    BB_CALL(to_device(L->wo, dim * qd, "wo", &g->wo));
+    BB_CALL(to_device(L->ffn_norm, dim, "ffn_norm", &g->ffn_norm));
+    BB_CALL(to_device(L->w_gate, hid * dim, "w_gate", &g->w_gate));
+    BB_CALL(to_device(L->w_up, hid * dim, "w_up", &g->w_up));
+    BB_CALL(to_device(L->w_down, dim * hid, "w_down", &g->w_down));
+    return BB_OK;
+}
+
 /* Blocks [l0, l1) of a prefill (positions 0..T-1) on the GPU: w->x uploaded, every block, downloaded. */
 static bb_status blocks_cuda(bb_forward *f, int B, int T) {
     const bb_model_config *c = &f->c;
@@ -315,7 +351,7 @@ static bb_status blocks_cuda(bb_forward *f, int B, int T) {
     if (!f->gctx) BB_CALL(bb_cuda_ctx_create(&f->gctx));
     if (!f->gw) {
         BB_CALL(bb_calloc((void **)&f->gw, (size_t)c->n_layers, sizeof *f->gw, "gpu block weights"));
-        for (int l = f->l0; l < f->l1; l++) BB_CALL(bb_cuda_block_w_upload(f->m, l, &f->gw[l]));
+        for (int l = f->l0; l < f->l1; l++) BB_CALL(upload_layer(f, l));
     }
     if (!f->gfw || f->g_t != T || f->g_b < B) {
         bb_cuda_fwd_destroy(&f->gfw);

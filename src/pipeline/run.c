@@ -18,6 +18,8 @@
 #include "mpi/pipe.h"
 #include "pipeline/stages.h"
 #ifdef BB_HAVE_CUDA
+#include <cuda_runtime.h>
+
 #include "cuda/check.h"
 #include "cuda/comm_nccl.h"
 #include "cuda/linalg_cuda.h"
@@ -283,6 +285,7 @@ void bb_run_destroy(bb_run **pr) {
     bb_tokens_free(&(*pr)->calib);
     bb_calib_destroy(&(*pr)->stats);
     free((*pr)->ckpt_shares);
+    free((*pr)->gpu_report);
     bb_comm_destroy(&(*pr)->comm);
     free(*pr);
     *pr = NULL;
@@ -441,6 +444,54 @@ static void print_plan(void) {
                 s[i].what);
 }
 
+/* Device memory in use on this rank's GPU now (all processes' allocations on it), the peak kept. */
+static void sample_gpu_memory(bb_run *r) {
+#ifdef BB_HAVE_CUDA
+    if (r->gpu < 0) return;
+    size_t fr = 0, tot = 0;
+    if (cudaMemGetInfo(&fr, &tot) == cudaSuccess && (int64_t)(tot - fr) > r->gpu_mem_peak)
+        r->gpu_mem_peak = (int64_t)(tot - fr);
+#else
+    (void)r;
+#endif
+}
+
+/* Every rank's GPU figures to rank 0 (r->gpu_report, 7 per rank): device, peak memory at stage ends, NCCL
+ * collectives, their bytes, point-to-point messages, bytes sent, bytes received. Collective. */
+static bb_status gather_gpu_report(bb_run *r) {
+    int64_t mine[7] = {r->gpu, r->gpu_mem_peak, 0, 0, 0, 0, 0};
+#ifdef BB_HAVE_CUDA
+    if (r->gpu >= 0) {
+        bb_comm_nccl_stats ns;
+        bb_comm_nccl_stats_get(&ns);
+        int64_t v[5] = {ns.collectives, ns.bytes_collective, ns.p2p, ns.bytes_sent, ns.bytes_received};
+        memcpy(mine + 2, v, sizeof v);
+    }
+#endif
+    int any = r->gpu >= 0, all_any = 0;
+    BB_MPI_CALL(MPI_Allreduce(&any, &all_any, 1, MPI_INT, MPI_MAX, r->dist->comm));
+    if (!all_any) return BB_OK;
+    if (r->dist->rank == 0)
+        BB_CALL(bb_calloc((void **)&r->gpu_report, (size_t)r->dist->size * 7, sizeof *r->gpu_report, "gpu report"));
+    BB_MPI_CALL(MPI_Gather(mine, 7, MPI_INT64_T, r->gpu_report, 7, MPI_INT64_T, 0, r->dist->comm));
+    return BB_OK;
+}
+
+static void write_gpu_json(const bb_run *r, FILE *f) {
+    if (!r->gpu_report) return;
+    fprintf(f, "  \"gpu\": {\"device\": \"%s\", \"comm\": \"%s\", \"ranks\": [", r->gpu_name,
+            bb_comm_kind_name(bb_comm_kind_of(r->comm)));
+    for (int q = 0; q < r->dist->size; q++) {
+        const int64_t *v = r->gpu_report + 7 * q;
+        fprintf(f, "%s\n    {\"rank\": %d, \"gpu\": %lld, \"memory_peak_bytes\": %lld, \"nccl_collectives\": %lld, "
+                   "\"nccl_collective_bytes\": %lld, \"nccl_p2p\": %lld, \"nccl_sent_bytes\": %lld, "
+                   "\"nccl_received_bytes\": %lld}",
+                q ? "," : "", q, (long long)v[0], (long long)v[1], (long long)v[2], (long long)v[3], (long long)v[4],
+                (long long)v[5], (long long)v[6]);
+    }
+    fprintf(f, "\n  ]},\n");
+}
+
 static bb_status write_summary_json(const bb_run *r, double total_s, double bytes) {
     char *text = NULL;
     size_t len = 0;
@@ -476,6 +527,7 @@ static bb_status write_summary_json(const bb_run *r, double total_s, double byte
     if (r->scale_tensors)
         fprintf(f, "  \"scales\": {\"tensors\": %lld, \"loss_before\": %.9g, \"loss_after\": %.9g},\n",
                 (long long)r->scale_tensors, r->scale_loss[0], r->scale_loss[1]);
+    write_gpu_json(r, f);
     fprintf(f, "  \"seconds\": %.6f\n}\n", total_s);
     fclose(f);
     char path[1200];
@@ -506,6 +558,7 @@ bb_status bb_run_execute(bb_run *r) {
         /* the wave loop books its per-wave stages itself; the rest is this stage's */
         r->stage_seconds[i] += bb_now() - t0 - inner;
         bb_event_end(ev, 0, 0);
+        sample_gpu_memory(r);
         BB_CALL(bb_dist_agree(r->dist, st));
         r->n_stages_run++;
     }
@@ -513,6 +566,19 @@ bb_status bb_run_execute(bb_run *r) {
         bb_warn("run stopped by a signal after wave %d: continue with birdbone compress --resume %s", r->n_waves,
                 r->cfg.run.dir);
         return BB_OK;
+    }
+    BB_CALL(bb_dist_agree(r->dist, gather_gpu_report(r)));
+    if (r->gpu_report) {
+        int64_t coll = 0, cb = 0, p2p = 0, sent = 0, peak = 0;
+        for (int q = 0; q < r->dist->size; q++) {
+            const int64_t *v = r->gpu_report + 7 * q;
+            coll += v[2], cb += v[3], p2p += v[4], sent += v[5];
+            if (v[1] > peak) peak = v[1];
+        }
+        bb_info("gpu          %s: peak device memory %.1f MiB (largest rank, at stage ends); %s: %lld collectives "
+                "(%lld bytes), %lld point-to-point messages (%lld bytes sent), all ranks",
+                r->gpu_name, peak / 1048576.0, bb_comm_kind_name(bb_comm_kind_of(r->comm)), (long long)coll,
+                (long long)cb, (long long)p2p, (long long)sent);
     }
     double bytes = 0;
     bb_model_for_each_tensor(r->model, stored_bytes, &bytes);

@@ -56,6 +56,8 @@ struct bb_run {
     int threads;           /* BLAS threads of this rank */
     int gpu;               /* the GPU this rank bound (backend.device), -1 = none */
     char gpu_name[128];
+    int64_t gpu_mem_peak;  /* device memory in use, the most seen at stage ends */
+    int64_t *gpu_report;   /* rank 0: (size, 7) per rank's GPU figures (run.c), NULL without GPUs */
     double t_start;
     double stage_seconds[16];
     int n_stages_run;
