@@ -340,6 +340,11 @@ extern "C" bb_status bb_cuda_download(void *dst, const void *src, size_t bytes, 
     return e == cudaSuccess ? BB_OK : bb_cuda_error(e, __FILE__, __LINE__, what);
 }
 
+extern "C" bb_status bb_cuda_zero(void *p, size_t bytes, const char *what) {
+    cudaError_t e = cudaMemset(p, 0, bytes);
+    return e == cudaSuccess ? BB_OK : bb_cuda_error(e, __FILE__, __LINE__, what);
+}
+
 extern "C" void bb_cuda_free(void *p) {
     if (p) cudaFree(p);
 }

@@ -65,6 +65,7 @@ void bb_cuda_fwd_stats_get(const bb_cuda_fwd *f, bb_cuda_fwd_stats *out);
 bb_status bb_cuda_upload(void *dst, const void *src, size_t bytes, const char *what);
 bb_status bb_cuda_download(void *dst, const void *src, size_t bytes, const char *what);
 void bb_cuda_free(void *p); /* NULL-safe */
+bb_status bb_cuda_zero(void *p, size_t bytes, const char *what);
 
 /* A block's weights uploaded from a model's tensors (bb_tensor_read_f32 then one copy each), freed by
  * bb_cuda_block_w_free. Errors: read errors, BB_ERR_OOM naming the tensor. */

@@ -942,6 +942,53 @@ extern "C" const bb_linalg_backend bb_linalg_backend_cuda = {
     h_gemm, h_syrk, h_potrf, h_trsm, h_potri, h_qr, h_svd, h_syevd,
 };
 
+/* ---- "cuda-auto": each operation where it runs faster ----
+ * The host-pointer table moves every operand over PCIe and allocates per call, which costs more than it
+ * saves on small matrices. This table sends an operation to the GPU only when its flops reach
+ * BB_CUDA_AUTO_FLOPS (1 GFLOP: about 1 ms of a CPU core's sgemm against ~0.2 ms of transfers and
+ * launches), else to the "cpu" table. The choice depends on the shapes only, so runs stay reproducible
+ * and every rank decides a given operation the same way. */
+#define BB_CUDA_AUTO_FLOPS 1e9
+
+static int big(double flops) { return flops >= BB_CUDA_AUTO_FLOPS; }
+
+static bb_status a_gemm(bb_op ta, bb_op tb, int64_t m, int64_t n, int64_t k, float alpha, const float *a, int64_t lda,
+                        const float *b, int64_t ldb, float beta, float *cm, int64_t ldc) {
+    return (big(2.0 * m * n * k) ? h_gemm : bb_linalg_backend_cpu.gemm)(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta,
+                                                                        cm, ldc);
+}
+static bb_status a_syrk(bb_uplo uplo, int64_t n, int64_t k, float alpha, const float *a, int64_t lda, float beta,
+                        float *cm, int64_t ldc) {
+    return (big((double)n * n * k) ? h_syrk : bb_linalg_backend_cpu.syrk)(uplo, n, k, alpha, a, lda, beta, cm, ldc);
+}
+static bb_status a_potrf(bb_uplo uplo, int64_t n, float *a, int64_t lda, int64_t *bad_pivot) {
+    return (big((double)n * n * n / 3) ? h_potrf : bb_linalg_backend_cpu.potrf)(uplo, n, a, lda, bad_pivot);
+}
+static bb_status a_trsm(bb_side side, bb_uplo uplo, bb_op op, int64_t m, int64_t n, float alpha, const float *t,
+                        int64_t ldt, float *b, int64_t ldb) {
+    double f = side == BB_SIDE_LEFT ? (double)m * m * n : (double)m * n * n;
+    return (big(f) ? h_trsm : bb_linalg_backend_cpu.trsm)(side, uplo, op, m, n, alpha, t, ldt, b, ldb);
+}
+static bb_status a_potri(bb_uplo uplo, int64_t n, float *a, int64_t lda) {
+    return (big(2.0 * n * n * n / 3) ? h_potri : bb_linalg_backend_cpu.potri)(uplo, n, a, lda);
+}
+static bb_status a_qr(int64_t m, int64_t n, float *a, int64_t lda, float *r, int64_t ldr) {
+    return (big(2.0 * m * n * n) ? h_qr : bb_linalg_backend_cpu.qr)(m, n, a, lda, r, ldr);
+}
+static bb_status a_svd(int64_t m, int64_t n, float *a, int64_t lda, float *s, float *u, int64_t ldu, float *vt,
+                       int64_t ldvt) {
+    double mn = (double)(m < n ? m : n), mx = (double)(m < n ? n : m);
+    return (big(4.0 * mx * mn * mn) ? h_svd : bb_linalg_backend_cpu.svd)(m, n, a, lda, s, u, ldu, vt, ldvt);
+}
+static bb_status a_syevd(int64_t n, float *a, int64_t lda, float *w) {
+    return (big(9.0 * n * n * n) ? h_syevd : bb_linalg_backend_cpu.syevd)(n, a, lda, w);
+}
+
+extern "C" const bb_linalg_backend bb_linalg_backend_cuda_auto = {
+    "cuda-auto", "each operation on the GPU from 1 GFLOP up, else on the CPU (host memory in and out; f32)",
+    a_gemm, a_syrk, a_potrf, a_trsm, a_potri, a_qr, a_svd, a_syevd,
+};
+
 extern "C" bb_status bb_cuda_backend_register(void) {
     const bb_linalg_backend *b = NULL;
     bb_error_set_quiet(1);
@@ -951,5 +998,6 @@ extern "C" bb_status bb_cuda_backend_register(void) {
     if (s == BB_OK) return BB_OK;
     BB_CHECK(bb_cuda_device_count() > 0, BB_ERR_CUDA,
              "backend cuda: no GPU is visible (check CUDA_VISIBLE_DEVICES and the driver, or use backend cpu)");
-    return bb_linalg_backend_register(&bb_linalg_backend_cuda);
+    BB_CALL(bb_linalg_backend_register(&bb_linalg_backend_cuda));
+    return bb_linalg_backend_register(&bb_linalg_backend_cuda_auto);
 }

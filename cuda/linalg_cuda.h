@@ -114,6 +114,9 @@ bb_status bb_cuda_fill_normal(float *x, int64_t n, uint64_t seed, float scale);
 
 /* The "cuda" backend table (host pointers), and its registration (idempotent; BB_ERR_CUDA without a GPU). */
 extern const bb_linalg_backend bb_linalg_backend_cuda;
+/* "cuda-auto": each operation on the GPU when it is worth the transfers (>= 1 GFLOP), else on the CPU;
+ * what backend.device = cuda runs with. bb_cuda_backend_register adds both. */
+extern const bb_linalg_backend bb_linalg_backend_cuda_auto;
 bb_status bb_cuda_backend_register(void);
 
 #ifdef __cplusplus

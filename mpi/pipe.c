@@ -264,7 +264,7 @@ bb_status bb_pipe_calib_run(bb_pipe *p, bb_calib *c, const bb_tokens *stream, in
     bb_event_begin("calib.pipeline");
     st = bb_pipe_run(p, stream->ids, stream->n_seq, stream->seq_len, micro_batch, "calib", NULL, NULL);
     bb_event_end("calib.pipeline", 0, 0);
-    if (p->f) bb_forward_set_hook(p->f, NULL, NULL);
+    if (p->f) bb_calib_detach(c, p->f);
     BB_CALL(st);
     if (c) BB_CALL(nonfinite_totals(c, &rows1, &vals1));
     if (rows1 > rows0)

@@ -31,6 +31,15 @@ for mode in strong weak; do
         grep -E "comm  |gpu   " "$d.log" | head -3
     done
 done
+if [ -n "${BB_CPU_BASELINE:-}" ]; then
+    # the same strong-scaling model on the CPU cores of one rank, for the GPU-vs-CPU ratio
+    d="$OUT/cpu-1"
+    rm -rf "$d"
+    t0=$(date +%s%N)
+    birdbone compress --set model.path="$MODEL" --set backend.device=cpu --set backend.threads="${BB_CPU_THREADS:-16}" \
+        $(for kv in ${BB_SET:-}; do echo --set "$kv"; done) --set run.dir="$d" > "$d.log" 2>&1
+    echo "cpu 1 rank x ${BB_CPU_THREADS:-16} threads $MODEL: rc=$? $(( ($(date +%s%N) - t0) / 1000000 )) ms"
+fi
 python3 - "$OUT" <<'PY'
 import json, os, sys, glob
 out = sys.argv[1]

@@ -10,6 +10,11 @@
 
 #include "core/events.h"
 #include "core/log.h"
+#ifdef BB_HAVE_CUDA
+#include "cuda/check.h"
+#include "cuda/forward_cuda.h"
+#include "cuda/linalg_cuda.h"
+#endif
 #include "core/rng.h"
 #include "core/sha256.h"
 
@@ -57,6 +62,7 @@ typedef struct {
     const float *last_x;            /* rows the owner kind accumulated last, for the sharing check */
     int64_t last_rows;
     int dirty; /* accumulated since last finished */
+    float *dg32; /* device Gram (upper triangle) accumulated from the GPU forward's inputs, added at finish */
 } calib_slot;
 
 struct bb_calib {
@@ -67,6 +73,8 @@ struct bb_calib {
     void *block;       /* the one allocation behind every array */
     double *conv;      /* (F64_BLOCK_ROWS, max in) f64 staging, f64 mode only */
     int loaded;        /* filled from a file: read-only */
+    bb_forward *fwd;   /* the pass attached (bb_calib_attach): its GPU path hands device inputs */
+    struct bb_cuda_ctx *gctx; /* device Grams: cuBLAS handles */
 };
 
 const char *bb_calib_input_name(bb_calib_input in) {
@@ -240,6 +248,10 @@ bb_status bb_calib_create(const bb_model *m, const bb_calib_opts *o, bb_calib **
 
 void bb_calib_destroy(bb_calib **c) {
     if (!c || !*c) return;
+#ifdef BB_HAVE_CUDA
+    for (int i = 0; (*c)->slots && i < (*c)->n_layers * BB_CALIB_INPUT_COUNT; i++) bb_cuda_free((*c)->slots[i].dg32);
+    bb_cuda_ctx_destroy(&(*c)->gctx);
+#endif
     free((*c)->block);
     free(*c);
     *c = NULL;
@@ -308,8 +320,60 @@ static void syrk_f64(const bb_calib *c, calib_slot *s, int64_t k, int64_t in) {
 /* x (rows, in) row-major into slot s: finite rows only. f32 runs ssyrk on each
  * stretch of consecutive finite rows in place; f64 stages finite rows as
  * double in blocks of F64_BLOCK_ROWS. */
+#ifdef BB_HAVE_CUDA
+/* Rows [r0, r0 + k) of the device copy dx into the slot's device Gram (allocated and zeroed on first use). */
+static bb_status syrk_device(bb_calib *c, calib_slot *s, const float *dx, int64_t r0, int64_t k, int64_t in) {
+    if (k <= 0) return BB_OK;
+    if (!c->gctx) BB_CALL(bb_cuda_ctx_create(&c->gctx));
+    if (!s->dg32) {
+        BB_CALL(bb_cuda_malloc((void **)&s->dg32, (size_t)(in * in) * sizeof(float), "device calibration Gram"));
+        BB_CALL(bb_cuda_zero(s->dg32, (size_t)(in * in) * sizeof(float), "device calibration Gram"));
+    }
+    return bb_cuda_gram_upper(c->gctx, BB_CUDA_FP32, in, k, dx + r0 * in, in, 1.0f, s->dg32, in);
+}
+
+/* The device Gram into the host one (upper triangles), then zero it again. */
+static bb_status flush_device(bb_calib *c, calib_slot *s) {
+    if (!s->dg32) return BB_OK;
+    int64_t n = s->pub.in_features;
+    float *h = malloc((size_t)(n * n) * sizeof *h);
+    BB_CHECK(h, BB_ERR_OOM, "device Gram download (%lld x %lld)", (long long)n, (long long)n);
+    bb_status st = bb_cuda_download(h, s->dg32, (size_t)(n * n) * sizeof *h, "calibration Gram");
+    if (st == BB_OK)
+        for (int64_t i = 0; i < n; i++)
+            for (int64_t j = i; j < n; j++) s->g32[i * n + j] += h[i * n + j];
+    free(h);
+    bb_cuda_free(s->dg32);
+    s->dg32 = NULL;
+    return st;
+}
+#endif
+
 static void accumulate(bb_calib *c, calib_slot *s, const float *x, int64_t rows, int64_t in) {
     double eps = c->o.eps;
+#ifdef BB_HAVE_CUDA
+    /* The GPU forward hands its device copy too: the Gram of each stretch of finite rows on the GPU, the
+     * per-channel sums here; a device failure falls back to the CPU syrk for the rest. */
+    const float *dx = c->fwd ? bb_forward_hook_device_input(c->fwd) : NULL;
+    if (dx && c->o.precision == BB_CALIB_F32) {
+        int64_t run0 = 0, ok = 1;
+        for (int64_t t = 0; t < rows; t++)
+            if (!add_row(s, x + t * in, in, eps)) {
+                if (ok && syrk_device(c, s, dx, run0, t - run0, in) != BB_OK) ok = 0;
+                if (!ok) syrk_f32(s, x + run0 * in, t - run0, in);
+                run0 = t + 1;
+            }
+        if (ok && syrk_device(c, s, dx, run0, rows - run0, in) != BB_OK) ok = 0;
+        if (!ok) {
+            bb_warn("calibration: the GPU Gram failed (%s); this batch and the rest use the CPU", bb_last_error());
+            bb_clear_error();
+            c->fwd = NULL;
+            if (rows > run0) syrk_f32(s, x + run0 * in, rows - run0, in);
+        }
+        s->dirty = 1;
+        return;
+    }
+#endif
     if (c->o.precision == BB_CALIB_F32) {
         int64_t run0 = 0;
         for (int64_t t = 0; t < rows; t++)
@@ -382,7 +446,13 @@ bb_status bb_calib_attach(bb_calib *c, bb_forward *f) {
              "shape (dim %d, hidden %d, %d layers)",
              c->m->path, b->dim, b->hidden_dim, b->n_layers, a->dim, a->hidden_dim, a->n_layers);
     bb_forward_set_hook(f, hook, c);
+    c->fwd = f;
     return BB_OK;
+}
+
+void bb_calib_detach(bb_calib *c, bb_forward *f) {
+    if (f) bb_forward_set_hook(f, NULL, NULL);
+    if (c) c->fwd = NULL;
 }
 
 /* Matmul flops of a prefill of B sequences of T tokens: the linear layers, the
@@ -444,6 +514,7 @@ bb_status bb_calib_run(bb_calib *c, bb_forward *f, const bb_tokens *stream, int 
     }
     bb_progress_end(&pr);
     bb_forward_set_hook(f, NULL, NULL);
+    c->fwd = NULL;
     free(logits);
     BB_CALL(st);
     int64_t bad_rows, bad_vals;
@@ -475,6 +546,9 @@ static void symmetrize_f64(double *h, int64_t n) {
 
 static void finish(calib_slot *s) {
     int64_t n = s->pub.in_features;
+#ifdef BB_HAVE_CUDA
+    if (flush_device(NULL, s) != BB_OK) bb_warn("calibration: the device Gram could not be read back: %s", bb_last_error());
+#endif
     if (s->g32) symmetrize_f32(s->g32, n);
     if (s->g64) symmetrize_f64(s->g64, n);
     double cnt = (double)s->pub.n_tokens;

@@ -103,6 +103,8 @@ void bb_calib_destroy(bb_calib **c); /* NULL-safe; nulls *c; does not detach a h
  * Errors: BB_ERR_ARG (other model dimensions, or statistics loaded from a file:
  * those are read-only). */
 bb_status bb_calib_attach(bb_calib *c, bb_forward *f);
+/* Undo bb_calib_attach: removes f's hook and forgets f (call it before f goes away). NULL-safe. */
+void bb_calib_detach(bb_calib *c, bb_forward *f);
 
 /* The hook itself: accumulate x (rows, in_features) row-major, the input of
  * linear `kind` of `layer`, as bb_forward calls it. Other producers of

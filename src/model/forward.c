@@ -66,6 +66,7 @@ struct bb_forward {
     float *gx;            /* device residual stream */
     int64_t gx_rows;
     float *ghost;         /* host copy of a linear layer's input for the hook */
+    const float *g_dx;    /* the device input while the hook runs */
     int64_t ghost_n;
     int g_layer;
 #endif
@@ -282,6 +283,15 @@ static bb_status check_tokens(const bb_forward *f, const int *tokens, int64_t R)
     return BB_OK;
 }
 
+const float *bb_forward_hook_device_input(const bb_forward *f) {
+#ifdef BB_HAVE_CUDA
+    return f->g_dx;
+#else
+    (void)f;
+    return NULL;
+#endif
+}
+
 int bb_forward_set_device(int use_cuda) {
 #ifdef BB_HAVE_CUDA
     g_use_cuda = use_cuda != 0;
@@ -304,7 +314,10 @@ static bb_status gpu_hook(void *ud, bb_linear_kind kind, const float *dx, int64_
         }
         BB_CALL(bb_cuda_download(f->ghost, dx, (size_t)(rows * in) * sizeof(float), "linear input for the hook"));
     }
-    return f->hook(f->hook_ud, f->g_layer, kind, f->ghost, rows, in);
+    f->g_dx = dx;
+    bb_status st = f->hook(f->hook_ud, f->g_layer, kind, f->ghost, rows, in);
+    f->g_dx = NULL;
+    return st;
 }
 
 /* One device copy of a host array of n floats (NULL stays NULL). */

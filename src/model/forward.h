@@ -84,6 +84,11 @@ bb_status bb_forward_head(bb_forward *f, const float *x, int B, int T, float *lo
  * whether the GPU path is on (0 in a build without CUDA). */
 int bb_forward_set_device(int use_cuda);
 
+/* While the hook runs on the GPU path: the same rows as x, on the device (a const float * of device
+ * memory, valid during the call), so a hook can do its heavy work there (calibration's Grams). NULL on
+ * the CPU path and outside hooks. */
+const float *bb_forward_hook_device_input(const bb_forward *f);
+
 /* Install (fn != NULL) or remove the linear-input hook. */
 void bb_forward_set_hook(bb_forward *f, bb_forward_hook_fn fn, void *ud);
 

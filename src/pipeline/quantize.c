@@ -311,7 +311,7 @@ static bb_status quantize_part(const bb_config *cfg, bb_weights *w, bb_calib *st
 #ifdef BB_HAVE_CUDA
     const bb_linalg_backend *dbe;
     BB_CALL(bb_linalg_backend_default_get(&dbe));
-    int gpu_gptq = !strcmp(cfg->quant.method, "gptq") && !strcmp(dbe->name, "cuda");
+    int gpu_gptq = !strcmp(cfg->quant.method, "gptq") && !strncmp(dbe->name, "cuda", 4);
 #endif
     bb_quantized *q;
     BB_CALL(bb_calloc((void **)&q, 1, sizeof *q, "quantized model"));

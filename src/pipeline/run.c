@@ -159,7 +159,7 @@ static bb_status set_device(bb_run *r) {
         BB_CALL(bb_cuda_bind(r->dist->local_rank, &r->gpu));
         BB_CALL(bb_cuda_backend_register());
         const bb_linalg_backend *be;
-        BB_CALL(bb_linalg_backend_get("cuda", &be));
+        BB_CALL(bb_linalg_backend_get("cuda-auto", &be));
         bb_linalg_backend_set_default(be);
         bb_forward_set_device(1);
         BB_CALL(bb_comm_nccl_register());

@@ -22,6 +22,7 @@ int main(void) {
 #include "cuda/check.h"
 #include "cuda/forward_cuda.h"
 #include "io/model.h"
+#include "model/calib.h"
 #include "model/forward.h"
 
 static double rel_err(const float *a, const float *ref, int64_t n) {
@@ -184,6 +185,50 @@ static void test_prefill_device(void) {
     bb_model_destroy(&m);
 }
 
+/* Calibration on the GPU path: the Grams are accumulated on the device from the forward's device inputs
+ * (model/calib.c), the per-channel statistics on the host; both equal the CPU path's within 1e-4. */
+static void test_calib_device(void) {
+    bb_model *m = NULL;
+    EXPECT_OK(bb_model_open("synthetic:tiny", &m));
+    if (!m) return;
+    enum { NS = 6, T = 40 };
+    int32_t ids[NS * T];
+    for (int i = 0; i < NS * T; i++) ids[i] = (i * 53 + 7) % m->cfg.vocab_size;
+    bb_tokens stream = {ids, NS * T, NS, T, m->cfg.vocab_size};
+    bb_calib *cal[2] = {NULL, NULL};
+    for (int dev = 0; dev < 2; dev++) {
+        bb_forward_set_device(dev);
+        bb_calib_opts o;
+        bb_calib_opts_default(&o);
+        bb_forward *f = NULL;
+        EXPECT_OK(bb_forward_create(m, 0, &f));
+        EXPECT_OK(bb_calib_create(m, &o, &cal[dev]));
+        if (f && cal[dev]) EXPECT_OK(bb_calib_run(cal[dev], f, &stream, 4));
+        bb_forward_destroy(&f);
+    }
+    bb_forward_set_device(0);
+    double worst = 0;
+    for (int l = 0; cal[0] && cal[1] && l < m->cfg.n_layers; l++)
+        for (int k = 0; k < BB_LIN_COUNT; k++) {
+            const bb_calib_stat *a = NULL, *b = NULL;
+            EXPECT_OK(bb_calib_stats(cal[0], l, (bb_linear_kind)k, &a));
+            EXPECT_OK(bb_calib_stats(cal[1], l, (bb_linear_kind)k, &b));
+            if (!a || !b) continue;
+            EXPECT(a->n_tokens == b->n_tokens && a->n_tokens == NS * T, "tokens %lld vs %lld", (long long)a->n_tokens,
+                   (long long)b->n_tokens);
+            int64_t n = a->in_features;
+            double e = rel_err(b->gram, a->gram, n * n), en = 0;
+            for (int64_t j = 0; j < n; j++) en = fmax(en, fabs(b->norm[j] - a->norm[j]) / (a->norm[j] + 1e-30));
+            worst = fmax(worst, fmax(e, en));
+            EXPECT(e <= 1e-4 && en <= 1e-4, "layer %d %s: Gram rel err %.3g, norms %.3g", l,
+                   bb_linear_name((bb_linear_kind)k), e, en);
+        }
+    printf("calibration on the GPU path: Grams and norms within %.3g of the CPU path's\n", worst);
+    bb_calib_destroy(&cal[0]);
+    bb_calib_destroy(&cal[1]);
+    bb_model_destroy(&m);
+}
+
 static void test_stories(void) {
     char path[1200];
     snprintf(path, sizeof path, "%s/data/stories260K/stories260K.bin", test_shared());
@@ -206,6 +251,7 @@ int main(void) {
     TEST_RUN(test_synthetic);
     TEST_RUN(test_stories);
     TEST_RUN(test_prefill_device);
+    TEST_RUN(test_calib_device);
     return TEST_DONE();
 }
 #endif

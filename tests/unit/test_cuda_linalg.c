@@ -75,6 +75,38 @@ static void test_gemm(void) {
         }
 }
 
+/* "cuda-auto" against "cpu": a gemm below its 1 GFLOP threshold (the cpu table: identical bytes) and one
+ * above it (the GPU: 1e-5), and a potrf on each side of it. */
+static void test_auto(void) {
+    const bb_linalg_backend *au = NULL, *cpu = NULL;
+    EXPECT_OK(bb_linalg_backend_get("cuda-auto", &au));
+    EXPECT_OK(bb_linalg_backend_get("cpu", &cpu));
+    if (!au || !cpu) return;
+    const int64_t shapes[2][3] = {{64, 48, 96}, {1024, 1024, 512}}; /* 0.6 MFLOP, 1.07 GFLOP */
+    for (int big = 0; big < 2; big++) {
+        int64_t m = shapes[big][0], n = shapes[big][1], k = shapes[big][2];
+        float *a = randn(m * k), *b = randn(k * n), *c1 = calloc((size_t)(m * n), 4), *c2 = calloc((size_t)(m * n), 4);
+        EXPECT_OK(au->gemm(BB_OP_N, BB_OP_N, m, n, k, 1.0f, a, k, b, n, 0.0f, c1, n));
+        EXPECT_OK(cpu->gemm(BB_OP_N, BB_OP_N, m, n, k, 1.0f, a, k, b, n, 0.0f, c2, n));
+        double e = rel(c1, c2, m, n, n);
+        if (big)
+            EXPECT(e < 1e-5, "cuda-auto gemm %lldx%lldx%lld: %g (tol 1e-5)", (long long)m, (long long)n, (long long)k, e);
+        else
+            EXPECT(memcmp(c1, c2, (size_t)(m * n) * 4) == 0, "cuda-auto small gemm is not the cpu's");
+        free(a), free(b), free(c1), free(c2);
+    }
+    for (int big = 0; big < 2; big++) {
+        int64_t n = big ? 1500 : 200; /* 1.1 GFLOP / 2.7 MFLOP */
+        float *h = spd(n), *h1 = copyf(h, n * n), *h2 = copyf(h, n * n);
+        int64_t bad1 = -1, bad2 = -1;
+        EXPECT_OK(au->potrf(BB_UPLO_UPPER, n, h1, n, &bad1));
+        EXPECT_OK(cpu->potrf(BB_UPLO_UPPER, n, h2, n, &bad2));
+        double e = rel(h1, h2, n, n, n);
+        EXPECT(big ? e < 1e-5 : e == 0, "cuda-auto potrf n=%lld: %g", (long long)n, e);
+        free(h), free(h1), free(h2);
+    }
+}
+
 static void test_syrk(void) {
     const int64_t n = 50, k = 90;
     for (int uplo = 0; uplo < 3; uplo++) {
@@ -348,6 +380,7 @@ int main(void) {
     if (!cu || !ref) return TEST_DONE();
     TEST_RUN(test_gemm);
     TEST_RUN(test_syrk);
+    TEST_RUN(test_auto);
     TEST_RUN(test_factorizations);
     TEST_RUN(test_qr_svd_eig);
     TEST_RUN(test_gram);
