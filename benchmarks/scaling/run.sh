@@ -8,9 +8,11 @@
 # Every run uses backend.threads=BB_SCALING_THREADS (default 1) per rank, so that R ranks use R cores and
 # the outputs are byte-identical across R (docs/distribution.md), and the same configuration otherwise
 # (BB_SCALING_SET: extra --set arguments). Writes benchmarks/results/scaling-<mode>.csv (one row per rank
-# count and stage: seconds, speedup and efficiency against 1 rank) and, when gnuplot is on PATH,
+# count and stage: seconds, speedup and efficiency against 1 rank, the most seconds one rank spent in MPI, the bytes
+# all ranks sent and received, the smallest and largest per-rank peak resident memory) and, when gnuplot is on PATH,
 # scaling-<mode>.svg. On a cluster use slurm/strong.sbatch / weak.sbatch (slurm/README.md), which run the
-# same configurations as a job array; this script is the single-node form.
+# same configurations as a job array; this script is the single-node form. Each run's timing events go to
+# scaling-events.csv and its sizes to scaling-config.json, which benchmarks/scaling/perfmodel.py reads.
 set -euo pipefail
 mode="${1:-strong}"
 shift || true
@@ -26,7 +28,7 @@ threads="${BB_SCALING_THREADS:-1}"
 read -r -a extra <<< "${BB_SCALING_SET:-}"
 mkdir -p "$out" "$work"
 csv="$out/scaling-$mode.csv"
-echo "mode,ranks,model,stage,seconds,speedup,efficiency" > "$csv.tmp"
+echo "mode,ranks,model,stage,seconds,speedup,efficiency,comm_seconds_max,bytes_sent,bytes_received,peak_rss_mib_min,peak_rss_mib_max" > "$csv.tmp"
 declare -A base
 for r in "${ranks[@]}"; do
     m="$model"
@@ -42,13 +44,23 @@ for r in "${ranks[@]}"; do
         OMPI_MCA_mpi_yield_when_idle=1 mpirun --allow-run-as-root --oversubscribe -np "$r" "$bin" "${args[@]}" \
             > "$dir.log" 2>&1 || { tail -20 "$dir.log"; exit 1; }
     fi
+    # the run's timing events and sizes, for the performance model (perfmodel.py, docs/performance.md)
+    python3 "$root/benchmarks/scaling/perfmodel.py" --out "$out" --ingest "$mode" "$r" "$dir.log" "$dir"
     python3 - "$dir/summary.json" "$r" "$m" "$mode" >> "$csv.tmp" <<'PY'
 import json, sys
 s = json.load(open(sys.argv[1]))
-r, m, mode = int(sys.argv[2]), sys.argv[3], sys.argv[4]
-rows = [(x["name"], x["seconds"]) for x in s["stages"] if x["built"]] + [("total", s["seconds"])]
-for name, sec in rows:
-    print(f"{mode},{r},{m},{name},{sec:.6f},,")
+r, m, mode = int(sys.argv[2]), sys.argv[3].replace(",", ";"), sys.argv[4]
+def use(x):
+    return (x["comm_seconds"]["max"], x["bytes_sent"]["sum"], x["bytes_received"]["sum"],
+            x["peak_rss_mib"]["min"], x["peak_rss_mib"]["max"])
+rows = [(x["name"], x["seconds"], use(x)) for x in s["stages"] if x["built"]]
+# the whole run: the most seconds in MPI on one rank, bytes over all ranks, the smallest and largest rank peak
+k = s["resources"]["per_rank"]
+rows.append(("total", s["seconds"], (max(x["comm_seconds"] for x in k), sum(x["bytes_sent"] for x in k),
+                                     sum(x["bytes_received"] for x in k), min(x["peak_rss_mib"] for x in k),
+                                     max(x["peak_rss_mib"] for x in k))))
+for name, sec, (cs, bs, br, pmin, pmax) in rows:
+    print(f"{mode},{r},{m},{name},{sec:.6f},,,{cs:.6f},{bs:.0f},{br:.0f},{pmin:.1f},{pmax:.1f}")
 PY
 done
 # speedup and efficiency against the first rank count (strong: T1 / (R T_R) per rank; weak: T1 / T_R)
@@ -58,29 +70,32 @@ rows = list(csv.DictReader(open(sys.argv[1])))
 mode = sys.argv[2]
 r0 = min(int(x["ranks"]) for x in rows)
 base = {x["stage"]: float(x["seconds"]) for x in rows if int(x["ranks"]) == r0}
-print("mode,ranks,model,stage,seconds,speedup,efficiency")
+w = csv.DictWriter(sys.stdout, fieldnames=list(rows[0].keys()), lineterminator="\n")
+w.writeheader()
 for x in rows:
     r, t = int(x["ranks"]), float(x["seconds"])
     b = base.get(x["stage"], 0)
     sp = b / t if t > 0 else 0
-    eff = sp * r0 / r if mode == "strong" else sp
-    print(f'{x["mode"]},{r},{x["model"]},{x["stage"]},{t:.6f},{sp:.3f},{eff:.3f}')
+    x["speedup"] = f"{sp:.3f}"
+    x["efficiency"] = f"{sp * r0 / r if mode == 'strong' else sp:.3f}"
+    w.writerow(x)
 PY
 rm -f "$csv.tmp"
-column -s, -t < "$csv" | grep -E "total|ranks"
+cut -d, -f1-2,4-12 "$csv" | column -s, -t | grep -E "total|ranks"
 if command -v gnuplot > /dev/null; then
-    grep ",total," "$csv" | awk -F, '{print $2, $5, $7}' > "$work/total.dat"
+    grep ",total," "$csv" | awk -F, '{print $2, $5, $7, $8}' > "$work/total.dat"
     gnuplot <<GP
 set terminal svg size 640,400
 set output "$out/scaling-$mode.svg"
 set title "birdbone compress, $mode scaling ($model, $threads BLAS thread per rank)"
-set xlabel "ranks"
+set xlabel "ranks${BB_SCALING_NOTE:+ ($BB_SCALING_NOTE)}"
 set ylabel "seconds"
 set y2label "efficiency"
 set y2range [0:1.2]
 set ytics nomirror
 set y2tics
 plot "$work/total.dat" using 1:2 with linespoints title "total time", \
+     "$work/total.dat" using 1:4 with linespoints title "seconds in MPI (most on one rank)", \
      "$work/total.dat" using 1:3 axes x1y2 with linespoints title "efficiency"
 GP
     echo "plot: $out/scaling-$mode.svg"

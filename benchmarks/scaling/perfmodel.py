@@ -1,0 +1,395 @@
+#!/usr/bin/env python3
+"""perfmodel.py — the performance model of `birdbone compress` over ranks (docs/performance.md).
+
+    python3 benchmarks/scaling/perfmodel.py [--out benchmarks/results] [--markdown]
+
+Two parts, both written as CSV under --out:
+
+perfmodel-validation.csv  The CPU runs measured here (scaling-strong.csv, scaling-weak.csv, scaling-events.csv from
+                          benchmarks/scaling/run.sh), predicted from their 1-rank points only: each stage's time is
+                          a fixed part plus a per-block part (fitted to the two 1-rank runs of 2 and 4 blocks), the
+                          per-block part divided over the ranks as the sharding plan divides the blocks, slowed by
+                          the pipeline's fill and drain for the forward stages and by oversubscription (more ranks
+                          than cores), plus rank 0's file writing, which does not shrink with ranks. Bytes come from
+                          the formulas in bytes_per_stage(), not from the measurements.
+perfmodel-plan.csv        Llama-2-70B, Llama-3-70B and Llama-3.1-405B on 1, 8 and 64 GPUs: time per stage from the
+                          per-kernel GPU timings in benchmarks/gpu/results/v5_bench_gpu.json (H200) scaled by each
+                          step's flop count, memory per rank from the sharding plan (`birdbone inspect --plan`), and
+                          the bytes each stage moves. No whole run has been measured on a GPU: these rows are
+                          predictions from kernel timings and the stated assumptions (ASSUME below).
+
+Shapes and plans come from the birdbone executable (BIRDBONE, default build/birdbone), so that the model uses the
+same plan as a run."""
+import argparse
+import csv
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+
+ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
+BIN = os.environ.get("BIRDBONE", os.path.join(ROOT, "build", "birdbone"))
+
+# Assumptions the GPU predictions rest on, each stated in docs/performance.md.
+ASSUME = {
+    "fwd_efficiency": 0.5,      # the forward's linears at this fraction of the measured tf32 gemm rate (no GPU forward yet)
+    "fp32_efficiency": 0.8,     # healing, stress and RigL products at this fraction of the measured fp32 gemm rate
+    "link_GBps": 20.0,          # MPI point-to-point between two GPU ranks through host memory, GB/s (one direction)
+    "fs_GBps": 2.0,             # one writer (rank 0) to a parallel file system, GB/s
+    "eval_tokens": 300_000,     # WikiText-2 test with a Llama tokenizer, about 146 windows of 2048
+    "ckpt_bytes_per_param": 5.7,  # checkpoint 4.05 + DeltaHistory record 1.44 + wave file 0.22, measured on synthetic:tiny
+}
+WAVES = 5          # configs/llama2-70b.yaml: waves.count 5, heal.steps 200 with taper, heal.rank 16
+HEAL_STEPS = 200
+HEAL_RANK = 16
+SCAN_RANK = 256
+GPU_COUNTS = (1, 8, 64)
+GPU_MEM = {"H100": 80e9, "H200": 141e9}
+MODELS = {
+    "Llama-2-70B": "synthetic:llama2-70b",
+    "Llama-3-70B": "synthetic:llama3-70b",
+    "Llama-3.1-405B": "synthetic:llama3-70b,dim=16384,hidden=53248,layers=126,heads=128,kv_heads=8",
+}
+# A stage's forward passes over the calibration (c) and evaluation (e) tokens, with W waves and no stop-loss
+# rollback: the dense evaluation, the calibration, per wave an evaluation and (from wave 2) a recalibration of the
+# pruned model, and in stage 6 a recalibration and the final evaluation.
+PASSES = {"baseline": (0, 1), "usage": (1, 0), "decay": (lambda w: w - 1, lambda w: w), "quantize": (1, 1)}
+FORWARD_STAGES = ("baseline", "usage")
+# rank 0's file writing per stage (events of the 1-rank runs, scaling-events.csv): it does not shrink with ranks
+SERIAL_EVENTS = {"decay": ("decay.write", "wave.history", "wave.checkpoint", "model.hash"),
+                 "quantize": ("export.gguf", "quant.checkpoint"), "version": ("stage.version",),
+                 "baseline": ("scan.rsvd",)}
+# Synthetic models only: every rank samples its share of the calibration and evaluation sequences through the whole
+# model (stage baseline), so this part divides by the rank count whatever the plan.
+SAMPLE_EVENT = ("baseline", "sample.stream")
+
+
+def run_bin(*args):
+    return subprocess.run([BIN, *args], check=True, capture_output=True, text=True).stdout
+
+
+def shape(spec):
+    out = run_bin("inspect", "--brief", spec)
+    m = re.search(r"dim (\d+), hidden (\d+), layers (\d+), heads (\d+), kv heads (\d+), head dim (\d+), vocab (\d+)",
+                  out)
+    d, h, L, nh, nkv, hd, V = map(int, m.groups())
+    qd, kvd = nh * hd, nkv * hd
+    lin = {"q": (qd, d), "k": (kvd, d), "v": (kvd, d), "o": (d, qd), "gate": (h, d), "up": (h, d), "down": (d, h)}
+    return {"d": d, "h": h, "L": L, "heads": nh, "hd": hd, "V": V, "lin": lin,
+            "P_blk": sum(r * c for r, c in lin.values()), "grams": (d, qd, d, h)}
+
+
+def plan(spec, ranks, seqs, seq_len, micro):
+    """Per-rank rows of `birdbone inspect --plan`: blocks, params, cost share, weights/buffers/memory MiB."""
+    out = run_bin("inspect", "--brief", "--plan", str(ranks), "--calib", f"{seqs}x{seq_len}x{micro}", spec)
+    rows = []
+    for line in out.splitlines():
+        m = re.match(r"\s*(\d+) (\S+)\s+(\S*)\s+(\d+)\s+([\d.]+)%\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)$", line)
+        if not m:
+            continue
+        blk = m.group(2)
+        n = 0 if blk in ("-", "idle") else (int(blk.split("-")[1]) - int(blk.split("-")[0]) + 1 if "-" in blk else 1)
+        rows.append({"rank": int(m.group(1)), "blocks": n, "also": m.group(3), "params": int(m.group(4)),
+                     "share": float(m.group(5)) / 100, "weights_mib": float(m.group(6)),
+                     "buffers_mib": float(m.group(7)), "memory_mib": float(m.group(8))})
+    return rows
+
+
+def n_passes(stage, waves):
+    c, e = PASSES.get(stage, (0, 0))
+    c, e = (c(waves) if callable(c) else c), (e(waves) if callable(e) else e)
+    return c, e
+
+
+def bytes_per_stage(stage, sh, pl, Tc, Te, waves, out_bits=4.5):
+    """Bytes sent, summed over ranks: pipeline hand-offs, rank 0's gathers, the sampled streams, small reductions."""
+    R = len(pl)
+    Ra = sum(1 for p in pl if p["blocks"] > 0 or p["also"])
+    P_nonroot = sum(p["blocks"] for p in pl[1:]) * sh["P_blk"]
+    hop = lambda T: (Ra - 1) * T * sh["d"] * 4
+    c, e = n_passes(stage, waves)
+    b = c * hop(Tc) + e * hop(Te)
+    if stage == "baseline" and R > 1:
+        b += (R - 1) * (Tc + Te) * 4          # the sampled token streams (synthetic models), allgather
+    if stage == "decay":
+        b += waves * P_nonroot * (4 + 1 / 8)  # every owner's weights and masks to rank 0 after each wave
+    if stage == "quantize":
+        b += P_nonroot * out_bits / 8         # the quantized blocks to rank 0, which writes the GGUF
+    return b
+
+
+# ---- part 1: the CPU runs measured here -------------------------------------------------------------------------
+
+def ingest(mode, ranks, log, run_dir, res):
+    """Append one run's timing events (rank 0's table: min/avg/max over ranks) to scaling-events.csv and record the
+    run's calibration and evaluation sizes in scaling-config.json (run.sh calls this after each run)."""
+    path = os.path.join(res, "scaling-events.csv")
+    old = [e for e in read_csv(path) if not (e["mode"] == mode and int(e["ranks"]) == ranks)]
+    new = []
+    table = False
+    for line in open(log):
+        line = re.sub(r"^\[rank \d+\] ", "", line.rstrip("\n"))
+        if line.startswith("event ") and "avg [s]" in line:
+            table = True
+            continue
+        m = re.match(r"(\S+)\s+(\d+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)", line) if table else None
+        if table and not m:
+            table = False
+        if m:
+            new.append({"mode": mode, "ranks": ranks, "event": m.group(1), "count": int(m.group(2)),
+                        "min_s": m.group(3), "avg_s": m.group(4), "max_s": m.group(5)})
+    write(path, old + new)
+    summ = json.load(open(os.path.join(run_dir, "summary.json")))
+    conf = open(os.path.join(run_dir, "config.yaml")).read()
+    key = lambda sec, k: int(re.search(rf"^{sec}:\n(?:  .*\n)*?  {k}: (\d+)", conf, re.M).group(1))
+    cfg = {"calib_tokens": summ["dense"]["calib_tokens"], "eval_tokens": summ["dense"]["eval_tokens"],
+           "seq_len": key("calib", "seq_len"), "micro_batch": key("calib", "micro_batch"),
+           "waves": key("waves", "count")}
+    json.dump(cfg, open(os.path.join(res, "scaling-config.json"), "w"), indent=1)
+
+def read_csv(path):
+    return list(csv.DictReader(open(path))) if os.path.exists(path) else []
+
+
+def line(pts):
+    """(fixed, per block) seconds of a cost measured at (blocks, seconds) points: the line through the first and
+    last point (its slope kept >= 0), or all per block for a single point."""
+    pts = sorted(pts)
+    if len(pts) >= 2 and pts[-1][0] != pts[0][0]:
+        b = max((pts[-1][1] - pts[0][1]) / (pts[-1][0] - pts[0][0]), 0)
+        return max(pts[0][1] - b * pts[0][0], 0), b
+    return (0, pts[0][1] / pts[0][0]) if pts else (0, 0)
+
+
+def validate(res, out):
+    runs = read_csv(os.path.join(res, "scaling-strong.csv")) + read_csv(os.path.join(res, "scaling-weak.csv"))
+    events = read_csv(os.path.join(res, "scaling-events.csv"))
+    if not runs:
+        sys.exit(f"perfmodel: no scaling CSVs in {res} (run benchmarks/scaling/run.sh first)")
+    cores = int(os.environ.get("BB_MODEL_CORES", "2"))
+    cfg = json.load(open(os.path.join(res, "scaling-config.json")))
+    Tc, Te, waves, micro_seqs = cfg["calib_tokens"], cfg["eval_tokens"], cfg["waves"], cfg["micro_batch"]
+    seq_len, seqs = cfg["seq_len"], cfg["calib_tokens"] // cfg["seq_len"]
+    spec_of = lambda m: m.replace(";", ",")
+    layers_of = lambda m: int(re.search(r"layers=(\d+)", m).group(1))
+    one = [x for x in runs if int(x["ranks"]) == 1]
+    stages = [x["stage"] for x in one if x["model"] == one[0]["model"] and x["stage"] != "total"]
+    # serial (rank 0) seconds per stage and per block, from the 1-rank runs' events
+    serial, sample = {}, []
+    for x in one:
+        L = layers_of(x["model"])
+        ev = {e["event"]: float(e["avg_s"]) for e in events if e["mode"] == x["mode"] and int(e["ranks"]) == 1}
+        if x["stage"] in SERIAL_EVENTS:
+            serial.setdefault(x["stage"], []).append((L, sum(ev.get(n, 0) for n in SERIAL_EVENTS[x["stage"]])))
+        if x["stage"] == SAMPLE_EVENT[0]:
+            sample.append((L, ev.get(SAMPLE_EVENT[1], 0)))
+    # fixed + per-block fit of the parallel part, from the 1-rank points (2 and 4 blocks)
+    fit = {}
+    for s in stages:
+        pts = sorted((layers_of(x["model"]), float(x["seconds"])) for x in one if x["stage"] == s)
+        ser = dict(serial.get(s, []))
+        smp = dict(sample) if s == SAMPLE_EVENT[0] else {}
+        pts = [(L, t - ser.get(L, 0) - smp.get(L, 0)) for L, t in pts]
+        fit[s] = line(pts) + line(serial.get(s, []))
+    sample_fit = line(sample)
+    rows = []
+    for x in runs:
+        s, R, L = x["stage"], int(x["ranks"]), layers_of(x["model"])
+        if s == "total":
+            continue
+        spec = spec_of(x["model"])
+        pl = plan(spec, R, seqs, seq_len, micro_seqs)
+        sh = shape(spec)
+        a, b, ser_a, ser_b = fit[s]
+        lmax = max(p["blocks"] for p in pl)
+        Ra = sum(1 for p in pl if p["blocks"] > 0 or p["also"])
+        M = math.ceil(seqs / micro_seqs)
+        bubble = (M + Ra - 1) / M if s in FORWARD_STAGES else 1
+        over = max(1.0, R / cores)
+        pred = (a + b * lmax * bubble) * over + ser_a + ser_b * L
+        if s == SAMPLE_EVENT[0]:
+            pred += (sample_fit[0] + sample_fit[1] * L) / R * over
+        rows.append({"mode": x["mode"], "ranks": R, "model": x["model"], "stage": s,
+                     "measured_s": float(x["seconds"]), "predicted_s": round(pred, 3),
+                     "measured_bytes": float(x["bytes_sent"]),
+                     "predicted_bytes": round(bytes_per_stage(s, sh, pl, Tc, Te, waves)),
+                     "measured_peak_mib": float(x["peak_rss_mib_max"]),
+                     "plan_memory_mib": max(p["memory_mib"] for p in pl)})
+    tot = {}
+    for r in rows:
+        k = (r["mode"], r["ranks"], r["model"])
+        t = tot.setdefault(k, {"mode": k[0], "ranks": k[1], "model": k[2], "stage": "total", "measured_s": 0,
+                               "predicted_s": 0, "measured_bytes": 0, "predicted_bytes": 0,
+                               "measured_peak_mib": 0, "plan_memory_mib": r["plan_memory_mib"]})
+        for f in ("measured_s", "predicted_s", "measured_bytes", "predicted_bytes"):
+            t[f] += r[f]
+        t["measured_peak_mib"] = max(t["measured_peak_mib"], r["measured_peak_mib"])
+    for x in runs:
+        if x["stage"] == "total":
+            tot[(x["mode"], int(x["ranks"]), x["model"])]["measured_s"] = float(x["seconds"])
+    rows += sorted(tot.values(), key=lambda r: (r["mode"], r["ranks"]))
+    for r in rows:
+        r["predicted_s"] = round(r["predicted_s"], 3)
+        r["error_pct"] = round(100 * (r["predicted_s"] / r["measured_s"] - 1), 1) if r["measured_s"] > 0 else ""
+    write(os.path.join(out, "perfmodel-validation.csv"), rows)
+    fit["sample (baseline)"] = sample_fit + (0, 0)
+    return rows, fit
+
+
+# ---- part 2: 70B and 405B on GPUs -------------------------------------------------------------------------------
+
+def gpu_costs(bench):
+    g = json.load(open(bench))
+    tf32, fp32 = g["ceiling_tf32_gemm_tflops"] * 1e12, g["ceiling_fp32_gemm_tflops"] * 1e12
+    gram = g["gram_tf32"]
+    gq, gd = g["gptq4_q4_0_q_proj_trail_fp32"], g["gptq4_q4_0_down_proj_trail_fp32"]
+    rs, wa = g["rsvd_k256_fp32"], g["wanda50"]
+    return {
+        "device": g["device"],
+        "fwd_rate": tf32 * ASSUME["fwd_efficiency"],
+        "fp32_rate": fp32 * ASSUME["fp32_efficiency"],
+        # seconds per n^2 T of a Gram, measured at n = 28672, T = 262144
+        "gram_unit": gram["s"] / (gram["n"] ** 2 * gram["tokens"]),
+        # GPTQ: the Cholesky's seconds per cols^3 and the column loop's per rows cols^2, from the two measured shapes
+        "chol": {gq["cols"]: gq["cholesky_s"] / gq["cols"] ** 3, gd["cols"]: gd["cholesky_s"] / gd["cols"] ** 3},
+        "loop": {gq["cols"]: gq["loop_and_trailing_s"] / (gq["rows"] * gq["cols"] ** 2),
+                 gd["cols"]: gd["loop_and_trailing_s"] / (gd["rows"] * gd["cols"] ** 2)},
+        "rsvd_unit": rs["s"] / (rs["m"] * rs["n"]),
+        "wanda_unit": wa["s"] / (wa["rows"] * wa["cols"]),
+    }
+
+
+def nearest(table, cols):
+    return table[min(table, key=lambda c: abs(math.log(c / cols)))]
+
+
+def block_seconds(sh, g, Tc, Te, seq_len, waves):
+    """Seconds of one block's work per stage on one GPU (all W waves summed for the wave stages)."""
+    lin = sh["lin"].values()
+    attn = 2 * sh["heads"] * sh["hd"] * seq_len  # causal QK^T and PV per token (half the square)
+    fwd = lambda T: T * (2 * sh["P_blk"] + attn) / g["fwd_rate"]
+    gram = lambda T: sum(n * n for n in sh["grams"]) * T * g["gram_unit"]
+    gptq = sum(nearest(g["chol"], c) * c ** 3 + nearest(g["loop"], c) * r * c * c for r, c in lin)
+    wanda = sum(r * c for r, c in lin) * g["wanda_unit"]
+    rsvd = sum(r * c for r, c in lin) * g["rsvd_unit"] * SCAN_RANK / 256
+    steps = sum(HEAL_STEPS * (1 - k / waves) for k in range(waves))   # heal.taper
+    heal = sum(waves * (c ** 3 / 3 + 4 * r * c * c) + steps * (2 * HEAL_RANK * c * c + 4 * r * c * HEAL_RANK
+               + 4 * HEAL_RANK ** 2 * (r + c)) for r, c in lin) / g["fp32_rate"]
+    hprod = sum(2 * r * c * c for r, c in lin) * waves / g["fp32_rate"]   # one product with the Gram per wave
+    cw, ew = n_passes("decay", waves)
+    return {"baseline": (fwd(Te), rsvd), "usage": (fwd(Tc) + gram(Tc), 0),
+            "decay": (ew * fwd(Te) + cw * (fwd(Tc) + gram(Tc)) + waves * wanda, 0),
+            "heal": (heal, 0), "reinforce": (hprod, 0), "redistribute": (hprod, 0),
+            "quantize": (fwd(Tc) + gram(Tc) + fwd(Te) + gptq, 0)}
+
+
+def predict_gpu(name, spec, g, n_gpu, seqs=128, seq_len=2048, micro=1):
+    sh = shape(spec)
+    pl = plan(spec, n_gpu, seqs, seq_len, micro)
+    Tc, Te = seqs * seq_len, ASSUME["eval_tokens"]
+    per_block = block_seconds(sh, g, Tc, Te, seq_len, WAVES)
+    lmax = max(p["blocks"] for p in pl)
+    Ra = sum(1 for p in pl if p["blocks"] > 0 or p["also"])
+    M = math.ceil(seqs / micro)
+    bubble = (M + Ra - 1) / M
+    head_fwd = 2 * sh["d"] * sh["V"] / g["fwd_rate"]   # the classifier per token (evaluation passes)
+    link, fs = ASSUME["link_GBps"] * 1e9, ASSUME["fs_GBps"] * 1e9
+    P = sh["L"] * sh["P_blk"]
+    rows = []
+    for s in ("baseline", "usage", "decay", "heal", "reinforce", "redistribute", "quantize"):
+        par, ser = per_block[s]
+        comp = par * lmax * (bubble if s in ("baseline", "usage", "decay", "quantize") else 1)
+        c, e = n_passes(s, WAVES)
+        comp += e * Te * head_fwd
+        ser *= sh["L"]                              # the scan runs on rank 0 over every matrix
+        by = bytes_per_stage(s, sh, pl, Tc, Te, WAVES)
+        act = (c * Tc + e * Te) * sh["d"] * 4 * (Ra - 1)
+        # the hand-offs overlap compute except for one micro-batch per hop; rank 0's gathers and writes do not
+        comm = (by - act) / link + (Ra - 1) * micro * seq_len * sh["d"] * 4 / link * (c + e)
+        write = {"decay": WAVES * P * ASSUME["ckpt_bytes_per_param"], "quantize": P * 4.5 / 8}.get(s, 0) / fs
+        rows.append({"model": name, "gpus": n_gpu, "stage": s, "compute_s": comp + ser, "comm_s": comm,
+                     "write_s": write, "seconds": comp + ser + comm + write, "bytes_activations": act,
+                     "bytes_rank0": by - act if s in ("decay", "quantize") else 0,
+                     "bytes_written": write * fs})
+    mem = max(p["memory_mib"] for p in pl) * 2 ** 20
+    host0 = P * 4  # rank 0's working copy of every linear weight (host memory)
+    tot = sum(r["seconds"] for r in rows)
+    rows.append({"model": name, "gpus": n_gpu, "stage": "total", "compute_s": sum(r["compute_s"] for r in rows),
+                 "comm_s": sum(r["comm_s"] for r in rows), "write_s": sum(r["write_s"] for r in rows),
+                 "seconds": tot, "bytes_activations": sum(r["bytes_activations"] for r in rows),
+                 "bytes_rank0": sum(r["bytes_rank0"] for r in rows),
+                 "bytes_written": sum(r["bytes_written"] for r in rows)})
+    for r in rows:
+        r.update({"gpu_mem_per_rank_gb": mem / 1e9, "rank0_host_gb": host0 / 1e9, "blocks_max": lmax,
+                  "fits_h100": mem <= GPU_MEM["H100"], "fits_h200": mem <= GPU_MEM["H200"]})
+    return rows
+
+
+def write(path, rows):
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0].keys()), lineterminator="\n")
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in r.items()})
+
+
+def markdown(val, gpu):
+    print("## Predicted vs measured (CPU, this machine)\n")
+    print("| mode | ranks | model | stage | measured s | predicted s | error | measured bytes | predicted bytes |"
+          " peak MiB (measured, max rank) | plan MiB |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in val:
+        print(f'| {r["mode"]} | {r["ranks"]} | {r["model"].replace(";", ",")} | {r["stage"]} | {r["measured_s"]:.1f} |'
+              f' {r["predicted_s"]:.1f} | {r["error_pct"]:+.0f} % | {r["measured_bytes"] / 2**20:.2f} MiB |'
+              f' {r["predicted_bytes"] / 2**20:.2f} MiB | {r["measured_peak_mib"]:.0f} | {r["plan_memory_mib"]:.0f} |')
+    print("\n## GPU plan (predicted)\n")
+    print("| model | GPUs | total | compute | MPI | rank-0 writes | activations sent | to rank 0 | written |"
+          " GPU memory / rank | fits H100 / H200 | rank-0 host |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in gpu:
+        if r["stage"] != "total":
+            continue
+        h = lambda s: f"{s / 3600:.1f} h" if s >= 3600 else f"{s / 60:.0f} min"
+        print(f'| {r["model"]} | {r["gpus"]} | {h(r["seconds"])} | {h(r["compute_s"])} | {h(r["comm_s"])} |'
+              f' {h(r["write_s"])} | {r["bytes_activations"] / 1e9:.0f} GB | {r["bytes_rank0"] / 1e9:.0f} GB |'
+              f' {r["bytes_written"] / 1e9:.0f} GB | {r["gpu_mem_per_rank_gb"]:.0f} GB |'
+              f' {"yes" if r["fits_h100"] else "no"} / {"yes" if r["fits_h200"] else "no"} | {r["rank0_host_gb"]:.0f} GB |')
+    print("\n| model | GPUs | " + " | ".join(("baseline", "usage", "decay", "heal", "reinforce", "redistribute",
+                                               "quantize")) + " |")
+    print("|---|---|" + "---|" * 7)
+    by = {}
+    for r in gpu:
+        by.setdefault((r["model"], r["gpus"]), {})[r["stage"]] = r["seconds"]
+    for (m, n), s in by.items():
+        print(f"| {m} | {n} | " + " | ".join(f'{s[k]:.0f} s' for k in ("baseline", "usage", "decay", "heal",
+                                                                        "reinforce", "redistribute", "quantize")) + " |")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results"))
+    ap.add_argument("--gpu-bench", default=os.path.join(ROOT, "benchmarks", "gpu", "results", "v5_bench_gpu.json"))
+    ap.add_argument("--markdown", action="store_true", help="print the tables docs/performance.md shows")
+    ap.add_argument("--ingest", nargs=4, metavar=("MODE", "RANKS", "LOG", "RUN_DIR"),
+                    help="add one run's events and sizes to --out (what run.sh does) and stop")
+    a = ap.parse_args()
+    if a.ingest:
+        ingest(a.ingest[0], int(a.ingest[1]), a.ingest[2], a.ingest[3], a.out)
+        return
+    val, fit = validate(a.out, a.out)
+    g = gpu_costs(a.gpu_bench)
+    gpu = [r for name, spec in MODELS.items() for n in GPU_COUNTS for r in predict_gpu(name, spec, g, n)]
+    write(os.path.join(a.out, "perfmodel-plan.csv"), gpu)
+    if a.markdown:
+        markdown(val, gpu)
+        print("\n| stage | fixed s | per block s | rank-0 serial, fixed s | rank-0 serial, per block s |")
+        print("|---|---|---|---|---|")
+        for s, (x, b, wa, wb) in fit.items():
+            print(f"| {s} | {x:.2f} | {b:.2f} | {wa:.2f} | {wb:.3f} |")
+    print(f"wrote {a.out}/perfmodel-validation.csv and perfmodel-plan.csv", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
