@@ -9,7 +9,8 @@
 # the outputs are byte-identical across R (docs/distribution.md), and the same configuration otherwise
 # (BB_SCALING_SET: extra --set arguments). Writes benchmarks/results/scaling-<mode>.csv (one row per rank
 # count and stage: seconds, speedup and efficiency against 1 rank, the most seconds one rank spent in MPI, the bytes
-# all ranks sent and received, the smallest and largest per-rank peak resident memory) and, when gnuplot is on PATH,
+# all ranks sent and received, the most CPU seconds of one rank, the smallest and largest per-rank peak resident
+# memory, the machine's load average as the run ended) and, when gnuplot is on PATH,
 # scaling-<mode>.svg. On a cluster use slurm/strong.sbatch / weak.sbatch (slurm/README.md), which run the
 # same configurations as a job array; this script is the single-node form. Each run's timing events go to
 # scaling-events.csv and its sizes to scaling-config.json, which benchmarks/scaling/perfmodel.py reads.
@@ -28,7 +29,7 @@ threads="${BB_SCALING_THREADS:-1}"
 read -r -a extra <<< "${BB_SCALING_SET:-}"
 mkdir -p "$out" "$work"
 csv="$out/scaling-$mode.csv"
-echo "mode,ranks,model,stage,seconds,speedup,efficiency,comm_seconds_max,bytes_sent,bytes_received,peak_rss_mib_min,peak_rss_mib_max" > "$csv.tmp"
+echo "mode,ranks,model,stage,seconds,speedup,efficiency,comm_seconds_max,cpu_seconds_max,bytes_sent,bytes_received,peak_rss_mib_min,peak_rss_mib_max,load_avg" > "$csv.tmp"
 declare -A base
 for r in "${ranks[@]}"; do
     m="$model"
@@ -50,17 +51,19 @@ for r in "${ranks[@]}"; do
 import json, sys
 s = json.load(open(sys.argv[1]))
 r, m, mode = int(sys.argv[2]), sys.argv[3].replace(",", ";"), sys.argv[4]
+load = open("/proc/loadavg").read().split()[0]  # the machine's 1-minute load as the run ended
 def use(x):
-    return (x["comm_seconds"]["max"], x["bytes_sent"]["sum"], x["bytes_received"]["sum"],
-            x["peak_rss_mib"]["min"], x["peak_rss_mib"]["max"])
+    return (x["comm_seconds"]["max"], x.get("cpu_seconds", {}).get("max", ""), x["bytes_sent"]["sum"],
+            x["bytes_received"]["sum"], x["peak_rss_mib"]["min"], x["peak_rss_mib"]["max"])
 rows = [(x["name"], x["seconds"], use(x)) for x in s["stages"] if x["built"]]
 # the whole run: the most seconds in MPI on one rank, bytes over all ranks, the smallest and largest rank peak
 k = s["resources"]["per_rank"]
-rows.append(("total", s["seconds"], (max(x["comm_seconds"] for x in k), sum(x["bytes_sent"] for x in k),
+rows.append(("total", s["seconds"], (max(x["comm_seconds"] for x in k), max(x.get("cpu_seconds", 0) for x in k),
+                                     sum(x["bytes_sent"] for x in k),
                                      sum(x["bytes_received"] for x in k), min(x["peak_rss_mib"] for x in k),
                                      max(x["peak_rss_mib"] for x in k))))
-for name, sec, (cs, bs, br, pmin, pmax) in rows:
-    print(f"{mode},{r},{m},{name},{sec:.6f},,,{cs:.6f},{bs:.0f},{br:.0f},{pmin:.1f},{pmax:.1f}")
+for name, sec, (cs, cpu, bs, br, pmin, pmax) in rows:
+    print(f"{mode},{r},{m},{name},{sec:.6f},,,{cs:.6f},{cpu},{bs:.0f},{br:.0f},{pmin:.1f},{pmax:.1f},{load}")
 PY
 done
 # speedup and efficiency against the first rank count (strong: T1 / (R T_R) per rank; weak: T1 / T_R)
@@ -81,7 +84,7 @@ for x in rows:
     w.writerow(x)
 PY
 rm -f "$csv.tmp"
-cut -d, -f1-2,4-12 "$csv" | column -s, -t | grep -E "total|ranks"
+cut -d, -f1-2,4-14 "$csv" | column -s, -t | grep -E "total|ranks"
 if command -v gnuplot > /dev/null; then
     grep ",total," "$csv" | awk -F, '{print $2, $5, $7, $8}' > "$work/total.dat"
     gnuplot <<GP

@@ -1,4 +1,4 @@
-/* mem.c — resident memory of this process (mem.h). */
+/* mem.c — resident memory and CPU time of this process (mem.h). */
 #include "core/mem.h"
 
 #include <stdio.h>
@@ -31,6 +31,13 @@ int64_t bb_mem_peak_bytes(void) {
     if (b >= 0) return b;
     struct rusage u;
     return getrusage(RUSAGE_SELF, &u) == 0 ? (int64_t)u.ru_maxrss * 1024 : 0; /* ru_maxrss is in KiB on Linux */
+}
+
+double bb_cpu_seconds(void) {
+    struct rusage u;
+    if (getrusage(RUSAGE_SELF, &u) != 0) return 0;
+    return (double)u.ru_utime.tv_sec + 1e-6 * (double)u.ru_utime.tv_usec + (double)u.ru_stime.tv_sec +
+           1e-6 * (double)u.ru_stime.tv_usec;
 }
 
 int bb_mem_peak_reset(void) {

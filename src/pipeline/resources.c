@@ -24,6 +24,7 @@ bb_status bb_run_resources_gather(const bb_run *r, bb_run_resources *out) {
         m[BB_USE_SENT] = u->bytes_sent;
         m[BB_USE_RECV] = u->bytes_recv;
         m[BB_USE_PEAK] = (double)u->peak_rss;
+        m[BB_USE_CPU_S] = u->cpu_seconds;
     }
     out->n_ranks = d->size;
     out->n_slots = n + 1;
@@ -66,6 +67,7 @@ static void rank_totals(const bb_run_resources *res, int k, double t[BB_USE_FIEL
         t[BB_USE_COMM_S] += x[BB_USE_COMM_S];
         t[BB_USE_SENT] += x[BB_USE_SENT];
         t[BB_USE_RECV] += x[BB_USE_RECV];
+        t[BB_USE_CPU_S] += x[BB_USE_CPU_S];
         t[BB_USE_PEAK] = fmax(t[BB_USE_PEAK], x[BB_USE_PEAK]);
     }
 }
@@ -110,8 +112,8 @@ void bb_run_resources_print(const bb_run_resources *res) {
         char hs[32], hr[32];
         human(t[BB_USE_SENT], hs, sizeof hs);
         human(t[BB_USE_RECV], hr, sizeof hr);
-        bb_info("             rank %d: peak %.0f MiB, sent %s, received %s, %.2f s in MPI", k, t[BB_USE_PEAK] / MIB, hs,
-                hr, t[BB_USE_COMM_S]);
+        bb_info("             rank %d: peak %.0f MiB, sent %s, received %s, %.2f s in MPI, %.1f CPU s", k,
+                t[BB_USE_PEAK] / MIB, hs, hr, t[BB_USE_COMM_S], t[BB_USE_CPU_S]);
     }
 }
 
@@ -121,6 +123,8 @@ static void slot_json(const bb_run_resources *res, int s, FILE *f) {
     fprintf(f, "\"peak_rss_mib\": {\"min\": %.1f, \"max\": %.1f}", mn / MIB, mx / MIB);
     over_ranks(res, s, BB_USE_COMM_S, &mn, &mx, &sum);
     fprintf(f, ", \"comm_seconds\": {\"min\": %.6f, \"max\": %.6f}", mn, mx);
+    over_ranks(res, s, BB_USE_CPU_S, &mn, &mx, &sum);
+    fprintf(f, ", \"cpu_seconds\": {\"min\": %.6f, \"max\": %.6f}", mn, mx);
     over_ranks(res, s, BB_USE_SENT, &mn, &mx, &sum);
     fprintf(f, ", \"bytes_sent\": {\"sum\": %.0f, \"max\": %.0f}", sum, mx);
     over_ranks(res, s, BB_USE_RECV, &mn, &mx, &sum);
@@ -143,9 +147,10 @@ void bb_run_resources_json(const bb_run_resources *res, FILE *f) {
         double t[BB_USE_FIELDS];
         rank_totals(res, k, t);
         fprintf(f,
-                "%s\n      {\"rank\": %d, \"peak_rss_mib\": %.1f, \"comm_seconds\": %.6f, \"bytes_sent\": %.0f, "
-                "\"bytes_received\": %.0f}",
-                k ? "," : "", k, t[BB_USE_PEAK] / MIB, t[BB_USE_COMM_S], t[BB_USE_SENT], t[BB_USE_RECV]);
+                "%s\n      {\"rank\": %d, \"peak_rss_mib\": %.1f, \"comm_seconds\": %.6f, \"cpu_seconds\": %.6f, "
+                "\"bytes_sent\": %.0f, \"bytes_received\": %.0f}",
+                k ? "," : "", k, t[BB_USE_PEAK] / MIB, t[BB_USE_COMM_S], t[BB_USE_CPU_S], t[BB_USE_SENT],
+                t[BB_USE_RECV]);
     }
     fprintf(f, "\n    ]\n  },\n");
 }

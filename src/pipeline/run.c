@@ -157,6 +157,9 @@ int bb_run_stage_enter(bb_run *r, int i) {
     u->comm_seconds += d.seconds;
     u->bytes_sent += d.bytes_sent;
     u->bytes_recv += d.bytes_recv;
+    double cpu = bb_cpu_seconds();
+    u->cpu_seconds += cpu - r->booked_cpu;
+    r->booked_cpu = cpu;
     int64_t peak = bb_mem_peak_bytes();
     if (peak > u->peak_rss) u->peak_rss = peak;
     r->booked = now;
@@ -183,6 +186,7 @@ bb_status bb_run_create(const bb_dist *d, const char *config_path, char **overri
     r->t_start = bb_now();
     r->cur_stage = -1;
     bb_traffic_get(&r->booked);
+    r->booked_cpu = bb_cpu_seconds();
     r->peak_resets = bb_mem_peak_reset();
     snprintf(r->config_path, sizeof r->config_path, "%s", config_path ? config_path : "(defaults)");
     bb_status st = d->rank == 0 ? resolve_config(r, config_path, overrides, n_overrides) : BB_OK;

@@ -29,6 +29,7 @@ typedef struct {
 /* What one stage used on this rank (bb_run_stage_enter books it). */
 typedef struct {
     double comm_seconds;   /* inside MPI calls, waits included (mpi/traffic.h) */
+    double cpu_seconds;    /* user + system time of the process (all its threads) */
     double bytes_sent, bytes_recv;
     int64_t peak_rss;      /* the most resident bytes while the stage ran (core/mem.h) */
 } bb_stage_use;
@@ -66,6 +67,7 @@ struct bb_run {
     bb_stage_use other_use; /* outside every stage: opening the model, the plan, the summary */
     int cur_stage;         /* the stage resources are booked to; -1 before the first */
     bb_traffic booked;     /* the MPI totals at the last booking */
+    double booked_cpu;     /* the process's CPU seconds at the last booking */
     int peak_resets;       /* the peak could be reset at every booking: per-stage peaks, not running maxima */
     int n_stages_run;
     /* filled by stages */
