@@ -194,6 +194,10 @@ def validate(res, out):
         pts = [(L, t - ser.get(L, 0) - smp.get(L, 0)) for L, t in pts]
         fit[s] = line(pts) + line(serial.get(s, []))
     sample_fit = line(sample)
+    # peak resident memory of one rank: a fixed part (libraries, MPI, OpenBLAS buffers) plus bytes per parameter it
+    # owns, fitted to the 1-rank runs; rank 0 also keeps a 4-byte working copy of every other rank's linear weights
+    mem_fit = line([(sum(p["params"] for p in plan(spec_of(x["model"]), 1, seqs, seq_len, micro_seqs)),
+                     float(x["peak_rss_mib_max"])) for x in one if x["stage"] == "total"])
     rows = []
     for x in runs:
         s, R, L = x["stage"], int(x["ranks"]), layers_of(x["model"])
@@ -216,25 +220,40 @@ def validate(res, out):
                      "measured_bytes": float(x["bytes_sent"]),
                      "predicted_bytes": round(bytes_per_stage(s, sh, pl, Tc, Te, waves)),
                      "measured_peak_mib": float(x["peak_rss_mib_max"]),
+                     "predicted_peak_mib": round(max(mem_fit[0] + mem_fit[1] * p["params"] + (
+                         4 * (sh["L"] - p["blocks"]) * sh["P_blk"] / 2**20 if p["rank"] == 0 else 0) for p in pl), 1),
                      "plan_memory_mib": max(p["memory_mib"] for p in pl)})
     tot = {}
     for r in rows:
         k = (r["mode"], r["ranks"], r["model"])
         t = tot.setdefault(k, {"mode": k[0], "ranks": k[1], "model": k[2], "stage": "total", "measured_s": 0,
                                "predicted_s": 0, "measured_bytes": 0, "predicted_bytes": 0,
-                               "measured_peak_mib": 0, "plan_memory_mib": r["plan_memory_mib"]})
+                               "measured_peak_mib": 0, "predicted_peak_mib": r["predicted_peak_mib"],
+                               "plan_memory_mib": r["plan_memory_mib"]})
         for f in ("measured_s", "predicted_s", "measured_bytes", "predicted_bytes"):
             t[f] += r[f]
         t["measured_peak_mib"] = max(t["measured_peak_mib"], r["measured_peak_mib"])
     for x in runs:
         if x["stage"] == "total":
-            tot[(x["mode"], int(x["ranks"]), x["model"])]["measured_s"] = float(x["seconds"])
+            t = tot[(x["mode"], int(x["ranks"]), x["model"])]
+            t["measured_s"] = float(x["seconds"])
+            # the busiest rank's CPU seconds over the wall time: the share of a core it got on the shared machine,
+            # against the min(1, cores/R) the prediction assumes; the prediction rescaled to the share it got
+            if x.get("cpu_seconds_max"):
+                share = float(x["cpu_seconds_max"]) / float(x["seconds"])
+                t["cpu_share"] = round(share, 3)
+                t["predicted_at_share_s"] = round(t["predicted_s"] * min(1.0, cores / t["ranks"]) / share, 1)
+            t["load_avg"] = x.get("load_avg", "")
     rows += sorted(tot.values(), key=lambda r: (r["mode"], r["ranks"]))
+    for r in rows:
+        for k in ("cpu_share", "predicted_at_share_s", "load_avg"):
+            r.setdefault(k, "")
     for r in rows:
         r["predicted_s"] = round(r["predicted_s"], 3)
         r["error_pct"] = round(100 * (r["predicted_s"] / r["measured_s"] - 1), 1) if r["measured_s"] > 0 else ""
     write(os.path.join(out, "perfmodel-validation.csv"), rows)
     fit["sample (baseline)"] = sample_fit + (0, 0)
+    fit["peak memory: MiB, MiB per parameter"] = mem_fit + (0, 0)
     return rows, fit
 
 
@@ -259,6 +278,26 @@ def gpu_costs(bench):
         "rsvd_unit": rs["s"] / (rs["m"] * rs["n"]),
         "wanda_unit": wa["s"] / (wa["rows"] * wa["cols"]),
     }
+
+
+def gpu_kernel_check(bench):
+    """The one check of the flop scaling the GPU rows use that the kernel timings allow: each step measured at two
+    shapes (GPTQ, SparseGPT on 8192x8192 and 8192x28672), the small one predicted from the large one by its flops
+    (cols^3/3 for the factor, 2 rows cols^2 for the column loop and trailing updates)."""
+    g = json.load(open(bench))
+    rows = []
+    for step, small, large in (("GPTQ Q4_0, fp32 trailing", "gptq4_q4_0_q_proj_trail_fp32",
+                                "gptq4_q4_0_down_proj_trail_fp32"),
+                               ("GPTQ g128, tf32 trailing", "gptq4_g128_q_proj_trail_tf32",
+                                "gptq4_g128_down_proj_trail_tf32"),
+                               ("SparseGPT 50 %, fp32 trailing", "sparsegpt50_q_proj_trail_fp32",
+                                "sparsegpt50_down_proj_trail_fp32")):
+        a, b = g[small], g[large]
+        flops = lambda x: x["cols"] ** 3 / 3 + 2 * x["rows"] * x["cols"] ** 2
+        pred = b["s"] * flops(a) / flops(b)
+        rows.append({"step": step, "shape": f'{a["rows"]}x{a["cols"]}', "from": f'{b["rows"]}x{b["cols"]}',
+                     "measured_s": a["s"], "predicted_s": pred, "error_pct": 100 * (pred / a["s"] - 1)})
+    return rows
 
 
 def nearest(table, cols):
@@ -336,14 +375,28 @@ def write(path, rows):
 
 
 def markdown(val, gpu):
-    print("## Predicted vs measured (CPU, this machine)\n")
-    print("| mode | ranks | model | stage | measured s | predicted s | error | measured bytes | predicted bytes |"
-          " peak MiB (measured, max rank) | plan MiB |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    mib = lambda b: f"{b / 2**20:.1f}"
+    print("## Predicted vs measured: whole runs (CPU, this machine)\n")
+    print("| mode | ranks | model | measured s | predicted s | error | busiest rank's CPU share | predicted at that share |"
+          " load avg | MiB sent: measured | predicted | peak MiB, max rank: measured | predicted | plan |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in val:
-        print(f'| {r["mode"]} | {r["ranks"]} | {r["model"].replace(";", ",")} | {r["stage"]} | {r["measured_s"]:.1f} |'
-              f' {r["predicted_s"]:.1f} | {r["error_pct"]:+.0f} % | {r["measured_bytes"] / 2**20:.2f} MiB |'
-              f' {r["predicted_bytes"] / 2**20:.2f} MiB | {r["measured_peak_mib"]:.0f} | {r["plan_memory_mib"]:.0f} |')
+        if r["stage"] != "total":
+            continue
+        share = f'{r["cpu_share"]:.2f}' if r["cpu_share"] != "" else "—"
+        at = f'{r["predicted_at_share_s"]:.0f}' if r["predicted_at_share_s"] != "" else "—"
+        print(f'| {r["mode"]} | {r["ranks"]} | {r["model"].replace(";", ",")} | {r["measured_s"]:.0f} |'
+              f' {r["predicted_s"]:.0f} | {r["error_pct"]:+.0f} % | {share} | {at} | {r["load_avg"] or "—"} |'
+              f' {mib(r["measured_bytes"])} | {mib(r["predicted_bytes"])} | {r["measured_peak_mib"]:.0f} |'
+              f' {r["predicted_peak_mib"]:.0f} | {r["plan_memory_mib"]:.0f} |')
+    print("\n## Predicted vs measured: per stage\n")
+    print("| mode | ranks | stage | measured s | predicted s | error | MiB sent: measured | predicted |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in val:
+        if r["stage"] == "total":
+            continue
+        print(f'| {r["mode"]} | {r["ranks"]} | {r["stage"]} | {r["measured_s"]:.1f} | {r["predicted_s"]:.1f} |'
+              f' {r["error_pct"]:+.0f} % | {mib(r["measured_bytes"])} | {mib(r["predicted_bytes"])} |')
     print("\n## GPU plan (predicted)\n")
     print("| model | GPUs | total | compute | MPI | rank-0 writes | activations sent | to rank 0 | written |"
           " GPU memory / rank | fits H100 / H200 | rank-0 host |")
@@ -384,10 +437,14 @@ def main():
     write(os.path.join(a.out, "perfmodel-plan.csv"), gpu)
     if a.markdown:
         markdown(val, gpu)
+        print("\n| GPU step | shape | predicted from | measured s | predicted s | error |\n|---|---|---|---|---|---|")
+        for r in gpu_kernel_check(a.gpu_bench):
+            print(f'| {r["step"]} | {r["shape"]} | {r["from"]} | {r["measured_s"]:.4f} | {r["predicted_s"]:.4f} |'
+                  f' {r["error_pct"]:+.0f} % |')
         print("\n| stage | fixed s | per block s | rank-0 serial, fixed s | rank-0 serial, per block s |")
         print("|---|---|---|---|---|")
         for s, (x, b, wa, wb) in fit.items():
-            print(f"| {s} | {x:.2f} | {b:.2f} | {wa:.2f} | {wb:.3f} |")
+            print(f"| {s} | {x:.2f} | {b:.3g} | {wa:.2f} | {wb:.3f} |")
     print(f"wrote {a.out}/perfmodel-validation.csv and perfmodel-plan.csv", file=sys.stderr)
 
 

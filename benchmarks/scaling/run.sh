@@ -90,7 +90,7 @@ if command -v gnuplot > /dev/null; then
     gnuplot <<GP
 set terminal svg size 640,400
 set output "$out/scaling-$mode.svg"
-set title "birdbone compress, $mode scaling ($model, $threads BLAS thread per rank)"
+set title "birdbone compress, $mode scaling ($model$([ "$mode" = weak ] && echo ", $lpr blocks per rank"), $threads BLAS thread per rank)"
 set xlabel "ranks${BB_SCALING_NOTE:+ ($BB_SCALING_NOTE)}"
 set ylabel "seconds"
 set y2label "efficiency"
