@@ -14,9 +14,26 @@
 # scaling-<mode>.svg. On a cluster use slurm/strong.sbatch / weak.sbatch (slurm/README.md), which run the
 # same configurations as a job array; this script is the single-node form. Each run's timing events go to
 # scaling-events.csv and its sizes to scaling-config.json, which benchmarks/scaling/perfmodel.py reads.
+#
+#   benchmarks/scaling/run.sh collect [strong|weak] RUN_DIR    (a Slurm scaling array's RUN_DIR/r<R>/, slurm/README.md)
+#
+# collect runs nothing: it makes the same CSV, plot and event table from the summary.json of every RUN_DIR/r<R>/
+# and the timing table in RUN_DIR/logs/*_<R>.out.
 set -euo pipefail
 mode="${1:-strong}"
 shift || true
+collect=""
+if [ "$mode" = collect ]; then
+    mode="${1:?collect needs strong or weak}"
+    collect="${2:?collect needs the RUN_DIR of the array}"
+    set --
+    for d in "$collect"/r*/; do
+        [ -s "$d/summary.json" ] && set -- "$@" "$(basename "$d" | tr -d r)"
+    done
+    [ $# -gt 0 ] || { echo "no RUN_DIR/r<R>/summary.json in $collect"; exit 1; }
+    # shellcheck disable=SC2046 # rank counts: plain numbers
+    set -- $(printf '%s\n' "$@" | sort -n)
+fi
 ranks=("$@")
 [ ${#ranks[@]} -gt 0 ] || ranks=(1 2)
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -30,11 +47,41 @@ read -r -a extra <<< "${BB_SCALING_SET:-}"
 mkdir -p "$out" "$work"
 csv="$out/scaling-$mode.csv"
 echo "mode,ranks,model,stage,seconds,speedup,efficiency,comm_seconds_max,cpu_seconds_max,bytes_sent,bytes_received,peak_rss_mib_min,peak_rss_mib_max,load_avg" > "$csv.tmp"
-declare -A base
+# one CSV row per stage (and the total) of the run in $1, with $2 ranks, of model $3
+point() {
+    python3 - "$1/summary.json" "$2" "$3" "$mode" "$collect" >> "$csv.tmp" <<'PY'
+import json, sys
+s = json.load(open(sys.argv[1]))
+r, m, mode = int(sys.argv[2]), sys.argv[3].replace(",", ";"), sys.argv[4]
+# the machine's 1-minute load as the run ended (unknown for collected runs)
+load = "" if sys.argv[5] else open("/proc/loadavg").read().split()[0]
+def use(x):
+    return (x["comm_seconds"]["max"], x.get("cpu_seconds", {}).get("max", ""), x["bytes_sent"]["sum"],
+            x["bytes_received"]["sum"], x["peak_rss_mib"]["min"], x["peak_rss_mib"]["max"])
+rows = [(x["name"], x["seconds"], use(x)) for x in s["stages"] if x["built"]]
+# the whole run: the most seconds in MPI on one rank, bytes over all ranks, the smallest and largest rank peak
+k = s["resources"]["per_rank"]
+cpu = max(x["cpu_seconds"] for x in k) if all("cpu_seconds" in x for x in k) else ""
+rows.append(("total", s["seconds"], (max(x["comm_seconds"] for x in k), cpu,
+                                     sum(x["bytes_sent"] for x in k),
+                                     sum(x["bytes_received"] for x in k), min(x["peak_rss_mib"] for x in k),
+                                     max(x["peak_rss_mib"] for x in k))))
+for name, sec, (cs, cpu, bs, br, pmin, pmax) in rows:
+    print(f"{mode},{r},{m},{name},{sec:.6f},,,{cs:.6f},{cpu},{bs:.0f},{br:.0f},{pmin:.1f},{pmax:.1f},{load}")
+PY
+}
 for r in "${ranks[@]}"; do
     m="$model"
     [ "$mode" = weak ] && m="$model,layers=$((r * lpr))"
     dir="$work/$mode-$r"
+    if [ -n "$collect" ]; then
+        dir="$collect/r$r"
+        m="$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["model"]["path"])' "$dir/summary.json")"
+        log="$(ls "$collect"/logs/*_"$r".out 2> /dev/null | head -1 || true)"
+        [ -n "$log" ] && python3 "$root/benchmarks/scaling/perfmodel.py" --out "$out" --ingest "$mode" "$r" "$log" "$dir"
+        point "$dir" "$r" "$m"
+        continue
+    fi
     args=(compress --force --set run.dir="$dir" --set model.path="$m" --set backend.threads="$threads"
           --set run.progress=off)
     for kv in ${extra[@]+"${extra[@]}"}; do args+=(--set "$kv"); done
@@ -47,24 +94,7 @@ for r in "${ranks[@]}"; do
     fi
     # the run's timing events and sizes, for the performance model (perfmodel.py, docs/performance.md)
     python3 "$root/benchmarks/scaling/perfmodel.py" --out "$out" --ingest "$mode" "$r" "$dir.log" "$dir"
-    python3 - "$dir/summary.json" "$r" "$m" "$mode" >> "$csv.tmp" <<'PY'
-import json, sys
-s = json.load(open(sys.argv[1]))
-r, m, mode = int(sys.argv[2]), sys.argv[3].replace(",", ";"), sys.argv[4]
-load = open("/proc/loadavg").read().split()[0]  # the machine's 1-minute load as the run ended
-def use(x):
-    return (x["comm_seconds"]["max"], x.get("cpu_seconds", {}).get("max", ""), x["bytes_sent"]["sum"],
-            x["bytes_received"]["sum"], x["peak_rss_mib"]["min"], x["peak_rss_mib"]["max"])
-rows = [(x["name"], x["seconds"], use(x)) for x in s["stages"] if x["built"]]
-# the whole run: the most seconds in MPI on one rank, bytes over all ranks, the smallest and largest rank peak
-k = s["resources"]["per_rank"]
-rows.append(("total", s["seconds"], (max(x["comm_seconds"] for x in k), max(x.get("cpu_seconds", 0) for x in k),
-                                     sum(x["bytes_sent"] for x in k),
-                                     sum(x["bytes_received"] for x in k), min(x["peak_rss_mib"] for x in k),
-                                     max(x["peak_rss_mib"] for x in k))))
-for name, sec, (cs, cpu, bs, br, pmin, pmax) in rows:
-    print(f"{mode},{r},{m},{name},{sec:.6f},,,{cs:.6f},{cpu},{bs:.0f},{br:.0f},{pmin:.1f},{pmax:.1f},{load}")
-PY
+    point "$dir" "$r" "$m"
 done
 # speedup and efficiency against the first rank count (strong: T1 / (R T_R) per rank; weak: T1 / T_R)
 python3 - "$csv.tmp" "$mode" > "$csv" <<'PY'
