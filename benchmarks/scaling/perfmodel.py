@@ -198,6 +198,23 @@ def validate(res, out):
     # owns, fitted to the 1-rank runs; rank 0 also keeps a 4-byte working copy of every other rank's linear weights
     mem_fit = line([(sum(p["params"] for p in plan(spec_of(x["model"]), 1, seqs, seq_len, micro_seqs)),
                      float(x["peak_rss_mib_max"])) for x in one if x["stage"] == "total"])
+    # the same split of the 1-rank runs' CPU seconds (the work, whatever share of a core the run got): the parallel
+    # part per block, rank 0's serial part and the sampling, each in proportion to its wall time
+    cfit = {}
+    for s in stages if all(x.get("cpu_seconds_max") for x in one) else ():
+        par, ser_pts, smp_pts = [], [], []
+        for x in one:
+            if x["stage"] != s:
+                continue
+            L, wall, cpu = layers_of(x["model"]), float(x["seconds"]), float(x["cpu_seconds_max"])
+            k = cpu / wall if wall > 0 else 1
+            sr = dict(serial.get(s, [])).get(L, 0) * k
+            sm = dict(sample).get(L, 0) * k if s == SAMPLE_EVENT[0] else 0
+            par.append((L, max(cpu - sr - sm, 0)))
+            ser_pts.append((L, sr))
+            smp_pts.append((L, sm))
+        cfit[s] = (line(par), line(ser_pts), line(smp_pts))
+    rank_cpu = {}  # (mode, ranks, model) -> predicted CPU seconds of every rank over the run
     rows = []
     for x in runs:
         s, R, L = x["stage"], int(x["ranks"]), layers_of(x["model"])
@@ -215,8 +232,19 @@ def validate(res, out):
         pred = (a + b * lmax * bubble) * over + ser_a + ser_b * L
         if s == SAMPLE_EVENT[0]:
             pred += (sample_fit[0] + sample_fit[1] * L) / R * over
+        cpu_pred = ""
+        if s in cfit:
+            (pa, pb), (sa, sb), (ma, mb) = cfit[s]
+            smp = (ma + mb * L) / R
+            per_rank = [pb * p["blocks"] + smp + (pa + sa + sb * L if p["rank"] == 0 else 0) for p in pl]
+            acc = rank_cpu.setdefault((x["mode"], R, x["model"]), [0.0] * R)
+            for i, c in enumerate(per_rank):
+                acc[i] += c
+            cpu_pred = round(max(per_rank), 2)
         rows.append({"mode": x["mode"], "ranks": R, "model": x["model"], "stage": s,
                      "measured_s": float(x["seconds"]), "predicted_s": round(pred, 3),
+                     "measured_cpu_s": float(x["cpu_seconds_max"]) if x.get("cpu_seconds_max") else "",
+                     "predicted_cpu_s": cpu_pred,
                      "measured_bytes": float(x["bytes_sent"]),
                      "predicted_bytes": round(bytes_per_stage(s, sh, pl, Tc, Te, waves)),
                      "measured_peak_mib": float(x["peak_rss_mib_max"]),
@@ -244,16 +272,23 @@ def validate(res, out):
                 t["cpu_share"] = round(share, 3)
                 t["predicted_at_share_s"] = round(t["predicted_s"] * min(1.0, cores / t["ranks"]) / share, 1)
             t["load_avg"] = x.get("load_avg", "")
+            k = (x["mode"], int(x["ranks"]), x["model"])
+            t["measured_cpu_s"] = float(x["cpu_seconds_max"]) if x.get("cpu_seconds_max") else ""
+            t["predicted_cpu_s"] = round(max(rank_cpu[k]), 2) if k in rank_cpu else ""
     rows += sorted(tot.values(), key=lambda r: (r["mode"], r["ranks"]))
     for r in rows:
-        for k in ("cpu_share", "predicted_at_share_s", "load_avg"):
+        for k in ("cpu_share", "predicted_at_share_s", "load_avg", "measured_cpu_s", "predicted_cpu_s"):
             r.setdefault(k, "")
     for r in rows:
         r["predicted_s"] = round(r["predicted_s"], 3)
         r["error_pct"] = round(100 * (r["predicted_s"] / r["measured_s"] - 1), 1) if r["measured_s"] > 0 else ""
+        m, p_ = r["measured_cpu_s"], r["predicted_cpu_s"]
+        r["cpu_error_pct"] = round(100 * (p_ / m - 1), 1) if m != "" and p_ != "" and m > 0 else ""
     write(os.path.join(out, "perfmodel-validation.csv"), rows)
     fit["sample (baseline)"] = sample_fit + (0, 0)
     fit["peak memory: MiB, MiB per parameter"] = mem_fit + (0, 0)
+    for st, ((pa, pb), (sa, sb), _) in cfit.items():
+        fit[f"{st}, CPU seconds"] = (pa, pb, sa, sb)
     return rows, fit
 
 
@@ -360,6 +395,11 @@ def predict_gpu(name, spec, g, n_gpu, seqs=128, seq_len=2048, micro=1):
                  "seconds": tot, "bytes_activations": sum(r["bytes_activations"] for r in rows),
                  "bytes_rank0": sum(r["bytes_rank0"] for r in rows),
                  "bytes_written": sum(r["bytes_written"] for r in rows)})
+    # the same run if every rank wrote its own part of the checkpoint (the collective HDF5 writer, mpi/h5.h) and
+    # nothing went to rank 0: the gathers vanish and the writes spread over the ranks
+    for r in rows:
+        gather = r["bytes_rank0"] / link
+        r["seconds_collective_ckpt"] = r["seconds"] - gather - r["write_s"] + r["write_s"] / n_gpu
     for r in rows:
         r.update({"gpu_mem_per_rank_gb": mem / 1e9, "rank0_host_gb": host0 / 1e9, "blocks_max": lmax,
                   "fits_h100": mem <= GPU_MEM["H100"], "fits_h200": mem <= GPU_MEM["H200"]})
@@ -376,27 +416,31 @@ def write(path, rows):
 
 def markdown(val, gpu):
     mib = lambda b: f"{b / 2**20:.1f}"
+    num = lambda v, f="{:.0f}": f.format(v) if v != "" else "—"
+    pct = lambda v: f"{v:+.0f} %" if v != "" else "—"
     print("## Predicted vs measured: whole runs (CPU, this machine)\n")
-    print("| mode | ranks | model | measured s | predicted s | error | busiest rank's CPU share | predicted at that share |"
-          " load avg | MiB sent: measured | predicted | peak MiB, max rank: measured | predicted | plan |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("| mode | ranks | blocks | wall s: measured | predicted | error | busiest rank: CPU s measured | predicted |"
+          " error | its CPU share | load | MiB sent: measured | predicted | peak MiB (max rank): measured | predicted |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in val:
         if r["stage"] != "total":
             continue
-        share = f'{r["cpu_share"]:.2f}' if r["cpu_share"] != "" else "—"
-        at = f'{r["predicted_at_share_s"]:.0f}' if r["predicted_at_share_s"] != "" else "—"
-        print(f'| {r["mode"]} | {r["ranks"]} | {r["model"].replace(";", ",")} | {r["measured_s"]:.0f} |'
-              f' {r["predicted_s"]:.0f} | {r["error_pct"]:+.0f} % | {share} | {at} | {r["load_avg"] or "—"} |'
+        L = re.search(r"layers=(\d+)", r["model"]).group(1)
+        print(f'| {r["mode"]} | {r["ranks"]} | {L} | {r["measured_s"]:.0f} | {r["predicted_s"]:.0f} |'
+              f' {pct(r["error_pct"])} | {num(r["measured_cpu_s"])} | {num(r["predicted_cpu_s"])} |'
+              f' {pct(r["cpu_error_pct"])} | {num(r["cpu_share"], "{:.2f}")} | {r["load_avg"] or "—"} |'
               f' {mib(r["measured_bytes"])} | {mib(r["predicted_bytes"])} | {r["measured_peak_mib"]:.0f} |'
-              f' {r["predicted_peak_mib"]:.0f} | {r["plan_memory_mib"]:.0f} |')
+              f' {r["predicted_peak_mib"]:.0f} |')
     print("\n## Predicted vs measured: per stage\n")
-    print("| mode | ranks | stage | measured s | predicted s | error | MiB sent: measured | predicted |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| mode | ranks | stage | wall s: measured | predicted | error | busiest rank CPU s: measured | predicted |"
+          " error | MiB sent: measured | predicted |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in val:
         if r["stage"] == "total":
             continue
         print(f'| {r["mode"]} | {r["ranks"]} | {r["stage"]} | {r["measured_s"]:.1f} | {r["predicted_s"]:.1f} |'
-              f' {r["error_pct"]:+.0f} % | {mib(r["measured_bytes"])} | {mib(r["predicted_bytes"])} |')
+              f' {pct(r["error_pct"])} | {num(r["measured_cpu_s"], "{:.1f}")} | {num(r["predicted_cpu_s"], "{:.1f}")} |'
+              f' {pct(r["cpu_error_pct"])} | {mib(r["measured_bytes"])} | {mib(r["predicted_bytes"])} |')
     print("\n## GPU plan (predicted)\n")
     print("| model | GPUs | total | compute | MPI | rank-0 writes | activations sent | to rank 0 | written |"
           " GPU memory / rank | fits H100 / H200 | rank-0 host |")
@@ -409,6 +453,13 @@ def markdown(val, gpu):
               f' {h(r["write_s"])} | {r["bytes_activations"] / 1e9:.0f} GB | {r["bytes_rank0"] / 1e9:.0f} GB |'
               f' {r["bytes_written"] / 1e9:.0f} GB | {r["gpu_mem_per_rank_gb"]:.0f} GB |'
               f' {"yes" if r["fits_h100"] else "no"} / {"yes" if r["fits_h200"] else "no"} | {r["rank0_host_gb"]:.0f} GB |')
+    print("\n| model | GPUs | total | speed-up vs 8 GPUs | total, every rank writing its own part | speed-up vs 8 |")
+    print("|---|---|---|---|---|---|")
+    tot = {(r["model"], r["gpus"]): r for r in gpu if r["stage"] == "total"}
+    for (m, n), r in tot.items():
+        b = tot[(m, 8)]
+        print(f'| {m} | {n} | {r["seconds"] / 60:.0f} min | {b["seconds"] / r["seconds"]:.2f} |'
+              f' {r["seconds_collective_ckpt"] / 60:.0f} min | {b["seconds_collective_ckpt"] / r["seconds_collective_ckpt"]:.2f} |')
     print("\n| model | GPUs | " + " | ".join(("baseline", "usage", "decay", "heal", "reinforce", "redistribute",
                                                "quantize")) + " |")
     print("|---|---|" + "---|" * 7)
