@@ -46,7 +46,8 @@ HEAL_STEPS = 200
 HEAL_RANK = 16
 SCAN_RANK = 256
 GPU_COUNTS = (1, 8, 64)
-GPU_MEM = {"H100": 80e9, "H200": 141e9}
+# device memory as nvidia-smi reports it (MiB), less an assumed 2 GiB for the CUDA context and library workspaces
+GPU_MEM = {"H100": (81559 - 2048) * 2**20, "H200": (143771 - 2048) * 2**20}
 MODELS = {
     "Llama-2-70B": "synthetic:llama2-70b",
     "Llama-3-70B": "synthetic:llama3-70b",
@@ -401,7 +402,7 @@ def predict_gpu(name, spec, g, n_gpu, seqs=128, seq_len=2048, micro=1):
         gather = r["bytes_rank0"] / link
         r["seconds_collective_ckpt"] = r["seconds"] - gather - r["write_s"] + r["write_s"] / n_gpu
     for r in rows:
-        r.update({"gpu_mem_per_rank_gb": mem / 1e9, "rank0_host_gb": host0 / 1e9, "blocks_max": lmax,
+        r.update({"gpu_mem_per_rank_gib": mem / 2**30, "rank0_host_gib": host0 / 2**30, "blocks_max": lmax,
                   "fits_h100": mem <= GPU_MEM["H100"], "fits_h200": mem <= GPU_MEM["H200"]})
     return rows
 
@@ -443,7 +444,7 @@ def markdown(val, gpu):
               f' {pct(r["cpu_error_pct"])} | {mib(r["measured_bytes"])} | {mib(r["predicted_bytes"])} |')
     print("\n## GPU plan (predicted)\n")
     print("| model | GPUs | total | compute | MPI | rank-0 writes | activations sent | to rank 0 | written |"
-          " GPU memory / rank | fits H100 / H200 | rank-0 host |")
+          " GPU memory / rank | fits H100 / H200 | rank-0 host memory |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in gpu:
         if r["stage"] != "total":
@@ -451,8 +452,8 @@ def markdown(val, gpu):
         h = lambda s: f"{s / 3600:.1f} h" if s >= 3600 else f"{s / 60:.0f} min"
         print(f'| {r["model"]} | {r["gpus"]} | {h(r["seconds"])} | {h(r["compute_s"])} | {h(r["comm_s"])} |'
               f' {h(r["write_s"])} | {r["bytes_activations"] / 1e9:.0f} GB | {r["bytes_rank0"] / 1e9:.0f} GB |'
-              f' {r["bytes_written"] / 1e9:.0f} GB | {r["gpu_mem_per_rank_gb"]:.0f} GB |'
-              f' {"yes" if r["fits_h100"] else "no"} / {"yes" if r["fits_h200"] else "no"} | {r["rank0_host_gb"]:.0f} GB |')
+              f' {r["bytes_written"] / 1e9:.0f} GB | {r["gpu_mem_per_rank_gib"]:.1f} GiB |'
+              f' {"yes" if r["fits_h100"] else "no"} / {"yes" if r["fits_h200"] else "no"} | {r["rank0_host_gib"]:.0f} GiB |')
     print("\n| model | GPUs | total | speed-up vs 8 GPUs | total, every rank writing its own part | speed-up vs 8 |")
     print("|---|---|---|---|---|---|")
     tot = {(r["model"], r["gpus"]): r for r in gpu if r["stage"] == "total"}
