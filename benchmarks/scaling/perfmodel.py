@@ -155,13 +155,23 @@ def read_csv(path):
 
 
 def line(pts):
-    """(fixed, per block) seconds of a cost measured at (blocks, seconds) points: the line through the first and
-    last point (its slope kept >= 0), or all per block for a single point."""
+    """(fixed, per block) seconds of a cost measured at (blocks, seconds) points: least squares, kept non-negative
+    (a negative fixed part gives the line through the origin; a negative slope, the mean as a fixed cost)."""
     pts = sorted(pts)
-    if len(pts) >= 2 and pts[-1][0] != pts[0][0]:
-        b = max((pts[-1][1] - pts[0][1]) / (pts[-1][0] - pts[0][0]), 0)
-        return max(pts[0][1] - b * pts[0][0], 0), b
-    return (0, pts[0][1] / pts[0][0]) if pts else (0, 0)
+    if not pts:
+        return 0.0, 0.0
+    n = len(pts)
+    sx, sy = sum(x for x, _ in pts), sum(y for _, y in pts)
+    sxx, sxy = sum(x * x for x, _ in pts), sum(x * y for x, y in pts)
+    den = n * sxx - sx * sx
+    if den > 0:
+        b = (n * sxy - sx * sy) / den
+        a = (sy - b * sx) / n
+        if a >= 0 and b >= 0:
+            return a, b
+    if sxy > 0:
+        return 0.0, sxy / sxx
+    return max(sy / n, 0.0), 0.0
 
 
 def validate(res, out):
@@ -225,14 +235,15 @@ def validate(res, out):
         pl = plan(spec, R, seqs, seq_len, micro_seqs)
         sh = shape(spec)
         a, b, ser_a, ser_b = fit[s]
+        smp_a, smp_b = sample_fit if s == SAMPLE_EVENT[0] else (0, 0)
+        if s in cfit:  # one rank on a core of its own: CPU seconds are the wall time
+            (a, b), (ser_a, ser_b), (smp_a, smp_b) = cfit[s]
         lmax = max(p["blocks"] for p in pl)
         Ra = sum(1 for p in pl if p["blocks"] > 0 or p["also"])
         M = math.ceil(seqs / micro_seqs)
         bubble = (M + Ra - 1) / M if s in FORWARD_STAGES else 1
         over = max(1.0, R / cores)
-        pred = (a + b * lmax * bubble) * over + ser_a + ser_b * L
-        if s == SAMPLE_EVENT[0]:
-            pred += (sample_fit[0] + sample_fit[1] * L) / R * over
+        pred = (a + b * lmax * bubble) * over + ser_a + ser_b * L + (smp_a + smp_b * L) / R * over
         cpu_pred = ""
         if s in cfit:
             (pa, pb), (sa, sb), (ma, mb) = cfit[s]
