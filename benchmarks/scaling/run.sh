@@ -18,11 +18,18 @@
 #   benchmarks/scaling/run.sh collect [strong|weak] RUN_DIR    (a Slurm scaling array's RUN_DIR/r<R>/, slurm/README.md)
 #
 # collect runs nothing: it makes the same CSV, plot and event table from the summary.json of every RUN_DIR/r<R>/
-# and the timing table in RUN_DIR/logs/*_<R>.out.
+# and the timing table in RUN_DIR/logs/*_<R>.out. replot [strong|weak] recomputes the efficiencies and the plot of
+# benchmarks/results/scaling-<mode>.csv.
 set -euo pipefail
 mode="${1:-strong}"
 shift || true
 collect=""
+replot=""
+if [ "$mode" = replot ]; then
+    mode="${1:?replot needs strong or weak}"
+    replot=1
+    set -- 0
+fi
 if [ "$mode" = collect ]; then
     mode="${1:?collect needs strong or weak}"
     collect="${2:?collect needs the RUN_DIR of the array}"
@@ -70,7 +77,8 @@ for name, sec, (cs, cpu, bs, br, pmin, pmax) in rows:
     print(f"{mode},{r},{m},{name},{sec:.6f},,,{cs:.6f},{cpu},{bs:.0f},{br:.0f},{pmin:.1f},{pmax:.1f},{load}")
 PY
 }
-for r in "${ranks[@]}"; do
+[ -n "$replot" ] && { ranks=(); cp "$csv" "$csv.tmp"; }
+for r in ${ranks[@]+"${ranks[@]}"}; do
     m="$model"
     [ "$mode" = weak ] && m="$model,layers=$((r * lpr))"
     dir="$work/$mode-$r"
@@ -103,7 +111,10 @@ rows = list(csv.DictReader(open(sys.argv[1])))
 mode = sys.argv[2]
 r0 = min(int(x["ranks"]) for x in rows)
 base = {x["stage"]: float(x["seconds"]) for x in rows if int(x["ranks"]) == r0}
-w = csv.DictWriter(sys.stdout, fieldnames=list(rows[0].keys()), lineterminator="\n")
+# the same on the busiest rank's CPU seconds: the work's efficiency, whatever share of a core the ranks got
+cpu0 = {x["stage"]: float(x["cpu_seconds_max"]) for x in rows if int(x["ranks"]) == r0 and x.get("cpu_seconds_max")}
+names = [k for k in rows[0].keys() if k != "cpu_efficiency"] + ["cpu_efficiency"]
+w = csv.DictWriter(sys.stdout, fieldnames=names, lineterminator="\n")
 w.writeheader()
 for x in rows:
     r, t = int(x["ranks"]), float(x["seconds"])
@@ -111,25 +122,31 @@ for x in rows:
     sp = b / t if t > 0 else 0
     x["speedup"] = f"{sp:.3f}"
     x["efficiency"] = f"{sp * r0 / r if mode == 'strong' else sp:.3f}"
+    c, c0 = x.get("cpu_seconds_max"), cpu0.get(x["stage"])
+    ce = c0 / float(c) * (r0 / r if mode == "strong" else 1) if c and c0 and float(c) > 0 else None
+    x["cpu_efficiency"] = f"{ce:.3f}" if ce is not None else ""
     w.writerow(x)
 PY
 rm -f "$csv.tmp"
-cut -d, -f1-2,4-14 "$csv" | column -s, -t | grep -E "total|ranks"
+cut -d, -f1-2,4-15 "$csv" | column -s, -t | grep -E "total|ranks"
 if command -v gnuplot > /dev/null; then
-    grep ",total," "$csv" | awk -F, '{print $2, $5, $7, $8}' > "$work/total.dat"
+    grep ",total," "$csv" | awk -F, '{print $2, $5, $7, $8, ($NF == "" ? "NaN" : $NF)}' > "$work/total.dat"
+    # the first point's model (weak: the blocks per rank stay what it has on its rank count)
+    desc="$(awk -F, 'NR == 2 { gsub(";", ",", $3); print $3 ($1 == "weak" ? " on " $2 " rank, blocks per rank fixed" : "") }' "$csv")"
     gnuplot <<GP
 set terminal svg size 640,400
 set output "$out/scaling-$mode.svg"
-set title "birdbone compress, $mode scaling ($model$([ "$mode" = weak ] && echo ", $lpr blocks per rank"), $threads BLAS thread per rank)"
+set title "birdbone compress, $mode scaling ($desc, $threads BLAS thread per rank)"
 set xlabel "ranks${BB_SCALING_NOTE:+ ($BB_SCALING_NOTE)}"
 set ylabel "seconds"
 set y2label "efficiency"
-set y2range [0:1.2]
+set y2range [0:*]
 set ytics nomirror
 set y2tics
 plot "$work/total.dat" using 1:2 with linespoints title "total time", \
      "$work/total.dat" using 1:4 with linespoints title "seconds in MPI (most on one rank)", \
-     "$work/total.dat" using 1:3 axes x1y2 with linespoints title "efficiency"
+     "$work/total.dat" using 1:3 axes x1y2 with linespoints title "efficiency (wall time)", \
+     "$work/total.dat" using 1:5 axes x1y2 with linespoints title "efficiency (busiest rank's CPU seconds)"
 GP
     echo "plot: $out/scaling-$mode.svg"
 fi
