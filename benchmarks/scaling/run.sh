@@ -132,7 +132,8 @@ cut -d, -f1-2,4-15 "$csv" | column -s, -t | grep -E "total|ranks"
 if command -v gnuplot > /dev/null; then
     grep ",total," "$csv" | awk -F, '{print $2, $5, $7, $8, ($NF == "" ? "NaN" : $NF)}' > "$work/total.dat"
     # the first point's model (weak: the blocks per rank stay what it has on its rank count)
-    desc="$(awk -F, 'NR == 2 { gsub(";", ",", $3); print $3 ($1 == "weak" ? " on " $2 " rank, blocks per rank fixed" : "") }' "$csv")"
+    desc="$(awk -F, 'NR == 2 { n = split($3, p, ";layers="); gsub(";", ",", $3)
+        print ($1 == "weak" && n == 2 ? p[1] ", " p[2] / $2 " blocks per rank" : $3) }' "$csv")"
     gnuplot <<GP
 set terminal svg size 640,400
 set output "$out/scaling-$mode.svg"
