@@ -20,6 +20,16 @@ bb_status bb_cublas_error(cublasStatus_t e, const char *file, int line, const ch
 bb_status bb_cusolver_error(cusolverStatus_t e, const char *file, int line, const char *expr);
 bb_status bb_nccl_error(ncclResult_t e, const char *file, int line, const char *expr);
 
+/* The status of a call as a value (BB_OK on success), for code that cannot return from the macros below. */
+#define BB_CUDA_STATUS(expr) bb_cuda_status_((expr), __FILE__, __LINE__, #expr)
+#define BB_CUBLAS_STATUS(expr) bb_cublas_status_((expr), __FILE__, __LINE__, #expr)
+static inline bb_status bb_cuda_status_(cudaError_t e, const char *file, int line, const char *expr) {
+    return e == cudaSuccess ? BB_OK : bb_cuda_error(e, file, line, expr);
+}
+static inline bb_status bb_cublas_status_(cublasStatus_t e, const char *file, int line, const char *expr) {
+    return e == CUBLAS_STATUS_SUCCESS ? BB_OK : bb_cublas_error(e, file, line, expr);
+}
+
 #define BB_CUDA_CALL(expr)                                                             \
     do {                                                                               \
         cudaError_t bb_e_ = (expr);                                                    \

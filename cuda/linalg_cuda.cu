@@ -28,6 +28,8 @@ struct bb_cuda_ctx {
     int *info; /* device int for cuSOLVER */
 };
 
+extern "C" void *bb_cuda_ctx_cublas(bb_cuda_ctx *c) { return (void *)c->blas; }
+
 extern "C" const char *bb_cuda_math_name(bb_cuda_math m) {
     return m == BB_CUDA_TF32 ? "tf32" : m == BB_CUDA_BF16 ? "bf16" : "fp32";
 }

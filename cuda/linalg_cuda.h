@@ -36,6 +36,8 @@ void bb_cuda_ctx_destroy(bb_cuda_ctx **c); /* NULL-safe; nulls *c */
 /* Device scratch of at least nbytes, slot 0..3 (each slot grows independently; contents are not kept
  * across calls of the functions below, which use slots 0 and 1). */
 bb_status bb_cuda_scratch(bb_cuda_ctx *c, int slot, size_t nbytes, void **p);
+/* The context's cuBLAS handle (a cublasHandle_t), for callers with their own batched products. */
+void *bb_cuda_ctx_cublas(bb_cuda_ctx *c);
 
 /* C = alpha op(A) op(B) + beta C, op(A) (m, k), op(B) (k, n), C (m, n). */
 bb_status bb_cuda_gemm(bb_cuda_ctx *c, bb_cuda_math math, bb_op ta, bb_op tb, int64_t m, int64_t n, int64_t k,

@@ -186,3 +186,22 @@ done:
     cudaFree(dm);
     return s;
 }
+
+/* ---- mask application (bb_mask_apply on the device) ---- */
+
+__global__ void mask_apply_k(int64_t rows, int64_t cols, int64_t wpr, float *w, const uint64_t *mask) {
+    int64_t total = rows * cols;
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < total; i += (int64_t)gridDim.x * blockDim.x) {
+        int64_t r = i / cols, c = i % cols;
+        if (!((mask[r * wpr + c / 64] >> (c % 64)) & 1u)) w[i] = 0.0f;
+    }
+}
+
+extern "C" bb_status bb_cuda_mask_apply(int64_t rows, int64_t cols, float *w, const uint64_t *mask) {
+    BB_CHECK(rows >= 0 && cols >= 0, BB_ERR_ARG, "cuda mask apply: %lld x %lld", (long long)rows, (long long)cols);
+    if (rows == 0 || cols == 0) return BB_OK;
+    int64_t blocks = (rows * cols + 255) / 256;
+    mask_apply_k<<<(unsigned)(blocks > 65535 ? 65535 : blocks), 256>>>(rows, cols, (cols + 63) / 64, w, mask);
+    BB_CUDA_CALL(cudaGetLastError());
+    return BB_OK;
+}

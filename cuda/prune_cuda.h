@@ -20,6 +20,10 @@ extern "C" {
  * (the row's keys live in shared memory). */
 bb_status bb_cuda_wanda(int64_t rows, int64_t cols, double sparsity, float *w, const float *xnorm, uint64_t *mask);
 
+/* w (rows, cols) device: zero every weight the mask (rows, ceil(cols / 64) words, device) prunes — the
+ * device twin of bb_mask_apply (compress/mask.h), tested against it in unit.cuda_wanda. */
+bb_status bb_cuda_mask_apply(int64_t rows, int64_t cols, float *w, const uint64_t *mask);
+
 /* The bb_prune_wanda interface on host memory (unstructured patterns only; BB_ERR_UNSUPPORTED for N:M). */
 bb_status bb_cuda_prune_wanda(const bb_prune_opts *o, bb_prune_layer *l, bb_prune_stats *st);
 

@@ -1,4 +1,5 @@
-/* ckpt.c — wave checkpoints in HDF5: crash-safe write with a DONE marker, verified read, find-last and pruning. */
+/* ckpt.c — wave checkpoints in HDF5: the verified read (each rank its own linear weights), find-last and pruning;
+ * ckpt_write.c writes them. */
 #include "mpi/ckpt.h"
 
 #include <dirent.h>
@@ -14,6 +15,7 @@
 #include "core/sha256.h"
 #include "io/hash.h"
 #include "io/model.h"
+#include "mpi/ckpt_internal.h"
 #include "mpi/h5.h"
 
 void bb_ckpt_meta_free(bb_ckpt_meta *m) {
@@ -31,217 +33,12 @@ void bb_ckpt_meta_free(bb_ckpt_meta *m) {
     m->n_records = 0;
 }
 
-static void group_name(int i, char *buf, size_t n) {
-    snprintf(buf, n, "layer_%03d/%s", i / BB_LIN_COUNT, bb_linear_name((bb_linear_kind)(i % BB_LIN_COUNT)));
-}
-
-/* ---- writing ------------------------------------------------------------------- */
-
-bb_status bb_ckpt_write_metrics(hid_t f, const char *group, const bb_wave_metrics *rows, int n_rows) {
-    int64_t n = n_rows, d8[2] = {n, 8};
-    double *col = NULL, *sec = NULL;
-    int32_t *ic = NULL;
-    int64_t *lc = NULL;
-    bb_status st = bb_malloc((void **)&col, sizeof *col * (size_t)(n ? n : 1), "metrics column");
-    if (st == BB_OK) st = bb_malloc((void **)&sec, sizeof *sec * (size_t)(8 * (n ? n : 1)), "metrics seconds");
-    if (st == BB_OK) st = bb_malloc((void **)&ic, sizeof *ic * (size_t)(n ? n : 1), "metrics column");
-    if (st == BB_OK) st = bb_malloc((void **)&lc, sizeof *lc * (size_t)(n ? n : 1), "metrics column");
-    hid_t g = -1;
-    if (st == BB_OK) st = bb_h5_group_create(f, group, &g);
-    const char *fnames[6] = {"ppl", "dppl", "kld", "top1", "sparsity", "bits"};
-    for (int c = 0; st == BB_OK && c < 6; c++) {
-        for (int64_t i = 0; i < n; i++) {
-            const bb_wave_metrics *m = &rows[i];
-            const double v[6] = {m->ppl, m->dppl, m->kld, m->top1, m->sparsity, m->bits};
-            col[i] = v[c];
-        }
-        st = bb_h5_write(g, fnames[c], BB_H5_F64, 1, &n, col);
-    }
-    for (int64_t i = 0; st == BB_OK && i < n; i++) ic[i] = rows[i].wave;
-    if (st == BB_OK) st = bb_h5_write(g, "wave", BB_H5_I32, 1, &n, ic);
-    for (int64_t i = 0; st == BB_OK && i < n; i++) ic[i] = rows[i].rolled_back;
-    if (st == BB_OK) st = bb_h5_write(g, "rolled_back", BB_H5_I32, 1, &n, ic);
-    for (int64_t i = 0; st == BB_OK && i < n; i++) lc[i] = rows[i].lora_values;
-    if (st == BB_OK) st = bb_h5_write(g, "lora_values", BB_H5_I64, 1, &n, lc);
-    for (int64_t i = 0; st == BB_OK && i < n; i++) memcpy(sec + 8 * i, rows[i].seconds, 8 * sizeof(double));
-    if (st == BB_OK) st = bb_h5_write(g, "seconds", BB_H5_F64, 2, d8, sec);
-    bb_h5_close_id(g);
-    free(col);
-    free(sec);
-    free(ic);
-    free(lc);
-    return st;
-}
-
-static bb_status write_tensor(hid_t g, const bb_state *s, int i) {
-    const bb_tensor *t = s->t[i];
-    const bb_mask *m = s->masks[i];
-    const bb_lora *l = s->lora[i];
-    int64_t rows = bb_tensor_rows(t), cols = bb_tensor_cols(t);
-    bb_tensor_hash hw, hm;
-    bb_hash_f32(t->name, rows, cols, s->w[i], &hw);
-    bb_hash_u64(t->name, m->rows, m->words_per_row, m->bits, &hm);
-    char hex[65];
-    BB_CALL(bb_h5_attr_put_str(g, "name", t->name));
-    BB_CALL(bb_h5_attr_put_i64(g, "rows", rows));
-    BB_CALL(bb_h5_attr_put_i64(g, "cols", cols));
-    BB_CALL(bb_h5_attr_put_i64(g, "words_per_row", m->words_per_row));
-    BB_CALL(bb_h5_attr_put_i64(g, "kept", bb_mask_count(m)));
-    BB_CALL(bb_h5_attr_put_i64(g, "bits", s->bits[i]));
-    BB_CALL(bb_h5_attr_put_i64(g, "lora_rank", l ? l->rank : 0));
-    bb_hash_hex(hw.digest, hex);
-    BB_CALL(bb_h5_attr_put_str(g, "weight_sha256", hex));
-    bb_hash_hex(hm.digest, hex);
-    BB_CALL(bb_h5_attr_put_str(g, "mask_sha256", hex));
-    int64_t dw[2] = {rows, cols}, dm[2] = {m->rows, m->words_per_row};
-    BB_CALL(bb_h5_write(g, "weight", BB_H5_F32, 2, dw, s->w[i]));
-    BB_CALL(bb_h5_write(g, "mask", BB_H5_U64, 2, dm, m->bits));
-    if (l) {
-        int64_t da[2] = {l->rows, l->rank}, db[2] = {l->rank, l->cols};
-        BB_CALL(bb_h5_write(g, "lora_a", BB_H5_F32, 2, da, l->a));
-        BB_CALL(bb_h5_write(g, "lora_b", BB_H5_F32, 2, db, l->b));
-    }
-    return BB_OK;
-}
-
-static bb_status write_all(hid_t f, const bb_state *s, const bb_ckpt_meta *meta) {
-    BB_CALL(bb_h5_attr_put_str(f, "magic", BB_CKPT_MAGIC));
-    BB_CALL(bb_h5_attr_put_i64(f, "version", BB_CKPT_VERSION));
-    BB_CALL(bb_h5_attr_put_i64(f, "wave", s->wave));
-    BB_CALL(bb_h5_attr_put_i64(f, "n_layers", s->n_layers));
-    BB_CALL(bb_h5_attr_put_i64(f, "n_lin", s->n_lin));
-    BB_CALL(bb_h5_attr_put_i64(f, "losing", s->losing));
-    BB_CALL(bb_h5_attr_put_i64(f, "rollback_left", s->rollback_left));
-    BB_CALL(bb_h5_attr_put_i64(f, "frozen", s->frozen));
-    BB_CALL(bb_h5_attr_put_u64(f, "rng_counter", s->rng_counter));
-    BB_CALL(bb_h5_attr_put_i64(f, "good_wave", s->good_wave));
-    BB_CALL(bb_h5_attr_put_i64(f, "rb_wave", s->rb_wave));
-    if (meta->layer_target && meta->n_layer_target > 0) {
-        int64_t d = meta->n_layer_target;
-        BB_CALL(bb_h5_write(f, "layer_target", BB_H5_F64, 1, &d, meta->layer_target));
-    }
-    if (meta->tensor_hist && meta->hist_waves > 0) {
-        int64_t d[2] = {meta->hist_waves, (int64_t)s->n_lin * 3};
-        BB_CALL(bb_h5_write(f, "tensor_hist", BB_H5_F32, 2, d, meta->tensor_hist));
-    }
-    if (meta->records && meta->n_records > 0) BB_CALL(bb_h5_write(f, "records", BB_H5_U8, 1, &meta->n_records, meta->records));
-    BB_CALL(bb_h5_attr_put_i64(f, "n_metrics", s->n_metrics));
-    BB_CALL(bb_h5_attr_put_str(f, "config_sha256", meta->config_sha256));
-    BB_CALL(bb_h5_attr_put_str(f, "model_sha256", meta->model_sha256));
-    BB_CALL(bb_h5_attr_put_str(f, "model_path", meta->model_path));
-    BB_CALL(bb_h5_attr_put_str(f, "birdbone_version", BB_VERSION));
-    const char *yaml = meta->config_yaml ? meta->config_yaml : "";
-    int64_t ny = (int64_t)strlen(yaml), nl = s->n_lin;
-    BB_CALL(bb_h5_write(f, "config_yaml", BB_H5_U8, 1, &ny, yaml));
-    BB_CALL(bb_h5_write(f, "bits", BB_H5_I32, 1, &nl, s->bits));
-    BB_CALL(bb_ckpt_write_metrics(f, "metrics", s->metrics, s->n_metrics));
-    for (int i = 0; i < s->n_lin; i++) {
-        char gname[64];
-        group_name(i, gname, sizeof gname);
-        hid_t g;
-        BB_CALL(bb_h5_group_create(f, gname, &g));
-        bb_status st = write_tensor(g, s, i);
-        bb_h5_close_id(g);
-        BB_CALL(st);
-    }
-    return BB_OK;
-}
-
-static bb_status check_state(const char *path, const bb_state *s) {
-    BB_CHECK(s->n_layers >= 0 && s->n_lin == s->n_layers * BB_LIN_COUNT && s->n_metrics >= 1 && s->wave >= 0,
-             BB_ERR_ARG, "%s: state with %d layers, %d linear weights, %d metrics rows, wave %d is inconsistent", path,
-             s->n_layers, s->n_lin, s->n_metrics, s->wave);
-    for (int i = 0; i < s->n_lin; i++) {
-        BB_CHECK(s->t[i] && s->w[i] && s->masks[i], BB_ERR_ARG,
-                 "%s: linear weight %d has no tensor, weights or mask in the state", path, i);
-        int64_t rows = bb_tensor_rows(s->t[i]), cols = bb_tensor_cols(s->t[i]);
-        BB_CHECK(s->masks[i]->rows == rows && s->masks[i]->cols == cols, BB_ERR_ARG,
-                 "%s: the mask of %s is (%lld, %lld), the weight (%lld, %lld)", path, s->t[i]->name,
-                 (long long)s->masks[i]->rows, (long long)s->masks[i]->cols, (long long)rows, (long long)cols);
-        const bb_lora *l = s->lora[i];
-        BB_CHECK(!l || (l->rows == rows && l->cols == cols), BB_ERR_ARG,
-                 "%s: the factors of %s are for (%lld, %lld), the weight is (%lld, %lld)", path, s->t[i]->name,
-                 (long long)l->rows, (long long)l->cols, (long long)rows, (long long)cols);
-    }
-    return BB_OK;
-}
-
-static bb_status marker_path(const char *path, char *buf, size_t n) {
-    BB_CHECK(snprintf(buf, n, "%s.DONE", path) < (int)n, BB_ERR_ARG, "path too long: %s", path);
-    return BB_OK;
-}
-
-/* fsync the directory holding path, so that the rename itself is on disk. */
-static bb_status sync_dir_of(const char *path) {
-    char dir[1200];
-    snprintf(dir, sizeof dir, "%s", path);
-    char *slash = strrchr(dir, '/');
-    if (slash == dir)
-        dir[1] = 0;
-    else if (slash)
-        *slash = 0;
-    else
-        snprintf(dir, sizeof dir, ".");
-    return bb_file_sync(dir);
-}
-
-bb_status bb_ckpt_write_file(const char *path, bb_ckpt_body_fn body, void *ud, const char *what) {
-    char tmp[1200], done[1200];
-    BB_CHECK(snprintf(tmp, sizeof tmp, "%s.tmp", path) < (int)sizeof tmp, BB_ERR_ARG, "path too long: %s", path);
-    BB_CALL(marker_path(path, done, sizeof done));
-    BB_CHECK(unlink(done) == 0 || errno == ENOENT, BB_ERR_IO, "cannot remove the stale marker %s: %s", done,
-             strerror(errno));
-    hid_t f = -1;
-    bb_status st = bb_h5_create(tmp, MPI_COMM_SELF, &f);
-    if (st == BB_OK) st = body(f, ud);
-    if (f >= 0) {
-        bb_status cs = bb_h5_close(&f);
-        if (st == BB_OK) st = cs;
-    }
-    if (st == BB_OK) st = bb_file_sync(tmp);
-    if (st == BB_OK && rename(tmp, path) != 0)
-        st = bb_error(BB_ERR_IO, __FILE__, __LINE__, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
-    if (st == BB_OK) st = sync_dir_of(path);
-    struct stat sb;
-    if (st == BB_OK && stat(path, &sb) != 0)
-        st = bb_error(BB_ERR_IO, __FILE__, __LINE__, "cannot stat %s: %s", path, strerror(errno));
-    if (st == BB_OK) {
-        char text[512];
-        int n = snprintf(text, sizeof text, "%s %d\n%s\nbytes %lld\n", BB_CKPT_MAGIC, BB_CKPT_VERSION, what,
-                         (long long)sb.st_size);
-        st = bb_file_write_atomic(done, text, (size_t)n);
-    }
-    if (st != BB_OK) {
-        unlink(tmp);
-        return bb_trace(st, __FILE__, __LINE__, "bb_ckpt_write_file");
-    }
-    return BB_OK;
-}
-
-typedef struct {
-    const bb_state *s;
-    const bb_ckpt_meta *meta;
-} state_body;
-
-static bb_status write_state_body(hid_t f, void *ud) {
-    const state_body *b = ud;
-    return write_all(f, b->s, b->meta);
-}
-
-bb_status bb_ckpt_write(const char *path, const bb_state *s, const bb_ckpt_meta *meta) {
-    BB_CALL(check_state(path, s));
-    state_body b = {s, meta};
-    char what[64];
-    snprintf(what, sizeof what, "wave %d", s->wave);
-    return bb_ckpt_write_file(path, write_state_body, &b, what);
-}
-
 /* ---- the marker ---------------------------------------------------------------- */
 
 /* BB_OK if path's marker exists and matches the file; else one message saying what is wrong. */
 static bb_status check_marker(const char *path) {
     char done[1200];
-    BB_CALL(marker_path(path, done, sizeof done));
+    BB_CALL(bb_ckpt_marker_path(path, done, sizeof done));
     struct stat sb;
     BB_CHECK(stat(path, &sb) == 0, BB_ERR_IO, "cannot read checkpoint %s: %s", path, strerror(errno));
     char *text = NULL;
@@ -302,6 +99,10 @@ bb_status bb_ckpt_read_metrics(hid_t f, const char *group, int n_rows, bb_wave_m
     for (int64_t i = 0; st == BB_OK && i < n; i++) out[i].rolled_back = ic[i];
     if (st == BB_OK) st = bb_h5_read(g, "lora_values", BB_H5_I64, 1, &n, lc);
     for (int64_t i = 0; st == BB_OK && i < n; i++) out[i].lora_values = lc[i];
+    if (st == BB_OK && bb_h5_exists(g, "scaffold_tau")) { /* absent in checkpoints from before scaffold mode: 0 */
+        st = bb_h5_read(g, "scaffold_tau", BB_H5_F64, 1, &n, col);
+        for (int64_t i = 0; st == BB_OK && i < n; i++) out[i].scaffold_tau = col[i];
+    }
     if (st == BB_OK) st = bb_h5_read(g, "seconds", BB_H5_F64, 2, d8, sec);
     for (int64_t i = 0; st == BB_OK && i < n; i++) memcpy(out[i].seconds, sec + 8 * i, 8 * sizeof(double));
     bb_h5_close_id(g);
@@ -326,7 +127,7 @@ static bb_status verify(const char *path, const char *gname, hid_t g, const char
 static bb_status read_tensor(const char *path, hid_t f, int i, const bb_tensor *t, float *w, bb_mask **mask,
                              bb_lora **lora, int *bits) {
     char gname[64];
-    group_name(i, gname, sizeof gname);
+    bb_ckpt_group_name(i, gname, sizeof gname);
     hid_t g;
     BB_CALL(bb_h5_group_open(f, gname, &g));
     int64_t rows = 0, cols = 0, rank = 0, b = 0;
@@ -435,11 +236,18 @@ static bb_status read_meta(hid_t f, bb_ckpt_meta *meta) {
     return st;
 }
 
-/* Everything after the header into fresh owned parts, then swapped into s. */
-static bb_status read_body(const char *path, hid_t f, const int64_t *v, bb_state *s, bb_ckpt_meta *meta) {
-    BB_CHECK(v[1] == s->n_layers, BB_ERR_ARG,
-             "%s is a checkpoint of a %lld-layer model, this model has %d layers: a checkpoint of another model", path,
-             (long long)v[1], s->n_layers);
+/* Everything after the header into fresh owned parts, then swapped into s:
+ * the linear weights p holds on this rank (the others get no mask or factors,
+ * their bits from /bits), the rest on every rank. Collective over p. */
+static bb_status read_body(const char *path, hid_t f, const int64_t *v, bb_state *s, bb_ckpt_meta *meta,
+                           const bb_ckpt_part *p, bb_ckpt_io *io) {
+    bb_status st = BB_OK;
+    if (v[1] != s->n_layers)
+        st = bb_error(BB_ERR_ARG, __FILE__, __LINE__,
+                      "%s is a checkpoint of a %lld-layer model, this model has %d layers: a checkpoint of another "
+                      "model",
+                      path, (long long)v[1], s->n_layers);
+    BB_CALL(bb_ckpt_part_agree(p, st));
     bb_state n = *s;
     n.masks = NULL;
     n.lora = NULL;
@@ -447,16 +255,29 @@ static bb_status read_body(const char *path, hid_t f, const int64_t *v, bb_state
     n.metrics = NULL;
     n.n_metrics = (int)v[6];
     int64_t nl = s->n_lin;
-    bb_status st = bb_calloc((void **)&n.masks, (size_t)nl, sizeof *n.masks, "checkpoint masks");
+    st = bb_calloc((void **)&n.masks, (size_t)nl, sizeof *n.masks, "checkpoint masks");
     if (st == BB_OK) st = bb_calloc((void **)&n.lora, (size_t)nl, sizeof *n.lora, "checkpoint factors");
     if (st == BB_OK) st = bb_calloc((void **)&n.bits, (size_t)nl, sizeof *n.bits, "checkpoint bits");
     if (st == BB_OK) st = bb_calloc((void **)&n.metrics, (size_t)v[6], sizeof *n.metrics, "checkpoint metrics");
     if (st == BB_OK) st = bb_ckpt_read_metrics(f, "metrics", (int)v[6], n.metrics);
-    for (int i = 0; st == BB_OK && i < s->n_lin; i++)
-        st = read_tensor(path, f, i, s->t[i], s->w[i], &n.masks[i], &n.lora[i], &n.bits[i]);
+    for (int i = 0; st == BB_OK && i < s->n_lin; i++) {
+        if (!bb_ckpt_part_holds(p, i)) continue;
+        if (!s->w[i])
+            st = bb_error(BB_ERR_ARG, __FILE__, __LINE__, "%s: no weights to read %s into", path, s->t[i]->name);
+        if (st == BB_OK) st = read_tensor(path, f, i, s->t[i], s->w[i], &n.masks[i], &n.lora[i], &n.bits[i]);
+        if (st == BB_OK && io) {
+            const bb_mask *m = n.masks[i];
+            const bb_lora *l = n.lora[i];
+            io->tensors++;
+            io->tensor_bytes += 4 * m->rows * m->cols + 8 * m->rows * m->words_per_row +
+                                (l ? 4 * (int64_t)l->rank * (l->rows + l->cols) : 0);
+        }
+    }
     int32_t *bits = NULL;
     if (st == BB_OK) st = bb_malloc((void **)&bits, sizeof *bits * (size_t)(nl ? nl : 1), "checkpoint bits");
     if (st == BB_OK) st = bb_h5_read(f, "bits", BB_H5_I32, 1, &nl, bits);
+    for (int i = 0; st == BB_OK && i < s->n_lin; i++)
+        if (!bb_ckpt_part_holds(p, i)) n.bits[i] = bits[i];
     for (int i = 0; st == BB_OK && i < s->n_lin; i++)
         if (bits[i] != n.bits[i])
             st = bb_error(BB_ERR_FORMAT, __FILE__, __LINE__, "%s: /bits[%d] = %d but the group of %s says %d", path, i,
@@ -472,7 +293,9 @@ static bb_status read_body(const char *path, hid_t f, const int64_t *v, bb_state
                       path, (long long)good, (long long)rbw, (long long)v[0]);
     bb_ckpt_meta m = {0};
     if (st == BB_OK && meta) st = read_meta(f, &m);
+    st = bb_ckpt_part_agree(p, st);
     if (st != BB_OK) {
+        if (meta) bb_ckpt_meta_free(&m);
         bb_state_release(&n);
         return st;
     }
@@ -492,16 +315,30 @@ static bb_status read_body(const char *path, hid_t f, const int64_t *v, bb_state
     return BB_OK;
 }
 
-bb_status bb_ckpt_read(const char *path, bb_state *s, bb_ckpt_meta *meta) {
-    BB_CALL(check_marker(path));
-    hid_t f;
-    BB_CALL(bb_h5_open(path, MPI_COMM_SELF, &f));
+bb_status bb_ckpt_read_dist(const char *path, bb_state *s, bb_ckpt_meta *meta, const bb_ckpt_group *g,
+                            bb_ckpt_io *io) {
+    if (io) memset(io, 0, sizeof *io);
+    bb_ckpt_part p;
+    memset(&p, 0, sizeof p);
+    BB_CALL(bb_ckpt_part_of(g, s->n_lin, &p));
+    BB_CALL(bb_ckpt_part_agree(&p, p.rank == 0 ? check_marker(path) : BB_OK));
+    hid_t f = -1;
+    /* opening and the header fail alike on every rank: rank 0 tells */
+    int q = bb_error_set_quiet(0);
+    bb_error_set_quiet(q || p.rank != 0);
+    bb_status st = bb_h5_open(path, p.comm, &f);
+    st = bb_ckpt_part_agree(&p, st);
     int64_t v[8];
-    bb_status st = read_header(path, f, v);
-    if (st == BB_OK) st = read_body(path, f, v, s, meta);
-    bb_h5_close_id(f);
+    if (st == BB_OK) st = bb_ckpt_part_agree(&p, read_header(path, f, v));
+    bb_error_set_quiet(q);
+    if (st == BB_OK) st = read_body(path, f, v, s, meta, &p, io);
+    if (f >= 0) bb_h5_close_id(f); /* collective: every rank opened it */
     BB_CALL(st);
     return BB_OK;
+}
+
+bb_status bb_ckpt_read(const char *path, bb_state *s, bb_ckpt_meta *meta) {
+    return bb_ckpt_read_dist(path, s, meta, NULL, NULL);
 }
 
 void bb_ckpt_destroy(bb_ckpt **c) {
@@ -522,7 +359,7 @@ void bb_ckpt_destroy(bb_ckpt **c) {
 static bb_status load_tensors(const char *path, hid_t f, bb_ckpt *k) {
     for (int i = 0; i < k->state.n_lin; i++) {
         char gname[64];
-        group_name(i, gname, sizeof gname);
+        bb_ckpt_group_name(i, gname, sizeof gname);
         hid_t g;
         BB_CALL(bb_h5_group_open(f, gname, &g));
         bb_tensor *t = &k->tensors[i];
@@ -566,7 +403,9 @@ bb_status bb_ckpt_load(const char *path, bb_ckpt **out) {
     if (st == BB_OK) {
         k->state.w = k->w;
         k->state.t = k->tp;
-        st = read_body(path, f, v, &k->state, &k->meta);
+        bb_ckpt_part alone;
+        st = bb_ckpt_part_of(NULL, k->state.n_lin, &alone);
+        if (st == BB_OK) st = read_body(path, f, v, &k->state, &k->meta, &alone, NULL);
     }
     bb_h5_close_id(f);
     if (st != BB_OK) {

@@ -16,15 +16,21 @@
  * size the marker records, so a crash at any point leaves either no
  * complete checkpoint of that wave or a whole one.
  *
- * Collectivity: for now rank 0 writes the whole state alone (MPI-IO driver on
- * MPI_COMM_SELF); the MPI issue makes each rank write its layers' groups
- * into the shared file (mpi/h5.h's row writes). Nothing else here is
- * collective. */
+ * Collectivity: bb_ckpt_write_dist / bb_ckpt_read_dist share one file among
+ * the ranks of a communicator (parallel HDF5, MPI-IO driver): every rank
+ * creates the same groups, attributes and datasets, each writes (reads) only
+ * the datasets of the linear weights it holds, rank 0 the run-level datasets;
+ * rank 0 alone renames the file and writes the marker after every rank has
+ * closed it. The file does not depend on the rank count, so a checkpoint
+ * written by N ranks resumes on any M. bb_ckpt_write / bb_ckpt_read are the
+ * same for one process (MPI_COMM_SELF); nothing else here is collective. */
 #ifndef BB_MPI_CKPT_H
 #define BB_MPI_CKPT_H
 
 #include <hdf5.h>
+#include <mpi.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "pipeline/state.h"
 
@@ -62,6 +68,35 @@ bb_status bb_ckpt_write_file(const char *path, bb_ckpt_body_fn body, void *ud, c
  * BB_ERR_HDF5 / BB_ERR_IO naming the file and object; on error neither path
  * nor its marker claims completeness. */
 bb_status bb_ckpt_write(const char *path, const bb_state *s, const bb_ckpt_meta *meta);
+
+/* The ranks that share a checkpoint file and who holds which linear weight. */
+typedef struct {
+    MPI_Comm comm;    /* every rank of the job; MPI_COMM_NULL: this process alone */
+    const int *owner; /* (n_lin) the rank of comm holding linear weight i; NULL: rank 0 holds all */
+} bb_ckpt_group;
+
+/* What one rank moved: its share of a collective write (or read). */
+typedef struct {
+    int tensors;          /* linear weights written (read) by this rank */
+    int64_t tensor_bytes; /* their weight, mask and factor bytes */
+    int64_t other_bytes;  /* run-level datasets (rank 0: config, bits, metrics, records) */
+} bb_ckpt_io;
+
+/* bb_ckpt_write shared by g's ranks. Each rank passes the same s->n_lin,
+ * s->t (every entry) and, for the weights it holds, s->w, s->masks, s->lora,
+ * s->bits; rank 0 also the counters, metrics and meta (other ranks' are not
+ * used; meta may be NULL there). Collective over g->comm; every rank returns
+ * the same status, the failing rank having printed the error. io (optional):
+ * this rank's share. */
+bb_status bb_ckpt_write_dist(const char *path, const bb_state *s, const bb_ckpt_meta *meta, const bb_ckpt_group *g,
+                             bb_ckpt_io *io);
+/* bb_ckpt_read shared by g's ranks (any count, not necessarily the writer's):
+ * each rank reads and verifies only the weights it holds (s->w[i] must exist
+ * for those); the others get no mask or factors (NULL) and their bits from
+ * /bits; counters, metrics and meta on every rank. Collective; the same
+ * refusals as bb_ckpt_read, on every rank. */
+bb_status bb_ckpt_read_dist(const char *path, bb_state *s, bb_ckpt_meta *meta, const bb_ckpt_group *g,
+                            bb_ckpt_io *io);
 
 /* 1 if path has a DONE marker matching the file (format, size), else 0. */
 int bb_ckpt_is_complete(const char *path);

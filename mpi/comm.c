@@ -110,6 +110,41 @@ static bb_status mpi_barrier(void *ctx) {
     return BB_OK;
 }
 
+/* A request is a malloc'd MPI_Request. */
+static bb_status mpi_post(mpi_ctx *m, void *buf, size_t bytes, int peer, int tag, int send, void **req) {
+    *req = NULL;
+    BB_CHECK(bytes <= INT_MAX, BB_ERR_ARG, "a point-to-point message of %zu bytes: at most %d", bytes, INT_MAX);
+    MPI_Request *q;
+    BB_CALL(bb_malloc((void **)&q, sizeof *q, "MPI request"));
+    int rc = send ? MPI_Isend(buf, (int)bytes, MPI_BYTE, peer, tag, m->comm, q)
+                  : MPI_Irecv(buf, (int)bytes, MPI_BYTE, peer, tag, m->comm, q);
+    if (rc != MPI_SUCCESS) {
+        free(q);
+        return bb_mpi_error(rc, __FILE__, __LINE__, send ? "MPI_Isend" : "MPI_Irecv");
+    }
+    *req = q;
+    return BB_OK;
+}
+
+static bb_status mpi_isend(void *ctx, const void *buf, size_t bytes, int peer, int tag, void **req) {
+    return mpi_post(ctx, (void *)buf, bytes, peer, tag, 1, req);
+}
+
+static bb_status mpi_irecv(void *ctx, void *buf, size_t bytes, int peer, int tag, void **req) {
+    return mpi_post(ctx, buf, bytes, peer, tag, 0, req);
+}
+
+static bb_status mpi_wait(void *ctx, void **req) {
+    (void)ctx;
+    if (!*req) return BB_OK;
+    MPI_Request *q = *req;
+    int rc = MPI_Wait(q, MPI_STATUS_IGNORE);
+    free(q);
+    *req = NULL;
+    if (rc != MPI_SUCCESS) return bb_mpi_error(rc, __FILE__, __LINE__, "MPI_Wait");
+    return BB_OK;
+}
+
 static void mpi_destroy(void *ctx) {
     mpi_ctx *m = ctx;
     int fin = 0;
@@ -141,6 +176,9 @@ static const bb_comm_ops mpi_ops = {
     .bcast = mpi_bcast,
     .allgatherv = mpi_allgatherv,
     .barrier = mpi_barrier,
+    .isend = mpi_isend,
+    .irecv = mpi_irecv,
+    .wait = mpi_wait,
     .destroy = mpi_destroy,
 };
 
@@ -150,8 +188,20 @@ static const char *const kind_names[BB_COMM_KIND_COUNT] = {"mpi", "nccl"};
 
 const char *bb_comm_kind_name(bb_comm_kind k) { return k >= 0 && k < BB_COMM_KIND_COUNT ? kind_names[k] : "?"; }
 
-/* No NCCL implementation is registered yet: the CUDA issue adds it here. */
-static const bb_comm_ops *const impls[BB_COMM_KIND_COUNT] = {[BB_COMM_MPI] = &mpi_ops};
+/* MPI built in; NCCL when the CUDA build registers it (bb_comm_register). */
+static const bb_comm_ops *impls[BB_COMM_KIND_COUNT] = {[BB_COMM_MPI] = &mpi_ops};
+
+bb_status bb_comm_register(bb_comm_kind kind, const bb_comm_ops *ops) {
+    BB_CHECK(kind > BB_COMM_MPI && kind < BB_COMM_KIND_COUNT, BB_ERR_ARG,
+             "bb_comm_register: kind %d is not a replaceable communicator (nccl = %d)", (int)kind, (int)BB_COMM_NCCL);
+    BB_CHECK(ops && ops->name && ops->create && ops->allreduce_i64 && ops->allreduce_f64_minmax && ops->bcast &&
+                 ops->allgatherv && ops->barrier && ops->isend && ops->irecv && ops->wait && ops->destroy,
+             BB_ERR_ARG, "bb_comm_register(%s): every entry of the table must be set", bb_comm_kind_name(kind));
+    impls[kind] = ops;
+    return BB_OK;
+}
+
+int bb_comm_available(bb_comm_kind kind) { return kind >= 0 && kind < BB_COMM_KIND_COUNT && impls[kind] != NULL; }
 
 bb_status bb_comm_kind_parse(const char *s, int gpus_everywhere, bb_comm_kind *out) {
     if (!strcmp(s, "auto")) {
@@ -229,6 +279,29 @@ bb_status bb_comm_barrier(bb_comm *c) {
     return BB_OK;
 }
 
+bb_status bb_comm_agree(bb_comm *c, bb_status local) {
+    int64_t code = (int64_t)local;
+    BB_CALL(c->ops->allreduce_i64(c->ctx, &code, 1, BB_COMM_MAX));
+    return (bb_status)code;
+}
+
+bb_status bb_comm_isend(bb_comm *c, const void *buf, size_t bytes, int peer, int tag, bb_comm_req **req) {
+    BB_CHECK(peer >= 0 && peer < c->size, BB_ERR_ARG, "send to rank %d of %d", peer, c->size);
+    BB_CALL(c->ops->isend(c->ctx, buf, bytes, peer, tag, (void **)req));
+    return BB_OK;
+}
+
+bb_status bb_comm_irecv(bb_comm *c, void *buf, size_t bytes, int peer, int tag, bb_comm_req **req) {
+    BB_CHECK(peer >= 0 && peer < c->size, BB_ERR_ARG, "receive from rank %d of %d", peer, c->size);
+    BB_CALL(c->ops->irecv(c->ctx, buf, bytes, peer, tag, (void **)req));
+    return BB_OK;
+}
+
+bb_status bb_comm_wait(bb_comm *c, bb_comm_req **req) {
+    BB_CALL(c->ops->wait(c->ctx, (void **)req));
+    return BB_OK;
+}
+
 /* ---- items ---------------------------------------------------------------------- */
 
 bb_status bb_comm_gather_items(bb_comm *c, const int64_t *ids, const double *vals, int64_t n_mine, int width,
@@ -283,5 +356,27 @@ bb_status bb_comm_sum_items(bb_comm *c, const int64_t *ids, const double *vals, 
             for (int j = 0; j < width; j++) out[j] += all[(size_t)i * width + j];
     }
     free(all);
+    return st;
+}
+
+bb_status bb_comm_share_owned(bb_comm *c, double *x, const uint8_t *mine, int64_t n, int width) {
+    BB_CHECK(n >= 0 && width >= 1, BB_ERR_ARG, "share: %lld entries of width %d", (long long)n, width);
+    if (c->size == 1) return BB_OK;
+    int64_t k = 0;
+    for (int64_t j = 0; j < n; j++) k += mine[j] != 0;
+    int64_t *ids = NULL;
+    double *vals = NULL;
+    bb_status st = bb_malloc((void **)&ids, sizeof *ids * (size_t)(k ? k : 1), "shared entries");
+    if (st == BB_OK) st = bb_malloc((void **)&vals, sizeof *vals * (size_t)(k ? k : 1) * (size_t)width, "shared entries");
+    for (int64_t j = 0, q = 0; st == BB_OK && j < n; j++) {
+        if (!mine[j]) continue;
+        ids[q] = j;
+        memcpy(vals + (size_t)q * width, x + (size_t)j * width, sizeof(double) * (size_t)width);
+        q++;
+    }
+    st = bb_comm_agree(c, st); /* no rank enters the gather alone */
+    if (st == BB_OK) st = bb_comm_gather_items(c, ids, vals, k, width, n, x);
+    free(ids);
+    free(vals);
     return st;
 }

@@ -9,7 +9,8 @@
  * min/max are exact in any order and go through the all-reduce directly.
  *
  * Implementations sit behind a function table selected by `kind`: MPI (CPU
- * ranks) here; NCCL (ranks holding GPUs) registers with the CUDA build. Every
+ * ranks) is built in; NCCL (ranks holding GPUs) is added by the CUDA build
+ * with bb_comm_register before the run creates its communicator. Every
  * function is collective over the communicator's ranks, which must call it in
  * the same order with the same sizes (except the per-rank item counts and blob
  * sizes). Errors: BB_ERR_MPI (the library's message), BB_ERR_ARG, BB_ERR_OOM. */
@@ -41,8 +42,25 @@ typedef struct {
      * (bb_malloc'd, caller frees); offsets (size + 1) says where each starts. */
     bb_status (*allgatherv)(void *ctx, const void *mine, size_t bytes, void **all, size_t *offsets);
     bb_status (*barrier)(void *ctx);
+    /* Point-to-point, non-blocking (the pipelined forward's hidden states):
+     * bytes from buf to rank peer / from peer into buf, matched by tag in
+     * posting order; *req is the implementation's handle until wait. NCCL
+     * maps these to ncclSend/ncclRecv on the communicator's stream, wait to
+     * the stream's event. */
+    bb_status (*isend)(void *ctx, const void *buf, size_t bytes, int peer, int tag, void **req);
+    bb_status (*irecv)(void *ctx, void *buf, size_t bytes, int peer, int tag, void **req);
+    bb_status (*wait)(void *ctx, void **req); /* completes and frees *req, sets it NULL; NULL *req: no-op */
     void (*destroy)(void *ctx);
 } bb_comm_ops;
+
+/* Add (or replace) the implementation of `kind`: the CUDA build registers
+ * NCCL at start-up, before any bb_comm_create. Every entry of ops must be set
+ * and ops must outlive every communicator made from it. Not collective (each
+ * process registers the same), not thread-safe. Errors: BB_ERR_ARG (a kind out
+ * of range, MPI replaced, an entry missing). */
+bb_status bb_comm_register(bb_comm_kind kind, const bb_comm_ops *ops);
+/* 1 if an implementation of kind is registered. */
+int bb_comm_available(bb_comm_kind kind);
 
 /* backend.comm ("auto" | "mpi" | "nccl") to a kind: auto is NCCL when every
  * rank holds a GPU (gpus_everywhere) and an NCCL implementation is built in,
@@ -68,6 +86,23 @@ bb_status bb_comm_allreduce_f64(bb_comm *c, double *x, int n, bb_comm_op op);
 bb_status bb_comm_bcast(bb_comm *c, void *buf, size_t bytes, int root);
 bb_status bb_comm_allgatherv(bb_comm *c, const void *mine, size_t bytes, void **all, size_t *offsets);
 bb_status bb_comm_barrier(bb_comm *c);
+
+/* BB_OK on every rank only if local is BB_OK on every rank, else the same
+ * error code everywhere (only the failing rank has printed its message). */
+bb_status bb_comm_agree(bb_comm *c, bb_status local);
+
+/* Non-blocking point-to-point (see the ops table); a request is NULL once
+ * waited for. Not collective: the two ends post matching calls. Messages of
+ * more than INT_MAX bytes are refused (BB_ERR_ARG). */
+typedef struct bb_comm_req bb_comm_req;
+bb_status bb_comm_isend(bb_comm *c, const void *buf, size_t bytes, int peer, int tag, bb_comm_req **req);
+bb_status bb_comm_irecv(bb_comm *c, void *buf, size_t bytes, int peer, int tag, bb_comm_req **req);
+bb_status bb_comm_wait(bb_comm *c, bb_comm_req **req);
+
+/* Entries held by one rank each: x (n, width) row-major, where row j is
+ * valid on the one rank with mine[j] != 0; afterwards every rank has every
+ * row (copied, not summed: exact). Errors as bb_comm_gather_items. */
+bb_status bb_comm_share_owned(bb_comm *c, double *x, const uint8_t *mine, int64_t n, int width);
 
 /* Items: each rank holds n_mine items with global indices ids[i] in [0,
  * n_items) and values vals (n_mine, width) row-major; every index must be held

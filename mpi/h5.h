@@ -5,12 +5,13 @@
  *
  * Files. bb_h5_create / bb_h5_open use the MPI-IO file driver on the given
  * communicator when MPI is initialized (MPI_COMM_SELF: one rank writes a
- * file alone, as every caller does today); without MPI (unit tests of a
- * single process) or with MPI_COMM_NULL they use HDF5's default driver. Both
- * are collective over the communicator, as HDF5 requires. Datasets are
- * created whole (bb_h5_dataset_create) and written by row ranges
- * (bb_h5_write_rows), so that ranks can later each write their own rows of a
- * shared file; bb_h5_write does both for one writer.
+ * file alone; the job's communicator: the wave checkpoints, mpi/ckpt.h);
+ * without MPI (unit tests of a single process) or with MPI_COMM_NULL they use
+ * HDF5's default driver. Both are collective over the communicator, as HDF5
+ * requires, and so are creating groups, attributes and datasets in a shared
+ * file (every rank, the same calls and values). Datasets are created whole
+ * (bb_h5_dataset_create) and written by row ranges (bb_h5_write_rows,
+ * independent I/O: any rank, any rows); bb_h5_write does both for one writer.
  *
  * Messages. Every failure is one bb_error naming "<file>:<object>" (the path
  * the file was opened with and the object's path inside it) and, for HDF5
@@ -95,7 +96,8 @@ bb_status bb_h5_attr_get_str_alloc(hid_t loc, const char *name, char **out);
  * columns for rank 2), zero-sized allowed; *d is its id. */
 bb_status bb_h5_dataset_create(hid_t loc, const char *name, bb_h5_type t, int rank, const int64_t *dims, hid_t *d);
 /* Write rows [row0, row0 + nrows) of dataset d from buf (nrows, dims[1])
- * row-major (rank 1: nrows values). Independent I/O for now. */
+ * row-major (rank 1: nrows values). Independent I/O: only the writing rank
+ * calls it. */
 bb_status bb_h5_write_rows(hid_t d, bb_h5_type t, int64_t row0, int64_t nrows, const void *buf);
 /* Create and write a whole dataset: buf (dims[0], dims[1]) row-major. */
 bb_status bb_h5_write(hid_t loc, const char *name, bb_h5_type t, int rank, const int64_t *dims, const void *buf);

@@ -1,5 +1,6 @@
 /* pipe.c — micro-batches through the ranks' forward parts with non-blocking point-to-point; calibration and perplexity
- * drivers. */
+ * drivers. The messages go through bb_comm's point-to-point (mpi/comm.h): MPI for host buffers here; a GPU forward
+ * would pass device buffers through the NCCL implementation of the same calls. */
 #include "mpi/pipe.h"
 
 #include <stdlib.h>
@@ -7,9 +8,11 @@
 
 #include "core/events.h"
 #include "core/log.h"
+#include "mpi/comm.h"
 
 struct bb_pipe {
     const bb_dist *d;
+    bb_comm *c; /* the hidden states' point-to-point and the result's broadcast */
     const bb_model *m;
     const bb_plan *plan;
     bb_forward *f; /* NULL on idle ranks */
@@ -24,6 +27,10 @@ static int working(const bb_plan *plan, int r, int with_head) {
     const bb_plan_rank *pr = &plan->ranks[r];
     return pr->active && (pr->embed || pr->layer_end > pr->layer_begin || (pr->head && with_head));
 }
+
+static bb_comm_kind pipe_kind = BB_COMM_MPI;
+
+void bb_pipe_set_comm_kind(bb_comm_kind kind) { pipe_kind = kind; }
 
 bb_status bb_pipe_create(const bb_dist *d, const bb_model *m, const bb_plan *plan, int with_head, int in_flight,
                          bb_pipe **out) {
@@ -50,6 +57,8 @@ bb_status bb_pipe_create(const bb_dist *d, const bb_model *m, const bb_plan *pla
         bb_forward_part part = {pr->layer_begin, pr->layer_end, pr->embed, pr->head && with_head};
         st = bb_forward_create_part(m, &part, 0, &p->f);
     }
+    bb_status cs = bb_comm_create(pipe_kind, d, &p->c); /* collective: every rank */
+    if (st == BB_OK) st = cs;
     st = bb_dist_agree(d, st);
     if (st != BB_OK) {
         bb_pipe_destroy(&p);
@@ -62,6 +71,7 @@ bb_status bb_pipe_create(const bb_dist *d, const bb_model *m, const bb_plan *pla
 void bb_pipe_destroy(bb_pipe **pp) {
     if (!pp || !*pp) return;
     bb_forward_destroy(&(*pp)->f);
+    bb_comm_destroy(&(*pp)->c);
     free(*pp);
     *pp = NULL;
 }
@@ -82,8 +92,8 @@ static bb_status injected(const bb_pipe *p, const char *stage, int64_t mb) {
 }
 
 typedef struct {
-    float **buf;              /* [k] (B T dim + 1) */
-    MPI_Request *rreq, *sreq; /* [k] */
+    float **buf;               /* [k] (B T dim + 1) */
+    bb_comm_req **rreq, **sreq; /* [k] NULL: none outstanding */
     float *logits;            /* (B, T, vocab) on the head rank with the head */
 } pipe_bufs;
 
@@ -101,10 +111,9 @@ static bb_status alloc_bufs(bb_pipe *p, int64_t rows, pipe_bufs *b) {
     int k = p->k;
     int64_t dim = p->m->cfg.dim;
     BB_CALL(bb_calloc((void **)&b->buf, (size_t)k, sizeof *b->buf, "pipeline buffers"));
-    BB_CALL(bb_malloc((void **)&b->rreq, sizeof(MPI_Request) * (size_t)k, "pipeline requests"));
-    BB_CALL(bb_malloc((void **)&b->sreq, sizeof(MPI_Request) * (size_t)k, "pipeline requests"));
+    BB_CALL(bb_calloc((void **)&b->rreq, (size_t)k, sizeof *b->rreq, "pipeline requests"));
+    BB_CALL(bb_calloc((void **)&b->sreq, (size_t)k, sizeof *b->sreq, "pipeline requests"));
     for (int i = 0; i < k; i++) {
-        b->rreq[i] = b->sreq[i] = MPI_REQUEST_NULL;
         BB_CALL(bb_malloc((void **)&b->buf[i], sizeof(float) * (size_t)(rows * dim + 1),
                           "pipeline micro-batch buffer (lower the micro-batch or in_flight)"));
     }
@@ -120,15 +129,15 @@ static bb_status pass(bb_pipe *p, pipe_bufs *bf, const int32_t *ids, int64_t n_s
                       bb_pipe_sink_fn sink, void *ud, bb_status *local) {
     int k = p->k, dim = p->m->cfg.dim;
     int64_t M = (n_seq + B - 1) / B, posted = 0;
-    MPI_Comm comm = p->d->comm;
+    bb_comm *c = p->c;
     /* Receive micro-batch j into its slot once the slot's previous send is done. */
 #define POST_UPTO(j)                                                                                                   \
     while (p->prev >= 0 && posted <= (j) && posted < M) {                                                              \
         int s_ = (int)(posted % k);                                                                                    \
         int64_t b_ = n_seq - posted * B < B ? n_seq - posted * B : B;                                                  \
-        BB_MPI_CALL(MPI_Wait(&bf->sreq[s_], MPI_STATUS_IGNORE));                                                       \
-        BB_MPI_CALL(MPI_Irecv(bf->buf[s_], (int)(b_ * T * dim + 1), MPI_FLOAT, p->prev, (int)(posted % PIPE_TAG_SPAN), \
-                              comm, &bf->rreq[s_]));                                                                   \
+        BB_CALL(bb_comm_wait(c, &bf->sreq[s_]));                                                                       \
+        BB_CALL(bb_comm_irecv(c, bf->buf[s_], sizeof(float) * (size_t)(b_ * T * dim + 1), p->prev,                     \
+                              (int)(posted % PIPE_TAG_SPAN), &bf->rreq[s_]));                                          \
         posted++;                                                                                                      \
     }
     POST_UPTO(k - 2);
@@ -141,10 +150,10 @@ static bb_status pass(bb_pipe *p, pipe_bufs *bf, const int32_t *ids, int64_t n_s
         bb_event_begin("pipe.wait");
         if (p->prev >= 0) {
             POST_UPTO(mb);
-            BB_MPI_CALL(MPI_Wait(&bf->rreq[s], MPI_STATUS_IGNORE));
+            BB_CALL(bb_comm_wait(c, &bf->rreq[s]));
             upstream_failed = x[count] != 0;
         } else {
-            BB_MPI_CALL(MPI_Wait(&bf->sreq[s], MPI_STATUS_IGNORE));
+            BB_CALL(bb_comm_wait(c, &bf->sreq[s]));
         }
         bb_event_end("pipe.wait", 0, 0);
         if (*local == BB_OK && !upstream_failed) {
@@ -165,14 +174,14 @@ static bb_status pass(bb_pipe *p, pipe_bufs *bf, const int32_t *ids, int64_t n_s
         }
         if (p->next >= 0) {
             x[count] = (*local != BB_OK || upstream_failed) ? 1.0f : 0.0f;
-            BB_MPI_CALL(
-                MPI_Isend(x, (int)(count + 1), MPI_FLOAT, p->next, (int)(mb % PIPE_TAG_SPAN), comm, &bf->sreq[s]));
+            BB_CALL(bb_comm_isend(c, x, sizeof(float) * (size_t)(count + 1), p->next, (int)(mb % PIPE_TAG_SPAN),
+                                  &bf->sreq[s]));
         }
         POST_UPTO(mb + k - 1);
     }
 #undef POST_UPTO
-    BB_MPI_CALL(MPI_Waitall(k, bf->sreq, MPI_STATUSES_IGNORE));
-    BB_MPI_CALL(MPI_Waitall(k, bf->rreq, MPI_STATUSES_IGNORE));
+    for (int s = 0; s < k; s++) BB_CALL(bb_comm_wait(c, &bf->sreq[s]));
+    for (int s = 0; s < k; s++) BB_CALL(bb_comm_wait(c, &bf->rreq[s]));
     return BB_OK;
 }
 
@@ -185,7 +194,7 @@ bb_status bb_pipe_run(bb_pipe *p, const int32_t *ids, int64_t n_seq, int T, int 
     BB_CHECK(T <= p->m->cfg.max_seq_len, BB_ERR_ARG, "pipeline '%s': sequences of %d tokens exceed the context of %d",
              stage, T, p->m->cfg.max_seq_len);
     int B = micro_batch < n_seq ? micro_batch : (int)n_seq;
-    BB_CHECK((int64_t)B * T * p->m->cfg.dim < (1ll << 31) - 1, BB_ERR_ARG,
+    BB_CHECK(((int64_t)B * T * p->m->cfg.dim + 1) * (int64_t)sizeof(float) <= (1ll << 31) - 1, BB_ERR_ARG,
              "pipeline '%s': a micro-batch of %d x %d rows of width %d exceeds one MPI message: lower the micro-batch",
              stage, B, T, p->m->cfg.dim);
     pipe_bufs bf = {0};
@@ -312,9 +321,8 @@ bb_status bb_pipe_eval_perplexity(bb_pipe *p, const int32_t *tokens, int64_t n, 
         st = bb_dist_agree(p->d, fin);
         /* The head rank scored every window in order: its result is the answer. */
         if (st == BB_OK) {
-            int rc = MPI_Bcast(r, (int)sizeof *r, MPI_BYTE, head, p->d->comm);
-            if (rc == MPI_SUCCESS && ref) rc = MPI_Bcast(&kl, (int)sizeof kl, MPI_BYTE, head, p->d->comm);
-            if (rc != MPI_SUCCESS) st = bb_mpi_error(rc, __FILE__, __LINE__, "MPI_Bcast(perplexity)");
+            st = bb_comm_bcast(p->c, r, sizeof *r, head);
+            if (st == BB_OK && ref) st = bb_comm_bcast(p->c, &kl, sizeof kl, head);
             if (ref) *kld = kl;
         }
     }

@@ -5,7 +5,8 @@
  * ranks of a bb_plan in order: rank 0 embeds, every active rank runs its
  * blocks (the linear-input hook sees them: calibration statistics accumulate
  * where the layers live), hands the hidden states (b, T, dim) to the next rank
- * with MPI_Isend/MPI_Irecv, and the last active rank applies the head and
+ * with bb_comm_isend/bb_comm_irecv (mpi/comm.h; an MPI communicator the pipe
+ * makes for itself), and the last active rank applies the head and
  * gives the logits (or the hidden states) to a sink. Idle ranks (more ranks
  * than the plan could use) skip the pass and only join the final agreement.
  *
@@ -44,6 +45,7 @@
 #include "model/calib.h"
 #include "model/eval.h"
 #include "model/forward.h"
+#include "mpi/comm.h"
 #include "mpi/dist.h"
 #include "mpi/plan.h"
 
@@ -55,6 +57,10 @@ typedef struct bb_pipe bb_pipe;
  * head sits idle, and the rank with the last block ends the pipeline). plan must be made for
  * d->size ranks. Errors (agreed over ranks): BB_ERR_ARG (a plan for another
  * rank count or model, in_flight < 1), those of bb_forward_create_part. */
+/* Process-wide: the communicator kind new pipes send their hidden states with (default MPI; a run whose
+ * global communicator is NCCL sets NCCL, so the activations between GPUs go through NCCL too). */
+void bb_pipe_set_comm_kind(bb_comm_kind kind);
+
 bb_status bb_pipe_create(const bb_dist *d, const bb_model *m, const bb_plan *plan, int with_head, int in_flight,
                          bb_pipe **out);
 void bb_pipe_destroy(bb_pipe **p); /* NULL-safe; nulls *p; not collective */

@@ -116,3 +116,24 @@ set_tests_properties(e2e.resume PROPERTIES SKIP_RETURN_CODE 77 LABELS "e2e" TIME
 # Optional parts of a real run: the LoRA adapter export, phased synergy bundles, revert to wave 0.
 add_test(NAME e2e.run_extras COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/sh/run_extras.sh ${CMAKE_CURRENT_BINARY_DIR}/tmp/extras)
 set_tests_properties(e2e.run_extras PROPERTIES SKIP_RETURN_CODE 77 LABELS "e2e;python" TIMEOUT 300 ENVIRONMENT "${BB_E2E_ENV}")
+# backend.device = cuda on a machine without a usable GPU (CI), or in a build without CUDA: one clear error.
+# On a GPU machine this check is skipped (the run would simply use the GPU).
+add_test(NAME e2e.device_cuda_unavailable COMMAND sh -c "if command -v nvidia-smi >/dev/null && nvidia-smi -L >/dev/null 2>&1; then echo 'skipped: a GPU is present'; exit 77; fi; ${BB_BIN} compress -c ${PROJECT_SOURCE_DIR}/configs/default.yaml --set backend.device=cuda --set run.dir=${CMAKE_CURRENT_BINARY_DIR}/device_cuda_run 2>&1; test $? -eq 1")
+set_tests_properties(e2e.device_cuda_unavailable PROPERTIES LABELS "e2e" SKIP_RETURN_CODE 77
+                     PASS_REGULAR_EXPRESSION "backend.device = cuda, but (rank 0 .* sees no GPU|this birdbone was built without CUDA)")
+
+# Scaffold mode: factor rank k in wave k, tau halved by the scaffold's stop-loss after a forced loss rise, residual
+# sparsity following tau, SIGUSR1 + --resume to the same checkpoint. About 40 s.
+add_test(NAME e2e.scaffold COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/sh/scaffold.sh ${CMAKE_CURRENT_BINARY_DIR}/tmp/scaffold)
+set_tests_properties(e2e.scaffold PROPERTIES SKIP_RETURN_CODE 77 LABELS "e2e" TIMEOUT 300 ENVIRONMENT "${BB_E2E_ENV}")
+
+# Factorization as compression: factored only where it is as accurate as q4_0 with fewer bits; saving in
+# summary.json, factors in quantized.h5 and lora.gguf; a noisy model stays dense. About 30 s.
+add_test(NAME e2e.lowrank COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/sh/lowrank.sh ${CMAKE_CURRENT_BINARY_DIR}/tmp/lowrank)
+set_tests_properties(e2e.lowrank PROPERTIES SKIP_RETURN_CODE 77 LABELS "e2e" TIMEOUT 300 ENVIRONMENT "${BB_E2E_ENV}")
+bb_expect_fail(e2e.bad_lowrank_unquantized 1 "lowrank.enabled is true but quant.method is none"
+  ${BB_BIN} compress --set lowrank.enabled=true --set lowrank.rank_budget=0.5 --set quant.method=none)
+bb_expect_fail(e2e.bad_train_scales_unquantized 1 "no quantization scales to train"
+  ${BB_BIN} compress --set heal.train_scales=true --set quant.method=none)
+bb_expect_fail(e2e.bad_scaffold_rank 1 "lower waves.count to at most"
+  ${BB_BIN} compress --set scaffold.enabled=true --set waves.count=200 --set quant.method=none)

@@ -19,6 +19,11 @@ endforeach()
 foreach(n 2 3 4)
   bb_add_mpi_test(mpi.comm_${n} ${n} test_comm)
 endforeach()
+# Checkpoints written and read collectively (mpi/ckpt.h): each rank its own weights, the serial file's contents,
+# another owner assignment on read, one rank's bad arguments refused on every rank.
+foreach(n 2 3 4)
+  bb_add_mpi_test(mpi.ckpt_dist_${n} ${n} test_ckpt_dist)
+endforeach()
 # The pipelined forward: calibration statistics and perplexity bit-identical to one process (synthetic:tiny, a
 # one-layer model that leaves ranks idle, stories260K), one OpenBLAS thread per rank on this 2-core machine.
 foreach(n 2 3 4)
@@ -65,4 +70,13 @@ add_test(NAME mpi.summary_resources
   COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/sh/summary_resources.sh ${CMAKE_CURRENT_BINARY_DIR}/tmp/summary_resources
           ${MPIEXEC_EXECUTABLE} ${MPIEXEC_NUMPROC_FLAG} 2 --oversubscribe ${MPIEXEC_PREFLAGS})
 set_tests_properties(mpi.summary_resources PROPERTIES LABELS "mpi;e2e" TIMEOUT 120 PROCESSORS 2
+  ENVIRONMENT "${BB_MPI_ENV};BIRDBONE=$<TARGET_FILE:birdbone>;BB_SOURCE=${PROJECT_SOURCE_DIR}")
+
+# Parallel-HDF5 checkpoints: each of 3 ranks writes only its own layers' datasets (checked against summary.json's
+# checkpoint_shares), and a checkpoint written by 3 ranks resumes on 2 and on 1 rank with the uninterrupted
+# run's model.gguf.
+add_test(NAME mpi.ckpt_parallel
+  COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/sh/ckpt_parallel.sh ${CMAKE_CURRENT_BINARY_DIR}/tmp/ckpt_parallel
+          ${MPIEXEC_EXECUTABLE} ${MPIEXEC_NUMPROC_FLAG})
+set_tests_properties(mpi.ckpt_parallel PROPERTIES SKIP_RETURN_CODE 77 LABELS "mpi;e2e" TIMEOUT 900 PROCESSORS 3
   ENVIRONMENT "${BB_MPI_ENV};BIRDBONE=$<TARGET_FILE:birdbone>;BB_SOURCE=${PROJECT_SOURCE_DIR}")

@@ -29,7 +29,8 @@ fi
     ldd $C/bin/bench_gpu | grep -E "not found|cublas|cusolver|openblas"
 } 2>&1 | tee "$OUT/bench.log"
 fails=0
-for t in smoke linalg gptq wanda sparsegpt; do
+[ -d $C/shared ] && export BB_SHARED=$PWD/$C/shared
+for t in ${BB_GPU_TESTS:-smoke linalg gptq wanda sparsegpt forward}; do
     $C/bin/test_cuda_$t >"$OUT/t.log" 2>&1
     rc=$?
     { echo "== unit.cuda_$t rc=$rc"; cat "$OUT/t.log"; } >>"$OUT/tests.log"
@@ -39,6 +40,7 @@ for t in smoke linalg gptq wanda sparsegpt; do
 done
 rm -f "$OUT/t.log"
 echo "gpu tests failed: $fails"
+[ -n "${BB_ONLY_TESTS:-}" ] && exit $fails
 $C/bin/bench_gpu "$OUT/bench_gpu.json" ${BENCH_MODE:-} 2>&1 | tee -a "$OUT/bench.log"
 if [ -z "${BB_NO_TORCH:-}" ] && python3 -c 'import torch; assert torch.cuda.is_available()' 2>/dev/null; then
     PYTHONUNBUFFERED=1 python3 $C/torch_reference.py >"$OUT/torch.log" 2>&1

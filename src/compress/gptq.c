@@ -493,7 +493,7 @@ bb_status bb_quant_gptq(const bb_quant_opts *o, const bb_quant_input *in, bb_qua
     const int64_t n = in->cols, m = in->rows;
     float *u = NULL, *wp = NULL, *err = NULL;
     bb_event_begin("quant.gptq");
-    if (!be) BB_CALL_GOTO(st, done, bb_linalg_backend_get("cpu", &be));
+    if (!be) BB_CALL_GOTO(st, done, bb_linalg_backend_default_get(&be));
     BB_CALL_GOTO(st, done, bb_malloc((void **)&u, (size_t)(n * n) * sizeof *u, "GPTQ inverse factor"));
     BB_CALL_GOTO(st, done, bb_malloc((void **)&wp, (size_t)(m * n) * sizeof *wp, "GPTQ working weights"));
     const int64_t bl = batch_len(o, s.t->blck, n);

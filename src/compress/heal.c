@@ -18,7 +18,7 @@ static double now_s(void) {
 }
 
 static bb_status pick_backend(const bb_linalg_backend **be) {
-    if (!*be) BB_CALL(bb_linalg_backend_get("cpu", be));
+    if (!*be) BB_CALL(bb_linalg_backend_default_get(be));
     return BB_OK;
 }
 
@@ -782,9 +782,6 @@ bb_status bb_heal_opts_from_config(const bb_config *cfg, int wave, bb_heal_adam_
                                    int *closed_form) {
     BB_CHECK(wave >= 1 && wave <= cfg->waves.count, BB_ERR_CONFIG, "wave %d is outside 1..waves.count = %lld", wave,
              (long long)cfg->waves.count);
-    BB_CHECK(!cfg->heal.train_scales, BB_ERR_UNSUPPORTED,
-             "heal.train_scales: training quantization scales is not implemented; set it to false "
-             "(docs/healing.md says why)");
     bb_heal_adam_opts_default(o);
     bb_heal_schedule((int)cfg->heal.steps, cfg->heal.lr, cfg->heal.taper, wave, (int)cfg->waves.count, &o->steps,
                      &o->lr);

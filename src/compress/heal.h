@@ -26,8 +26,8 @@
  * With train_weights the kept weights of Ŵ are trained too (the mask is fixed: pruned entries
  * stay exactly 0); then E'·H changes every step and costs a full 2·rows·cols² per step, plus
  * two (rows, cols) moment arrays.
- * Quantization scales are not trained (heal.train_scales): the straight-through estimator needs
- * the quantizer's block layout inside the loop; see docs/healing.md.
+ * Quantization scales (heal.train_scales) are trained where the blocks exist, at quantization:
+ * compress/scales.h.
  *
  * Every numeric function has a plain-C _ref twin (double accumulation, no BLAS/LAPACK) that
  * the tests check the fast path against. Local: nothing here calls MPI. */
@@ -151,7 +151,7 @@ void bb_heal_schedule(int steps, double lr, int taper, int k, int R, int *steps_
 
 /* heal.* of the configuration for wave k of waves.count: steps and lr after the schedule,
  * train_weights; *rank and *closed_form from heal.rank and heal.closed_form (either may be NULL).
- * heal.train_scales = true is BB_ERR_UNSUPPORTED (not implemented, see docs/healing.md). */
+ * heal.train_scales is not read here (compress/scales.h, applied at quantization). */
 bb_status bb_heal_opts_from_config(const bb_config *cfg, int wave, bb_heal_adam_opts *o, int *rank,
                                    int *closed_form);
 

@@ -41,7 +41,7 @@ bb_status bb_lowrank_spectrum(const bb_heal_fit_opts *o, const char *name, int64
     BB_CHECK(k >= 1 && k <= mn, BB_ERR_ARG, "%s: %d singular values asked of a (%lld, %lld) matrix; 1..%lld", name,
              k, (long long)rows, (long long)cols, (long long)mn);
     const bb_linalg_backend *be = o->backend;
-    if (!be) BB_CALL(bb_linalg_backend_get("cpu", &be));
+    if (!be) BB_CALL(bb_linalg_backend_default_get(&be));
     size_t nw = (size_t)(rows * cols);
     float *l = NULL, *m = NULL, *sv = NULL;
     bb_rsvd_result rr;

@@ -487,7 +487,7 @@ bb_status bb_prune_sparsegpt(const bb_prune_opts *o, bb_prune_layer *l, bb_prune
     BB_CALL(check_layer("sparsegpt", o, l));
     BB_CALL(check_gram(l->name, l->h, l->cols));
     const bb_linalg_backend *be = o->backend;
-    if (!be) BB_CALL(bb_linalg_backend_get("cpu", &be));
+    if (!be) BB_CALL(bb_linalg_backend_default_get(&be));
     int64_t rows = l->rows, cols = l->cols, bs = o->block_size;
     BB_CHECK(bs >= 1, BB_ERR_ARG, "%s: sparsegpt: prune.block_size %lld < 1", l->name, (long long)bs);
     BB_CHECK(!o->pattern.m || bs % o->pattern.m == 0, BB_ERR_ARG,

@@ -216,7 +216,7 @@ bb_status bb_quant_layer_error(const bb_linalg_backend *be, const float *w, cons
     BB_CHECK(w != NULL && w_hat != NULL && h != NULL && err != NULL, BB_ERR_ARG, "bb_quant_layer_error: NULL argument");
     BB_CHECK(rows >= 1 && cols >= 1, BB_ERR_ARG, "bb_quant_layer_error: shape (%lld, %lld) must be positive",
              (long long)rows, (long long)cols);
-    if (!be) BB_CALL(bb_linalg_backend_get("cpu", &be));
+    if (!be) BB_CALL(bb_linalg_backend_default_get(&be));
     int64_t nr = rows < ERR_ROWS ? rows : ERR_ROWS;
     float *e = NULL, *eh = NULL;
     bb_status st = BB_OK;

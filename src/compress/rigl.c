@@ -81,7 +81,7 @@ bb_status bb_rigl_step(const bb_rigl_opts *o, const char *name, int64_t rows, in
     name = name ? name : "layer";
     BB_CALL(check(o, name, rows, cols, w, w_hat, lora, h, xnorm, mask));
     const bb_linalg_backend *be = o->backend;
-    if (!be) BB_CALL(bb_linalg_backend_get("cpu", &be));
+    if (!be) BB_CALL(bb_linalg_backend_default_get(&be));
     size_t nw = (size_t)(rows * cols);
     int64_t group = o->per_row ? cols : (int64_t)nw;
     float *e = NULL, *g = NULL;

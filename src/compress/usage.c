@@ -142,7 +142,7 @@ void bb_usage_block_freq(const bb_usage_block *b, int64_t rows, int64_t cols, co
 }
 
 static bb_status pick_backend(const bb_linalg_backend **be) {
-    if (!*be) BB_CALL(bb_linalg_backend_get("cpu", be));
+    if (!*be) BB_CALL(bb_linalg_backend_default_get(be));
     return BB_OK;
 }
 

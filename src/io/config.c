@@ -518,7 +518,7 @@ static bb_status validate_named(const bb_config *c, const char *where) {
     BB_CHECK(c->waves.alpha_start <= c->waves.alpha_end, BB_ERR_CONFIG,
              "%swaves.alpha_start = %g exceeds waves.alpha_end = %g (the threshold rises wave by wave)", where,
              c->waves.alpha_start, c->waves.alpha_end);
-    if (strcmp(c->prune.method, "none") != 0 && strcmp(c->prune.pattern, "unstructured") == 0) {
+    if (!c->scaffold.enabled && strcmp(c->prune.method, "none") != 0 && strcmp(c->prune.pattern, "unstructured") == 0) {
         double reach = 1.0 - pow(1.0 - c->prune.per_wave, (double)c->waves.count);
         BB_CHECK(c->prune.target <= reach + 1e-12, BB_ERR_CONFIG,
                  "%sprune.target = %g cannot be reached: prune.per_wave = %g over waves.count = %lld waves removes at "
@@ -536,6 +536,12 @@ static bb_status validate_named(const bb_config *c, const char *where) {
              "%sbackend.comm = nccl needs GPUs, but backend.device = cpu", where);
     BB_CHECK(!c->lowrank.enabled || c->lowrank.rank_budget > 0, BB_ERR_CONFIG,
              "%slowrank.enabled is true but lowrank.rank_budget is 0: give the factors a share of the budget", where);
+    BB_CHECK(!c->heal.train_scales || strcmp(c->quant.method, "none") != 0, BB_ERR_CONFIG,
+             "%sheal.train_scales is true but quant.method is none: there are no quantization scales to train", where);
+    BB_CHECK(!c->lowrank.enabled || strcmp(c->quant.method, "none") != 0, BB_ERR_CONFIG,
+             "%slowrank.enabled is true but quant.method is none: factoring is weighed against the quantized dense "
+             "weight; choose quant.method rtn or gptq",
+             where);
     BB_CHECK(c->run.name[0] && c->run.dir[0] && c->model.path[0], BB_ERR_CONFIG,
              "%srun.name, run.dir and model.path must not be empty", where);
     return BB_OK;
@@ -1084,11 +1090,12 @@ static const char doc_intro[] =
     "  `budget.base_bits` and `budget.init_bits` are among them, and `base_bits <= init_bits`.\n"
     "- `waves.alpha_start <= waves.alpha_end`.\n"
     "- `prune.target` is reachable: `1 - (1 - prune.per_wave)^waves.count >= prune.target` (unstructured\n"
-    "  pattern, pruning on).\n"
+    "  pattern, pruning on, not in scaffold mode).\n"
     "- At most one of `data.calib` and `data.calib_tokens`, and of `data.eval` and `data.eval_tokens`.\n"
     "- `calib.micro_batch <= calib.samples`.\n"
     "- `backend.comm = nccl` needs a GPU device (not `backend.device = cpu`).\n"
-    "- `lowrank.enabled` needs `lowrank.rank_budget > 0`.\n"
+    "- `lowrank.enabled` needs `lowrank.rank_budget > 0` and `quant.method` other than `none`.\n"
+    "- `heal.train_scales` needs `quant.method` other than `none`.\n"
     "- `run.name`, `run.dir` and `model.path` are not empty.\n";
 
 bb_status bb_config_write_doc(FILE *f) {

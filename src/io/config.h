@@ -111,6 +111,8 @@ typedef struct {
     bool closed_form;
     bool train_weights;
     bool train_scales;
+    int64_t scale_steps;
+    double scale_lr;
     char level[BB_CONFIG_ENUM_MAX]; /* layer|block|both */
     int64_t block_steps;
     double block_lr;

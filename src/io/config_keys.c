@@ -109,7 +109,12 @@ static const bb_config_key keys[] = {
     BOOL_(heal, "closed_form", closed_form, "true",
           "Start from the closed-form low-rank fit of the residual in the data metric."),
     BOOL_(heal, "train_weights", train_weights, "false", "Also train the kept weights (the mask stays fixed)."),
-    BOOL_(heal, "train_scales", train_scales, "false", "Also train the quantization scales."),
+    BOOL_(heal, "train_scales", train_scales, "false",
+          "Train the per-block scales of q8_0/q4_0/q5_0 weights at quantization (Adam, straight-through, codes "
+          "fixed) against the layer loss tr(E H E^T); docs/healing.md."),
+    INT_(heal, "scale_steps", scale_steps, "100", 1, 1e9, "Adam steps of heal.train_scales per weight."),
+    FLT_(heal, "scale_lr", scale_lr, "0.001", 0, 1, BB_CFG_MIN_OPEN,
+         "Learning rate of heal.train_scales, on the relative change of each scale."),
     ENUM_(heal, "level", level, "layer", "layer|block|both",
           "Layer healing fits each weight's factors to its own output (tr(E H E^T), cheap); block healing trains "
           "them through attention and the MLP against the dense block's outputs (costs about 2 block forwards per "
@@ -179,8 +184,11 @@ static const bb_config_key keys[] = {
     INT_(stoploss, "rollback_waves", rollback_waves, "3", 1, 1000,
          "N_rb: waves over which a rollback restores the pruned weights and added bits, 1/N_rb each."),
 
-    BOOL_(lowrank, "enabled", enabled, "false", "Spend part of the bit budget on low-rank factors."),
-    FLT_(lowrank, "rank_budget", rank_budget, "0", 0, 1, 0, "Fraction of the bit budget given to low-rank factors."),
+    BOOL_(lowrank, "enabled", enabled, "false",
+          "Factorization as compression: at quantization, store a weight as f16 factors A B (whitened SVD) where "
+          "that is as accurate as its quantized dense form with fewer bits; docs/healing.md."),
+    FLT_(lowrank, "rank_budget", rank_budget, "0", 0, 1, 0,
+         "Bits a weight's factors may take, as a fraction of the bits of the same weight quantized dense."),
     ENUM_(lowrank, "export", export_, "merge", "merge|adapter",
           "Merge the factors into the weights, or write them as a GGUF LoRA adapter."),
 

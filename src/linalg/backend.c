@@ -31,6 +31,15 @@ bb_status bb_linalg_backend_get(const char *name, const bb_linalg_backend **out)
                     name ? name : "(null)", list);
 }
 
+static const bb_linalg_backend *default_backend;
+
+void bb_linalg_backend_set_default(const bb_linalg_backend *b) { default_backend = b; }
+
+bb_status bb_linalg_backend_default_get(const bb_linalg_backend **out) {
+    *out = default_backend ? default_backend : &bb_linalg_backend_cpu;
+    return BB_OK;
+}
+
 bb_status bb_linalg_backend_register(const bb_linalg_backend *b) {
     BB_CHECK(b && b->name && *b->name, BB_ERR_ARG, "linalg backend registration without a name");
     BB_CHECK(

@@ -83,6 +83,11 @@ bb_status bb_linalg_backend_get(const char *name, const bb_linalg_backend **out)
  * start-up. Errors: BB_ERR_ARG for a duplicate name or a missing operation. */
 bb_status bb_linalg_backend_register(const bb_linalg_backend *b);
 
+/* The backend that options without one (backend = NULL) use: "cpu" unless a run chose another
+ * (backend.device = cuda sets "cuda"). Process-wide; set it before the work starts. */
+void bb_linalg_backend_set_default(const bb_linalg_backend *b); /* NULL = "cpu" */
+bb_status bb_linalg_backend_default_get(const bb_linalg_backend **out);
+
 /* Names of the registered backends, comma-separated, into buf (size n). */
 void bb_linalg_backend_list(char *buf, size_t n);
 

@@ -166,7 +166,7 @@ bb_status bb_rsvd_run(const bb_rsvd_source *src, const bb_rsvd_opts *o, bb_rsvd_
     memset(res, 0, sizeof *res);
     BB_CALL(check_opts(src, o));
     const bb_linalg_backend *be = o->backend;
-    if (!be) BB_CALL(bb_linalg_backend_get("cpu", &be));
+    if (!be) BB_CALL(bb_linalg_backend_default_get(&be));
     const int64_t m = src->m, n = src->n, mn = min64(m, n);
     const int k = o->rank;
     const int64_t l = min64((int64_t)k + o->oversample, mn);

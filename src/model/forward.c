@@ -8,6 +8,10 @@
 #include "core/log.h"
 #include "core/rng.h"
 #include "model/kernels.h"
+#ifdef BB_HAVE_CUDA
+#include "cuda/check.h"
+#include "cuda/forward_cuda.h"
+#endif
 
 typedef struct {
     float *attn_norm; /* (dim) */
@@ -53,7 +57,21 @@ struct bb_forward {
     bb_forward_stats stats;
     bb_forward_hook_fn hook;
     void *hook_ud;
+#ifdef BB_HAVE_CUDA
+    /* prefill on the GPU (bb_forward_set_device): weights uploaded on first use, for this context's life */
+    bb_cuda_ctx *gctx;
+    bb_cuda_fwd *gfw;
+    int g_t, g_b;         /* the workspace's tokens per sequence and sequences */
+    bb_cuda_block_w *gw;  /* [n_layers]; [l0, l1) uploaded */
+    float *gx;            /* device residual stream */
+    int64_t gx_rows;
+    float *ghost;         /* host copy of a linear layer's input for the hook */
+    int64_t ghost_n;
+    int g_layer;
+#endif
 };
+
+static int g_use_cuda; /* bb_forward_set_device */
 
 /* ---- lifecycle ------------------------------------------------------------------ */
 
@@ -103,6 +121,15 @@ void bb_forward_destroy(bb_forward **pf) {
     free(f->vcache);
     free_work(&f->w);
     free(f->hn);
+#ifdef BB_HAVE_CUDA
+    if (f->gw)
+        for (int l = 0; l < f->c.n_layers; l++) bb_cuda_block_w_free(&f->gw[l]);
+    free(f->gw);
+    bb_cuda_free(f->gx);
+    free(f->ghost);
+    bb_cuda_fwd_destroy(&f->gfw);
+    bb_cuda_ctx_destroy(&f->gctx);
+#endif
     free(f);
     *pf = NULL;
 }
@@ -255,6 +282,70 @@ static bb_status check_tokens(const bb_forward *f, const int *tokens, int64_t R)
     return BB_OK;
 }
 
+int bb_forward_set_device(int use_cuda) {
+#ifdef BB_HAVE_CUDA
+    g_use_cuda = use_cuda != 0;
+#else
+    g_use_cuda = 0;
+#endif
+    return g_use_cuda;
+}
+
+#ifdef BB_HAVE_CUDA
+/* The hook on the GPU path: the layer input is copied to the host once per shared input (q/k/v, gate/up
+ * get the same pointer, as on the CPU path). */
+static bb_status gpu_hook(void *ud, bb_linear_kind kind, const float *dx, int64_t rows, int64_t in) {
+    bb_forward *f = ud;
+    if (kind == BB_LIN_Q || kind == BB_LIN_O || kind == BB_LIN_GATE || kind == BB_LIN_DOWN) {
+        if (rows * in > f->ghost_n) {
+            f->ghost_n = 0;
+            BB_CALL(grow(&f->ghost, rows * in));
+            f->ghost_n = rows * in;
+        }
+        BB_CALL(bb_cuda_download(f->ghost, dx, (size_t)(rows * in) * sizeof(float), "linear input for the hook"));
+    }
+    return f->hook(f->hook_ud, f->g_layer, kind, f->ghost, rows, in);
+}
+
+/* Blocks [l0, l1) of a prefill (positions 0..T-1) on the GPU: w->x uploaded, every block, downloaded. */
+static bb_status blocks_cuda(bb_forward *f, int B, int T) {
+    const bb_model_config *c = &f->c;
+    int64_t R = (int64_t)B * T;
+    double t0 = bb_now();
+    if (!f->gctx) BB_CALL(bb_cuda_ctx_create(&f->gctx));
+    if (!f->gw) {
+        BB_CALL(bb_calloc((void **)&f->gw, (size_t)c->n_layers, sizeof *f->gw, "gpu block weights"));
+        for (int l = f->l0; l < f->l1; l++) BB_CALL(bb_cuda_block_w_upload(f->m, l, &f->gw[l]));
+    }
+    if (!f->gfw || f->g_t != T || f->g_b < B) {
+        bb_cuda_fwd_destroy(&f->gfw);
+        BB_CALL(bb_cuda_fwd_create(f->gctx, c, T, B, BB_CUDA_FP32, &f->gfw));
+        f->g_t = T;
+        f->g_b = B;
+    }
+    if (R > f->gx_rows) {
+        bb_cuda_free(f->gx);
+        f->gx = NULL;
+        f->gx_rows = 0;
+        BB_CALL(bb_cuda_malloc((void **)&f->gx, (size_t)(R * c->dim) * sizeof(float), "gpu residual stream"));
+        f->gx_rows = R;
+    }
+    BB_CALL(bb_cuda_upload(f->gx, f->w.x, (size_t)(R * c->dim) * sizeof(float), "residual stream"));
+    for (int l = f->l0; l < f->l1; l++) {
+        f->g_layer = l;
+        BB_CALL(bb_cuda_fwd_block(f->gfw, &f->gw[l], f->gx, B, f->hook ? gpu_hook : NULL, f));
+    }
+    BB_CALL(bb_cuda_download(f->w.x, f->gx, (size_t)(R * c->dim) * sizeof(float), "residual stream"));
+    double nl = f->l1 - f->l0, pairs = (double)B * ((double)T * (T + 1) / 2);
+    f->stats.matmul_s += bb_now() - t0; /* the whole GPU pass; per-part times are bb_cuda_fwd_stats' */
+    f->stats.matmul_flop +=
+        2.0 * R * nl * ((double)c->dim * (f->qd + 2 * f->kvd) + (double)f->qd * c->dim + 3.0 * c->dim * c->hidden_dim);
+    f->stats.attention_flop += 4.0 * c->head_dim * c->n_heads * nl * pairs;
+    f->stats.tokens += R;
+    return BB_OK;
+}
+#endif
+
 /* Blocks [l0, l1) on the residual stream w->x of B sequences of T rows each,
  * positions pos0..pos0+T-1. With the cache (B == 1), keys/values go to cache
  * rows pos0.. and attention reads the cache; without it each sequence attends
@@ -265,6 +356,9 @@ static bb_status blocks(bb_forward *f, int B, int T, int pos0, int cached) {
     int dim = c->dim, hd = c->head_dim, hid = c->hidden_dim, qd = f->qd, kvd = f->kvd;
     fw_work *w = &f->w;
     bb_forward_stats *st = &f->stats;
+#ifdef BB_HAVE_CUDA
+    if (g_use_cuda && !cached && pos0 == 0) return blocks_cuda(f, B, T);
+#endif
     double t0 = bb_now();
     for (int t = 0; t < T; t++) w->pos[t] = pos0 + t;
     bb_rope_table(f->inv_freq, hd / 2, w->pos, T, w->cos_t, w->sin_t);

@@ -76,6 +76,14 @@ bb_status bb_forward_blocks(bb_forward *f, float *x, int B, int T);
  * Errors: BB_ERR_ARG (no head in this part, B/T), BB_ERR_OOM. */
 bb_status bb_forward_head(bb_forward *f, const float *x, int B, int T, float *logits);
 
+/* Process-wide: run the blocks of every prefill (bb_forward_prefill*, bb_forward_blocks) on the GPU
+ * (cuda/forward_cuda.h, fp32 products) when use_cuda is set and birdbone is built with CUDA; decoding stays
+ * on the CPU. Each context uploads its blocks' weights on its first GPU pass and keeps them for its
+ * life (the pipeline makes a context per pass). The hook still sees host memory (each distinct layer
+ * input is copied back once). The caller binds the GPU first (cuda/check.h bb_cuda_bind). Returns
+ * whether the GPU path is on (0 in a build without CUDA). */
+int bb_forward_set_device(int use_cuda);
+
 /* Install (fn != NULL) or remove the linear-input hook. */
 void bb_forward_set_hook(bb_forward *f, bb_forward_hook_fn fn, void *ud);
 

@@ -98,7 +98,8 @@ static bb_status load_stats(decay *d, int layer, bb_linear_kind kind, int64_t co
  * H damped as SparseGPT does (dead inputs set to 1, lambda * mean(diag H)
  * added, raised x10 on a failed Cholesky). d->h is destroyed. */
 static bb_status obs_scores(decay *d, const char *name, int64_t rows, int64_t cols, const float *w) {
-    const bb_linalg_backend *be = d->opts.backend ? d->opts.backend : &bb_linalg_backend_cpu;
+    const bb_linalg_backend *be = d->opts.backend;
+    if (!be) BB_CALL(bb_linalg_backend_default_get(&be));
     float *hinv = NULL;
     size_t nb = sizeof(float) * (size_t)(cols * cols);
     BB_CALL(bb_malloc((void **)&hinv, nb, "OBS inverse Gram"));
@@ -156,8 +157,8 @@ static bb_status usage_maps(decay *d) {
         if (st == BB_OK && m > umax) umax = m;
     }
     BB_CALL(bb_dist_agree(d->r->dist, st));
-    BB_CHECK(MPI_Allreduce(&umax, &d->u_max, 1, MPI_DOUBLE, MPI_MAX, d->r->dist->comm) == MPI_SUCCESS, BB_ERR_MPI,
-             "the usage maximum's reduction failed");
+    d->u_max = umax;
+    BB_CALL(bb_comm_allreduce_f64(d->r->comm, &d->u_max, 1, BB_COMM_MAX));
     for (int i = 0; i < d->n_mat && st == BB_OK; i++)
         if (bb_run_mine(d->r, i)) st = bb_usage_normalize(d->u[i], d->n_blocks[i], d->u_max, d->s[i]);
     return bb_dist_agree(d->r->dist, st);
@@ -192,11 +193,13 @@ static bb_status owl_ratios(decay *d) {
             }
         ratio[l] = n ? (double)count / (double)n : 0;
     }
-    /* every layer's ratio everywhere: one owner per entry, the others add 0 (exact) */
+    /* every layer's ratio everywhere, copied from its owner (exact) */
+    uint8_t *mine = NULL;
     st = bb_dist_agree(d->r->dist, st);
-    if (st == BB_OK && d->r->dist->size > 1 &&
-        MPI_Allreduce(MPI_IN_PLACE, ratio, d->n_layers, MPI_DOUBLE, MPI_SUM, d->r->dist->comm) != MPI_SUCCESS)
-        st = bb_error(BB_ERR_MPI, __FILE__, __LINE__, "gathering the OWL outlier ratios failed");
+    if (st == BB_OK) st = bb_dist_agree(d->r->dist, bb_calloc((void **)&mine, (size_t)d->n_layers, 1, "layer owners"));
+    for (int l = 0; st == BB_OK && l < d->n_layers; l++) mine[l] = (uint8_t)bb_run_mine(d->r, l * BB_LIN_COUNT);
+    if (st == BB_OK) st = bb_comm_share_owned(d->r->comm, ratio, mine, d->n_layers, 1);
+    free(mine);
     if (st == BB_OK) st = bb_owl_ratios(d->n_layers, ratio, c->prune.target, c->prune.owl_lambda, d->owl);
     free(ratio);
     BB_CALL(st);
@@ -346,8 +349,7 @@ bb_status bb_decay_wave(bb_run *r, int k, int64_t *removed_out) {
     bb_event_end("decay.prune", 0, 0);
     bb_progress_end(&pr);
     BB_CALL(bb_dist_agree(r->dist, st));
-    BB_CHECK(MPI_Allreduce(MPI_IN_PLACE, &removed, 1, MPI_INT64_T, MPI_SUM, r->dist->comm) == MPI_SUCCESS, BB_ERR_MPI,
-             "summing the weights removed failed");
+    BB_CALL(bb_comm_allreduce_i64(r->comm, &removed, 1, BB_COMM_SUM));
     if (removed) r->stats_stale = 1;
     *removed_out = removed;
     return BB_OK;
@@ -357,9 +359,9 @@ bb_status bb_decay_more(bb_run *r, int *more) {
     *more = 0;
     bb_status st = r->decay ? more_to_prune(r->decay, more) : BB_OK;
     BB_CALL(bb_dist_agree(r->dist, st));
-    int mine = *more;
-    BB_CHECK(MPI_Allreduce(&mine, more, 1, MPI_INT, MPI_MAX, r->dist->comm) == MPI_SUCCESS, BB_ERR_MPI,
-             "the decay's continuation vote failed");
+    int64_t vote = *more;
+    BB_CALL(bb_comm_allreduce_i64(r->comm, &vote, 1, BB_COMM_MAX));
+    *more = (int)vote;
     return BB_OK;
 }
 

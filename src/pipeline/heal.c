@@ -77,15 +77,15 @@ static bb_status sum_over_ranks(bb_run *r, double *v, int n) {
     const bb_dist *d = r->dist;
     if (d->size == 1) return BB_OK;
     double *all = NULL;
-    BB_CALL(bb_calloc((void **)&all, (size_t)(n * d->size), sizeof *all, "reduction"));
-    bb_status st = MPI_Allgather(v, n, MPI_DOUBLE, all, n, MPI_DOUBLE, d->comm) == MPI_SUCCESS
-                       ? BB_OK
-                       : bb_error(BB_ERR_MPI, __FILE__, __LINE__, "gathering the healing figures failed");
+    size_t *offsets = NULL;
+    BB_CALL(bb_malloc((void **)&offsets, sizeof *offsets * (size_t)(d->size + 1), "reduction"));
+    bb_status st = bb_comm_allgatherv(r->comm, v, sizeof *v * (size_t)n, (void **)&all, offsets);
     for (int j = 0; st == BB_OK && j < n; j++) {
         v[j] = 0;
         for (int q = 0; q < d->size; q++) v[j] += all[q * n + j];
     }
     free(all);
+    free(offsets);
     return st;
 }
 
@@ -258,7 +258,7 @@ static bb_status heal_blocks(bb_run *r, int k, int ks, double *loss_sum) {
     free(curves);
     bb_tokens_free(&windows);
     BB_CALL(bb_dist_agree(d, st));
-    BB_CHECK(MPI_Bcast(loss_sum, 2, MPI_DOUBLE, 0, d->comm) == MPI_SUCCESS, BB_ERR_MPI, "broadcast failed");
+    BB_CALL(bb_comm_bcast(r->comm, loss_sum, sizeof(double) * 2, 0));
     bb_info("heal    wave %d: block healing of the changed blocks, %d Adam steps at lr %.3g: block output error "
             "%.4g -> %.4g (summed over blocks)",
             k, steps, lr, loss_sum[0], loss_sum[1]);
@@ -279,14 +279,21 @@ bb_status bb_wave_heal(bb_run *r, int k) {
     int *lens = NULL;
     int layer = strcmp(c->heal.level, "block") != 0, block = strcmp(c->heal.level, "layer") != 0;
     /* which weights the wave changed, everywhere (each rank marked its own) */
-    BB_CHECK(MPI_Allreduce(MPI_IN_PLACE, r->changed, s->n_lin, MPI_UNSIGNED_CHAR, MPI_MAX, r->dist->comm) ==
-                 MPI_SUCCESS,
-             BB_ERR_MPI, "gathering the changed weights failed");
-    bb_status st = bb_calloc((void **)&curves, (size_t)s->n_lin, sizeof *curves, "healing curves");
+    int64_t *flags = NULL;
+    bb_status st = bb_dist_agree(r->dist, bb_calloc((void **)&flags, (size_t)s->n_lin, sizeof *flags, "changed weights"));
+    for (int i = 0; st == BB_OK && i < s->n_lin; i++) flags[i] = r->changed[i];
+    if (st == BB_OK) st = bb_comm_allreduce_i64(r->comm, flags, s->n_lin, BB_COMM_MAX);
+    for (int i = 0; st == BB_OK && i < s->n_lin; i++) r->changed[i] = (uint8_t)flags[i];
+    free(flags);
+    BB_CALL(st);
+    st = bb_calloc((void **)&curves, (size_t)s->n_lin, sizeof *curves, "healing curves");
     if (st == BB_OK) st = bb_calloc((void **)&lens, (size_t)s->n_lin, sizeof *lens, "healing curves");
+    /* scaffold mode: the factors are the wave's scaffold (waves.c); Adam starts from it, at its rank */
+    int sc = c->scaffold.enabled;
     for (int i = 0; st == BB_OK && i < s->n_lin; i++)
         if (layer && bb_run_mine(r, i) && r->changed[i])
-            st = heal_one(r, i, k, &ao, rank, closed_form, sums, &curves[i], &lens[i]);
+            st = heal_one(r, i, k, &ao, sc && s->lora[i] ? s->lora[i]->rank : rank, sc ? 0 : closed_form, sums,
+                          &curves[i], &lens[i]);
     st = bb_dist_agree(r->dist, st);
     if (st == BB_OK) st = sum_over_ranks(r, sums, 3);
     if (st == BB_OK) st = bb_dist_agree(r->dist, gather_curves(r, k, curves, lens));
@@ -298,7 +305,7 @@ bb_status bb_wave_heal(bb_run *r, int k) {
         r->stats_stale = 1; /* the model now computes with the factors */
         bb_info("heal    wave %d: %d weights, rank %d, %s%d Adam steps at lr %.3g: reconstruction loss %.4g -> %.4g "
                 "(%.1f %%)",
-                k, (int)sums[2], rank, closed_form ? "closed form + " : "", ao.steps, ao.lr, sums[0], sums[1],
+                k, (int)sums[2], sc ? k : rank, sc ? "from the scaffold, " : closed_form ? "closed form + " : "", ao.steps, ao.lr, sums[0], sums[1],
                 sums[0] > 0 ? 100 * sums[1] / sums[0] : 0.0);
     }
     double bl[2] = {0, 0};
@@ -393,10 +400,13 @@ bb_status bb_wave_reinforce(bb_run *r, int k) {
         lin_free(&ld);
     }
     st = bb_dist_agree(r->dist, st);
-    if (st == BB_OK && r->dist->size > 1) { /* one owner per entry: adding zeros is exact */
-        if (MPI_Allreduce(MPI_IN_PLACE, rise, 2 * n, MPI_DOUBLE, MPI_SUM, r->dist->comm) != MPI_SUCCESS)
-            st = bb_error(BB_ERR_MPI, __FILE__, __LINE__, "gathering the stress signals failed");
-    }
+    /* every weight's signals everywhere, copied from its owner (exact) */
+    uint8_t *mine = NULL;
+    if (st == BB_OK) st = bb_dist_agree(r->dist, bb_calloc((void **)&mine, (size_t)n, 1, "weight owners"));
+    for (int i = 0; st == BB_OK && i < n; i++) mine[i] = (uint8_t)bb_run_mine(r, i);
+    if (st == BB_OK) st = bb_comm_share_owned(r->comm, rise, mine, n, 1);
+    if (st == BB_OK) st = bb_comm_share_owned(r->comm, gnorm, mine, n, 1);
+    free(mine);
     int64_t count = st == BB_OK ? bb_stress_detect(&so, n, rise, gnorm, stressed) : 0;
     int bundle = -1;
     if (st == BB_OK && count && c->bundles.enabled) {

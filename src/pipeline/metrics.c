@@ -47,6 +47,10 @@ static void waves(FILE *f, const bb_state *s) {
         num(f, m->sparsity);
         fputs(", \"bits\": ", f);
         num(f, m->bits);
+        if (m->scaffold_tau > 0) {
+            fputs(", \"scaffold_tau\": ", f);
+            num(f, m->scaffold_tau);
+        }
         fprintf(f, ", \"lora_values\": %lld, \"rolled_back\": %s, \"seconds\": {", (long long)m->lora_values,
                 m->rolled_back ? "true" : "false");
         for (int t = 0; t < 6; t++) {
@@ -163,6 +167,16 @@ bb_status bb_metrics_write(const bb_run *r) {
     num(f, r->quant_bits > 0 ? r->quant_top1 : last ? last->top1 : NAN);
     fputs(", \"bytes\": ", f);
     num(f, r->out_bytes);
+    fputs(", \"lowrank_factored\": ", f);
+    num(f, (double)r->lowrank_factored);
+    fputs(", \"lowrank_bits_dense\": ", f);
+    num(f, r->lowrank_bits[0]);
+    fputs(", \"lowrank_bits_factors\": ", f);
+    num(f, r->lowrank_bits[1]);
+    fputs(", \"scale_loss_before\": ", f);
+    num(f, r->scale_tensors ? r->scale_loss[0] : NAN);
+    fputs(", \"scale_loss_after\": ", f);
+    num(f, r->scale_tensors ? r->scale_loss[1] : NAN);
     fputs(", \"gguf\": ", f);
     str(f, r->gguf_path);
     fputs("}\n}\n", f);

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "compress/scales.h"
 #include "compress/stress.h"
 #include "core/file.h"
 #include "core/sha256.h"
@@ -15,6 +16,10 @@
 #include "core/events.h"
 #include "core/log.h"
 #include "io/tokens.h"
+#include "linalg/backend.h"
+#ifdef BB_HAVE_CUDA
+#include "cuda/gptq_cuda.h"
+#endif
 #include "model/eval.h"
 #include "pipeline/export.h"
 #include "pipeline/run.h"
@@ -55,6 +60,7 @@ int bb_quantize_file_type(int type) {
  * plan gives each rank a contiguous range, in rank order. */
 typedef struct {
     const bb_dist *d;
+    bb_comm *comm; /* the run's: the budget's global decisions (with d) */
     int i0, i1;
     const int *boost; /* (n) bits the stress stage asked for per tensor (0: none), the same on every rank; or NULL */
 } part;
@@ -111,27 +117,17 @@ static bb_status usage_score(bb_weights *w, bb_calib *stats, int l, bb_linear_ki
 static bb_status gather_tables(const part *pt, bb_budget_block *blocks, int n, bb_status st) {
     const bb_dist *d = pt->d;
     BB_CALL(bb_dist_agree(d, st));
-    int ranges[2] = {pt->i0, pt->i1}, *all = NULL, *counts = NULL, *displs = NULL;
-    st = bb_calloc((void **)&all, (size_t)d->size * 4, sizeof(int), "budget gather counts");
-    if (st == BB_OK && MPI_Allgather(ranges, 2, MPI_INT, all, 2, MPI_INT, d->comm) != MPI_SUCCESS)
-        st = bb_error(BB_ERR_MPI, __FILE__, __LINE__, "gathering the budget ranges failed");
-    if (st == BB_OK) {
-        counts = all + 2 * d->size;
-        displs = counts + d->size;
-        int64_t covered = 0;
-        for (int q = 0; q < d->size; q++) {
-            int a = all[2 * q], b = all[2 * q + 1];
-            counts[q] = (b - a) * (int)sizeof *blocks;
-            displs[q] = a * (int)sizeof *blocks;
-            covered += b - a;
-        }
-        if (covered != n) st = bb_error(BB_ERR_INTERNAL, __FILE__, __LINE__, "the ranks' tensors cover %lld of %d",
-                                        (long long)covered, n);
-    }
-    if (st == BB_OK && MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_BYTE, blocks, counts, displs, MPI_BYTE, d->comm) !=
-                           MPI_SUCCESS)
-        st = bb_error(BB_ERR_MPI, __FILE__, __LINE__, "gathering the budget tables failed");
+    size_t *offsets = NULL;
+    char *all = NULL;
+    BB_CALL(bb_malloc((void **)&offsets, sizeof *offsets * (size_t)(d->size + 1), "budget gather offsets"));
+    st = bb_comm_allgatherv(pt->comm, blocks + pt->i0, sizeof *blocks * (size_t)(pt->i1 - pt->i0), (void **)&all,
+                            offsets);
+    if (st == BB_OK && offsets[d->size] != sizeof *blocks * (size_t)n)
+        st = bb_error(BB_ERR_INTERNAL, __FILE__, __LINE__, "the ranks' tensors cover %zu of %d",
+                      offsets[d->size] / sizeof *blocks, n);
+    if (st == BB_OK) memcpy(blocks, all, sizeof *blocks * (size_t)n);
     free(all);
+    free(offsets);
     return st;
 }
 
@@ -193,8 +189,7 @@ static bb_status budget_types(const bb_config *cfg, bb_weights *w, bb_calib *sta
     }
     if (pt->d) { /* s_b = u_b / max over the model: a MAX reduction (exact) */
         st = bb_dist_agree(pt->d, st);
-        if (st == BB_OK && MPI_Allreduce(MPI_IN_PLACE, &umax, 1, MPI_DOUBLE, MPI_MAX, pt->d->comm) != MPI_SUCCESS)
-            st = bb_error(BB_ERR_MPI, __FILE__, __LINE__, "the usage maximum's reduction failed");
+        if (st == BB_OK) st = bb_comm_allreduce_f64(pt->comm, &umax, 1, BB_COMM_MAX);
     }
     int measure = !strcmp(bo.policy, "lagrange") || !strcmp(bo.policy, "optimal") || bo.fortress_top > 0;
     for (int i = pt->i0; st == BB_OK && i < pt->i1; i++) {
@@ -254,6 +249,37 @@ static bb_status budget_types(const bb_config *cfg, bb_weights *w, bb_calib *sta
 static bb_status quantize_part(const bb_config *cfg, bb_weights *w, bb_calib *stats, const part *pt,
                                bb_quantized **out);
 
+/* heal.train_scales: the scales of one quantized tensor trained in place (blocks and w_hat), straight-through with
+ * the quantizer's codes fixed, against the quantizer's own target and H. Types without one scale per 32 values
+ * are left as they are (debug line). */
+static bb_status train_scales(const bb_config *cfg, const bb_quant_input *in, bb_quant_result *res, bb_quantized *q) {
+    if (!bb_scales_type_supported(res->type)) {
+        bb_debug("scales  %s is stored as %s: its scales are not trained (q8_0, q4_0, q5_0 only)", in->name,
+                 bb_ggml_type_name(res->type));
+        return BB_OK;
+    }
+    BB_CHECK(in->h, BB_ERR_CONFIG,
+             "%s: heal.train_scales needs calibration statistics (data.calib; birdbone export --calib) for the layer "
+             "loss tr(E H E^T): none were collected",
+             in->name);
+    bb_scales_opts so;
+    bb_scales_opts_default(&so);
+    so.steps = (int)cfg->heal.scale_steps;
+    so.lr = cfg->heal.scale_lr;
+    bb_scales_stats ss;
+    bb_event_begin("quant.scales");
+    bb_status st = bb_scales_train_blocks(&so, in->name, res->type, res->rows, res->cols, in->w, in->h, res->blocks,
+                                          res->row_bytes, res->w_hat, &ss);
+    bb_event_end("quant.scales", 0, 0);
+    BB_CALL(st);
+    q->scale_tensors++;
+    q->scale_loss[0] += ss.loss_before;
+    q->scale_loss[1] += ss.loss_after;
+    bb_debug("scales  %s: layer loss %.6g -> %.6g (best step %d)", in->name, ss.loss_before, ss.loss_after,
+             ss.best_step);
+    return BB_OK;
+}
+
 bb_status bb_quantize_model(const bb_config *cfg, bb_weights *w, bb_calib *stats, bb_quantized **out) {
     *out = NULL;
     const bb_model *m = bb_weights_model(w);
@@ -261,7 +287,7 @@ bb_status bb_quantize_model(const bb_config *cfg, bb_weights *w, bb_calib *stats
     bb_weights_range(w, &l0, &l1);
     BB_CHECK(l0 == 0 && l1 == m->cfg.n_layers, BB_ERR_ARG,
              "quantization needs the working weights of every layer (have [%d, %d) of %d)", l0, l1, m->cfg.n_layers);
-    part pt = {NULL, 0, m->cfg.n_layers * BB_LIN_COUNT, NULL};
+    part pt = {NULL, NULL, 0, m->cfg.n_layers * BB_LIN_COUNT, NULL};
     return quantize_part(cfg, w, stats, &pt, out);
 }
 
@@ -282,6 +308,11 @@ static bb_status quantize_part(const bb_config *cfg, bb_weights *w, bb_calib *st
     qo.threads = (int)cfg->backend.threads;
     int auto_type = !strcmp(cfg->quant.type, "auto");
     int n = m->cfg.n_layers * BB_LIN_COUNT;
+#ifdef BB_HAVE_CUDA
+    const bb_linalg_backend *dbe;
+    BB_CALL(bb_linalg_backend_default_get(&dbe));
+    int gpu_gptq = !strcmp(cfg->quant.method, "gptq") && !strcmp(dbe->name, "cuda");
+#endif
     bb_quantized *q;
     BB_CALL(bb_calloc((void **)&q, 1, sizeof *q, "quantized model"));
     q->n_layers = m->cfg.n_layers;
@@ -298,7 +329,14 @@ static bb_status quantize_part(const bb_config *cfg, bb_weights *w, bb_calib *st
         if (st != BB_OK) break;
         bb_quant_opts o = qo;
         if (auto_type) o.type = types[i];
-        st = qz->apply(&o, &li.in, &q->q[i]);
+        st = BB_ERR_UNSUPPORTED;
+#ifdef BB_HAVE_CUDA
+        /* GPTQ's column loop on the GPU where it applies (dense Q4_0 weights; docs/cuda.md), else the cpu's */
+        if (gpu_gptq && !li.in.mask) st = bb_cuda_quant_gptq(&o, &li.in, &q->q[i]);
+        if (st == BB_ERR_UNSUPPORTED) bb_clear_error();
+#endif
+        if (st == BB_ERR_UNSUPPORTED) st = qz->apply(&o, &li.in, &q->q[i]);
+        if (st == BB_OK && cfg->heal.train_scales) st = train_scales(cfg, &li.in, q->q[i], q);
         free(li.h_own);
         if (st != BB_OK) break;
         const bb_quant_result *res = q->q[i];
@@ -314,12 +352,20 @@ static bb_status quantize_part(const bb_config *cfg, bb_weights *w, bb_calib *st
         int64_t v[2 + BB_GGML_TYPE_COUNT];
         v[0] = q->weights, v[1] = q->bits;
         memcpy(v + 2, per_type, sizeof per_type);
-        if (st == BB_OK &&
-            MPI_Allreduce(MPI_IN_PLACE, v, 2 + BB_GGML_TYPE_COUNT, MPI_INT64_T, MPI_SUM, pt->d->comm) != MPI_SUCCESS)
-            st = bb_error(BB_ERR_MPI, __FILE__, __LINE__, "summing the quantized sizes failed");
+        if (st == BB_OK) st = bb_comm_allreduce_i64(pt->comm, v, 2 + BB_GGML_TYPE_COUNT, BB_COMM_SUM);
         q->weights = v[0], q->bits = v[1];
         memcpy(per_type, v + 2, sizeof per_type);
+        double sl[3] = {q->scale_loss[0], q->scale_loss[1], (double)q->scale_tensors};
+        if (st == BB_OK && cfg->heal.train_scales &&
+            MPI_Allreduce(MPI_IN_PLACE, sl, 3, MPI_DOUBLE, MPI_SUM, pt->d->comm) != MPI_SUCCESS)
+            st = bb_error(BB_ERR_MPI, __FILE__, __LINE__, "summing the scale-training losses failed");
+        q->scale_loss[0] = sl[0], q->scale_loss[1] = sl[1], q->scale_tensors = (int64_t)sl[2];
     }
+    if (st == BB_OK && cfg->heal.train_scales)
+        bb_info("scales  heal.train_scales: %lld tensors, %lld Adam steps each at lr %g: layer loss %.6g -> %.6g "
+                "(%.2f %% lower)",
+                (long long)q->scale_tensors, (long long)cfg->heal.scale_steps, cfg->heal.scale_lr, q->scale_loss[0],
+                q->scale_loss[1], q->scale_loss[0] > 0 ? 100 * (1 - q->scale_loss[1] / q->scale_loss[0]) : 0.0);
     if (st != BB_OK) {
         bb_quantized_destroy(&q);
         return bb_trace(st, __FILE__, __LINE__, "bb_quantize_model");
@@ -411,6 +457,7 @@ static bb_status move_result(bb_run *r, bb_quantized *q, int i) {
 typedef struct {
     const bb_run *r;
     const bb_quantized *q;
+    bb_lora *const *fac; /* (n_lin) the factors of the weights stored factored (lowrank.enabled), or NULL */
 } qckpt;
 
 static bb_status qckpt_body(hid_t f, void *ud) {
@@ -437,19 +484,26 @@ static bb_status qckpt_body(hid_t f, void *ud) {
         if (st == BB_OK) st = bb_h5_attr_put_i64(g, "cols", x->cols);
         if (st == BB_OK) st = bb_h5_attr_put_str(g, "blocks_sha256", hex);
         if (st == BB_OK) st = bb_h5_write(g, "blocks", BB_H5_U8, 2, dims, x->blocks);
+        const bb_lora *f = b->fac ? b->fac[i] : NULL;
+        if (st == BB_OK) st = bb_h5_attr_put_i64(g, "factored_rank", f ? f->rank : 0);
+        if (st == BB_OK && f) { /* the weight is A·B (the blocks hold its base: zeros, or A·B merged) */
+            int64_t da[2] = {f->rows, f->rank}, db[2] = {f->rank, f->cols};
+            st = bb_h5_write(g, "factor_a", BB_H5_F32, 2, da, f->a);
+            if (st == BB_OK) st = bb_h5_write(g, "factor_b", BB_H5_F32, 2, db, f->b);
+        }
         bb_h5_close_id(g);
         BB_CALL(st);
     }
     return BB_OK;
 }
 
-static bb_status write_quantized_checkpoint(const bb_run *r, const bb_quantized *q) {
+static bb_status write_quantized_checkpoint(const bb_run *r, const bb_quantized *q, bb_lora *const *fac) {
     char path[1200], what[64];
     snprintf(path, sizeof path, "%s/checkpoints", r->cfg.run.dir);
     BB_CALL(bb_mkdir_p(path));
     snprintf(path, sizeof path, "%s/checkpoints/quantized.h5", r->cfg.run.dir);
     snprintf(what, sizeof what, "wave %d", r->n_waves);
-    qckpt b = {r, q};
+    qckpt b = {r, q, fac};
     BB_CALL(bb_ckpt_write_file(path, qckpt_body, &b, what));
     bb_info("ckpt    %s: the GGUF blocks of every linear weight", path);
     return BB_OK;
@@ -488,12 +542,28 @@ static bb_status quantize_all(bb_run *r) {
         bb_event_end("quant.recalib", 0, 0);
         BB_CALL(rs);
     }
+    /* lowrank.enabled: the weights that store better as factors become Ŵ = 0 plus factors; the later layers'
+     * Hessians then see the factored model */
+    BB_CALL(bb_stage_factorize(r));
+    if (r->stats_stale && r->lowrank_factored) {
+        bb_event_begin("quant.recalib");
+        bb_status rs = bb_run_recalibrate(r);
+        bb_event_end("quant.recalib", 0, 0);
+        BB_CALL(rs);
+    }
     /* The healed model is Ŵ + A·B. lowrank.export = merge: the factors go into the weights, which are then
      * quantized as dense matrices (GGUF stores no sparsity); adapter: Ŵ is quantized with its mask (pruned
      * weights stay 0) and the factors are written beside it as a LoRA adapter. */
     bb_state *s = &r->state;
     int adapter = !strcmp(c->lowrank.export_, "adapter"), n_factors = 0;
     for (int i = 0; i < s->n_lin; i++) n_factors += s->lora && s->lora[i] != NULL;
+    /* the factored weights' factors for checkpoints/quantized.h5 (rank 0 holds them all), before a merge */
+    bb_lora **fac = NULL;
+    if (r->lowrank_factored && r->dist->rank == 0) {
+        BB_CALL(bb_calloc((void **)&fac, (size_t)s->n_lin, sizeof *fac, "factored weights"));
+        for (int i = 0; i < s->n_lin; i++)
+            if (r->factored[i] && s->lora[i]) BB_CALL(bb_lora_clone(s->lora[i], &fac[i]));
+    }
     if (n_factors && !adapter) {
         /* merged: the weights hold them now, and the evaluation must not add them a second time */
         for (int i = 0; i < s->n_lin; i++) {
@@ -504,12 +574,10 @@ static bb_status quantize_all(bb_run *r) {
     }
     bb_quantized *q = NULL;
     /* rank 0 holds every weight's record after the waves: its boosts decide everywhere */
-    if (s->bits && r->dist->size > 1)
-        BB_CHECK(MPI_Bcast(s->bits, s->n_lin, MPI_INT, 0, r->dist->comm) == MPI_SUCCESS, BB_ERR_MPI,
-                 "broadcast of the stress boosts failed");
+    if (s->bits && r->dist->size > 1) BB_CALL(bb_comm_bcast(r->comm, s->bits, sizeof *s->bits * (size_t)s->n_lin, 0));
     int boosted = 0;
     for (int i = 0; s->bits && i < s->n_lin; i++) boosted |= s->bits[i] > 0;
-    part pt = {r->dist, r->l0 * BB_LIN_COUNT, r->l1 * BB_LIN_COUNT, boosted ? s->bits : NULL};
+    part pt = {r->dist, r->comm, r->l0 * BB_LIN_COUNT, r->l1 * BB_LIN_COUNT, boosted ? s->bits : NULL};
     if (pt.i0 > pt.i1) pt.i0 = pt.i1;
     bb_event_begin("quant.model");
     bb_status st = w ? quantize_part(c, w, r->stats, &pt, &q) : BB_ERR_INTERNAL;
@@ -541,12 +609,17 @@ static bb_status quantize_all(bb_run *r) {
     if (st == BB_OK && c->checkpoint.enabled) {
         if (r->dist->rank == 0) {
             bb_event_begin("quant.checkpoint");
-            st = write_quantized_checkpoint(r, q);
+            st = write_quantized_checkpoint(r, q, fac);
             bb_event_end("quant.checkpoint", 0, 0);
         }
         st = bb_dist_agree(r->dist, st);
     }
+    r->scale_tensors = q->scale_tensors;
+    r->scale_loss[0] = q->scale_loss[0];
+    r->scale_loss[1] = q->scale_loss[1];
     bb_quantized_destroy(&q);
+    for (int i = 0; fac && i < s->n_lin; i++) bb_lora_destroy(&fac[i]);
+    free(fac);
     return st;
 }
 

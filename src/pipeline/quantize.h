@@ -26,6 +26,8 @@ typedef struct {
     int64_t weights;       /* linear weights quantized */
     int64_t bits;          /* their stored size in bits, scales included */
     bb_budget_summary sum; /* the budget's summary (quant.type auto), else zeros */
+    int64_t scale_tensors;  /* heal.train_scales: tensors whose scales were trained */
+    double scale_loss[2];   /* their summed layer loss tr(E H E^T) before and after the scale training */
 } bb_quantized;
 
 /* Quantize every linear weight of w (all layers of the model) as cfg says:
@@ -36,6 +38,8 @@ typedef struct {
  *                 lagrange measures every candidate's distortion tr(E H E^T) first,
  *   quant.fallback, damp, block_size, act_order as in compress/quant.h.
  * A row length that fits no block of the chosen type is stored in the fallback (one warning per tensor).
+ * heal.train_scales: the fp16 scales of every q8_0 / q4_0 / q5_0 tensor are then trained against
+ * tr(E H E^T) with the codes fixed (compress/scales.h; needs stats); other types are left as they are.
  * The working weights then hold the dequantized values. Errors: BB_ERR_CONFIG (method none or unknown, gptq
  * without statistics, a budget below the cheapest assignment), the quantizers' errors. */
 bb_status bb_quantize_model(const bb_config *cfg, bb_weights *w, bb_calib *stats, bb_quantized **out);

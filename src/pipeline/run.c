@@ -14,8 +14,16 @@
 #include "core/events.h"
 #include "core/log.h"
 #include "core/mem.h"
+#include "linalg/backend.h"
+#include "model/forward.h"
+#include "mpi/pipe.h"
 #include "pipeline/resources.h"
 #include "pipeline/stages.h"
+#ifdef BB_HAVE_CUDA
+#include "cuda/check.h"
+#include "cuda/comm_nccl.h"
+#include "cuda/linalg_cuda.h"
+#endif
 
 
 /* The seed's stages in order (DESIGN §1). A stage without a run function is
@@ -134,6 +142,37 @@ static void set_threads(bb_run *r) {
     r->threads = n;
 }
 
+/* backend.device: cpu, cuda, or auto (cuda when built in and this rank sees a GPU). With cuda the rank
+ * binds GPU local_rank % count, linear algebra without an explicit backend goes to the "cuda" table,
+ * and the prefill blocks of calibration and evaluation run on the GPU (model/forward.h). */
+static bb_status set_device(bb_run *r) {
+    const char *dev = r->cfg.backend.device;
+    int want = !strcmp(dev, "cuda");
+    r->gpu = -1;
+#ifdef BB_HAVE_CUDA
+    int n = bb_cuda_device_count();
+    BB_CHECK(!want || n > 0, BB_ERR_CONFIG,
+             "backend.device = cuda, but rank %d (on %s) sees no GPU: check nvidia-smi and CUDA_VISIBLE_DEVICES, or "
+             "set backend.device = cpu (or auto)",
+             r->dist->rank, r->dist->processor);
+    if (want || (!strcmp(dev, "auto") && n > 0)) {
+        BB_CALL(bb_cuda_bind(r->dist->local_rank, &r->gpu));
+        BB_CALL(bb_cuda_backend_register());
+        const bb_linalg_backend *be;
+        BB_CALL(bb_linalg_backend_get("cuda", &be));
+        bb_linalg_backend_set_default(be);
+        bb_forward_set_device(1);
+        BB_CALL(bb_comm_nccl_register());
+        BB_CALL(bb_cuda_describe(r->gpu, r->gpu_name, sizeof r->gpu_name));
+    }
+#else
+    BB_CHECK(!want, BB_ERR_CONFIG,
+             "backend.device = cuda, but this birdbone was built without CUDA (nvcc was not found when it was "
+             "configured): rebuild with -DBB_ENABLE_CUDA=ON, or set backend.device = cpu");
+#endif
+    return BB_OK;
+}
+
 /* The sharding plan for this run's model, calibration and rank count. */
 static bb_status make_plan(bb_run *r) {
     const bb_config *c = &r->cfg;
@@ -147,6 +186,19 @@ static bb_status make_plan(bb_run *r) {
     r->l0 = pr->layer_begin;
     r->l1 = pr->layer_end;
     return BB_OK;
+}
+
+/* The run's communicator for global decisions: backend.comm, where "auto"
+ * takes NCCL only if every rank bound a GPU (set_device registers NCCL then). Collective. */
+static bb_status make_comm(bb_run *r) {
+    const bb_dist *d = r->dist;
+    int gpu = r->gpu >= 0 && bb_comm_available(BB_COMM_NCCL), everywhere = gpu;
+    BB_MPI_CALL(MPI_Allreduce(&gpu, &everywhere, 1, MPI_INT, MPI_MIN, d->comm));
+    bb_comm_kind kind = BB_COMM_MPI;
+    bb_status st = bb_comm_kind_parse(r->cfg.backend.comm, everywhere, &kind);
+    if (st == BB_OK) st = bb_comm_create(kind, d, &r->comm);
+    if (st == BB_OK) bb_pipe_set_comm_kind(kind); /* the pipelined forward's hidden states go the same way */
+    return bb_dist_agree(d, st);
 }
 
 int bb_run_stage_enter(bb_run *r, int i) {
@@ -197,9 +249,11 @@ bb_status bb_run_create(const bb_dist *d, const char *config_path, char **overri
     int level = bb_log_parse_level(r->cfg.run.log_level);
     if (level >= 0 && !getenv("BB_LOG_LEVEL")) bb_log_set_level((bb_log_level)level);
     set_threads(r);
+    BB_CALL_GOTO(st, fail, bb_dist_agree(d, set_device(r)));
     int pmode = bb_progress_parse_mode(r->cfg.run.progress);
     if (pmode >= 0) bb_progress_set_mode(pmode);
     BB_CALL_GOTO(st, fail, bb_config_hash(&r->cfg, r->hash));
+    BB_CALL_GOTO(st, fail, make_comm(r));
     /* every rank maps the model; only rank 0, which reads every weight anyway (it keeps the copy the run's
      * files are written from), checks them all for NaN/Inf: the others touch only their own blocks */
     st = bb_model_open(r->cfg.model.path, &r->model);
@@ -227,6 +281,8 @@ void bb_run_reset_waves(bb_run *r) {
     bb_weights_destroy(&r->weights);
     free(r->wave_report);
     r->wave_report = NULL;
+    free(r->factored);
+    r->factored = NULL;
     free(r->tensor_hist);
     r->tensor_hist = NULL;
     r->hist_waves = 0;
@@ -252,6 +308,8 @@ void bb_run_destroy(bb_run **pr) {
     bb_model_destroy(&(*pr)->model);
     bb_tokens_free(&(*pr)->calib);
     bb_calib_destroy(&(*pr)->stats);
+    free((*pr)->ckpt_shares);
+    bb_comm_destroy(&(*pr)->comm);
     free(*pr);
     *pr = NULL;
 }
@@ -381,6 +439,12 @@ static void print_header(const bb_run *r) {
     bb_info("birdbone %s compress: %d rank%s x %d BLAS thread%s (rank 0 on %s)", BB_VERSION, d->size,
             d->size > 1 ? "s" : "", r->threads, r->threads > 1 ? "s" : "",
             d->processor);
+    if (r->gpu >= 0)
+        bb_info("device  cuda: GPU %d (%s) on rank 0; linear algebra and prefill on the GPU", r->gpu, r->gpu_name);
+    else
+        bb_info("device  cpu");
+    bb_info("comm    %s (%d rank%s) for the global decisions", bb_comm_kind_name(bb_comm_kind_of(r->comm)),
+            d->size, d->size > 1 ? "s" : "");
     bb_info("config  %s  sha256:%s", r->config_path, r->hash);
     bb_info("run dir %s", r->cfg.run.dir);
     if (d->rank == 0 && bb_log_get_level() >= BB_LOG_INFO) {
@@ -423,6 +487,24 @@ static bb_status write_summary_json(const bb_run *r, const bb_run_resources *res
     }
     fprintf(f, "\n  ],\n  \"dense\": {\"ppl\": %.6f, \"ppl_err\": %.6f, \"eval_tokens\": %lld, \"calib_tokens\": %lld},\n",
             r->dense_ppl, r->dense_ppl_err, (long long)r->eval_tokens, (long long)r->calib_tokens);
+    if (r->ckpt_shares) {
+        /* who wrote which part of the last checkpoint (parallel HDF5: each rank its own layers) */
+        fprintf(f, "  \"checkpoint_shares\": [");
+        for (int q = 0; q < r->dist->size; q++) {
+            const int64_t *v = r->ckpt_shares + 5 * q;
+            fprintf(f, "%s\n    {\"rank\": %d, \"layers\": [%lld, %lld], \"tensors\": %lld, \"tensor_bytes\": %lld, "
+                       "\"other_bytes\": %lld}",
+                    q ? "," : "", q, (long long)v[0], (long long)v[1], (long long)v[2], (long long)v[3],
+                    (long long)v[4]);
+        }
+        fprintf(f, "\n  ],\n");
+    }
+    if (r->cfg.lowrank.enabled)
+        fprintf(f, "  \"lowrank\": {\"factored\": %lld, \"bits_dense\": %.0f, \"bits_factors\": %.0f},\n",
+                (long long)r->lowrank_factored, r->lowrank_bits[0], r->lowrank_bits[1]);
+    if (r->scale_tensors)
+        fprintf(f, "  \"scales\": {\"tensors\": %lld, \"loss_before\": %.9g, \"loss_after\": %.9g},\n",
+                (long long)r->scale_tensors, r->scale_loss[0], r->scale_loss[1]);
     bb_run_resources_json(res, f);
     fprintf(f, "  \"seconds\": %.6f\n}\n", total_s);
     fclose(f);
@@ -486,6 +568,17 @@ bb_status bb_run_execute(bb_run *r) {
             human_bytes(r->out_bytes, ho, sizeof ho);
             bb_info("size         %s before, %s after (%.1f %%)", hb, ho, 100.0 * r->out_bytes / bytes);
         }
+        if (r->cfg.lowrank.enabled) {
+            double dq = r->lowrank_bits[0], df = r->lowrank_bits[1];
+            bb_info("lowrank      %lld weights stored as f16 factors: %.1f KiB instead of %.1f KiB quantized dense "
+                    "(%.1f %% saved on them; lowrank.export %s)",
+                    (long long)r->lowrank_factored, df / 8192, dq / 8192, dq > 0 ? 100 * (1 - df / dq) : 0.0,
+                    r->cfg.lowrank.export_);
+        }
+        if (r->scale_tensors)
+            bb_info("scales       %lld tensors' scales trained: layer loss %.6g -> %.6g (%.2f %% lower)",
+                    (long long)r->scale_tensors, r->scale_loss[0], r->scale_loss[1],
+                    r->scale_loss[0] > 0 ? 100 * (1 - r->scale_loss[1] / r->scale_loss[0]) : 0.0);
     } else if (r->n_waves > 0) {
         bb_info("output       sparsity %.4f, weights kept in their float type (quant.method none)", r->sparsity);
     } else {

@@ -10,6 +10,7 @@
 #include "io/model.h"
 #include "io/tokens.h"
 #include "model/calib.h"
+#include "mpi/comm.h"
 #include "mpi/dist.h"
 #include "mpi/plan.h"
 #include "mpi/traffic.h"
@@ -57,10 +58,13 @@ struct bb_run {
     char config_path[1024];
     char hash[65];
     const bb_dist *dist;
+    bb_comm *comm;         /* every global decision (budget, stop-loss, metrics, stress): backend.comm, made once */
     bb_model *model;
     bb_plan plan;          /* which blocks each rank owns (mpi/plan.h), the same on every rank */
     int l0, l1;            /* this rank's blocks [l0, l1) (empty on an idle rank) */
     int threads;           /* BLAS threads of this rank */
+    int gpu;               /* the GPU this rank bound (backend.device), -1 = none */
+    char gpu_name[128];
     double t_start;
     double stage_seconds[16];
     bb_stage_use stage_use[16]; /* this rank's use per stage; summed over the stage's entries */
@@ -80,6 +84,11 @@ struct bb_run {
     double quant_bits;     /* stored bits per linear weight, scales included; 0 = not quantized */
     double quant_ppl, quant_kld, quant_top1;
     double out_bytes;      /* bytes of the GGUF written, 0 if none */
+    uint8_t *factored;     /* (n_lin) lowrank.enabled: 1 = stored as factors A·B (factorize.c); NULL before */
+    int64_t lowrank_factored; /* weights factored */
+    double lowrank_bits[2]; /* those weights' quantized-dense bits, and their factors' bits at f16 */
+    int64_t scale_tensors; /* heal.train_scales: tensors whose scales were trained */
+    double scale_loss[2];  /* their summed layer loss before and after */
     char gguf_path[1200];  /* the exported GGUF, "" if none */
     /* the wave loop (stages 2-5); masks, state and report on rank 0 only */
     bb_mask **masks;       /* (n_masks) one per linear weight, index layer * BB_LIN_COUNT + kind; 1 = kept */
@@ -100,6 +109,8 @@ struct bb_run {
     int n_curves;
     bb_boost *boosts;
     int n_boosts;
+    /* (size, 5) per rank: l0, l1, linear weights, their bytes, other bytes it wrote to the last checkpoint (rank 0) */
+    int64_t *ckpt_shares;
 };
 
 /* The stages in pipeline order; returns their number. */

@@ -12,6 +12,9 @@ bb_status bb_stage_baseline(bb_run *r);
 bb_status bb_stage_usage(bb_run *r);
 bb_status bb_stage_waves(bb_run *r);
 bb_status bb_stage_quantize(bb_run *r);
+/* lowrank.enabled: the weights whose factored form beats their quantized dense form (factorize.c),
+ * called by stage 6 before it quantizes. Collective. */
+bb_status bb_stage_factorize(bb_run *r);
 bb_status bb_stage_version(bb_run *r);
 
 /* The calibration statistics of the current weights, replacing r->stats

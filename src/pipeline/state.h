@@ -3,8 +3,8 @@
  *
  * Linear weights are indexed i = layer * BB_LIN_COUNT + kind. The weight
  * arrays belong to the run's bb_weights; masks, factors, bits and metrics
- * belong to the state. Rank 0 holds the whole state until the MPI issue
- * shards it (then each rank holds its layers' entries, NULL elsewhere). */
+ * belong to the state. Each rank holds its own layers' entries; rank 0 also
+ * every other one, gathered after each wave for the files it writes. */
 #ifndef BB_PIPELINE_STATE_H
 #define BB_PIPELINE_STATE_H
 
@@ -23,6 +23,7 @@ typedef struct {
     double bits;         /* assigned bits per linear weight (scales and factors included); 0 = none yet */
     int64_t lora_values; /* values held by low-rank factors */
     int rolled_back;     /* this wave restored weights or removed bits (stop-loss) */
+    double scaffold_tau; /* scaffold mode: the residual threshold tau_rel the wave ended with; 0 otherwise */
     double seconds[8];   /* decay, heal, reinforce, redistribute, eval, checkpoint, (spare), total */
 } bb_wave_metrics;
 

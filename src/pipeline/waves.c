@@ -11,15 +11,19 @@
  *   stop-loss      dPPL > stoploss.max_dppl for stoploss.patience waves in a
  *                  row starts a rollback to the last good wave over
  *                  stoploss.rollback_waves waves, and stops pruning
- *   files          wave_<k>.h5 (masks, usage maps), metrics.json
+ *   files          wave_<k>.h5 (masks, usage maps), the DeltaHistory record and
+ *                  metrics.json from rank 0; the wave's checkpoint from every
+ *                  rank (its own layers, parallel HDF5)
  * The loop ends after waves.count waves, or earlier when nothing is left to
  * prune and no rollback is running; a rollback that starts near the end runs
  * to completion even past waves.count (the model must not be left half rolled
  * back). A wave is "good" when its dPPL is within the limit; the dense model
  * (wave 0) is good by definition.
  *
- * Rank 0 does the work; the other ranks wait at bb_dist_agree until the MPI
- * issue shards the layers. */
+ * Every rank works on the layers it owns (the sharding plan); the global
+ * decisions go through the run's communicator (r->comm). Rank 0 also holds a
+ * copy of every weight, gathered after each wave, for the files it writes
+ * alone (docs/distribution.md). */
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
@@ -27,6 +31,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "compress/scaffold.h"
 #include "core/events.h"
 #include "core/file.h"
 #include "core/log.h"
@@ -58,6 +63,8 @@ typedef struct {
     int *rb_bits;
     int rb_steps; /* stoploss.rollback_waves, fixed when the rollback started */
     float *scratch;
+    int *owner;   /* (n_lin) the rank holding each linear weight: who writes and reads it in a checkpoint */
+    bb_scaffold **sc; /* (n_lin) scaffold mode: the top waves.count singular triplets of each owned weight */
 } wave_loop;
 
 static volatile sig_atomic_t stop_signal;
@@ -142,8 +149,7 @@ static bb_status totals(const bb_run *r, double *sparsity, int64_t *lora_values)
         v[1] += numel(s->t[i]);
         if (s->lora[i]) v[2] += bb_lora_numel(s->lora[i]);
     }
-    BB_CHECK(MPI_Allreduce(MPI_IN_PLACE, v, 3, MPI_INT64_T, MPI_SUM, r->dist->comm) == MPI_SUCCESS, BB_ERR_MPI,
-             "summing the kept weights failed");
+    BB_CALL(bb_comm_allreduce_i64(r->comm, v, 3, BB_COMM_SUM));
     *sparsity = v[1] ? 1.0 - (double)v[0] / (double)v[1] : 0;
     if (lora_values) *lora_values = v[2];
     return BB_OK;
@@ -190,6 +196,9 @@ static bb_status snapshot_take(wave_loop *L, int wave) {
 
 static void snapshot_free(wave_loop *L) {
     int n = L->s ? L->s->n_lin : 0;
+    for (int i = 0; L->sc && i < n; i++) bb_scaffold_destroy(&L->sc[i]);
+    free(L->sc);
+    L->sc = NULL;
     for (int i = 0; i < n; i++) {
         if (L->good_w) free(L->good_w[i]);
         if (L->prev_w) free(L->prev_w[i]);
@@ -268,8 +277,7 @@ static bb_status rollback_step(wave_loop *L, int j, int n, int64_t *restored) {
         bb_lora_destroy(&s->lora[i]);
         if (L->good_lora[i]) BB_CALL(bb_lora_clone(L->good_lora[i], &s->lora[i]));
     }
-    BB_CHECK(MPI_Allreduce(MPI_IN_PLACE, restored, 1, MPI_INT64_T, MPI_SUM, r->dist->comm) == MPI_SUCCESS, BB_ERR_MPI,
-             "summing the restored weights failed");
+    BB_CALL(bb_comm_allreduce_i64(r->comm, restored, 1, BB_COMM_SUM));
     return BB_OK;
 }
 
@@ -379,41 +387,82 @@ static bb_status records_unpack(bb_run *r, const uint8_t *b, int64_t n) {
     return BB_OK;
 }
 
-/* The wave's DeltaHistory record (diffs/<k>/) and, when enabled, its checkpoint. */
-static bb_status wave_files_rank0(wave_loop *L) {
-    bb_run *r = L->r;
-    const bb_config *c = L->c;
+/* The wave's DeltaHistory record (diffs/<k>/): rank 0, from the gathered state. */
+static bb_status history_rank0(wave_loop *L) {
     bb_event_begin("wave.history");
-    bb_status st = bb_history_record(c->run.dir, &L->prev, L->s);
+    bb_status st = bb_history_record(L->c->run.dir, &L->prev, L->s);
     bb_event_end("wave.history", 0, 0);
-    BB_CALL(st);
-    if (!c->checkpoint.enabled) return BB_OK;
-    char path[1400];
-    snprintf(path, sizeof path, "%s/checkpoints", c->run.dir);
-    BB_CALL(bb_mkdir_p(path));
-    BB_CALL(bb_ckpt_path(c->run.dir, L->s->wave, path, sizeof path));
+    return st;
+}
+
+/* Rank 0's run-level part of the checkpoint: layer targets, tensor history, report records. */
+static bb_status ckpt_meta_rank0(wave_loop *L, uint8_t **rec) {
+    bb_run *r = L->r;
+    char dir[1400];
+    snprintf(dir, sizeof dir, "%s/checkpoints", L->c->run.dir);
+    BB_CALL(bb_mkdir_p(dir));
     L->meta.layer_target = (double *)bb_decay_layer_targets(r);
     L->meta.n_layer_target = L->meta.layer_target ? L->s->n_layers : 0;
     L->meta.tensor_hist = r->tensor_hist;
     L->meta.hist_waves = r->hist_waves;
+    BB_CALL(records_pack(r, rec, &L->meta.n_records));
+    L->meta.records = *rec;
+    return BB_OK;
+}
+
+/* What each rank wrote to the checkpoint (tensors, bytes), kept on rank 0 for
+ * summary.json and printed. Collective. */
+static bb_status ckpt_shares(wave_loop *L, const char *path, const bb_ckpt_io *io) {
+    bb_run *r = L->r;
+    const bb_dist *d = r->dist;
+    int64_t mine[5] = {r->l0, r->l1, io->tensors, io->tensor_bytes, io->other_bytes}, *all = NULL;
+    size_t *offsets = NULL;
+    BB_CALL(bb_malloc((void **)&offsets, sizeof *offsets * (size_t)(d->size + 1), "checkpoint shares"));
+    bb_status st = bb_comm_allgatherv(r->comm, mine, sizeof mine, (void **)&all, offsets);
+    free(offsets);
+    BB_CALL(st);
+    if (d->rank != 0) {
+        free(all);
+        return BB_OK;
+    }
+    free(r->ckpt_shares);
+    r->ckpt_shares = all;
+    char line[1024];
+    int used = snprintf(line, sizeof line, "checkpoint %s: %d rank%s wrote", path, d->size, d->size > 1 ? "s" : "");
+    for (int q = 0; q < d->size && used < (int)sizeof line; q++)
+        used += snprintf(line + used, sizeof line - used, "%s %lld tensors %lld B", q ? "," : "",
+                         (long long)all[5 * q + 2], (long long)(all[5 * q + 3] + all[5 * q + 4]));
+    bb_info("%s", line);
+    return BB_OK;
+}
+
+/* Collective: rank 0 writes the DeltaHistory record from the gathered state;
+ * the checkpoint is written by every rank, each its own linear weights. */
+static bb_status wave_files(wave_loop *L) {
+    bb_run *r = L->r;
+    const bb_dist *d = r->dist;
+    const bb_config *c = L->c;
+    BB_CALL(bb_dist_agree(d, d->rank == 0 ? history_rank0(L) : BB_OK));
+    if (!c->checkpoint.enabled) return BB_OK;
+    char path[1400];
+    BB_CALL(bb_ckpt_path(c->run.dir, L->s->wave, path, sizeof path));
     uint8_t *rec = NULL;
-    BB_CALL(records_pack(r, &rec, &L->meta.n_records));
-    L->meta.records = rec;
-    bb_event_begin("wave.checkpoint");
-    st = bb_ckpt_write(path, L->s, &L->meta);
-    bb_event_end("wave.checkpoint", 0, 0);
+    bb_status st = d->rank == 0 ? ckpt_meta_rank0(L, &rec) : BB_OK;
+    st = bb_dist_agree(d, st);
+    bb_ckpt_io io = {0};
+    bb_ckpt_group g = {.comm = d->comm, .owner = L->owner};
+    if (st == BB_OK) {
+        bb_event_begin("ckpt.write");
+        st = bb_ckpt_write_dist(path, L->s, d->rank == 0 ? &L->meta : NULL, &g, &io);
+        bb_event_end("ckpt.write", 0, (double)(io.tensor_bytes + io.other_bytes));
+    }
     free(rec);
     L->meta.records = NULL;
     L->meta.n_records = 0;
     BB_CALL(st);
-    if (!strcmp(c->checkpoint.keep, "last")) BB_CALL(bb_ckpt_prune(c->run.dir, L->s->wave));
-    return BB_OK;
-}
-
-/* Collective: rank 0 writes, every rank learns how it went. */
-static bb_status wave_files(wave_loop *L) {
-    bb_status st = L->r->dist->rank == 0 ? wave_files_rank0(L) : BB_OK;
-    return bb_dist_agree(L->r->dist, st);
+    BB_CALL(ckpt_shares(L, path, &io));
+    st = d->rank == 0 && !strcmp(c->checkpoint.keep, "last") ? bb_ckpt_prune(c->run.dir, L->s->wave) : BB_OK;
+    return bb_dist_agree(d, st);
 }
 
 static bb_status meta_init(wave_loop *L) {
@@ -457,11 +506,13 @@ static bb_status state_at(wave_loop *L, int to, float **w_out, bb_mask **m_out, 
     return st;
 }
 
-/* --resume: the last complete checkpoint becomes the state; the stop-loss's
- * snapshots are rebuilt from the history. */
-static bb_status resume_rank0(wave_loop *L, const char *path) {
+/* --resume, on every rank: the checkpoint's part this rank holds (weights,
+ * masks, factors, bits of its own linear weights; counters, metrics and layer
+ * targets everywhere; rank 0 also the report records). Collective. */
+static bb_status resume_read(wave_loop *L, const char *path) {
     bb_run *r = L->r;
     bb_state *s = L->s;
+    const bb_dist *d = r->dist;
     bb_state tmp = *s;
     tmp.masks = NULL;
     tmp.lora = NULL;
@@ -470,19 +521,25 @@ static bb_status resume_rank0(wave_loop *L, const char *path) {
     tmp.n_metrics = 0;
     bb_ckpt_meta m;
     memset(&m, 0, sizeof m);
-    BB_CALL(bb_ckpt_read(path, &tmp, &m)); /* the weights are read into s->w directly */
-    bb_status st = BB_OK;
-    if (strcmp(m.config_sha256, L->meta.config_sha256))
+    bb_ckpt_group g = {.comm = d->comm, .owner = L->owner};
+    bb_ckpt_io io;
+    bb_event_begin("ckpt.read");
+    bb_status st = bb_ckpt_read_dist(path, &tmp, &m, &g, &io); /* the weights are read into s->w directly */
+    bb_event_end("ckpt.read", 0, (double)io.tensor_bytes);
+    BB_CALL(st);
+    /* the same on every rank: rank 0 tells (it alone hashed the model) */
+    if (d->rank == 0 && strcmp(m.config_sha256, r->hash))
         st = bb_error(BB_ERR_ARG, __FILE__, __LINE__,
                       "resume: %s was written with another configuration (sha256 %.12s..., this run %.12s...): resume "
                       "with the run's own config.yaml, or start a new run",
-                      path, m.config_sha256, L->meta.config_sha256);
-    else if (strcmp(m.model_sha256, L->meta.model_sha256))
+                      path, m.config_sha256, r->hash);
+    else if (d->rank == 0 && strcmp(m.model_sha256, L->meta.model_sha256))
         st = bb_error(BB_ERR_ARG, __FILE__, __LINE__,
                       "resume: %s belongs to another model (sha256 %.12s..., %s has %.12s...): point model.path at the "
                       "model the run started from",
                       path, m.model_sha256, r->model->path, L->meta.model_sha256);
     for (int i = 0; st == BB_OK && i < s->n_lin; i++) {
+        if (!bb_run_mine(r, i)) continue;
         st = bb_mask_copy(s->masks[i], tmp.masks[i]);
         bb_lora_destroy(&s->lora[i]);
         s->lora[i] = tmp.lora[i];
@@ -503,8 +560,8 @@ static bb_status resume_rank0(wave_loop *L, const char *path) {
         s->rb_wave = tmp.rb_wave;
         st = bb_decay_set_layer_targets(r, m.layer_target);
     }
-    if (st == BB_OK && m.records) st = records_unpack(r, m.records, m.n_records);
-    if (st == BB_OK && m.tensor_hist) {
+    if (st == BB_OK && d->rank == 0 && m.records) st = records_unpack(r, m.records, m.n_records);
+    if (st == BB_OK && d->rank == 0 && m.tensor_hist) {
         free(r->tensor_hist);
         r->tensor_hist = m.tensor_hist;
         r->hist_waves = m.hist_waves;
@@ -512,7 +569,14 @@ static bb_status resume_rank0(wave_loop *L, const char *path) {
     }
     bb_state_release(&tmp);
     bb_ckpt_meta_free(&m);
-    BB_CALL(st);
+    return bb_dist_agree(d, st);
+}
+
+/* --resume, rank 0 (holding the gathered state): the report lines and the
+ * stop-loss's snapshots, rebuilt from the history. */
+static bb_status resume_rank0(wave_loop *L) {
+    bb_run *r = L->r;
+    bb_state *s = L->s;
     for (int j = 1; j < s->n_metrics; j++) {
         const bb_wave_metrics *w = &s->metrics[j];
         char line[256];
@@ -520,7 +584,6 @@ static bb_status resume_rank0(wave_loop *L, const char *path) {
                  w->wave, (long long)L->c->waves.count, w->sparsity, w->ppl, 100 * w->dppl);
         BB_CALL(bb_run_report_line(r, line));
     }
-    /* the rollback's target and starting point, rebuilt from the history */
     if (s->good_wave != s->wave)
         BB_CALL(state_at(L, s->good_wave, L->good_w, L->good_m, L->good_bits, L->good_lora));
     else
@@ -529,9 +592,10 @@ static bb_status resume_rank0(wave_loop *L, const char *path) {
     return BB_OK;
 }
 
-/* --resume: rank 0 reads the last complete checkpoint (and rebuilds the
- * stop-loss's snapshots from the history), then every owner gets its blocks'
- * part of the state and the snapshots. Collective. */
+/* --resume: every rank reads its own linear weights from the last complete
+ * checkpoint (written by any number of ranks); rank 0, which writes the
+ * history, gathers the rest from their owners, rebuilds the stop-loss's
+ * snapshots and sends every owner its part of them. Collective. */
 static bb_status resume(wave_loop *L) {
     bb_run *r = L->r;
     bb_state *s = L->s;
@@ -540,44 +604,19 @@ static bb_status resume(wave_loop *L) {
     char path[1400] = "";
     bb_status st = d->rank == 0 ? bb_ckpt_find_last(L->c->run.dir, &k, path, sizeof path) : BB_OK;
     BB_CALL(bb_dist_agree(d, st));
-    BB_CHECK(MPI_Bcast(&k, 1, MPI_INT, 0, d->comm) == MPI_SUCCESS, BB_ERR_MPI, "resume: broadcast failed");
+    BB_CALL(bb_comm_bcast(r->comm, &k, sizeof k, 0));
     if (k < 0) {
         bb_warn("resume: no complete checkpoint in %s: the waves start from the dense model", L->c->run.dir);
         return BB_OK;
     }
-    st = d->rank == 0 ? resume_rank0(L, path) : BB_OK;
-    BB_CALL(bb_dist_agree(d, st));
-    /* the counters, the metrics and the layer targets everywhere */
-    const double *tg = bb_decay_layer_targets(r);
-    int hdr[8] = {s->wave, s->losing, s->rollback_left, s->frozen, s->good_wave, s->rb_wave, s->n_metrics, tg != NULL};
-    BB_CHECK(MPI_Bcast(hdr, 8, MPI_INT, 0, d->comm) == MPI_SUCCESS, BB_ERR_MPI, "resume: broadcast failed");
-    s->wave = hdr[0], s->losing = hdr[1], s->rollback_left = hdr[2], s->frozen = hdr[3];
-    s->good_wave = hdr[4], s->rb_wave = hdr[5];
-    if (d->rank != 0) {
-        bb_wave_metrics *grown = realloc(s->metrics, sizeof *grown * (size_t)hdr[6]);
-        BB_CHECK(grown, BB_ERR_OOM, "out of memory: wave metrics");
-        s->metrics = grown;
-        s->n_metrics = hdr[6];
-    }
-    BB_CHECK(MPI_Bcast(s->metrics, (int)(sizeof *s->metrics * (size_t)s->n_metrics), MPI_BYTE, 0, d->comm) ==
-                 MPI_SUCCESS,
-             BB_ERR_MPI, "resume: broadcast failed");
-    if (hdr[7] && d->size > 1) {
-        double *t = NULL;
-        BB_CALL(bb_calloc((void **)&t, (size_t)s->n_layers, sizeof *t, "layer targets"));
-        if (d->rank == 0) memcpy(t, tg, sizeof *t * (size_t)s->n_layers);
-        st = MPI_Bcast(t, s->n_layers, MPI_DOUBLE, 0, d->comm) == MPI_SUCCESS
-                 ? BB_OK
-                 : bb_error(BB_ERR_MPI, __FILE__, __LINE__, "resume: broadcast failed");
-        if (st == BB_OK) st = bb_decay_set_layer_targets(r, t);
-        free(t);
-        BB_CALL(st);
-    }
-    /* every owner its blocks and their snapshots */
+    BB_CALL(bb_comm_bcast(r->comm, path, sizeof path, 0));
+    BB_CALL(resume_read(L, path));
+    BB_CALL(bb_run_gather_state(r));
+    BB_CALL(bb_dist_agree(d, d->rank == 0 ? resume_rank0(L) : BB_OK));
+    /* every owner its snapshots */
     st = BB_OK;
     for (int i = 0; st == BB_OK && i < s->n_lin; i++) {
-        st = bb_run_move(r, i, 0, s->w[i], s->masks[i], &s->bits[i], &s->lora[i]);
-        if (st == BB_OK) st = bb_run_move(r, i, 0, L->good_w[i], L->good_m[i], &L->good_bits[i], &L->good_lora[i]);
+        st = bb_run_move(r, i, 0, L->good_w[i], L->good_m[i], &L->good_bits[i], &L->good_lora[i]);
         if (st == BB_OK && s->rollback_left > 0) st = bb_run_move(r, i, 0, NULL, L->rb_m[i], &L->rb_bits[i], NULL);
     }
     BB_CALL(bb_dist_agree(d, st));
@@ -641,6 +680,139 @@ static bb_status wave_line(bb_run *r, const bb_wave_metrics *m, const char *what
     return bb_run_report_line(r, line);
 }
 
+/* ---- scaffold mode ------------------------------------------------------------ */
+
+/* Halvings of τ one wave may take before its loss rise is accepted (τ₁/4096 keeps nearly every residual entry). */
+#define SCAFFOLD_MAX_HALVINGS 12
+
+/* Wave k of scaffold mode (scaffold.enabled, compress/scaffold.h): every owned weight becomes its rank-k scaffold
+ * W_k (factors of rank k) plus the residual W − W_k with the entries below τ = tau_rel·σ₁ pruned (the mask).
+ * The state is rebuilt from the dense weight each wave, so a wave depends only on k and τ: --resume needs the
+ * τ of the last wave (its metrics row) and nothing else. The scaffold's SVD is taken once per weight. */
+static bb_status scaffold_wave(wave_loop *L, int k, double tau_rel, int64_t *kept, int64_t *total) {
+    bb_run *r = L->r;
+    bb_state *s = L->s;
+    int R = (int)L->c->waves.count;
+    int64_t v[2] = {0, 0};
+    float *w = NULL;
+    bb_status st = L->sc ? BB_OK : bb_calloc((void **)&L->sc, (size_t)s->n_lin, sizeof *L->sc, "scaffolds");
+    for (int i = 0; st == BB_OK && i < s->n_lin; i++) {
+        if (!bb_run_mine(r, i)) continue;
+        const bb_tensor *t = s->t[i];
+        int64_t rows = bb_tensor_rows(t), cols = bb_tensor_cols(t), mn = rows < cols ? rows : cols;
+        st = bb_malloc((void **)&w, sizeof(float) * (size_t)(rows * cols), "dense weight");
+        if (st == BB_OK) st = bb_tensor_read_f32(t, 0, rows, w);
+        if (st == BB_OK && !L->sc[i]) {
+            if (R > mn)
+                st = bb_error(BB_ERR_CONFIG, __FILE__, __LINE__,
+                              "scaffold.enabled: waves.count = %d scaffold directions do not fit %s (%lld x %lld): "
+                              "lower waves.count to at most %lld",
+                              R, t->name, (long long)rows, (long long)cols, (long long)mn);
+            else
+                st = bb_scaffold_create(t->name, rows, cols, w, R, (uint64_t)L->c->run.seed, &L->sc[i]);
+        }
+        if (st == BB_OK) {
+            bb_lora_destroy(&s->lora[i]);
+            st = bb_lora_create(rows, cols, k, &s->lora[i]);
+        }
+        bb_scaffold_stats ss;
+        if (st == BB_OK) st = bb_scaffold_state(L->sc[i], w, k, tau_rel, s->lora[i], s->w[i], s->masks[i], &ss);
+        if (st == BB_OK) {
+            v[0] += ss.kept;
+            v[1] += rows * cols;
+            r->changed[i] = 1;
+        }
+        free(w);
+        w = NULL;
+    }
+    BB_CALL(bb_dist_agree(r->dist, st));
+    BB_CHECK(MPI_Allreduce(MPI_IN_PLACE, v, 2, MPI_INT64_T, MPI_SUM, r->dist->comm) == MPI_SUCCESS, BB_ERR_MPI,
+             "summing the scaffold residuals failed");
+    *kept = v[0];
+    *total = v[1];
+    r->stats_stale = 1;
+    return BB_OK;
+}
+
+/* Wave k of scaffold mode: the scaffold state at τ, the built per-wave stages (healing starts Adam from the
+ * scaffold's factors), evaluation; the scaffold's stop-loss (the seed's §2.3): when the validation loss ln PPL
+ * rises by more than 3 % over the previous wave's, τ is halved and the wave is redone from its start, up to
+ * SCAFFOLD_MAX_HALVINGS times. prune.* and the rollback stop-loss (stoploss.*) are not used in this mode. */
+static bb_status scaffold_one_wave(wave_loop *L, int k, int *more) {
+    bb_run *r = L->r;
+    bb_state *s = L->s;
+    const bb_config *c = L->c;
+    const bb_wave_metrics *last = &s->metrics[s->n_metrics - 1];
+    double tau = last->scaffold_tau > 0 ? last->scaffold_tau : c->scaffold.tau1;
+    double prev_loss = log(last->ppl);
+    double alpha = bb_scaffold_alpha(k, (int)c->waves.count);
+    double t0 = bb_now();
+    bb_wave_metrics m;
+    char what[200];
+    int64_t kept = 0, total = 0;
+    /* a redone wave must leave no trace of the attempt: its stress boosts, healing curves and boost records */
+    int *bits0 = NULL, n_curves0 = r->n_curves, n_boosts0 = r->n_boosts;
+    BB_CALL(bb_malloc((void **)&bits0, sizeof(int) * (size_t)s->n_lin, "bits before the wave"));
+    memcpy(bits0, s->bits, sizeof(int) * (size_t)s->n_lin);
+    for (int halvings = 0;; halvings++) {
+        memcpy(s->bits, bits0, sizeof(int) * (size_t)s->n_lin);
+        while (r->n_curves > n_curves0) free(r->curves[--r->n_curves].loss);
+        r->n_boosts = n_boosts0;
+        memset(&m, 0, sizeof m);
+        m.wave = k;
+        memset(r->changed, 0, (size_t)s->n_lin);
+        double t = bb_now();
+        bb_event_begin("wave.scaffold");
+        bb_status st = scaffold_wave(L, k, tau, &kept, &total);
+        bb_event_end("wave.scaffold", 0, 0);
+        m.seconds[BB_T_DECAY] = bb_now() - t;
+        if (st == BB_OK) st = run_wave_stage(r, "heal", k, &m.seconds[BB_T_HEAL]);
+        if (st == BB_OK) st = run_wave_stage(r, "reinforce", k, &m.seconds[BB_T_REINFORCE]);
+        if (st == BB_OK) st = run_wave_stage(r, "redistribute", k, &m.seconds[BB_T_REDISTRIBUTE]);
+        double te = bb_now();
+        if (st == BB_OK) st = evaluate(L, &m);
+        m.seconds[BB_T_EVAL] = bb_now() - te;
+        if (st != BB_OK) {
+            free(bits0);
+            return st;
+        }
+        double tau_before = tau;
+        if (!bb_scaffold_stoploss(prev_loss, log(m.ppl), 0.03, &tau)) break;
+        if (halvings == SCAFFOLD_MAX_HALVINGS) {
+            tau = tau_before;
+            bb_warn("scaffold wave %d: the validation loss still rises by %.1f %% after %d halvings of tau (now %.4g): "
+                    "kept",
+                    k, 100 * (log(m.ppl) / prev_loss - 1), halvings, tau);
+            break;
+        }
+        bb_info("scaffold wave %d: validation loss %.4f rose %.1f %% over %.4f (> 3 %%): tau %.4g -> %.4g, wave redone",
+                k, log(m.ppl), 100 * (log(m.ppl) / prev_loss - 1), prev_loss, tau_before, tau);
+    }
+    free(bits0);
+    m.scaffold_tau = tau;
+    BB_CALL(totals(r, &m.sparsity, &m.lora_values));
+    s->wave = k;
+    snprintf(what, sizeof what, "(scaffold rank %d, tau %.4g sigma_1: %.4f of the residual kept; alpha_%d %.3f)", k, tau,
+             total ? (double)kept / (double)total : 0.0, k, alpha);
+    double tc = bb_now();
+    BB_CALL(bb_run_gather_state(r));
+    m.seconds[BB_T_CHECKPOINT] = bb_now() - tc;
+    m.seconds[BB_T_TOTAL] = bb_now() - t0;
+    BB_CALL(metrics_push(s, &m));
+    BB_CALL(bb_run_record_tensors(r));
+    double tw = bb_now();
+    BB_CALL(wave_files(L));
+    s->metrics[s->n_metrics - 1].seconds[BB_T_CHECKPOINT] += bb_now() - tw;
+    s->metrics[s->n_metrics - 1].seconds[BB_T_TOTAL] = bb_now() - t0;
+    r->sparsity = m.sparsity;
+    r->n_waves = k;
+    BB_CALL(wave_line(r, &m, what));
+    bb_status st = r->dist->rank == 0 ? bb_metrics_write(r) : BB_OK;
+    BB_CALL(bb_dist_agree(r->dist, st));
+    *more = k < c->waves.count;
+    return BB_OK;
+}
+
 /* One wave: decay or a rollback step, the built per-wave stages, evaluation, stop-loss. */
 static bb_status one_wave(wave_loop *L, int k, int *more) {
     bb_run *r = L->r;
@@ -651,6 +823,7 @@ static bb_status one_wave(wave_loop *L, int k, int *more) {
     char what[160];
     BB_CALL(prev_take(L));
     memset(r->changed, 0, (size_t)s->n_lin);
+    if (c->scaffold.enabled) return scaffold_one_wave(L, k, more);
     if (s->rollback_left > 0) {
         int j = L->rb_steps - s->rollback_left + 1;
         int64_t restored = 0;
@@ -735,6 +908,8 @@ static bb_status loop_setup_local(wave_loop *L, bb_run *r) {
         BB_CALL(bb_logprobs_read(path, &L->ref));
     }
     BB_CALL(snapshot_alloc(L));
+    BB_CALL(bb_calloc((void **)&L->owner, (size_t)L->s->n_lin, sizeof *L->owner, "weight owners"));
+    for (int i = 0; i < L->s->n_lin; i++) L->owner[i] = bb_run_owner(r, i);
     BB_CALL(meta_init(L));
     if (L->s->n_metrics == 0) {
         bb_wave_metrics m0 = {.wave = 0, .ppl = r->dense_ppl, .dppl = 0, .kld = r->cfg.eval.kld ? 0 : NAN,
@@ -752,7 +927,12 @@ static bb_status loop_setup(wave_loop *L, bb_run *r) {
     L->s = &r->state;
     L->rb_steps = (int)r->cfg.stoploss.rollback_waves;
     BB_CALL(bb_dist_agree(r->dist, loop_setup_local(L, r)));
-    BB_CALL(bb_dist_agree(r->dist, bb_decay_begin(r)));
+    if (r->cfg.scaffold.enabled)
+        bb_info("scaffold rank-k scaffold per weight over %lld waves, tau_1 %g sigma_1 (prune.* and the rollback "
+                "stop-loss are not used in this mode)",
+                (long long)r->cfg.waves.count, r->cfg.scaffold.tau1);
+    else
+        BB_CALL(bb_dist_agree(r->dist, bb_decay_begin(r)));
     if (r->flags & BB_RUN_RESUME) BB_CALL(resume(L));
     if (L->s->wave == 0) BB_CALL(bb_dist_agree(r->dist, snapshot_take(L, 0)));
     return BB_OK;
@@ -761,6 +941,7 @@ static bb_status loop_setup(wave_loop *L, bb_run *r) {
 static void loop_teardown(wave_loop *L) {
     bb_decay_end(L->r);
     free(L->yaml);
+    free(L->owner);
     snapshot_free(L);
     bb_tokens_free(&L->eval);
     bb_logprobs_free(&L->ref);
@@ -772,10 +953,12 @@ static bb_status loop_all(bb_run *r) {
     bb_status st = loop_setup(&L, r);
     st = bb_dist_agree(r->dist, st);
     const bb_config *c = &r->cfg;
-    int more = bb_decay_active(c);
+    int more = c->scaffold.enabled || bb_decay_active(c);
     if (st == BB_OK && !more) bb_info("waves   nothing to prune: no waves run");
     if (st == BB_OK && more && L.s->wave > 0) { /* resumed */
-        if (L.s->rollback_left > 0)
+        if (c->scaffold.enabled)
+            more = L.s->wave < c->waves.count;
+        else if (L.s->rollback_left > 0)
             more = 1;
         else if (L.s->frozen || L.s->wave >= c->waves.count)
             more = 0;
@@ -788,13 +971,12 @@ static bb_status loop_all(bb_run *r) {
         st = one_wave(&L, k, &more);
         if (st == BB_OK && more && k < c->waves.count) bb_progress_update(&pr, k, "");
         /* a signal to any rank stops every rank after this wave */
-        int sig = (int)stop_signal;
-        if (st == BB_OK && MPI_Allreduce(MPI_IN_PLACE, &sig, 1, MPI_INT, MPI_MAX, r->dist->comm) != MPI_SUCCESS)
-            st = bb_error(BB_ERR_MPI, __FILE__, __LINE__, "the stop vote failed");
+        int64_t sig = (int64_t)stop_signal;
+        if (st == BB_OK) st = bb_comm_allreduce_i64(r->comm, &sig, 1, BB_COMM_MAX);
         if (st == BB_OK && sig) {
-            stop_signal = sig;
+            stop_signal = (sig_atomic_t)sig;
             r->preempted = 1;
-            bb_warn("waves: signal %d received: stopping after wave %d; continue with --resume", sig, k);
+            bb_warn("waves: signal %d received: stopping after wave %d; continue with --resume", (int)sig, k);
             break;
         }
     }

@@ -1,6 +1,7 @@
 /* test_comm.c — the deterministic communicator on 1..N ranks (unit.comm, and mpi.comm_N under mpiexec): exact integer
  * and min/max reductions, broadcast, variable-size allgather, item-ordered sums equal to the sequential sum whatever
- * the rank count, and the errors. */
+ * the rank count, point-to-point, entries copied from their owners, error agreement, the registration hook (a
+ * stand-in NCCL table), and the errors. */
 #include "mpi/comm.h"
 #include "test.h"
 
@@ -85,6 +86,84 @@ static void test_reductions(bb_comm *c, int rank, int size) {
     EXPECT_OK(bb_comm_barrier(c));
 }
 
+/* Point-to-point: a ring, each rank to the next (one rank: to itself). */
+static void test_p2p(bb_comm *c, int rank, int size) {
+    int out[4] = {rank, rank * 10, rank * 100, -rank}, in[4] = {-1, -1, -1, -1}, from = (rank + size - 1) % size;
+    bb_comm_req *rq = NULL, *sq = NULL;
+    EXPECT_OK(bb_comm_irecv(c, in, sizeof in, from, 7, &rq));
+    EXPECT_OK(bb_comm_isend(c, out, sizeof out, (rank + 1) % size, 7, &sq));
+    EXPECT_OK(bb_comm_wait(c, &sq));
+    EXPECT_OK(bb_comm_wait(c, &rq));
+    EXPECT_OK(bb_comm_wait(c, &rq)); /* a finished request is NULL: no-op */
+    EXPECT(rq == NULL && sq == NULL && in[0] == from && in[1] == from * 10 && in[2] == from * 100 && in[3] == -from,
+           "ring message from rank %d: %d %d %d %d", from, in[0], in[1], in[2], in[3]);
+    EXPECT_ERR(bb_comm_isend(c, out, sizeof out, size, 7, &sq), BB_ERR_ARG, "send to rank");
+}
+
+/* Entries held by one rank each are copied to every rank; a failure on one rank is everyone's. */
+static void test_share(bb_comm *c, int rank, int size) {
+    enum { N = 11, W = 2 };
+    double x[N * W];
+    uint8_t mine[N];
+    for (int j = 0; j < N; j++) {
+        mine[j] = j % size == rank;
+        for (int w = 0; w < W; w++) x[j * W + w] = mine[j] ? 10.0 * j + w + 0.25 : -1;
+    }
+    EXPECT_OK(bb_comm_share_owned(c, x, mine, N, W));
+    int ok = 1;
+    for (int j = 0; j < N; j++)
+        for (int w = 0; w < W; w++) ok &= x[j * W + w] == 10.0 * j + w + 0.25;
+    EXPECT(ok, "shared entries differ from their owners'");
+    EXPECT(bb_comm_agree(c, rank == size - 1 ? BB_ERR_ARG : BB_OK) == BB_ERR_ARG, "agree: the last rank's error everywhere");
+    EXPECT(bb_comm_agree(c, BB_OK) == BB_OK, "agree: all fine");
+}
+
+/* A stand-in "nccl" implementation that forwards to an MPI communicator: the registration hook the CUDA build uses. */
+static bb_status fw_create(const bb_dist *d, void **ctx) { return bb_comm_create(BB_COMM_MPI, d, (bb_comm **)ctx); }
+static bb_status fw_ar_i64(void *ctx, int64_t *x, int n, bb_comm_op op) { return bb_comm_allreduce_i64(ctx, x, n, op); }
+static bb_status fw_ar_f64(void *ctx, double *x, int n, bb_comm_op op) { return bb_comm_allreduce_f64(ctx, x, n, op); }
+static bb_status fw_bcast(void *ctx, void *b, size_t n, int root) { return bb_comm_bcast(ctx, b, n, root); }
+static bb_status fw_agv(void *ctx, const void *m, size_t n, void **all, size_t *off) {
+    return bb_comm_allgatherv(ctx, m, n, all, off);
+}
+static bb_status fw_barrier(void *ctx) { return bb_comm_barrier(ctx); }
+static bb_status fw_isend(void *ctx, const void *b, size_t n, int peer, int tag, void **req) {
+    return bb_comm_isend(ctx, b, n, peer, tag, (bb_comm_req **)req);
+}
+static bb_status fw_irecv(void *ctx, void *b, size_t n, int peer, int tag, void **req) {
+    return bb_comm_irecv(ctx, b, n, peer, tag, (bb_comm_req **)req);
+}
+static bb_status fw_wait(void *ctx, void **req) { return bb_comm_wait(ctx, (bb_comm_req **)req); }
+static void fw_destroy(void *ctx) {
+    bb_comm *c = ctx;
+    bb_comm_destroy(&c);
+}
+
+static void test_register(const bb_dist *d) {
+    static const bb_comm_ops fw = {.name = "forward", .create = fw_create, .allreduce_i64 = fw_ar_i64,
+                                   .allreduce_f64_minmax = fw_ar_f64, .bcast = fw_bcast, .allgatherv = fw_agv,
+                                   .barrier = fw_barrier, .isend = fw_isend, .irecv = fw_irecv, .wait = fw_wait,
+                                   .destroy = fw_destroy};
+    bb_comm_ops partial = fw;
+    partial.wait = NULL;
+    EXPECT_ERR(bb_comm_register(BB_COMM_MPI, &fw), BB_ERR_ARG, "not a replaceable communicator");
+    EXPECT_ERR(bb_comm_register(BB_COMM_NCCL, &partial), BB_ERR_ARG, "every entry of the table must be set");
+    EXPECT(!bb_comm_available(BB_COMM_NCCL), "nccl is not registered yet");
+    EXPECT_OK(bb_comm_register(BB_COMM_NCCL, &fw));
+    EXPECT(bb_comm_available(BB_COMM_NCCL), "nccl registered");
+    bb_comm_kind k = BB_COMM_KIND_COUNT;
+    EXPECT_OK(bb_comm_kind_parse("auto", 1, &k));
+    EXPECT(k == BB_COMM_NCCL, "auto with GPUs everywhere and NCCL registered is NCCL");
+    bb_comm *c = NULL;
+    EXPECT_OK(bb_comm_create(BB_COMM_NCCL, d, &c));
+    if (c) {
+        EXPECT(bb_comm_kind_of(c) == BB_COMM_NCCL, "the registered kind");
+        test_items(c, d->rank, d->size);
+        test_p2p(c, d->rank, d->size);
+    }
+    bb_comm_destroy(&c);
+}
+
 int main(int argc, char **argv) {
     bb_dist d;
     EXPECT_OK(bb_dist_init(&argc, &argv, &d));
@@ -110,8 +189,11 @@ int main(int argc, char **argv) {
                "communicator identity");
         test_items(c, d.rank, d.size);
         test_reductions(c, d.rank, d.size);
+        test_p2p(c, d.rank, d.size);
+        test_share(c, d.rank, d.size);
     }
     bb_comm_destroy(&c);
+    test_register(&d);
     bb_comm_destroy(&c);
     int mine = test_failures_, total = 0;
     MPI_Allreduce(&mine, &total, 1, MPI_INT, MPI_SUM, d.comm);

@@ -95,6 +95,7 @@ static void test_one_batch_exact(void) {
         bb_quant_opts_default(&o);
         o.importance = imp;
         o.threads = 1;
+        o.search = BB_QUANT_SEARCH_FULL; /* the GPU's column loop runs qformat's full scale search */
         bb_quant_input in = {"blk.0.attn_q.weight", rows, cols, w, h, NULL, NULL};
         bb_quant_result *cpu = NULL;
         EXPECT_OK(bb_quant_gptq(&o, &in, &cpu));

@@ -10,6 +10,7 @@ int main(void) {
     return 77;
 }
 #else
+#include <cuda_runtime.h>
 #include <stdint.h>
 
 #include "compress/mask.h"
@@ -69,6 +70,31 @@ static void test_cases(void) {
     one_case(5, 64, 0.0, 0, 0.2);
 }
 
+/* bb_cuda_mask_apply against bb_mask_apply: a random mask on a shape whose rows are not whole words. */
+static void test_mask_apply(void) {
+    int64_t rows = 19, cols = 333, n = rows * cols;
+    float *w = malloc(n * 4), *w2 = malloc(n * 4), *dw = NULL;
+    uint64_t *dm = NULL;
+    for (int64_t i = 0; i < n; i++) w[i] = w2[i] = (float)(urand() * 2 - 1);
+    bb_mask *m = NULL;
+    EXPECT_OK(bb_mask_create(rows, cols, 1, &m));
+    for (int64_t i = 0; i < rows; i++)
+        for (int64_t j = 0; j < cols; j++)
+            if (urand() < 0.4) bb_mask_set(m, i, j, 0);
+    bb_mask_apply(m, w2);
+    EXPECT_OK(bb_cuda_malloc((void **)&dw, n * 4, "w"));
+    EXPECT_OK(bb_cuda_malloc((void **)&dm, rows * m->words_per_row * 8, "mask"));
+    cudaMemcpy(dw, w, n * 4, cudaMemcpyHostToDevice);
+    cudaMemcpy(dm, m->bits, rows * m->words_per_row * 8, cudaMemcpyHostToDevice);
+    EXPECT_OK(bb_cuda_mask_apply(rows, cols, dw, dm));
+    cudaMemcpy(w, dw, n * 4, cudaMemcpyDeviceToHost);
+    EXPECT(memcmp(w, w2, n * 4) == 0, "device mask application differs from bb_mask_apply");
+    cudaFree(dw);
+    cudaFree(dm);
+    bb_mask_destroy(&m);
+    free(w), free(w2);
+}
+
 static void test_errors(void) {
     bb_prune_opts o;
     bb_prune_opts_default(&o);
@@ -93,6 +119,7 @@ int main(void) {
     int dev;
     EXPECT_OK(bb_cuda_bind(0, &dev));
     TEST_RUN(test_cases);
+    TEST_RUN(test_mask_apply);
     TEST_RUN(test_errors);
     return TEST_DONE();
 }

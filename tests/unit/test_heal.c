@@ -483,7 +483,9 @@ static void test_schedule_and_config(void) {
            o.lr, rank);
     EXPECT_ERR(bb_heal_opts_from_config(&cfg, 5, &o, NULL, NULL), BB_ERR_CONFIG, "outside 1..waves.count");
     EXPECT_OK(bb_config_set(&cfg, "heal.train_scales=true"));
-    EXPECT_ERR(bb_heal_opts_from_config(&cfg, 1, &o, NULL, NULL), BB_ERR_UNSUPPORTED, "heal.train_scales");
+    EXPECT_OK(bb_heal_opts_from_config(&cfg, 1, &o, NULL, NULL)); /* applied at quantization (compress/scales.h) */
+    EXPECT_OK(bb_config_set(&cfg, "quant.method=none"));
+    EXPECT_ERR(bb_config_validate(&cfg), BB_ERR_CONFIG, "no quantization scales to train");
 }
 
 int main(void) {
