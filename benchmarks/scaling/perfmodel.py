@@ -313,13 +313,26 @@ def validate(res, out):
 
 # ---- part 2: 70B and 405B on GPUs -------------------------------------------------------------------------------
 
-def gpu_costs(bench):
+MODEL_RUN = os.path.join(ROOT, "benchmarks", "gpu", "results", "model-llama2-70b-h100.json")
+SHAPE_70B = "synthetic:llama2-70b"
+
+
+def flops_fwd(sh, seq_len):
+    """Multiply-add flops per token of one block: the seven linears and causal attention (QK^T and PV, half)."""
+    return 2 * sh["P_blk"] + 2 * sh["heads"] * sh["hd"] * seq_len
+
+
+def flops_gptq(sh):
+    return sum(c ** 3 / 3 + 2 * r * c * c for r, c in sh["lin"].values())
+
+
+def gpu_costs(bench, model_run=MODEL_RUN):
     g = json.load(open(bench))
     tf32, fp32 = g["ceiling_tf32_gemm_tflops"] * 1e12, g["ceiling_fp32_gemm_tflops"] * 1e12
     gram = g["gram_tf32"]
     gq, gd = g["gptq4_q4_0_q_proj_trail_fp32"], g["gptq4_q4_0_down_proj_trail_fp32"]
     rs, wa = g["rsvd_k256_fp32"], g["wanda50"]
-    return {
+    costs = {
         "device": g["device"],
         "fwd_rate": tf32 * ASSUME["fwd_efficiency"],
         "fp32_rate": fp32 * ASSUME["fp32_efficiency"],
@@ -331,7 +344,20 @@ def gpu_costs(bench):
                  gd["cols"]: gd["loop_and_trailing_s"] / (gd["rows"] * gd["cols"] ** 2)},
         "rsvd_unit": rs["s"] / (rs["m"] * rs["n"]),
         "wanda_unit": wa["s"] / (wa["rows"] * wa["cols"]),
+        "sparsegpt": {g["sparsegpt50_q_proj_trail_tf32"]["cols"]: g["sparsegpt50_q_proj_trail_tf32"],
+                      g["sparsegpt50_down_proj_trail_tf32"]["cols"]: g["sparsegpt50_down_proj_trail_tf32"]},
     }
+    if os.path.exists(model_run):
+        # the whole Llama-2-70B streamed through one GPU (bench_gpu_model): per-block seconds measured with the
+        # forward in bf16 and the Grams in tf32; the plan scales them by flops to other shapes
+        m = json.load(open(model_run))
+        sh = shape(SHAPE_70B)
+        T, n = m["seqs"] * m["ctx"], m["blocks_run"]
+        costs["run"] = m
+        costs["fwd_per_flop"] = m["propagate_s"] / n / (T * flops_fwd(sh, m["ctx"]))
+        costs["gram_unit"] = (m["calib_s"] - m["propagate_s"]) / n / (sum(x * x for x in sh["grams"]) * T)
+        costs["gptq_per_flop"] = m["quantize_s"] / n / flops_gptq(sh)
+    return costs
 
 
 def gpu_kernel_check(bench):
@@ -354,6 +380,34 @@ def gpu_kernel_check(bench):
     return rows
 
 
+def gpu_model_check(bench, model_run=MODEL_RUN):
+    """The streamed 70B on one GPU, per block, against what the kernel timings and the stated assumptions alone
+    predict (the model before that run existed): forward at fwd_efficiency of the tf32 rate, Grams, SparseGPT and
+    GPTQ from the kernel table, the rank-64 closed-form healing at fp32_efficiency of the fp32 rate."""
+    if not os.path.exists(model_run):
+        return []
+    g = gpu_costs(bench, model_run="")
+    m = json.load(open(model_run))
+    sh = shape(SHAPE_70B)
+    lin = sh["lin"].values()
+    T, n, k = m["seqs"] * m["ctx"], m["blocks_run"], m["rank"] + 8
+    fwd = T * flops_fwd(sh, m["ctx"]) / g["fwd_rate"]
+    gram = sum(x * x for x in sh["grams"]) * T * g["gram_unit"]
+    sgpt = 0.0
+    for r, c in lin:  # the measured shape with the nearest width, its loop scaled by rows
+        x = nearest(g["sparsegpt"], c)
+        sgpt += x["s"] * (c ** 3 / 3 + 2 * r * c * c) / (x["cols"] ** 3 / 3 + 2 * x["rows"] * x["cols"] ** 2)
+    gptq = sum(nearest(g["chol"], c) * c ** 3 + nearest(g["loop"], c) * r * c * c for r, c in lin)
+    # Cholesky, M = E V, a randomized SVD of M (2 power iterations), A = M Q, B by a triangular solve
+    heal = sum(c ** 3 / 3 + 2 * r * c * c + 12 * r * c * k + 2 * r * c * k + k * c * c for r, c in lin) / g["fp32_rate"]
+    rows = [("calib (dense forward + 4 Grams)", fwd + gram, m["calib_s"] / n),
+            ("prune (SparseGPT 50 %)", sgpt, m["prune_s"] / n), ("quantize (GPTQ Q4_0)", gptq, m["quantize_s"] / n),
+            (f'heal (rank {m["rank"]} closed form)', heal, m["heal_s"] / n),
+            ("propagate (compressed forward)", fwd, m["propagate_s"] / n)]
+    rows.append(("block", sum(r[1] for r in rows), m["seconds_per_block"]))
+    return [{"step": a, "predicted_s": p, "measured_s": q, "error_pct": 100 * (p / q - 1)} for a, p, q in rows]
+
+
 def nearest(table, cols):
     return table[min(table, key=lambda c: abs(math.log(c / cols)))]
 
@@ -361,10 +415,13 @@ def nearest(table, cols):
 def block_seconds(sh, g, Tc, Te, seq_len, waves):
     """Seconds of one block's work per stage on one GPU (all W waves summed for the wave stages)."""
     lin = sh["lin"].values()
-    attn = 2 * sh["heads"] * sh["hd"] * seq_len  # causal QK^T and PV per token (half the square)
-    fwd = lambda T: T * (2 * sh["P_blk"] + attn) / g["fwd_rate"]
+    if "fwd_per_flop" in g:  # measured on the whole streamed 70B
+        fwd = lambda T: T * flops_fwd(sh, seq_len) * g["fwd_per_flop"]
+        gptq = flops_gptq(sh) * g["gptq_per_flop"]
+    else:
+        fwd = lambda T: T * flops_fwd(sh, seq_len) / g["fwd_rate"]
+        gptq = sum(nearest(g["chol"], c) * c ** 3 + nearest(g["loop"], c) * r * c * c for r, c in lin)
     gram = lambda T: sum(n * n for n in sh["grams"]) * T * g["gram_unit"]
-    gptq = sum(nearest(g["chol"], c) * c ** 3 + nearest(g["loop"], c) * r * c * c for r, c in lin)
     wanda = sum(r * c for r, c in lin) * g["wanda_unit"]
     rsvd = sum(r * c for r, c in lin) * g["rsvd_unit"] * SCAN_RANK / 256
     steps = sum(HEAL_STEPS * (1 - k / waves) for k in range(waves))   # heal.taper
@@ -514,6 +571,12 @@ def main():
     write(os.path.join(a.out, "perfmodel-plan.csv"), gpu)
     if a.markdown:
         markdown(val, gpu)
+        chk = gpu_model_check(a.gpu_bench)
+        if chk:
+            print("\n| one block of the streamed Llama-2-70B, one H100 | predicted from kernels s | measured s | error |")
+            print("|---|---|---|---|")
+            for r in chk:
+                print(f'| {r["step"]} | {r["predicted_s"]:.2f} | {r["measured_s"]:.2f} | {r["error_pct"]:+.0f} % |')
         print("\n| GPU step | shape | predicted from | measured s | predicted s | error |\n|---|---|---|---|---|---|")
         for r in gpu_kernel_check(a.gpu_bench):
             print(f'| {r["step"]} | {r["shape"]} | {r["from"]} | {r["measured_s"]:.4f} | {r["predicted_s"]:.4f} |'
