@@ -3,7 +3,7 @@
  * Counted through MPI's profiling interface: traffic.c defines the MPI calls birdbone makes (point-to-point,
  * waits, the collectives) and forwards each to its PMPI_ twin, so every call site — the pipeline, the
  * deterministic communicator, the moves to rank 0, the checkpoint and HDF5's own collectives — is counted
- * without touching it. Calls the library makes internally are not seen.
+ * without touching it. Calls the library makes internally are not seen, nor NCCL's transfers (cuda/comm_nccl.h).
  *
  * Bytes are the payload the call moves for this rank, independent of the algorithm MPI picks:
  *   Send/Isend  count·size sent                 Recv  the received size; Irecv  the posted size
