@@ -12,11 +12,13 @@ perfmodel-validation.csv  The CPU runs measured here (scaling-strong.csv, scalin
                           the pipeline's fill and drain for the forward stages and by oversubscription (more ranks
                           than cores), plus rank 0's file writing, which does not shrink with ranks. Bytes come from
                           the formulas in bytes_per_stage(), not from the measurements.
-perfmodel-plan.csv        Llama-2-70B, Llama-3-70B and Llama-3.1-405B on 1, 8 and 64 GPUs: time per stage from the
-                          per-kernel GPU timings in benchmarks/gpu/results/v5_bench_gpu.json (H200) scaled by each
-                          step's flop count, memory per rank from the sharding plan (`birdbone inspect --plan`), and
-                          the bytes each stage moves. No whole run has been measured on a GPU: these rows are
-                          predictions from kernel timings and the stated assumptions (ASSUME below).
+perfmodel-plan.csv        Llama-2-70B, Llama-3-70B and Llama-3.1-405B on 1, 8 and 64 GPUs: time per stage from
+                          measured per-block GPU costs (the forward, the Grams and GPTQ of the whole Llama-2-70B
+                          streamed through one H100, benchmarks/gpu/results/model-llama2-70b-h100.json) and the
+                          per-kernel timings of benchmarks/gpu/results/v5_bench_gpu.json (H200), scaled by each
+                          step's flop count; memory per rank from the sharding plan (`birdbone inspect --plan`);
+                          the bytes each stage moves and writes. No `birdbone compress` run has been measured on a
+                          GPU: these rows are predictions resting on those measurements and on ASSUME below.
 
 Shapes and plans come from the birdbone executable (BIRDBONE, default build/birdbone), so that the model uses the
 same plan as a run."""
