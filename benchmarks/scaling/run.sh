@@ -135,7 +135,8 @@ if command -v gnuplot > /dev/null; then
     desc="$(awk -F, 'NR == 2 { n = split($3, p, ";layers="); gsub(";", ",", $3)
         print ($1 == "weak" && n == 2 ? p[1] ", " p[2] / $2 " blocks per rank" : $3) }' "$csv")"
     gnuplot <<GP
-set terminal svg size 640,400
+set terminal svg size 640,460
+set key below
 set output "$out/scaling-$mode.svg"
 set title "birdbone compress, $mode scaling ($desc, $threads BLAS thread per rank)"
 set xlabel "ranks${BB_SCALING_NOTE:+ ($BB_SCALING_NOTE)}"
