@@ -27,6 +27,10 @@ bb_expect_fail(e2e.unknown_command 2 "unknown command 'compres'" ${BB_BIN} compr
 bb_expect_fail(e2e.inspect_missing 1 "does not exist" ${BB_BIN} inspect /nonexistent/dir/model.gguf)
 add_test(NAME e2e.inspect_synth_70b COMMAND ${BB_BIN} inspect --brief synthetic:llama2-70b)
 set_tests_properties(e2e.inspect_synth_70b PROPERTIES LABELS "e2e" PASS_REGULAR_EXPRESSION "68976648192 total")
+# The sharding plan of a model never run: Llama-2-70B on 4 ranks, 20 blocks each, the table docs/distribution.md shows.
+add_test(NAME e2e.inspect_plan_70b COMMAND ${BB_BIN} inspect --brief --plan 4 synthetic:llama2-70b)
+set_tests_properties(e2e.inspect_plan_70b PROPERTIES LABELS "e2e"
+  PASS_REGULAR_EXPRESSION "80 layers on 4 ranks \\(4 active\\), 262144 calibration tokens.*\n +3 60-79 +head")
 
 # The stories260K model through the command line: golden greedy text, canaries, multiple choice.
 set(BB_S260 ${BB_SHARED_DIR}/data/stories260K)

@@ -65,6 +65,13 @@ add_test(NAME mpi.ranks_identical_block
 set_tests_properties(mpi.ranks_identical_block PROPERTIES SKIP_RETURN_CODE 77 LABELS "mpi;e2e" TIMEOUT 900 PROCESSORS 3
   ENVIRONMENT "${BB_MPI_ENV};BIRDBONE=$<TARGET_FILE:birdbone>;BB_SOURCE=${PROJECT_SOURCE_DIR};BB_RANKS=1 3;BB_EXTRA=heal.level=both heal.block_steps=6 calib.samples=8 waves.count=3 prune.target=0.2")
 
+# summary.json on 2 ranks: peak resident memory per stage and rank, MPI bytes and seconds (mpi/traffic.h).
+add_test(NAME mpi.summary_resources
+  COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/sh/summary_resources.sh ${CMAKE_CURRENT_BINARY_DIR}/tmp/summary_resources
+          ${MPIEXEC_EXECUTABLE} ${MPIEXEC_NUMPROC_FLAG} 2 --oversubscribe ${MPIEXEC_PREFLAGS})
+set_tests_properties(mpi.summary_resources PROPERTIES LABELS "mpi;e2e" TIMEOUT 120 PROCESSORS 2
+  ENVIRONMENT "${BB_MPI_ENV};BIRDBONE=$<TARGET_FILE:birdbone>;BB_SOURCE=${PROJECT_SOURCE_DIR}")
+
 # Parallel-HDF5 checkpoints: each of 3 ranks writes only its own layers' datasets (checked against summary.json's
 # checkpoint_shares), and a checkpoint written by 3 ranks resumes on 2 and on 1 rank with the uninterrupted
 # run's model.gguf.

@@ -5,6 +5,7 @@
 #include "cli/commands.h"
 #include "io/gguf.h"
 #include "io/model.h"
+#include "mpi/plan.h"
 
 /* 1 if path is a file that starts with the GGUF magic. */
 static int is_gguf(const char *path) {
@@ -59,16 +60,39 @@ static int list_quantized_gguf(const char *path, int brief) {
     return 0;
 }
 
+/* The sharding plan of m on n ranks (docs/distribution.md): the per-rank memory table that a run prints. */
+static int print_plan(const bb_model *m, int n, const bb_plan_opts *po) {
+    bb_plan plan;
+    if (bb_plan_make(&m->cfg, po, n, &plan) != BB_OK) return 1;
+    bb_plan_print(&plan, stdout);
+    bb_plan_free(&plan);
+    return 0;
+}
+
 int bb_cmd_inspect(int argc, char **argv) {
     const char *path = NULL;
-    int brief = 0;
+    int brief = 0, plan_ranks = 0, seqs = 128, seq_len = 2048, micro = 1;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-            printf("usage: birdbone inspect [--brief] PATH\n\n"
+            printf("usage: birdbone inspect [--brief] [--plan RANKS [--calib SEQSxLEN[xMICRO]]] PATH\n\n"
                    "PATH is a Hugging Face model directory, a GGUF file, a llama2.c checkpoint, or\n"
                    "synthetic:<preset>[,key=value...]. Prints the architecture and, unless --brief,\n"
-                   "every tensor with its shape, dtype and parameter count.\n");
+                   "every tensor with its shape, dtype and parameter count. --plan prints the sharding\n"
+                   "plan on RANKS ranks with the memory per rank (f32 Grams, 2 micro-batches in flight)\n"
+                   "for SEQS calibration sequences of LEN tokens, MICRO per micro-batch (default\n"
+                   "128x2048x1).\n");
             return 0;
+        } else if (!strcmp(argv[i], "--plan") && i + 1 < argc) {
+            if (sscanf(argv[++i], "%d", &plan_ranks) != 1 || plan_ranks < 1) {
+                fprintf(stderr, "error: --plan takes a rank count >= 1, got %s\n", argv[i]);
+                return 2;
+            }
+        } else if (!strcmp(argv[i], "--calib") && i + 1 < argc) {
+            int k = sscanf(argv[++i], "%dx%dx%d", &seqs, &seq_len, &micro);
+            if (k < 2 || seqs < 1 || seq_len < 2 || micro < 1) {
+                fprintf(stderr, "error: --calib takes SEQSxLEN[xMICRO], e.g. 128x2048x1, got %s\n", argv[i]);
+                return 2;
+            }
         } else if (!strcmp(argv[i], "--brief")) {
             brief = 1;
         } else if (argv[i][0] == '-' && argv[i][1]) {
@@ -92,6 +116,9 @@ int bb_cmd_inspect(int argc, char **argv) {
     bb_model *m = NULL;
     if (bb_model_open(path, &m) != BB_OK) return 1;
     bb_model_print(m, !brief, stdout);
+    bb_plan_opts po = {.tokens = (int64_t)seqs * seq_len, .seq_len = seq_len, .micro_batch = micro, .in_flight = 2,
+                       .gram_bytes = 4};
+    int rc = plan_ranks ? print_plan(m, plan_ranks, &po) : 0;
     bb_model_destroy(&m);
-    return 0;
+    return rc;
 }

@@ -13,9 +13,11 @@
 
 #include "core/events.h"
 #include "core/log.h"
+#include "core/mem.h"
 #include "linalg/backend.h"
 #include "model/forward.h"
 #include "mpi/pipe.h"
+#include "pipeline/resources.h"
 #include "pipeline/stages.h"
 #ifdef BB_HAVE_CUDA
 #include <cuda_runtime.h>
@@ -201,6 +203,26 @@ static bb_status make_comm(bb_run *r) {
     return bb_dist_agree(d, st);
 }
 
+int bb_run_stage_enter(bb_run *r, int i) {
+    bb_traffic now;
+    bb_traffic_get(&now);
+    bb_traffic d = bb_traffic_diff(&now, &r->booked);
+    bb_stage_use *u = r->cur_stage >= 0 ? &r->stage_use[r->cur_stage] : &r->other_use;
+    u->comm_seconds += d.seconds;
+    u->bytes_sent += d.bytes_sent;
+    u->bytes_recv += d.bytes_recv;
+    double cpu = bb_cpu_seconds();
+    u->cpu_seconds += cpu - r->booked_cpu;
+    r->booked_cpu = cpu;
+    int64_t peak = bb_mem_peak_bytes();
+    if (peak > u->peak_rss) u->peak_rss = peak;
+    r->booked = now;
+    r->peak_resets &= bb_mem_peak_reset();
+    int prev = r->cur_stage;
+    r->cur_stage = i;
+    return prev;
+}
+
 int bb_run_owner(const bb_run *r, int i) { return bb_plan_owner(&r->plan, i / BB_LIN_COUNT); }
 
 int bb_run_mine(const bb_run *r, int i) {
@@ -216,6 +238,10 @@ bb_status bb_run_create(const bb_dist *d, const char *config_path, char **overri
     r->dist = d;
     r->flags = flags;
     r->t_start = bb_now();
+    r->cur_stage = -1;
+    bb_traffic_get(&r->booked);
+    r->booked_cpu = bb_cpu_seconds();
+    r->peak_resets = bb_mem_peak_reset();
     snprintf(r->config_path, sizeof r->config_path, "%s", config_path ? config_path : "(defaults)");
     bb_status st = d->rank == 0 ? resolve_config(r, config_path, overrides, n_overrides) : BB_OK;
     BB_CALL_GOTO(st, fail, bb_dist_agree(d, st));
@@ -492,7 +518,7 @@ static void write_gpu_json(const bb_run *r, FILE *f) {
     fprintf(f, "\n  ]},\n");
 }
 
-static bb_status write_summary_json(const bb_run *r, double total_s, double bytes) {
+static bb_status write_summary_json(const bb_run *r, const bb_run_resources *res, double total_s, double bytes) {
     char *text = NULL;
     size_t len = 0;
     FILE *f = open_memstream(&text, &len);
@@ -504,9 +530,12 @@ static bb_status write_summary_json(const bb_run *r, double total_s, double byte
     fprintf(f, "  \"model\": {\"path\": \"%s\", \"parameters\": %lld, \"bytes\": %.0f},\n", r->model->path,
             (long long)bb_model_param_count(r->model), bytes);
     fprintf(f, "  \"stages\": [");
-    for (int i = 0; i < n; i++)
-        fprintf(f, "%s\n    {\"name\": \"%s\", \"built\": %s, \"seconds\": %.6f}", i ? "," : "", s[i].name,
+    for (int i = 0; i < n; i++) {
+        fprintf(f, "%s\n    {\"name\": \"%s\", \"built\": %s, \"seconds\": %.6f", i ? "," : "", s[i].name,
                 s[i].run || s[i].wave ? "true" : "false", r->stage_seconds[i]);
+        bb_run_resources_stage_json(res, i, f);
+        fprintf(f, "}");
+    }
     fprintf(f, "\n  ],\n  \"dense\": {\"ppl\": %.6f, \"ppl_err\": %.6f, \"eval_tokens\": %lld, \"calib_tokens\": %lld},\n",
             r->dense_ppl, r->dense_ppl_err, (long long)r->eval_tokens, (long long)r->calib_tokens);
     if (r->ckpt_shares) {
@@ -528,6 +557,7 @@ static bb_status write_summary_json(const bb_run *r, double total_s, double byte
         fprintf(f, "  \"scales\": {\"tensors\": %lld, \"loss_before\": %.9g, \"loss_after\": %.9g},\n",
                 (long long)r->scale_tensors, r->scale_loss[0], r->scale_loss[1]);
     write_gpu_json(r, f);
+    bb_run_resources_json(res, f);
     fprintf(f, "  \"seconds\": %.6f\n}\n", total_s);
     fclose(f);
     char path[1200];
@@ -551,10 +581,12 @@ bb_status bb_run_execute(bb_run *r) {
         char ev[64];
         snprintf(ev, sizeof ev, "stage.%s", s[i].name);
         bb_event_begin(ev);
+        bb_run_stage_enter(r, i);
         double t0 = bb_now(), inner = 0;
         for (int j = 0; j < n; j++) inner -= r->stage_seconds[j];
         bb_status st = s[i].run(r);
         for (int j = 0; j < n; j++) inner += r->stage_seconds[j];
+        bb_run_stage_enter(r, -1);
         /* the wave loop books its per-wave stages itself; the rest is this stage's */
         r->stage_seconds[i] += bb_now() - t0 - inner;
         bb_event_end(ev, 0, 0);
@@ -626,8 +658,13 @@ bb_status bb_run_execute(bb_run *r) {
             used += (size_t)snprintf(times + used, sizeof times - used, "%s%s %.2f s", used ? ", " : "", s[i].name,
                                      r->stage_seconds[i]);
     bb_info("time         %.2f s: %s", total, times);
+    bb_run_stage_enter(r, -1);
+    bb_run_resources res;
+    BB_CALL(bb_run_resources_gather(r, &res));
+    bb_run_resources_print(&res);
     bb_info("run files    %s/config.yaml, %s/summary.json", r->cfg.run.dir, r->cfg.run.dir);
-    bb_status st = r->dist->rank == 0 ? write_summary_json(r, total, bytes) : BB_OK;
+    bb_status st = r->dist->rank == 0 ? write_summary_json(r, &res, total, bytes) : BB_OK;
+    bb_run_resources_free(&res);
     BB_CALL(bb_dist_agree(r->dist, st));
     return BB_OK;
 }

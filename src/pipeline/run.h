@@ -13,6 +13,7 @@
 #include "mpi/comm.h"
 #include "mpi/dist.h"
 #include "mpi/plan.h"
+#include "mpi/traffic.h"
 #include "pipeline/state.h"
 #include "pipeline/weights.h"
 
@@ -25,6 +26,14 @@ typedef struct {
     int n;
     float *loss;
 } bb_heal_curve;
+
+/* What one stage used on this rank (bb_run_stage_enter books it). */
+typedef struct {
+    double comm_seconds;   /* inside MPI calls, waits included (mpi/traffic.h) */
+    double cpu_seconds;    /* user + system time of the process (all its threads) */
+    double bytes_sent, bytes_recv;
+    int64_t peak_rss;      /* the most resident bytes while the stage ran (core/mem.h) */
+} bb_stage_use;
 
 /* A stress boost given in a wave. */
 typedef struct {
@@ -60,6 +69,12 @@ struct bb_run {
     int64_t *gpu_report;   /* rank 0: (size, 7) per rank's GPU figures (run.c), NULL without GPUs */
     double t_start;
     double stage_seconds[16];
+    bb_stage_use stage_use[16]; /* this rank's use per stage; summed over the stage's entries */
+    bb_stage_use other_use; /* outside every stage: opening the model, the plan, the summary */
+    int cur_stage;         /* the stage resources are booked to; -1 before the first */
+    bb_traffic booked;     /* the MPI totals at the last booking */
+    double booked_cpu;     /* the process's CPU seconds at the last booking */
+    int peak_resets;       /* the peak could be reset at every booking: per-stage peaks, not running maxima */
     int n_stages_run;
     /* filled by stages */
     int64_t calib_tokens, eval_tokens;
@@ -122,6 +137,11 @@ void bb_run_destroy(bb_run **r); /* not collective; NULL-safe */
 /* Back to the dense weights: drops the working weights, masks, wave state and
  * records (keeps the model, the streams and the statistics). Not collective. */
 void bb_run_reset_waves(bb_run *r);
+
+/* Book this rank's MPI traffic and peak memory since the last call to the current stage, then make stage i
+ * (an index of bb_pipeline_stages, -1 for none) current. Returns the stage that was current, so that a
+ * stage run inside another one can hand back to it. Not collective. */
+int bb_run_stage_enter(bb_run *r, int i);
 
 /* The run's working weights, created from the model on first use: rank 0
  * holds every layer (it writes the run's files), the others their own blocks

@@ -658,7 +658,9 @@ static bb_status run_wave_stage(bb_run *r, const char *name, int k, double *seco
         snprintf(ev, sizeof ev, "wave.%s", name);
         double t0 = bb_now();
         bb_event_begin(ev);
+        int outer = bb_run_stage_enter(r, i);
         bb_status s = st[i].wave(r, k);
+        bb_run_stage_enter(r, outer);
         bb_event_end(ev, 0, 0);
         *seconds = bb_now() - t0;
         r->stage_seconds[i] += *seconds;
