@@ -3,7 +3,7 @@
 # one rank per GPU, backend.device=cuda (comm auto = NCCL), NCCL_NVLS_ENABLE=0 (env.sh).
 #   strong: the same model on 1, 2, ..., G GPUs (model.gguf must be byte-identical across G);
 #   weak:   BB_WEAK_LAYERS_PER_GPU (2) blocks per GPU.
-# Environment: BB_MODEL (synthetic:small), BB_GPUS ("1 2 4", capped at the GPUs present), BB_SET (extra
+# Environment: BB_MODES ("strong weak"), BB_CPU_BASELINE=1 (also one CPU rank), BB_MODEL (synthetic:small), BB_GPUS ("1 2 4", capped at the GPUs present), BB_SET (extra
 # "key=value ..."), BB_THREADS (4). Writes $OUT/scaling-gpu.csv (one row per run and stage: seconds, the
 # speedup/efficiency against 1 GPU, NCCL bytes, peak device memory of the busiest rank) and the logs.
 set -uo pipefail
@@ -16,7 +16,7 @@ MODEL=${BB_MODEL:-synthetic:small}
 LPG=${BB_WEAK_LAYERS_PER_GPU:-2}
 sets=(--set backend.device=cuda --set backend.threads="${BB_THREADS:-4}")
 for kv in ${BB_SET:-}; do sets+=(--set "$kv"); done
-for mode in strong weak; do
+for mode in ${BB_MODES:-strong weak}; do
     for g in ${BB_GPUS:-1 2 4}; do
         [ "$g" -gt "$NG" ] && continue
         m=$MODEL
