@@ -3,7 +3,7 @@
 
     python3 benchmarks/scaling/perfmodel.py [--out benchmarks/results] [--markdown]
 
-Two parts, both written as CSV under --out:
+Three parts, each written as CSV under --out:
 
 perfmodel-validation.csv  The CPU runs measured here (scaling-strong.csv, scaling-weak.csv, scaling-events.csv from
                           benchmarks/scaling/run.sh), predicted from their 1-rank points only: each stage's time is
@@ -12,13 +12,22 @@ perfmodel-validation.csv  The CPU runs measured here (scaling-strong.csv, scalin
                           the pipeline's fill and drain for the forward stages and by oversubscription (more ranks
                           than cores), plus rank 0's file writing, which does not shrink with ranks. Bytes come from
                           the formulas in bytes_per_stage(), not from the measurements.
+perfmodel-gpu-validation.csv
+                          The `birdbone compress` runs on GPU ranks (one rank per H200, NCCL; logs in
+                          benchmarks/gpu/results/, synthetic:tiny's stage seconds from
+                          benchmarks/results/scaling-gpu-tiny-2xh200.csv), predicted from their 1-GPU runs the same
+                          way (model A), each wave stage per wave it went through and healing per Adam step, plus
+                          what a run outside the stages takes; model B adds two costs the 1-GPU runs cannot show, a
+                          cost per micro-batch and pipeline hop and one per wave and block held off rank 0, fitted
+                          to the stages of synthetic:tiny's 2-GPU strong point.
 perfmodel-plan.csv        Llama-2-70B, Llama-3-70B and Llama-3.1-405B on 1, 8 and 64 GPUs: time per stage from
                           measured per-block GPU costs (the forward, the Grams and GPTQ of the whole Llama-2-70B
                           streamed through one H100, benchmarks/gpu/results/model-llama2-70b-h100.json) and the
                           per-kernel timings of benchmarks/gpu/results/v5_bench_gpu.json (H200), scaled by each
                           step's flop count; memory per rank from the sharding plan (`birdbone inspect --plan`);
-                          the bytes each stage moves and writes. No `birdbone compress` run has been measured on a
-                          GPU: these rows are predictions resting on those measurements and on ASSUME below.
+                          the bytes each stage moves and writes. The `compress` runs measured on GPUs are small
+                          (synthetic:tiny and :small, 1-4 GPUs): these rows are predictions resting on the streamed
+                          70B, the kernel table and ASSUME below.
 
 Shapes and plans come from the birdbone executable (BIRDBONE, default build/birdbone), so that the model uses the
 same plan as a run."""
@@ -36,7 +45,7 @@ BIN = os.environ.get("BIRDBONE", os.path.join(ROOT, "build", "birdbone"))
 
 # Assumptions the GPU predictions rest on, each stated in docs/performance.md.
 ASSUME = {
-    "fwd_efficiency": 0.5,      # the forward's linears at this fraction of the measured tf32 gemm rate (no GPU forward yet)
+    "fwd_efficiency": 0.5,      # the forward's linears at this fraction of the tf32 gemm rate (the pre-GPU-forward check)
     "fp32_efficiency": 0.8,     # healing, stress and RigL products at this fraction of the measured fp32 gemm rate
     "link_GBps": 20.0,          # MPI point-to-point between two GPU ranks through host memory, GB/s (one direction)
     "fs_GBps": 2.0,             # one writer to a parallel file system, GB/s
@@ -313,6 +322,210 @@ def validate(res, out):
     return rows, fit
 
 
+# ---- part 1b: `birdbone compress` on GPU ranks, measured on the lent machine ------------------------------------
+
+GPU_RES = os.path.join(ROOT, "benchmarks", "gpu", "results")
+GPU_CSV = os.path.join(ROOT, "benchmarks", "results", "scaling-gpu-tiny-2xh200.csv")
+# The GPU runs (one rank per H200, backend.device=cuda, NCCL; benchmarks/gpu/run_scaling.sh and run_multi.sh, raw
+# logs in benchmarks/gpu/results/). Each series: the 1-GPU runs the model is fitted to, and the runs it predicts
+# (log None: no log in the repository, a prediction only).
+GPU_SERIES = {
+    "tiny": {"what": "synthetic:tiny, default config, host-side Grams",
+             "fit": ("scaling-tiny-weak-1gpu-h200.log", "scaling-tiny-strong-1gpu-h200.log"),
+             "targets": (("strong", 2, "scaling-tiny-strong-2gpu-h200.log"),
+                         ("weak", 2, "scaling-tiny-weak-2gpu-h200.log"),
+                         ("strong", 4, "multi-4xh200-r4.log"))},
+    "small, host Grams": {"what": "synthetic:small, default config, host-side Grams",
+              "fit": ("scaling-strong-1gpu-h200.log",), "targets": (("strong", 2, None), ("strong", 4, None))},
+    "small, device Grams": {"what": "synthetic:small, default config, Grams on the device",
+                            "fit": ("scaling-small-1gpu-h200.log",),
+                            "targets": (("strong", 2, None), ("strong", 4, None))},
+}
+GPU_STAGES = ("baseline", "usage", "decay", "heal", "reinforce", "redistribute", "quantize", "version")
+# the events a stage's wave work is counted by: the wave stages scale with the number of waves the run went through
+# (stop-loss rollbacks add waves) and healing with its Adam steps (heal.taper), both outcomes of the algorithm that
+# a rank count does not change (1 and G GPUs give the same model.gguf, docs/cuda.md)
+WORK_UNIT = {"decay": "eval.wave", "reinforce": "wave.reinforce", "redistribute": "wave.redistribute"}
+PASS_EVENTS = {"baseline": ("eval.dense",), "usage": (), "decay": ("eval.wave", "decay.recalib"),
+               "quantize": ("quant.recalib", "eval.quant")}
+
+
+def gpu_log(path):
+    """One compress log: model, layers, stage seconds (the 'time' line), rank 0's event table (count, avg, max),
+    the Adam steps of healing, the NCCL bytes and peak device memory of the 'gpu' line."""
+    txt = re.sub(r"\x1b\[K", "\n", open(path, errors="replace").read())
+    txt = re.sub(r"^\[rank \d+\] ", "", txt, flags=re.M)
+    r = {"file": os.path.relpath(path, ROOT), "events": {}}
+    r["model"] = re.search(r'^  path: "([^"]*)"', txt, re.M).group(1)
+    r["layers"] = int(re.search(r"^architecture .* layers (\d+),", txt, re.M).group(1))
+    r["ranks"] = int(re.search(r"compress: (\d+) ranks?", txt).group(1))
+    t = re.search(r"^time\s+([\d.]+) s: (.*)$", txt, re.M)
+    r["seconds"] = {"total": float(t.group(1))}
+    r["seconds"].update({k: float(v) for k, v in re.findall(r"(\w+) ([\d.]+) s", t.group(2))})
+    table = txt[txt.index("---- timing ----"):]
+    for m in re.finditer(r"^(\S+)\s+(\d+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)", table, re.M):
+        r["events"][m.group(1)] = {"count": int(m.group(2)), "avg": float(m.group(4)), "max": float(m.group(5))}
+    r["adam_steps"] = sum(int(s) for s in re.findall(r"heal\s+wave \d+: \d+ weights, .*? \+ (\d+) Adam steps", txt))
+    g = re.search(r"peak device memory ([\d.]+) MiB.*?\((\d+) bytes\), \d+ point-to-point messages \((\d+) bytes",
+                  txt)
+    r["gpu_peak_mib"], r["nccl_bytes"] = float(g.group(1)), int(g.group(2)) + int(g.group(3))
+    return r
+
+
+def gpu_counts(r):
+    """Per stage, the count its work scales with, and the pipelined passes it runs."""
+    ev = lambda n: r["events"].get(n, {"count": 0})["count"]
+    n = {s: 1 for s in GPU_STAGES}
+    n.update({s: max(ev(e), 1) for s, e in WORK_UNIT.items()})
+    n["heal"] = max(r["adam_steps"], 1)
+    passes = {s: sum(ev(e) for e in PASS_EVENTS.get(s, ())) for s in GPU_STAGES}
+    passes["usage"] = 1
+    return n, passes
+
+
+def gpu_split(r):
+    """A 1-GPU run's stage seconds split as the CPU model splits them: rank 0's file writing (SERIAL_EVENTS), the
+    synthetic sampling (sample.stream) and the rest, the per-block work."""
+    out = {}
+    for s in GPU_STAGES:
+        ser = sum(r["events"].get(e, {"max": 0})["max"] for e in SERIAL_EVENTS.get(s, ()))
+        smp = r["events"].get(SAMPLE_EVENT[1], {"max": 0})["max"] if s == SAMPLE_EVENT[0] else 0.0
+        out[s] = (r["seconds"].get(s, 0.0) - ser - smp, ser, smp)
+    return out
+
+
+def line_gpu(pts):
+    """line(), except that a negative slope gives the mean as a fixed cost (on the GPU a stage's seconds can stay flat
+    or fall from 2 to 4 blocks: per-call overheads, not the blocks' work)."""
+    a, b = line(pts)
+    n = len(pts)
+    if n > 1:
+        sx, sy = sum(x for x, _ in pts), sum(y for _, y in pts)
+        den = n * sum(x * x for x, _ in pts) - sx * sx
+        if den > 0 and (n * sum(x * y for x, y in pts) - sx * sy) / den < 0:
+            return sy / n, 0.0
+    return a, b
+
+
+def gpu_fit(fit_logs):
+    """Per stage (fixed, per block) seconds per unit of work, of the parallel part and of rank 0's serial part, and
+    the sampling's (fixed, per block) seconds, from the 1-GPU runs; one run (one block count) gives a line through
+    the origin: every second per block."""
+    runs = [gpu_log(os.path.join(GPU_RES, f)) for f in fit_logs]
+    fit = {}
+    for s in GPU_STAGES:
+        par, ser = [], []
+        for r in runs:
+            n, _ = gpu_counts(r)
+            p, w, _ = gpu_split(r)[s]
+            par.append((r["layers"], max(p, 0) / n[s]))
+            ser.append((r["layers"], w / n[s]))
+        fit[s] = line_gpu(par) + line_gpu(ser)
+    # outside the stages (start, the model's generation or loading, the CUDA context and NCCL communicator, the
+    # summary): every rank does it at once, so it is not divided
+    fit["setup"] = line_gpu([(r["layers"], r["seconds"]["total"] - sum(r["seconds"].get(s, 0) for s in GPU_STAGES))
+                             for r in runs])
+    fit["sample"] = line_gpu([(r["layers"], gpu_split(r)[SAMPLE_EVENT[0]][2]) for r in runs])
+    # peak device memory: mostly the CUDA context and the libraries' workspaces; from one run, a constant
+    mem = [(r["layers"], r["gpu_peak_mib"]) for r in runs]
+    fit["memory"] = line(mem) if len(mem) > 1 else (mem[0][1], 0.0)
+    return runs, fit
+
+
+def gpu_predict(fit, r, R, pl, calib, hop_s=0.0, wave_s=0.0):
+    """Stage seconds of a run on R GPUs: the CPU model's structure (per block part over the plan's busiest rank,
+    fill and drain for the pipelined stages, rank 0's files and the sampling) with each stage's work count taken
+    from r (the same model on any rank count); model B adds hop_s per micro-batch and hop of every pipelined pass
+    and wave_s per wave and block held off rank 0 (its tensors gathered to rank 0, its masks sent back)."""
+    n, passes = gpu_counts(r)
+    L = r["layers"]
+    lmax = max(p["blocks"] for p in pl)
+    Ra = sum(1 for p in pl if p["blocks"] > 0 or p["also"])
+    M = math.ceil(calib["seqs"] / calib["micro"])
+    out = {}
+    for s in GPU_STAGES:
+        a, b, sa, sb = fit[s]
+        phi = (M + Ra - 1) / M if s in FORWARD_STAGES else 1
+        t = n[s] * (a + b * lmax * phi) + n[s] * (sa + sb * L)
+        if s == SAMPLE_EVENT[0]:
+            t += (fit["sample"][0] + fit["sample"][1] * L) / R
+        t += passes[s] * (Ra - 1) * M * hop_s
+        if s == "decay":
+            t += n[s] * (L - pl[0]["blocks"]) * wave_s
+        out[s] = t
+    out["setup"] = fit["setup"][0] + fit["setup"][1] * L
+    out["total"] = sum(out.values())
+    return out
+
+
+def gpu_validate(out):
+    """The GPU runs predicted from their 1-GPU runs (perfmodel-gpu-validation.csv): model 'A' is the CPU model's
+    structure alone; model 'B' adds a cost per micro-batch and pipeline hop fitted to the 2-GPU strong point of
+    synthetic:tiny (its one in-sample row)."""
+    csvm = {(x["mode"], int(x["gpus"]), x["stage"]): x for x in read_csv(GPU_CSV)}
+    rows, hop, wave = [], None, None
+    for name, ser in GPU_SERIES.items():
+        fruns, fit = gpu_fit(ser["fit"])
+        base = max(fruns, key=lambda r: r["layers"])    # the strong series' model
+        conf = open(os.path.join(GPU_RES, ser["fit"][-1]), errors="replace").read()
+        calib = {"seqs": int(re.search(r"^  samples: (\d+)", conf, re.M).group(1)),
+                 "seq_len": int(re.search(r"^  seq_len: (\d+)", conf, re.M).group(1)),
+                 "micro": int(re.search(r"^  micro_batch: (\d+)", conf, re.M).group(1))}
+        dim = shape(base["model"])["d"]
+        for mode, R, log in ser["targets"]:
+            meas = gpu_log(os.path.join(GPU_RES, log)) if log else None
+            model = meas["model"] if meas else base["model"]
+            like = meas or base                          # the work counts: the target's own, else the same model's
+            pl = plan(model, R, calib["seqs"], calib["seq_len"], calib["micro"])
+            if hop is None and meas and R == 2 and mode == "strong":
+                # model B's two costs from this point's stages: the passes of baseline, usage and quantize give
+                # the cost per micro-batch and hop; what decay loses beyond its passes, the cost per wave and
+                # block off rank 0
+                a = gpu_predict(fit, meas, R, pl, calib)
+                n, passes = gpu_counts(meas)
+                M = math.ceil(calib["seqs"] / calib["micro"])
+                Ra = sum(1 for p in pl if p["blocks"] > 0 or p["also"])
+                res = {s: meas["seconds"][s] - a[s] for s in GPU_STAGES}
+                hops = ("baseline", "usage", "quantize")
+                hop = sum(res[s] for s in hops) / sum(passes[s] * M * (Ra - 1) for s in hops)
+                wave = (res["decay"] - passes["decay"] * M * (Ra - 1) * hop) / (
+                    n["decay"] * (meas["layers"] - pl[0]["blocks"]))
+            pa = gpu_predict(fit, like, R, pl, calib)
+            pb = gpu_predict(fit, like, R, pl, calib, hop or 0.0, wave or 0.0)
+            n, passes = gpu_counts(like)
+            Ra = sum(1 for p in pl if p["blocks"] > 0 or p["also"])
+            nccl = sum(passes.values()) * (Ra - 1) * calib["seqs"] * calib["seq_len"] * dim * 4
+            for s in GPU_STAGES + ("setup", "total"):
+                c = csvm.get((mode, R, s)) if name == "tiny" else None   # the CSV's points: from the CSV
+                m_s = float(c["seconds"]) if c else (meas["seconds"].get(s) if meas else None)
+                if s == "setup" and meas:
+                    m_s = meas["seconds"]["total"] - sum(meas["seconds"].get(x, 0) for x in GPU_STAGES)
+                row = {"series": name, "mode": mode, "gpus": R, "model": model, "stage": s,
+                       "measured_s": m_s if m_s is not None else "", "predicted_s": pa[s],
+                       "predicted_hop_s": pb[s],
+                       "error_pct": 100 * (pa[s] / m_s - 1) if m_s else "",
+                       "error_hop_pct": 100 * (pb[s] / m_s - 1) if m_s else "",
+                       "measured_log": meas["file"] if meas else ""}
+                if s == "total":
+                    row.update({"measured_nccl_bytes": meas["nccl_bytes"] if meas else "",
+                                "predicted_nccl_bytes": nccl,
+                                "measured_peak_mib": meas["gpu_peak_mib"] if meas else "",
+                                "predicted_peak_mib": fit["memory"][0]
+                                + fit["memory"][1] * max(p["blocks"] for p in pl)})
+                rows.append(row)
+        for r in fruns:  # the fit's own inputs
+            rows.append({"series": name, "mode": "fit", "gpus": 1, "model": r["model"], "stage": "total",
+                         "measured_s": r["seconds"]["total"], "predicted_s": gpu_predict(fit, r, 1, plan(
+                             r["model"], 1, calib["seqs"], calib["seq_len"], calib["micro"]), calib)["total"],
+                         "measured_log": r["file"]})
+    for r in rows:
+        for k in ("predicted_hop_s", "error_pct", "error_hop_pct", "measured_nccl_bytes", "predicted_nccl_bytes",
+                  "measured_peak_mib", "predicted_peak_mib"):
+            r.setdefault(k, "")
+    write(os.path.join(out, "perfmodel-gpu-validation.csv"), rows)
+    return rows, (hop, wave)
+
+
 # ---- part 2: 70B and 405B on GPUs -------------------------------------------------------------------------------
 
 MODEL_RUN = os.path.join(ROOT, "benchmarks", "gpu", "results", "model-llama2-70b-h100.json")
@@ -556,6 +769,70 @@ def markdown(val, gpu):
                                                                         "reinforce", "redistribute", "quantize")) + " |")
 
 
+WHERE_EVENTS = (("sample.stream", "sampling the synthetic calibration and evaluation streams (CPU)"),
+                ("scan.rsvd", "spectral scan, rank 0"),
+                ("eval.dense+eval.wave+eval.quant", "evaluation passes (blocks on the GPU)"),
+                ("stage.usage+decay.recalib+quant.recalib", "calibration passes with the Grams"),
+                ("calib.gram", "  of which the Grams"),
+                ("wave.decay", "usage scores and pruning"),
+                ("wave.heal", "healing: closed form + Adam (cuda-auto per operation)"),
+                ("wave.reinforce", "stress"),
+                ("wave.redistribute", "RigL"),
+                ("wave.history+decay.write+ckpt.write+model.hash", "history, wave files, checkpoint, hash"),
+                ("quant.gptq", "GPTQ, every tensor (masked ones: the CPU's mask-aware loop)"),
+                ("cuda.gptq", "  of which GPTQ's column loop on the GPU (dense Q4_0 only)"),
+                ("export.gguf+quant.checkpoint", "GGUF and quantized checkpoint"))
+
+
+def markdown_gpu(rows, consts):
+    pct = lambda v: f"{v:+.0f} %" if v != "" else "—"
+    num = lambda v, f="{:.1f}": f.format(v) if v != "" else "—"
+    print("## Predicted vs measured: GPU ranks (H200, one rank per GPU, NCCL)\n")
+    print("| series | mode | GPUs | blocks | wall s: measured | A: predicted | error | B: predicted | error |"
+          " NCCL MiB: measured | predicted | peak device MiB (max rank): measured | predicted |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        if r["stage"] != "total":
+            continue
+        blocks = re.search(r"layers=(\d+)", r["model"])
+        L = blocks.group(1) if blocks else shape(r["model"])["L"]
+        if r["mode"] == "fit":
+            print(f'| {r["series"]} | 1-GPU fit input | 1 | {L} | {r["measured_s"]:.1f} | {r["predicted_s"]:.1f} |'
+                  f' {pct(100 * (r["predicted_s"] / r["measured_s"] - 1))} | | | | | | |')
+            continue
+        mib = lambda b: f"{b / 2**20:.1f}" if b != "" else "—"
+        print(f'| {r["series"]} | {r["mode"]} | {r["gpus"]} | {L} | {num(r["measured_s"])} | {r["predicted_s"]:.1f} |'
+              f' {pct(r["error_pct"])} | {r["predicted_hop_s"]:.1f} | {pct(r["error_hop_pct"])} |'
+              f' {mib(r["measured_nccl_bytes"])} | {mib(r["predicted_nccl_bytes"])} |'
+              f' {num(r["measured_peak_mib"], "{:.0f}")} |'
+              f' {r["predicted_peak_mib"]:.0f} |')
+    print(f"\nModel B's two costs, fitted to the stages of synthetic:tiny's 2-GPU strong point:\n"
+          f"{consts[0] * 1e3:.1f} ms per micro-batch and pipeline hop, {consts[1] * 1e3:.0f} ms per wave and block held"
+          f" off rank 0.\n")
+    print("| mode | GPUs | stage | wall s: measured | A: predicted | error | B: predicted | error |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        if r["series"] == "tiny" and r["mode"] != "fit" and r["stage"] != "total" and r["measured_s"] != "" \
+                and not (r["mode"] == "weak"):
+            print(f'| {r["mode"]} | {r["gpus"]} | {r["stage"]} | {r["measured_s"]:.2f} | {r["predicted_s"]:.2f} |'
+                  f' {pct(r["error_pct"])} | {r["predicted_hop_s"]:.2f} | {pct(r["error_hop_pct"])} |')
+    # where the time goes on one GPU: synthetic:small's two 1-GPU runs
+    logs = [gpu_log(os.path.join(GPU_RES, f)) for f in ("scaling-strong-1gpu-h200.log", "scaling-small-1gpu-h200.log")]
+    print("\n| synthetic:small, 1 H200: event (rank 0's timer) | host-side Grams s | share | device Grams s | share |")
+    print("|---|---|---|---|---|")
+    for names, what in WHERE_EVENTS:
+        v = [sum(r["events"].get(n, {"avg": 0})["avg"] for n in names.split("+")) for r in logs]
+        print(f"| {what} (`{names}`) | {v[0]:.1f} | {100 * v[0] / logs[0]['seconds']['total']:.0f} % | {v[1]:.1f} |"
+              f" {100 * v[1] / logs[1]['seconds']['total']:.0f} % |")
+    rest = [r["seconds"]["total"] - sum(sum(r["events"].get(n, {"avg": 0})["avg"] for n in names.split("+"))
+                                        for names, what in WHERE_EVENTS if not what.startswith(" "))
+            for r in logs]
+    print(f"| the rest (setup, the stages' own logic, the budget, the report) | {rest[0]:.1f} |"
+          f" {100 * rest[0] / logs[0]['seconds']['total']:.0f} % | {rest[1]:.1f} |"
+          f" {100 * rest[1] / logs[1]['seconds']['total']:.0f} % |")
+    print(f"| whole run | {logs[0]['seconds']['total']:.1f} | | {logs[1]['seconds']['total']:.1f} | |")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results"))
@@ -568,11 +845,14 @@ def main():
         ingest(a.ingest[0], int(a.ingest[1]), a.ingest[2], a.ingest[3], a.out)
         return
     val, fit = validate(a.out, a.out)
+    gval, gconst = gpu_validate(a.out)
     g = gpu_costs(a.gpu_bench)
     gpu = [r for name, spec in MODELS.items() for n in GPU_COUNTS for r in predict_gpu(name, spec, g, n)]
     write(os.path.join(a.out, "perfmodel-plan.csv"), gpu)
     if a.markdown:
         markdown(val, gpu)
+        print()
+        markdown_gpu(gval, gconst)
         chk = gpu_model_check(a.gpu_bench)
         if chk:
             print("\n| one block of the streamed Llama-2-70B, one H100 | predicted from kernels s | measured s | error |")
@@ -587,7 +867,8 @@ def main():
         print("|---|---|---|---|---|")
         for s, (x, b, wa, wb) in fit.items():
             print(f"| {s} | {x:.2f} | {b:.3g} | {wa:.2f} | {wb:.3f} |")
-    print(f"wrote {a.out}/perfmodel-validation.csv and perfmodel-plan.csv", file=sys.stderr)
+    print(f"wrote {a.out}/perfmodel-validation.csv, perfmodel-gpu-validation.csv and perfmodel-plan.csv",
+          file=sys.stderr)
 
 
 if __name__ == "__main__":
