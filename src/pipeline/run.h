@@ -158,9 +158,13 @@ bb_status bb_run_move_tensor(bb_run *r, int i, int to_root);
 /* The same for explicit arrays (NULL parts are not moved; both ends pass the
  * same parts): snapshots of the stop-loss on resume. */
 bb_status bb_run_move(bb_run *r, int i, int to_root, float *w, bb_mask *m, int *bits, bb_lora **lora);
-/* Every weight rank 0 does not own, from its owner to rank 0: after a wave,
- * before rank 0 writes the run's files. Collective. */
+/* Every weight rank 0 does not own, from its owner to rank 0: once, after the
+ * waves, for the GGUF and the quantized checkpoint rank 0 writes. Collective. */
 bb_status bb_run_gather_state(bb_run *r);
+/* The same without the weights (masks, bits, factors: 1/32 of the weights'
+ * bytes and less): after each wave, for wave_<k>.h5 and the per-tensor
+ * records rank 0 keeps. Collective. */
+bb_status bb_run_gather_records(bb_run *r);
 
 /* Append a line to the wave report shown in the summary. Not collective. */
 bb_status bb_run_report_line(bb_run *r, const char *line);
