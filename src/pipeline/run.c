@@ -387,14 +387,6 @@ bb_status bb_run_gather_state(bb_run *r) {
     return bb_dist_agree(r->dist, st);
 }
 
-bb_status bb_run_gather_records(bb_run *r) {
-    if (r->dist->size == 1) return BB_OK;
-    bb_state *s = &r->state;
-    bb_status st = BB_OK;
-    for (int i = 0; st == BB_OK && i < s->n_lin; i++) st = bb_run_move(r, i, 1, NULL, s->masks[i], &s->bits[i], &s->lora[i]);
-    return bb_dist_agree(r->dist, st);
-}
-
 bb_status bb_run_masks(bb_run *r) {
     if (r->masks) return BB_OK;
     bb_weights *w;

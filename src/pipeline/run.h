@@ -161,17 +161,15 @@ bb_status bb_run_move(bb_run *r, int i, int to_root, float *w, bb_mask *m, int *
 /* Every weight rank 0 does not own, from its owner to rank 0: once, after the
  * waves, for the GGUF and the quantized checkpoint rank 0 writes. Collective. */
 bb_status bb_run_gather_state(bb_run *r);
-/* The same without the weights (masks, bits, factors: 1/32 of the weights'
- * bytes and less): after each wave, for wave_<k>.h5 and the per-tensor
- * records rank 0 keeps. Collective. */
-bb_status bb_run_gather_records(bb_run *r);
 
 /* Append a line to the wave report shown in the summary. Not collective. */
 bb_status bb_run_report_line(bb_run *r, const char *line);
 /* RUN_DIR/metrics.json from the run as it stands (docs/report.md has the
  * schema). Rank 0; not collective. */
 bb_status bb_metrics_write(const bb_run *r);
-/* Record every tensor's density, bits and factor rank as of now (one entry per wave). */
+/* Record every tensor's density, bits and factor rank as of now (one entry per
+ * wave), each from its owner (a sum over ranks with one term per entry: exact).
+ * Collective. */
 bb_status bb_run_record_tensors(bb_run *r);
 /* Keep a healing loss curve (copied) for metrics.json. */
 bb_status bb_run_add_curve(bb_run *r, int wave, const char *name, const float *loss, int n);

@@ -598,8 +598,7 @@ static bb_status resume_snapshots(wave_loop *L) {
 
 /* --resume: every rank reads its own linear weights from the last complete
  * checkpoint (written by any number of ranks) and rebuilds its own part of
- * the stop-loss's snapshots from the history; rank 0 gets every tensor's
- * mask, bits and factors (not the weights) for the files it writes. Collective. */
+ * the stop-loss's snapshots from the history; nothing is gathered. Collective. */
 static bb_status resume(wave_loop *L) {
     bb_run *r = L->r;
     bb_state *s = L->s;
@@ -615,7 +614,6 @@ static bb_status resume(wave_loop *L) {
     }
     BB_CALL(bb_comm_bcast(r->comm, path, sizeof path, 0));
     BB_CALL(resume_read(L, path));
-    BB_CALL(bb_run_gather_records(r));
     BB_CALL(bb_dist_agree(d, resume_snapshots(L)));
     r->stats_stale = 1;
     r->n_waves = s->wave;
@@ -791,9 +789,6 @@ static bb_status scaffold_one_wave(wave_loop *L, int k, int *more) {
     s->wave = k;
     snprintf(what, sizeof what, "(scaffold rank %d, tau %.4g sigma_1: %.4f of the residual kept; alpha_%d %.3f)", k, tau,
              total ? (double)kept / (double)total : 0.0, k, alpha);
-    double tc = bb_now();
-    BB_CALL(bb_run_gather_records(r));
-    m.seconds[BB_T_CHECKPOINT] = bb_now() - tc;
     m.seconds[BB_T_TOTAL] = bb_now() - t0;
     BB_CALL(metrics_push(s, &m));
     BB_CALL(bb_run_record_tensors(r));
@@ -874,7 +869,6 @@ static bb_status one_wave(wave_loop *L, int k, int *more) {
         }
     }
     double tc = bb_now();
-    BB_CALL(bb_run_gather_records(r)); /* rank 0 writes wave_<k>.h5 and keeps the per-tensor records */
     BB_CALL(bb_decay_save(r, k, &m));
     m.seconds[BB_T_CHECKPOINT] = bb_now() - tc;
     m.seconds[BB_T_TOTAL] = bb_now() - t0;
@@ -913,7 +907,6 @@ static bb_status loop_setup_local(wave_loop *L, bb_run *r) {
                               .top1 = r->cfg.eval.kld ? 1 : NAN};
         BB_CALL(metrics_push(L->s, &m0));
     }
-    if (r->hist_waves == 0) BB_CALL(bb_run_record_tensors(r));
     return BB_OK;
 }
 
@@ -924,6 +917,7 @@ static bb_status loop_setup(wave_loop *L, bb_run *r) {
     L->s = &r->state;
     L->rb_steps = (int)r->cfg.stoploss.rollback_waves;
     BB_CALL(bb_dist_agree(r->dist, loop_setup_local(L, r)));
+    if (r->hist_waves == 0) BB_CALL(bb_run_record_tensors(r));
     if (r->cfg.scaffold.enabled)
         bb_info("scaffold rank-k scaffold per weight over %lld waves, tau_1 %g sigma_1 (prune.* and the rollback "
                 "stop-loss are not used in this mode)",
