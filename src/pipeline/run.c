@@ -321,10 +321,9 @@ void bb_run_destroy(bb_run **pr) {
 bb_status bb_run_weights(bb_run *r, bb_weights **out) {
     int L = r->model->cfg.n_layers;
     if (!r->weights) {
-        if (r->dist->rank == 0)
-            BB_CALL(bb_weights_create(r->model, 0, L, &r->weights));
-        else /* an idle rank gets an empty range */
-            BB_CALL(bb_weights_create(r->model, r->l0 < r->l1 ? r->l0 : L, r->l0 < r->l1 ? r->l1 : L, &r->weights));
+        /* every rank its own blocks' (rank 0 too: no file it writes needs the others'); an idle rank gets an
+         * empty range */
+        BB_CALL(bb_weights_create(r->model, r->l0 < r->l1 ? r->l0 : L, r->l0 < r->l1 ? r->l1 : L, &r->weights));
         if (r->masks) bb_weights_set_masks(r->weights, r->masks);
     }
     *out = r->weights;
@@ -375,15 +374,11 @@ bb_status bb_run_move(bb_run *r, int i, int to_root, float *w, bb_mask *m, int *
     return BB_OK;
 }
 
-bb_status bb_run_move_tensor(bb_run *r, int i, int to_root) {
-    bb_state *s = &r->state;
-    return bb_run_move(r, i, to_root, s->w[i], s->masks[i], &s->bits[i], &s->lora[i]);
-}
-
-bb_status bb_run_gather_state(bb_run *r) {
+bb_status bb_run_gather_factors(bb_run *r) {
     if (r->dist->size == 1) return BB_OK;
+    bb_state *s = &r->state;
     bb_status st = BB_OK;
-    for (int i = 0; st == BB_OK && i < r->state.n_lin; i++) st = bb_run_move_tensor(r, i, 1);
+    for (int i = 0; st == BB_OK && i < s->n_lin; i++) st = bb_run_move(r, i, 1, NULL, NULL, &s->bits[i], &s->lora[i]);
     return bb_dist_agree(r->dist, st);
 }
 

@@ -151,16 +151,15 @@ bb_status bb_run_weights(bb_run *r, bb_weights **out);
 int bb_run_owner(const bb_run *r, int i);
 /* Whether this rank computes linear weight i. */
 int bb_run_mine(const bb_run *r, int i);
-/* Move linear weight i's state (weights, mask, bits, factors of r->state)
- * from its owner to rank 0 (to_root) or back; a no-op when rank 0 owns it.
- * Called by both ends, in the same order of i on every rank. */
-bb_status bb_run_move_tensor(bb_run *r, int i, int to_root);
-/* The same for explicit arrays (NULL parts are not moved; both ends pass the
- * same parts): snapshots of the stop-loss on resume. */
+/* Move linear weight i's weights, mask, bits and factors (NULL parts are not
+ * moved; both ends pass the same parts) from its owner to rank 0 (to_root) or
+ * back; a no-op when rank 0 owns it. Called by both ends, in the same order of
+ * i on every rank. */
 bb_status bb_run_move(bb_run *r, int i, int to_root, float *w, bb_mask *m, int *bits, bb_lora **lora);
-/* Every weight rank 0 does not own, from its owner to rank 0: once, after the
- * waves, for the GGUF and the quantized checkpoint rank 0 writes. Collective. */
-bb_status bb_run_gather_state(bb_run *r);
+/* Every weight's bits and factors rank 0 does not own, from its owner to rank
+ * 0 (never the weights or masks, which stay on their owner): at stage 6, for
+ * the LoRA adapter and checkpoints/quantized.h5 rank 0 writes. Collective. */
+bb_status bb_run_gather_factors(bb_run *r);
 
 /* Append a line to the wave report shown in the summary. Not collective. */
 bb_status bb_run_report_line(bb_run *r, const char *line);

@@ -111,7 +111,7 @@ static bb_status state_init(bb_run *r) {
     BB_CALL(bb_calloc((void **)&s->lora, (size_t)s->n_lin, sizeof *s->lora, "state factors"));
     BB_CALL(bb_calloc((void **)&s->bits, (size_t)s->n_lin, sizeof *s->bits, "state bits"));
     BB_CALL(bb_calloc((void **)&r->changed, (size_t)s->n_lin, 1, "changed weights"));
-    /* rank 0 holds a working copy of every weight (it writes the files); the others their own blocks' */
+    /* every rank holds working copies of its own blocks' weights only (NULL for the others) */
     for (int i = 0; i < s->n_lin; i++) {
         s->w[i] = w ? bb_weights_linear(w, i / BB_LIN_COUNT, (bb_linear_kind)(i % BB_LIN_COUNT)) : NULL;
         s->t[i] = bb_layer_linear(&r->model->layers[i / BB_LIN_COUNT], (bb_linear_kind)(i % BB_LIN_COUNT));
