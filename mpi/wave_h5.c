@@ -14,18 +14,6 @@
 
 #define WAVE_MAGIC "birdbone.wave"
 
-/* Dataset `name` created by every rank sharing the file (collective); the
- * values written by the rank holding them (buf != NULL), whose failure goes to
- * *local so that every rank goes on creating the same objects. */
-static bb_status dataset(hid_t g, const char *name, bb_h5_type t, int rank, const int64_t *dims, const void *buf,
-                         bb_status *local) {
-    hid_t ds;
-    BB_CALL(bb_h5_dataset_create(g, name, t, rank, dims, &ds));
-    if (buf && *local == BB_OK) *local = bb_h5_write_rows(ds, t, 0, dims[0], buf);
-    bb_h5_close_id(ds);
-    return BB_OK;
-}
-
 static bb_status write_root(hid_t f, const bb_wave_h5 *w, int root, bb_status *local) {
     BB_CALL(bb_h5_attr_put_str(f, "magic", WAVE_MAGIC));
     BB_CALL(bb_h5_attr_put_i64(f, "version", BB_WAVE_H5_VERSION));
@@ -46,7 +34,7 @@ static bb_status write_root(hid_t f, const bb_wave_h5 *w, int root, bb_status *l
     BB_CALL(bb_h5_attr_put_i64(f, "n_layers", w->n_layers));
     if (w->owl_ratios) {
         int64_t n = w->n_layers;
-        BB_CALL(dataset(f, "owl_ratios", BB_H5_F64, 1, &n, root ? w->owl_ratios : NULL, local));
+        BB_CALL(bb_h5_write_shared(f, "owl_ratios", BB_H5_F64, 1, &n, root ? w->owl_ratios : NULL, local));
     }
     return BB_OK;
 }
@@ -60,9 +48,9 @@ static bb_status write_group(hid_t g, const bb_wave_h5 *w, int i, int held, bb_s
     BB_CALL(bb_h5_attr_put_i64(g, "words_per_row", words));
     BB_CALL(bb_h5_attr_put_i64(g, "kept", w->tensor_kept ? w->tensor_kept[i] : bb_mask_count(w->masks[i])));
     int64_t dims[2] = {rows, words}, nb = w->n_blocks[i];
-    BB_CALL(dataset(g, "mask", BB_H5_U64, 2, dims, held ? w->masks[i]->bits : NULL, local));
-    BB_CALL(dataset(g, "u", BB_H5_F64, 1, &nb, held ? w->u[i] : NULL, local));
-    BB_CALL(dataset(g, "s", BB_H5_F64, 1, &nb, held ? w->s[i] : NULL, local));
+    BB_CALL(bb_h5_write_shared(g, "mask", BB_H5_U64, 2, dims, held ? w->masks[i]->bits : NULL, local));
+    BB_CALL(bb_h5_write_shared(g, "u", BB_H5_F64, 1, &nb, held ? w->u[i] : NULL, local));
+    BB_CALL(bb_h5_write_shared(g, "s", BB_H5_F64, 1, &nb, held ? w->s[i] : NULL, local));
     return BB_OK;
 }
 

@@ -297,18 +297,6 @@ static bb_status get_hash(hid_t g, const char *name, uint8_t d[32]) {
     return BB_OK;
 }
 
-/* Dataset `name` created by every rank sharing the file (collective); the
- * values written by the rank holding them (buf != NULL), whose failure goes to
- * *local so that every rank goes on creating the same objects. */
-static bb_status dataset(hid_t g, const char *name, bb_h5_type t, int rank, const int64_t *dims, const void *buf,
-                         bb_status *local) {
-    hid_t ds;
-    BB_CALL(bb_h5_dataset_create(g, name, t, rank, dims, &ds));
-    if (buf && *local == BB_OK) *local = bb_h5_write_rows(ds, t, 0, dims[0], buf);
-    bb_h5_close_id(ds);
-    return BB_OK;
-}
-
 static bb_status put_lora(hid_t g, const char *prefix, const bb_tensor_delta *t, const bb_lora *l, int rank, int held,
                           bb_status *local) {
     if (!t->lora_changed || rank <= 0) return BB_OK;
@@ -316,8 +304,8 @@ static bb_status put_lora(hid_t g, const char *prefix, const bb_tensor_delta *t,
     snprintf(na, sizeof na, "%s_a", prefix);
     snprintf(nb, sizeof nb, "%s_b", prefix);
     int64_t da[2] = {t->rows, rank}, db[2] = {rank, t->cols};
-    BB_CALL(dataset(g, na, BB_H5_F32, 2, da, held ? l->a : NULL, local));
-    BB_CALL(dataset(g, nb, BB_H5_F32, 2, db, held ? l->b : NULL, local));
+    BB_CALL(bb_h5_write_shared(g, na, BB_H5_F32, 2, da, held ? l->a : NULL, local));
+    BB_CALL(bb_h5_write_shared(g, nb, BB_H5_F32, 2, db, held ? l->b : NULL, local));
     return BB_OK;
 }
 
@@ -342,13 +330,13 @@ static bb_status write_tensor(hid_t g, const bb_tensor_delta *t, int held, bb_st
     BB_CALL(put_hash(g, "sha256_new", t->hash_new));
     if (t->n_changed) {
         int64_t nw = words_of(t->rows * t->cols);
-        BB_CALL(dataset(g, "changed", BB_H5_U64, 1, &nw, held ? t->changed : NULL, local));
-        BB_CALL(dataset(g, "w_old", BB_H5_F32, 1, &t->n_changed, held ? t->w_old : NULL, local));
-        BB_CALL(dataset(g, "w_new", BB_H5_F32, 1, &t->n_changed, held ? t->w_new : NULL, local));
+        BB_CALL(bb_h5_write_shared(g, "changed", BB_H5_U64, 1, &nw, held ? t->changed : NULL, local));
+        BB_CALL(bb_h5_write_shared(g, "w_old", BB_H5_F32, 1, &t->n_changed, held ? t->w_old : NULL, local));
+        BB_CALL(bb_h5_write_shared(g, "w_new", BB_H5_F32, 1, &t->n_changed, held ? t->w_new : NULL, local));
     }
     if (t->pruned || t->regrown) {
         int64_t dm[2] = {t->rows, words_of(t->cols)};
-        BB_CALL(dataset(g, "mask_xor", BB_H5_U64, 2, dm, held ? t->mask_xor : NULL, local));
+        BB_CALL(bb_h5_write_shared(g, "mask_xor", BB_H5_U64, 2, dm, held ? t->mask_xor : NULL, local));
     }
     BB_CALL(put_lora(g, "lora_old", t, t->lora_old, t->rank_old, held, local));
     BB_CALL(put_lora(g, "lora_new", t, t->lora_new, t->rank_new, held, local));

@@ -99,7 +99,8 @@ bb_status bb_run_record_tensors(bb_run *r) {
     const bb_state *s = &r->state;
     size_t n = (size_t)(r->hist_waves + 1) * (size_t)s->n_lin * 3;
     float *grown = realloc(r->tensor_hist, n * sizeof(float));
-    bb_status st = grown ? BB_OK : bb_error(BB_ERR_OOM, __FILE__, __LINE__, "out of memory: per-tensor history (%zu values)", n);
+    bb_status st =
+        grown ? BB_OK : bb_error(BB_ERR_OOM, __FILE__, __LINE__, "out of memory: per-tensor history (%zu values)", n);
     BB_CALL(bb_dist_agree(r->dist, st));
     r->tensor_hist = grown;
     float *row = grown + (size_t)r->hist_waves * (size_t)s->n_lin * 3;

@@ -384,7 +384,7 @@ bb_status bb_run_gather_factors(bb_run *r) {
 
 bb_status bb_run_masks(bb_run *r) {
     if (r->masks) return BB_OK;
-    bb_weights *w;
+    bb_weights *w = NULL;
     BB_CALL(bb_run_weights(r, &w));
     int n = r->model->cfg.n_layers * BB_LIN_COUNT;
     BB_CALL(bb_calloc((void **)&r->masks, (size_t)n, sizeof *r->masks, "masks"));
