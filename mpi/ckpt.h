@@ -131,6 +131,9 @@ void bb_ckpt_destroy(bb_ckpt **c); /* NULL-safe; nulls *c */
  * seconds (n, 8)); shared with the DeltaHistory files. The reader checks every
  * column has n rows. */
 bb_status bb_ckpt_write_metrics(hid_t loc, const char *group, const bb_wave_metrics *rows, int n);
+/* The same in a file shared by several ranks: every rank creates the group and
+ * its datasets (collective), only the rank with fill != 0 writes the values. */
+bb_status bb_ckpt_write_metrics_part(hid_t loc, const char *group, const bb_wave_metrics *rows, int n, int fill);
 bb_status bb_ckpt_read_metrics(hid_t loc, const char *group, int n, bb_wave_metrics *out);
 
 /* RUN_DIR/checkpoints/wave_KKKK.h5 into buf. */

@@ -201,16 +201,20 @@ static bb_status metrics_create(writes *w, hid_t loc, const char *name, int n, c
     return BB_OK;
 }
 
-bb_status bb_ckpt_write_metrics(hid_t loc, const char *name, const bb_wave_metrics *rows, int n) {
-    columns c;
-    BB_CALL(columns_make(rows, n, &c));
+bb_status bb_ckpt_write_metrics_part(hid_t loc, const char *name, const bb_wave_metrics *rows, int n, int fill) {
+    columns c = {0};
+    if (fill) BB_CALL(columns_make(rows, n, &c));
     writes w;
     bb_status st = writes_init(&w, 16);
-    if (st == BB_OK) st = metrics_create(&w, loc, name, n, &c);
+    if (st == BB_OK) st = metrics_create(&w, loc, name, n, fill ? &c : NULL);
     if (st == BB_OK) st = writes_flush(&w);
     writes_close(&w);
     free(c.block);
     return st;
+}
+
+bb_status bb_ckpt_write_metrics(hid_t loc, const char *name, const bb_wave_metrics *rows, int n) {
+    return bb_ckpt_write_metrics_part(loc, name, rows, n, 1);
 }
 
 /* ---- the crash-safe protocol --------------------------------------------------------- */

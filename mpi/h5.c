@@ -422,6 +422,15 @@ bb_status bb_h5_write(hid_t loc, const char *name, bb_h5_type t, int rank, const
     return st;
 }
 
+bb_status bb_h5_write_shared(hid_t loc, const char *name, bb_h5_type t, int rank, const int64_t *dims,
+                             const void *buf, bb_status *local) {
+    hid_t d;
+    BB_CALL(bb_h5_dataset_create(loc, name, t, rank, dims, &d));
+    if (buf && *local == BB_OK) *local = bb_h5_write_rows(d, t, 0, dims[0], buf);
+    bb_h5_close_id(d);
+    return BB_OK;
+}
+
 static void shape_text(char *buf, size_t n, int rank, const int64_t *dims) {
     if (rank == 1)
         snprintf(buf, n, "(%lld)", (long long)dims[0]);

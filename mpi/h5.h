@@ -101,6 +101,13 @@ bb_status bb_h5_dataset_create(hid_t loc, const char *name, bb_h5_type t, int ra
 bb_status bb_h5_write_rows(hid_t d, bb_h5_type t, int64_t row0, int64_t nrows, const void *buf);
 /* Create and write a whole dataset: buf (dims[0], dims[1]) row-major. */
 bb_status bb_h5_write(hid_t loc, const char *name, bb_h5_type t, int rank, const int64_t *dims, const void *buf);
+/* The same in a file shared by several ranks: every rank creates (and closes)
+ * the dataset, collective; only the rank passing buf != NULL writes it
+ * (independent I/O). A failed write goes to *local (if it is still BB_OK)
+ * instead of the return value, so that every rank goes on creating the same
+ * objects and the ranks agree on the outcome afterwards. */
+bb_status bb_h5_write_shared(hid_t loc, const char *name, bb_h5_type t, int rank, const int64_t *dims,
+                             const void *buf, bb_status *local);
 
 /* The rank (1 or 2) and dims of dataset `name` (dims[1] = 1 for rank 1).
  * Errors: missing, rank other than 1 or 2 (BB_ERR_FORMAT). */

@@ -9,11 +9,12 @@
 #include <unistd.h>
 
 #include "core/file.h"
+#include "mpi/ckpt_internal.h"
 #include "mpi/h5.h"
 
 #define WAVE_MAGIC "birdbone.wave"
 
-static bb_status write_root(hid_t f, const bb_wave_h5 *w) {
+static bb_status write_root(hid_t f, const bb_wave_h5 *w, int root, bb_status *local) {
     BB_CALL(bb_h5_attr_put_str(f, "magic", WAVE_MAGIC));
     BB_CALL(bb_h5_attr_put_i64(f, "version", BB_WAVE_H5_VERSION));
     BB_CALL(bb_h5_attr_put_i64(f, "wave", w->wave));
@@ -33,60 +34,76 @@ static bb_status write_root(hid_t f, const bb_wave_h5 *w) {
     BB_CALL(bb_h5_attr_put_i64(f, "n_layers", w->n_layers));
     if (w->owl_ratios) {
         int64_t n = w->n_layers;
-        BB_CALL(bb_h5_write(f, "owl_ratios", BB_H5_F64, 1, &n, w->owl_ratios));
+        BB_CALL(bb_h5_write_shared(f, "owl_ratios", BB_H5_F64, 1, &n, root ? w->owl_ratios : NULL, local));
     }
     return BB_OK;
 }
 
-static bb_status write_group(hid_t g, const bb_wave_h5 *w, int i) {
-    const bb_mask *m = w->masks[i];
-    BB_CALL(bb_h5_attr_put_str(g, "name", w->tensors[i]->name));
-    BB_CALL(bb_h5_attr_put_i64(g, "rows", m->rows));
-    BB_CALL(bb_h5_attr_put_i64(g, "cols", m->cols));
-    BB_CALL(bb_h5_attr_put_i64(g, "words_per_row", m->words_per_row));
-    BB_CALL(bb_h5_attr_put_i64(g, "kept", bb_mask_count(m)));
-    int64_t dims[2] = {m->rows, m->words_per_row}, nb = w->n_blocks[i];
-    BB_CALL(bb_h5_write(g, "mask", BB_H5_U64, 2, dims, m->bits));
-    BB_CALL(bb_h5_write(g, "u", BB_H5_F64, 1, &nb, w->u[i]));
-    BB_CALL(bb_h5_write(g, "s", BB_H5_F64, 1, &nb, w->s[i]));
+static bb_status write_group(hid_t g, const bb_wave_h5 *w, int i, int held, bb_status *local) {
+    const bb_tensor *t = w->tensors[i];
+    int64_t rows = bb_tensor_rows(t), cols = bb_tensor_cols(t), words = (cols + 63) / 64;
+    BB_CALL(bb_h5_attr_put_str(g, "name", t->name));
+    BB_CALL(bb_h5_attr_put_i64(g, "rows", rows));
+    BB_CALL(bb_h5_attr_put_i64(g, "cols", cols));
+    BB_CALL(bb_h5_attr_put_i64(g, "words_per_row", words));
+    BB_CALL(bb_h5_attr_put_i64(g, "kept", w->tensor_kept ? w->tensor_kept[i] : bb_mask_count(w->masks[i])));
+    int64_t dims[2] = {rows, words}, nb = w->n_blocks[i];
+    BB_CALL(bb_h5_write_shared(g, "mask", BB_H5_U64, 2, dims, held ? w->masks[i]->bits : NULL, local));
+    BB_CALL(bb_h5_write_shared(g, "u", BB_H5_F64, 1, &nb, held ? w->u[i] : NULL, local));
+    BB_CALL(bb_h5_write_shared(g, "s", BB_H5_F64, 1, &nb, held ? w->s[i] : NULL, local));
     return BB_OK;
 }
 
-static bb_status write_all(hid_t f, const bb_wave_h5 *w) {
-    BB_CALL(write_root(f, w));
+static bb_status write_all(hid_t f, const bb_wave_h5 *w, const bb_ckpt_part *p, bb_status *local) {
+    BB_CALL(write_root(f, w, p->rank == 0, local));
     for (int l = 0; l < w->n_layers; l++)
         for (int k = 0; k < BB_LIN_COUNT; k++) {
             char gname[64];
             snprintf(gname, sizeof gname, "layer_%03d/%s", l, bb_linear_name((bb_linear_kind)k));
             hid_t g;
             BB_CALL(bb_h5_group_create(f, gname, &g));
-            bb_status st = write_group(g, w, l * BB_LIN_COUNT + k);
+            int i = l * BB_LIN_COUNT + k;
+            bb_status st = write_group(g, w, i, bb_ckpt_part_holds(p, i), local);
             bb_h5_close_id(g);
             BB_CALL(st);
         }
     return BB_OK;
 }
 
-bb_status bb_wave_h5_write(const char *path, const bb_wave_h5 *w) {
+bb_status bb_wave_h5_write_dist(const char *path, const bb_wave_h5 *w, const bb_ckpt_group *group) {
     char tmp[1200];
-    BB_CHECK(snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()) < (int)sizeof tmp, BB_ERR_ARG,
-             "path too long: %s", path);
+    BB_CHECK(snprintf(tmp, sizeof tmp, "%s.tmp", path) < (int)sizeof tmp, BB_ERR_ARG, "path too long: %s", path);
+    bb_ckpt_part p;
+    BB_CALL(bb_ckpt_part_of(group, w->n_layers * BB_LIN_COUNT, &p));
+    BB_CHECK(p.size == 1 || w->tensor_kept, BB_ERR_INTERNAL, "%s: a wave file shared by %d ranks needs tensor_kept",
+             path, p.size);
     hid_t f = -1;
-    bb_status st = bb_h5_create(tmp, MPI_COMM_SELF, &f);
-    if (st == BB_OK) st = write_all(f, w);
+    /* a collective create fails alike on every rank: rank 0 tells */
+    int q = bb_error_set_quiet(0);
+    bb_error_set_quiet(q || p.rank != 0);
+    bb_status st = bb_h5_create(tmp, p.comm, &f);
+    bb_error_set_quiet(q);
+    st = bb_ckpt_part_agree(&p, st);
+    bb_status local = BB_OK;
+    if (st == BB_OK) st = write_all(f, w, &p, &local);
     if (f >= 0) {
         bb_status cs = bb_h5_close(&f);
         if (st == BB_OK) st = cs;
     }
-    if (st == BB_OK) st = bb_file_sync(tmp);
-    if (st == BB_OK && rename(tmp, path) != 0)
-        st = bb_error(BB_ERR_IO, __FILE__, __LINE__, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
-    if (st != BB_OK) {
-        unlink(tmp);
-        return bb_trace(st, __FILE__, __LINE__, "bb_wave_h5_write");
+    if (st == BB_OK) st = local;
+    st = bb_ckpt_part_agree(&p, st);
+    if (p.rank == 0) {
+        if (st == BB_OK) st = bb_file_sync(tmp);
+        if (st == BB_OK && rename(tmp, path) != 0)
+            st = bb_error(BB_ERR_IO, __FILE__, __LINE__, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
+        if (st != BB_OK) unlink(tmp);
     }
+    st = bb_ckpt_part_agree(&p, st);
+    if (st != BB_OK) return bb_trace(st, __FILE__, __LINE__, "bb_wave_h5_write");
     return BB_OK;
 }
+
+bb_status bb_wave_h5_write(const char *path, const bb_wave_h5 *w) { return bb_wave_h5_write_dist(path, w, NULL); }
 
 /* The root's magic and version; *n_layers and *wave if asked for. */
 static bb_status check_header(const char *path, hid_t f, int64_t *n_layers, int64_t *wave) {

@@ -27,6 +27,7 @@
 
 #include "compress/mask.h"
 #include "io/model.h"
+#include "mpi/ckpt.h"
 
 #define BB_WAVE_H5_VERSION 1
 
@@ -42,11 +43,18 @@ typedef struct {
     bb_mask *const *masks;
     const double *const *u, *const *s;
     const int64_t *n_blocks;
+    const int64_t *tensor_kept; /* (n_lin) every mask's kept count, or NULL: counted from masks (one process) */
 } bb_wave_h5;
 
 /* Write w to path. Errors: BB_ERR_HDF5 / BB_ERR_IO naming the file and the
  * object; no partial file is left at path. */
 bb_status bb_wave_h5_write(const char *path, const bb_wave_h5 *w);
+/* The same written by the ranks of group->comm together (NULL: this process
+ * alone): each rank fills the mask and usage datasets of the weights it holds
+ * (group->owner), rank 0 the root's; the attributes (tensor_kept required with
+ * several ranks) must be the same on every rank. Rank 0 renames the file after
+ * every rank closed it. Collective; the same status on every rank. */
+bb_status bb_wave_h5_write_dist(const char *path, const bb_wave_h5 *w, const bb_ckpt_group *group);
 
 /* Read the mask of linear `kind` of `layer` from a wave file into a new mask
  * (*out). Errors: BB_ERR_HDF5 (unreadable), BB_ERR_FORMAT (bad magic or

@@ -209,6 +209,22 @@ bb_status bb_model_check_finite(const bb_model *m) {
     return BB_OK;
 }
 
+bb_status bb_model_check_finite_part(const bb_model *m, int l0, int l1, int embedding, int head) {
+    if (embedding) BB_CALL(finite_visit(&m->tok_embd, (void *)m));
+    for (int l = l0 < 0 ? 0 : l0; l < l1 && l < m->cfg.n_layers; l++) {
+        const bb_layer_weights *L = &m->layers[l];
+        const bb_tensor *ts[] = {&L->attn_norm, &L->wq, &L->bq,       &L->wk,   &L->bk,     &L->wv,
+                                 &L->bv,        &L->wo, &L->ffn_norm, &L->w_gate, &L->w_up, &L->w_down};
+        for (size_t i = 0; i < sizeof ts / sizeof ts[0]; i++)
+            if (bb_tensor_present(ts[i])) BB_CALL(finite_visit(ts[i], (void *)m));
+    }
+    if (head) {
+        BB_CALL(finite_visit(&m->out_norm, (void *)m));
+        if (!m->cfg.tied_embeddings) BB_CALL(finite_visit(&m->output, (void *)m));
+    }
+    return BB_OK;
+}
+
 static bb_status count_visit(const bb_tensor *t, void *ud) {
     *(int64_t *)ud += bb_tensor_numel(t);
     return BB_OK;

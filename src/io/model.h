@@ -127,6 +127,10 @@ bb_status bb_model_for_each_tensor(const bb_model *m, bb_tensor_visit_fn fn, voi
  * naming the file, tensor, row and column of the first NaN/Inf ("the model
  * file is damaged"), read errors. */
 bb_status bb_model_check_finite(const bb_model *m);
+/* The same for part of the model: layers [l0, l1) (norms, biases, linear
+ * weights), the embedding if embedding != 0, the final norm and the output
+ * matrix (when not tied) if head != 0. One rank's share of a sharded run. */
+bb_status bb_model_check_finite_part(const bb_model *m, int l0, int l1, int embedding, int head);
 
 /* Parameter count (tied output counted once). */
 int64_t bb_model_param_count(const bb_model *m);

@@ -269,24 +269,20 @@ bb_status bb_decay_save(bb_run *r, int k, const bb_wave_metrics *m) {
     decay *d = r->decay;
     if (!d) return BB_OK;
     const bb_config *c = d->c;
-    /* rank 0 writes the file: the usage maps of the other ranks' matrices come to it (the masks came with
-     * bb_run_gather_state) */
-    for (int i = 0; i < d->n_mat && r->dist->size > 1; i++) {
-        int owner = bb_run_owner(r, i), me = r->dist->rank;
-        if (owner == 0 || (me != 0 && me != owner)) continue;
-        int n = (int)(2 * d->n_blocks[i]), rc;
-        if (me == owner)
-            rc = MPI_Send(d->u[i], n, MPI_DOUBLE, 0, 4343, r->dist->comm);
-        else
-            rc = MPI_Recv(d->u[i], n, MPI_DOUBLE, owner, 4343, r->dist->comm, MPI_STATUS_IGNORE);
-        BB_CHECK(rc == MPI_SUCCESS, BB_ERR_MPI, "moving the usage map of %s failed", d->tensors[i]->name);
-    }
-    if (r->dist->rank != 0) return bb_dist_agree(r->dist, BB_OK);
-    int64_t kept = 0, total = 0;
-    for (int i = 0; i < d->n_mat; i++) {
-        kept += bb_mask_count(r->masks[i]);
+    /* every rank writes its own matrices' masks and usage maps into the file; the kept counts come from the
+     * owners (integer sums, one term per entry) */
+    int64_t *kept_t = NULL, kept = 0, total = 0;
+    int *owner = NULL;
+    bb_status st = bb_calloc((void **)&kept_t, (size_t)(d->n_mat ? d->n_mat : 1), sizeof *kept_t, "kept counts");
+    if (st == BB_OK) st = bb_calloc((void **)&owner, (size_t)(d->n_mat ? d->n_mat : 1), sizeof *owner, "owners");
+    for (int i = 0; st == BB_OK && i < d->n_mat; i++) {
+        owner[i] = bb_run_owner(r, i);
+        if (bb_run_mine(r, i)) kept_t[i] = bb_mask_count(r->masks[i]);
         total += bb_tensor_rows(d->tensors[i]) * bb_tensor_cols(d->tensors[i]);
     }
+    st = bb_dist_agree(r->dist, st);
+    if (st == BB_OK) st = bb_comm_allreduce_i64(r->comm, kept_t, d->n_mat, BB_COMM_SUM);
+    for (int i = 0; st == BB_OK && i < d->n_mat; i++) kept += kept_t[i];
     bb_wave_h5 wf = {.wave = k,
                      .method = c->prune.method,
                      .pattern = c->prune.pattern,
@@ -307,13 +303,19 @@ bb_status bb_decay_save(bb_run *r, int k, const bb_wave_metrics *m) {
                      .masks = r->masks,
                      .u = (const double *const *)d->u,
                      .s = (const double *const *)d->s,
-                     .n_blocks = d->n_blocks};
+                     .n_blocks = d->n_blocks,
+                     .tensor_kept = kept_t};
     char path[1200];
     snprintf(path, sizeof path, "%s/wave_%d.h5", c->run.dir, k);
-    bb_event_begin("decay.write");
-    bb_status st = bb_wave_h5_write(path, &wf);
-    bb_event_end("decay.write", 0, 0);
-    return bb_dist_agree(r->dist, st);
+    bb_ckpt_group g = {.comm = r->dist->comm, .owner = owner};
+    if (st == BB_OK) {
+        bb_event_begin("decay.write");
+        st = bb_wave_h5_write_dist(path, &wf, &g);
+        bb_event_end("decay.write", 0, 0);
+    }
+    free(kept_t);
+    free(owner);
+    return st;
 }
 
 bb_status bb_decay_wave(bb_run *r, int k, int64_t *removed_out) {

@@ -161,7 +161,7 @@ bb_status bb_stage_factorize(bb_run *r) {
     r->lowrank_bits[0] = sums[1];
     r->lowrank_bits[1] = sums[2];
     if (sums[0] > 0) {
-        BB_CALL(bb_run_gather_state(r)); /* rank 0 writes the checkpoint and the adapter */
+        BB_CALL(bb_run_gather_factors(r)); /* rank 0 writes the checkpoint and the adapter */
         r->stats_stale = 1;
         if (strcmp(c->lowrank.export_, "adapter") != 0)
             bb_warn("lowrank.export merge: the %lld factored weights are merged back and quantized dense, so model.gguf "

@@ -13,6 +13,7 @@
 #include "io/hash.h"
 #include "io/model.h"
 #include "mpi/ckpt.h"
+#include "mpi/dist.h"
 #include "mpi/h5.h"
 
 static int64_t words_of(int64_t n) { return (n + 63) / 64; }
@@ -131,6 +132,8 @@ static bb_status record_tensor(const bb_state *a, const bb_state *b, int i, bb_t
     } else {
         t->frob_effective = t->frob;
     }
+    t->rank_old = t->lora_old ? t->lora_old->rank : 0;
+    t->rank_new = t->lora_new ? t->lora_new->rank : 0;
     bb_tensor_hash h;
     bb_hash_f32(ta->name, rows, cols, a->w[i], &h);
     memcpy(t->hash_old, h.digest, 32);
@@ -145,7 +148,8 @@ static bb_status copy_metrics(const bb_wave_metrics *src, int n, bb_wave_metrics
     return BB_OK;
 }
 
-static bb_status record_all(const bb_state *a, const bb_state *b, bb_delta *d) {
+/* held (n_lin) or NULL (all): the tensors recorded; the others keep zeros for now. */
+static bb_status record_all(const bb_state *a, const bb_state *b, const char *held, bb_delta *d) {
     BB_CHECK(a->n_lin == b->n_lin && a->n_layers == b->n_layers, BB_ERR_ARG,
              "states with %d and %d layers: states of different models", a->n_layers, b->n_layers);
     d->wave_old = a->wave;
@@ -165,7 +169,8 @@ static bb_status record_all(const bb_state *a, const bb_state *b, bb_delta *d) {
     BB_CALL(copy_metrics(a->metrics, a->n_metrics, &d->metrics[0]));
     BB_CALL(copy_metrics(b->metrics, b->n_metrics, &d->metrics[1]));
     BB_CALL(bb_calloc((void **)&d->t, (size_t)(d->n_lin ? d->n_lin : 1), sizeof *d->t, "delta tensors"));
-    for (int i = 0; i < d->n_lin; i++) BB_CALL(record_tensor(a, b, i, &d->t[i]));
+    for (int i = 0; i < d->n_lin; i++)
+        if (!held || held[i]) BB_CALL(record_tensor(a, b, i, &d->t[i]));
     return BB_OK;
 }
 
@@ -173,7 +178,7 @@ bb_status bb_delta_record(const bb_state *a, const bb_state *b, bb_delta **out) 
     *out = NULL;
     bb_delta *d;
     BB_CALL(bb_calloc((void **)&d, 1, sizeof *d, "delta"));
-    bb_status st = record_all(a, b, d);
+    bb_status st = record_all(a, b, NULL, d);
     if (st != BB_OK) {
         bb_delta_destroy(&d);
         return bb_trace(st, __FILE__, __LINE__, "bb_delta_record");
@@ -205,6 +210,7 @@ bb_status bb_delta_apply(const bb_delta *d, bb_state *s, int dir) {
              d->wave_old, d->wave_new, wave_from, d->n_layers, s->wave, s->n_layers);
     for (int i = 0; i < d->n_lin; i++) {
         const bb_tensor_delta *t = &d->t[i];
+        if (!s->w[i]) continue; /* another rank's */
         BB_CHECK(!strcmp(t->name, s->t[i]->name) && t->rows == bb_tensor_rows(s->t[i]) &&
                      t->cols == bb_tensor_cols(s->t[i]),
                  BB_ERR_ARG, "the delta holds %s (%lld, %lld) where the state has %s: another model", t->name,
@@ -219,7 +225,7 @@ bb_status bb_delta_apply(const bb_delta *d, bb_state *s, int dir) {
     bb_status st = copy_metrics(d->metrics[to], d->n_metrics[to], &metrics);
     for (int i = 0; st == BB_OK && i < d->n_lin; i++) {
         const bb_lora *l = dir > 0 ? d->t[i].lora_new : d->t[i].lora_old;
-        if (d->t[i].lora_changed && l) st = bb_lora_clone(l, &fresh[i]);
+        if (s->w[i] && d->t[i].lora_changed && l) st = bb_lora_clone(l, &fresh[i]);
     }
     if (st != BB_OK) {
         for (int i = 0; i < d->n_lin; i++) bb_lora_destroy(&fresh[i]);
@@ -229,6 +235,7 @@ bb_status bb_delta_apply(const bb_delta *d, bb_state *s, int dir) {
     }
     for (int i = 0; i < d->n_lin; i++) {
         const bb_tensor_delta *t = &d->t[i];
+        if (!s->w[i]) continue;
         const float *vals = dir > 0 ? t->w_new : t->w_old;
         int64_t n = t->rows * t->cols, j = 0;
         for (int64_t w = 0; t->n_changed && w < words_of(n); w++) {
@@ -259,7 +266,8 @@ bb_status bb_delta_apply(const bb_delta *d, bb_state *s, int dir) {
     s->frozen = d->frozen[to];
     s->rng_counter = d->rng_counter[to];
     for (int i = 0; i < d->n_lin; i++)
-        BB_CALL(check_hash(s, i, dir > 0 ? d->t[i].hash_new : d->t[i].hash_old, BB_ERR_FORMAT,
+        if (s->w[i])
+            BB_CALL(check_hash(s, i, dir > 0 ? d->t[i].hash_new : d->t[i].hash_old, BB_ERR_FORMAT,
                            "after applying the delta: it is damaged; wave", wave_to));
     return BB_OK;
 }
@@ -289,18 +297,21 @@ static bb_status get_hash(hid_t g, const char *name, uint8_t d[32]) {
     return BB_OK;
 }
 
-static bb_status put_lora(hid_t g, const char *prefix, const bb_lora *l) {
-    if (!l) return BB_OK;
+static bb_status put_lora(hid_t g, const char *prefix, const bb_tensor_delta *t, const bb_lora *l, int rank, int held,
+                          bb_status *local) {
+    if (!t->lora_changed || rank <= 0) return BB_OK;
     char na[32], nb[32];
     snprintf(na, sizeof na, "%s_a", prefix);
     snprintf(nb, sizeof nb, "%s_b", prefix);
-    int64_t da[2] = {l->rows, l->rank}, db[2] = {l->rank, l->cols};
-    BB_CALL(bb_h5_write(g, na, BB_H5_F32, 2, da, l->a));
-    BB_CALL(bb_h5_write(g, nb, BB_H5_F32, 2, db, l->b));
+    int64_t da[2] = {t->rows, rank}, db[2] = {rank, t->cols};
+    BB_CALL(bb_h5_write_shared(g, na, BB_H5_F32, 2, da, held ? l->a : NULL, local));
+    BB_CALL(bb_h5_write_shared(g, nb, BB_H5_F32, 2, db, held ? l->b : NULL, local));
     return BB_OK;
 }
 
-static bb_status write_tensor(hid_t g, const bb_tensor_delta *t) {
+/* Tensor t's group: attributes from its scalars (every rank has them), the
+ * datasets' values from the rank holding it (held). */
+static bb_status write_tensor(hid_t g, const bb_tensor_delta *t, int held, bb_status *local) {
     BB_CALL(bb_h5_attr_put_str(g, "name", t->name));
     BB_CALL(bb_h5_attr_put_i64(g, "rows", t->rows));
     BB_CALL(bb_h5_attr_put_i64(g, "cols", t->cols));
@@ -310,8 +321,8 @@ static bb_status write_tensor(hid_t g, const bb_tensor_delta *t) {
     BB_CALL(bb_h5_attr_put_i64(g, "bits_old", t->bits_old));
     BB_CALL(bb_h5_attr_put_i64(g, "bits_new", t->bits_new));
     BB_CALL(bb_h5_attr_put_i64(g, "lora_changed", t->lora_changed));
-    BB_CALL(bb_h5_attr_put_i64(g, "rank_old", t->lora_old ? t->lora_old->rank : 0));
-    BB_CALL(bb_h5_attr_put_i64(g, "rank_new", t->lora_new ? t->lora_new->rank : 0));
+    BB_CALL(bb_h5_attr_put_i64(g, "rank_old", t->rank_old));
+    BB_CALL(bb_h5_attr_put_i64(g, "rank_new", t->rank_new));
     BB_CALL(bb_h5_attr_put_f64(g, "frobenius", t->frob));
     BB_CALL(bb_h5_attr_put_f64(g, "frobenius_effective", t->frob_effective));
     BB_CALL(bb_h5_attr_put_f64(g, "norm_old", t->norm_old));
@@ -319,20 +330,21 @@ static bb_status write_tensor(hid_t g, const bb_tensor_delta *t) {
     BB_CALL(put_hash(g, "sha256_new", t->hash_new));
     if (t->n_changed) {
         int64_t nw = words_of(t->rows * t->cols);
-        BB_CALL(bb_h5_write(g, "changed", BB_H5_U64, 1, &nw, t->changed));
-        BB_CALL(bb_h5_write(g, "w_old", BB_H5_F32, 1, &t->n_changed, t->w_old));
-        BB_CALL(bb_h5_write(g, "w_new", BB_H5_F32, 1, &t->n_changed, t->w_new));
+        BB_CALL(bb_h5_write_shared(g, "changed", BB_H5_U64, 1, &nw, held ? t->changed : NULL, local));
+        BB_CALL(bb_h5_write_shared(g, "w_old", BB_H5_F32, 1, &t->n_changed, held ? t->w_old : NULL, local));
+        BB_CALL(bb_h5_write_shared(g, "w_new", BB_H5_F32, 1, &t->n_changed, held ? t->w_new : NULL, local));
     }
-    if (t->mask_xor) {
+    if (t->pruned || t->regrown) {
         int64_t dm[2] = {t->rows, words_of(t->cols)};
-        BB_CALL(bb_h5_write(g, "mask_xor", BB_H5_U64, 2, dm, t->mask_xor));
+        BB_CALL(bb_h5_write_shared(g, "mask_xor", BB_H5_U64, 2, dm, held ? t->mask_xor : NULL, local));
     }
-    BB_CALL(put_lora(g, "lora_old", t->lora_old));
-    BB_CALL(put_lora(g, "lora_new", t->lora_new));
+    BB_CALL(put_lora(g, "lora_old", t, t->lora_old, t->rank_old, held, local));
+    BB_CALL(put_lora(g, "lora_new", t, t->lora_new, t->rank_new, held, local));
     return BB_OK;
 }
 
-static bb_status write_all(hid_t f, const bb_delta *d) {
+/* The whole file; held (n_lin) or NULL (all), root: this rank writes the run-level datasets. */
+static bb_status write_all(hid_t f, const bb_delta *d, const char *held, int root, bb_status *local) {
     BB_CALL(bb_h5_attr_put_str(f, "magic", BB_DELTA_MAGIC));
     BB_CALL(bb_h5_attr_put_i64(f, "version", BB_DELTA_VERSION));
     BB_CALL(bb_h5_attr_put_i64(f, "wave_old", d->wave_old));
@@ -353,7 +365,7 @@ static bb_status write_all(hid_t f, const bb_delta *d) {
         snprintf(n, sizeof n, "n_metrics_%s", sfx[k]);
         BB_CALL(bb_h5_attr_put_i64(f, n, d->n_metrics[k]));
         snprintf(n, sizeof n, "metrics_%s", sfx[k]);
-        BB_CALL(bb_ckpt_write_metrics(f, n, d->metrics[k], d->n_metrics[k]));
+        BB_CALL(bb_ckpt_write_metrics_part(f, n, d->metrics[k], d->n_metrics[k], root));
     }
     for (int i = 0; i < d->n_lin; i++) {
         char gname[64];
@@ -361,7 +373,7 @@ static bb_status write_all(hid_t f, const bb_delta *d) {
                  bb_linear_name((bb_linear_kind)(i % BB_LIN_COUNT)));
         hid_t g;
         BB_CALL(bb_h5_group_create(f, gname, &g));
-        bb_status st = write_tensor(g, &d->t[i]);
+        bb_status st = write_tensor(g, &d->t[i], !held || held[i], local);
         bb_h5_close_id(g);
         BB_CALL(st);
     }
@@ -374,7 +386,9 @@ bb_status bb_delta_write(const char *path, const bb_delta *d) {
              "path too long: %s", path);
     hid_t f = -1;
     bb_status st = bb_h5_create(tmp, MPI_COMM_SELF, &f);
-    if (st == BB_OK) st = write_all(f, d);
+    bb_status local = BB_OK;
+    if (st == BB_OK) st = write_all(f, d, NULL, 1, &local);
+    if (st == BB_OK) st = local;
     if (f >= 0) {
         bb_status cs = bb_h5_close(&f);
         if (st == BB_OK) st = cs;
@@ -420,6 +434,8 @@ static bb_status read_tensor(const char *path, hid_t g, bb_tensor_delta *t) {
     t->bits_old = (int)v[5];
     t->bits_new = (int)v[6];
     t->lora_changed = (int)v[7];
+    t->rank_old = (int)v[8];
+    t->rank_new = (int)v[9];
     BB_CALL(bb_h5_attr_get_f64(g, "frobenius", &t->frob));
     BB_CALL(bb_h5_attr_get_f64(g, "frobenius_effective", &t->frob_effective));
     BB_CALL(bb_h5_attr_get_f64(g, "norm_old", &t->norm_old));
@@ -575,7 +591,7 @@ bb_status bb_delta_json(const bb_delta *d, char **out) {
         pruned += t->pruned;
         regrown += t->regrown;
         bits_changed += t->bits_old != t->bits_new;
-        rank_added += (t->lora_new ? t->lora_new->rank : 0) - (t->lora_old ? t->lora_old->rank : 0);
+        rank_added += t->rank_new - t->rank_old;
         frob2 += t->frob * t->frob;
         eff2 += t->frob_effective * t->frob_effective;
     }
@@ -595,7 +611,7 @@ bb_status bb_delta_json(const bb_delta *d, char **out) {
         char h0[65], h1[65];
         bb_hash_hex(t->hash_old, h0);
         bb_hash_hex(t->hash_new, h1);
-        int r0 = t->lora_old ? t->lora_old->rank : 0, r1 = t->lora_new ? t->lora_new->rank : 0;
+        int r0 = t->rank_old, r1 = t->rank_new;
         sb_printf(&b,
                   "    {\"name\": \"%s\", \"shape\": [%lld, %lld], \"weights_changed\": %lld, \"removed\": %lld, "
                   "\"regrown\": %lld, \"bits_old\": %d, \"bits_new\": %d, \"lora_changed\": %s, \"rank_added\": %d, "
@@ -648,6 +664,146 @@ bb_status bb_history_record(const char *run_dir, const bb_state *a, const bb_sta
     if (st == BB_OK) st = bb_delta_write_json(p, d);
     bb_delta_destroy(&d);
     BB_CALL(st);
+    return BB_OK;
+}
+
+/* ---- the record written by the ranks that hold the weights ----------------------- */
+
+/* One tensor's scalars: what every rank needs for its group's attributes and
+ * for the datasets it creates. */
+typedef struct {
+    int64_t i, rows, cols, n_changed, pruned, regrown, bits_old, bits_new, lora_changed, rank_old, rank_new;
+    double frob, frob_effective, norm_old;
+    uint8_t hash_old[32], hash_new[32];
+    char name[BB_TENSOR_NAME_MAX];
+} delta_hdr;
+
+static void hdr_from(const bb_tensor_delta *t, int i, delta_hdr *h) {
+    memset(h, 0, sizeof *h);
+    h->i = i;
+    h->rows = t->rows, h->cols = t->cols, h->n_changed = t->n_changed, h->pruned = t->pruned;
+    h->regrown = t->regrown, h->bits_old = t->bits_old, h->bits_new = t->bits_new;
+    h->lora_changed = t->lora_changed, h->rank_old = t->rank_old, h->rank_new = t->rank_new;
+    h->frob = t->frob, h->frob_effective = t->frob_effective, h->norm_old = t->norm_old;
+    memcpy(h->hash_old, t->hash_old, 32);
+    memcpy(h->hash_new, t->hash_new, 32);
+    memcpy(h->name, t->name, sizeof h->name);
+}
+
+static void hdr_to(const delta_hdr *h, bb_tensor_delta *t) {
+    t->rows = h->rows, t->cols = h->cols, t->n_changed = h->n_changed, t->pruned = h->pruned;
+    t->regrown = h->regrown, t->bits_old = (int)h->bits_old, t->bits_new = (int)h->bits_new;
+    t->lora_changed = (int)h->lora_changed, t->rank_old = (int)h->rank_old, t->rank_new = (int)h->rank_new;
+    t->frob = h->frob, t->frob_effective = h->frob_effective, t->norm_old = h->norm_old;
+    memcpy(t->hash_old, h->hash_old, 32);
+    memcpy(t->hash_new, h->hash_new, 32);
+    memcpy(t->name, h->name, sizeof t->name);
+}
+
+/* Collective over comm: BB_OK everywhere only if local is BB_OK everywhere,
+ * else the lowest failing rank's status (only that rank reported it). */
+static bb_status agree(MPI_Comm comm, int rank, int size, bb_status local) {
+    if (size == 1) return local;
+    int mine = local != BB_OK ? rank : size, first = size;
+    BB_MPI_CALL(MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, comm));
+    if (first == size) return BB_OK;
+    int code = (int)local;
+    BB_MPI_CALL(MPI_Bcast(&code, 1, MPI_INT, first, comm));
+    return (bb_status)code;
+}
+
+/* Every rank gets the scalars of every tensor (each from its holder). Collective. */
+static bb_status share_headers(MPI_Comm comm, int rank, int size, const char *held, bb_delta *d) {
+    if (size == 1) return BB_OK;
+    int n = 0;
+    for (int i = 0; i < d->n_lin; i++) n += held[i] != 0;
+    delta_hdr *mine = NULL, *all = NULL;
+    int *counts = NULL, *displs = NULL;
+    bb_status st = bb_calloc((void **)&mine, (size_t)(n ? n : 1), sizeof *mine, "delta headers");
+    if (st == BB_OK) st = bb_calloc((void **)&all, (size_t)(d->n_lin ? d->n_lin : 1), sizeof *all, "delta headers");
+    if (st == BB_OK) st = bb_calloc((void **)&counts, (size_t)size, sizeof *counts, "delta header counts");
+    if (st == BB_OK) st = bb_calloc((void **)&displs, (size_t)size, sizeof *displs, "delta header offsets");
+    st = agree(comm, rank, size, st);
+    int bytes = n * (int)sizeof(delta_hdr), rc = MPI_SUCCESS;
+    if (st == BB_OK) {
+        for (int i = 0, j = 0; i < d->n_lin; i++)
+            if (held[i]) hdr_from(&d->t[i], i, &mine[j++]);
+        rc = MPI_Allgather(&bytes, 1, MPI_INT, counts, 1, MPI_INT, comm);
+    }
+    int total = 0;
+    for (int q = 0; st == BB_OK && rc == MPI_SUCCESS && q < size; q++) {
+        displs[q] = total;
+        total += counts[q];
+    }
+    if (st == BB_OK && rc == MPI_SUCCESS && total != d->n_lin * (int)sizeof(delta_hdr))
+        st = bb_error(BB_ERR_INTERNAL, __FILE__, __LINE__, "delta: the ranks hold %d tensor records of %d",
+                      total / (int)sizeof(delta_hdr), d->n_lin);
+    if (st == BB_OK && rc == MPI_SUCCESS)
+        rc = MPI_Allgatherv(mine, bytes, MPI_BYTE, all, counts, displs, MPI_BYTE, comm);
+    if (st == BB_OK && rc != MPI_SUCCESS) st = bb_mpi_error(rc, __FILE__, __LINE__, "MPI_Allgatherv(delta headers)");
+    for (int k = 0; st == BB_OK && k < d->n_lin; k++) {
+        int i = (int)all[k].i;
+        if (i < 0 || i >= d->n_lin)
+            st = bb_error(BB_ERR_INTERNAL, __FILE__, __LINE__, "delta: a tensor record names tensor %d", i);
+        else if (!held[i])
+            hdr_to(&all[k], &d->t[i]);
+    }
+    free(mine);
+    free(all);
+    free(counts);
+    free(displs);
+    return st;
+}
+
+bb_status bb_history_record_dist(const char *run_dir, const bb_state *a, const bb_state *b, MPI_Comm comm,
+                                 const int *owner) {
+    int rank = 0, size = 1;
+    if (comm == MPI_COMM_NULL) comm = MPI_COMM_SELF;
+    BB_MPI_CALL(MPI_Comm_rank(comm, &rank));
+    BB_MPI_CALL(MPI_Comm_size(comm, &size));
+    char dir[1200], path[1300], tmp[1320];
+    BB_CALL(bb_history_dir(run_dir, b->wave, dir, sizeof dir));
+    snprintf(path, sizeof path, "%s/delta.h5", dir);
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    bb_status st = rank == 0 ? bb_mkdir_p(dir) : BB_OK;
+    BB_CALL(agree(comm, rank, size, st));
+    char *held = NULL;
+    bb_delta *d = NULL;
+    st = bb_calloc((void **)&held, (size_t)(a->n_lin ? a->n_lin : 1), 1, "held tensors");
+    for (int i = 0; st == BB_OK && i < a->n_lin; i++) held[i] = (owner ? owner[i] : 0) == rank;
+    if (st == BB_OK) st = bb_calloc((void **)&d, 1, sizeof *d, "delta");
+    if (st == BB_OK) st = record_all(a, b, held, d);
+    st = agree(comm, rank, size, st);
+    if (st == BB_OK) st = agree(comm, rank, size, share_headers(comm, rank, size, held, d));
+    hid_t f = -1;
+    if (st == BB_OK) {
+        /* a collective create fails alike on every rank: rank 0 tells */
+        int q = bb_error_set_quiet(0);
+        bb_error_set_quiet(q || rank != 0);
+        st = bb_h5_create(tmp, comm, &f);
+        bb_error_set_quiet(q);
+        st = agree(comm, rank, size, st);
+    }
+    bb_status local = BB_OK;
+    if (st == BB_OK) st = write_all(f, d, held, rank == 0, &local);
+    if (f >= 0) {
+        bb_status cs = bb_h5_close(&f);
+        if (st == BB_OK) st = cs;
+    }
+    if (st == BB_OK) st = local;
+    st = agree(comm, rank, size, st);
+    if (rank == 0) {
+        if (st == BB_OK) st = bb_file_sync(tmp);
+        if (st == BB_OK && rename(tmp, path) != 0)
+            st = bb_error(BB_ERR_IO, __FILE__, __LINE__, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
+        if (st != BB_OK) unlink(tmp);
+        snprintf(path, sizeof path, "%s/diff.json", dir);
+        if (st == BB_OK) st = bb_delta_write_json(path, d); /* from the scalars alone */
+    }
+    st = agree(comm, rank, size, st);
+    bb_delta_destroy(&d);
+    free(held);
+    if (st != BB_OK) return bb_trace(st, __FILE__, __LINE__, "bb_history_record_dist");
     return BB_OK;
 }
 

@@ -14,10 +14,13 @@
  * docs/checkpoints.md) and RUN_DIR/diffs/KKKK/diff.json (the summary).
  * Both are written to a temporary name and renamed.
  *
- * Local: nothing here calls MPI (the HDF5 file is written by one rank). */
+ * bb_history_record_dist is collective over the ranks that share the run's
+ * weights (each writes its own tensors' datasets of one delta.h5); the rest
+ * is local. */
 #ifndef BB_PIPELINE_HISTORY_H
 #define BB_PIPELINE_HISTORY_H
 
+#include <mpi.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -37,6 +40,7 @@ typedef struct {
     int bits_old, bits_new;
     int lora_changed;                /* factors differ; then lora_old / lora_new hold both (NULL = none) */
     bb_lora *lora_old, *lora_new;
+    int rank_old, rank_new;          /* their ranks (0: none), also where the factors are not held */
     double frob;                     /* ||W_new - W_old||_F (weights alone) */
     double frob_effective;           /* ||(W_new + A'B') - (W_old + AB)||_F (factors merged) */
     double norm_old;                 /* ||W_old||_F */
@@ -61,7 +65,9 @@ void bb_delta_destroy(bb_delta **d); /* NULL-safe; nulls *d */
 /* Apply d to s forward (dir = +1: s must be d's "before" state and becomes
  * its "after") or backward (dir = -1). The weights' SHA-256 is checked
  * before (s untouched on a mismatch: BB_ERR_ARG "is not the state of wave
- * k") and after (BB_ERR_FORMAT: the delta is damaged). */
+ * k") and after (BB_ERR_FORMAT: the delta is damaged). A tensor whose
+ * s->w[i] is NULL (another rank holds it) is skipped: its mask, bits and
+ * factors stay as they are; the counters and metrics move as usual. */
 bb_status bb_delta_apply(const bb_delta *d, bb_state *s, int dir);
 
 /* delta.h5 and diff.json of d. */
@@ -75,6 +81,15 @@ bb_status bb_delta_json(const bb_delta *d, char **out);
 bb_status bb_history_dir(const char *run_dir, int wave, char *buf, size_t n);
 /* Record the change a -> b as RUN_DIR/diffs/<b->wave>/{delta.h5,diff.json}. */
 bb_status bb_history_record(const char *run_dir, const bb_state *a, const bb_state *b);
+/* The same written by the ranks of comm together (MPI_COMM_NULL: this process
+ * alone), rank owner[i] holding linear weight i (owner NULL: rank 0 holds all):
+ * each rank records and writes only its own tensors (a->w[i], b->w[i] and the
+ * masks and factors of those), the per-tensor scalars go to every rank for the
+ * attributes (one allgather), rank 0 renames the file and writes diff.json.
+ * The files are the same as bb_history_record's. Collective; every rank
+ * returns the same status (the failing rank printed the error). */
+bb_status bb_history_record_dist(const char *run_dir, const bb_state *a, const bb_state *b, MPI_Comm comm,
+                                 const int *owner);
 /* Move s to wave `to` by applying the deltas of RUN_DIR/diffs backward
  * (to < s->wave) or forward (to > s->wave). Errors: BB_ERR_IO naming a
  * missing delta file, the apply errors. */

@@ -99,14 +99,23 @@ bb_status bb_run_record_tensors(bb_run *r) {
     const bb_state *s = &r->state;
     size_t n = (size_t)(r->hist_waves + 1) * (size_t)s->n_lin * 3;
     float *grown = realloc(r->tensor_hist, n * sizeof(float));
-    BB_CHECK(grown, BB_ERR_OOM, "out of memory: per-tensor history (%zu values)", n);
+    bb_status st =
+        grown ? BB_OK : bb_error(BB_ERR_OOM, __FILE__, __LINE__, "out of memory: per-tensor history (%zu values)", n);
+    BB_CALL(bb_dist_agree(r->dist, st));
     r->tensor_hist = grown;
     float *row = grown + (size_t)r->hist_waves * (size_t)s->n_lin * 3;
     for (int i = 0; i < s->n_lin; i++) {
+        if (!bb_run_mine(r, i)) { /* its owner's entry; the sum adds it to these zeros */
+            row[3 * i + 0] = row[3 * i + 1] = row[3 * i + 2] = 0;
+            continue;
+        }
         row[3 * i + 0] = (float)bb_mask_density(s->masks[i]);
         row[3 * i + 1] = (float)s->bits[i];
         row[3 * i + 2] = s->lora[i] ? (float)s->lora[i]->rank : 0;
     }
+    if (r->dist->size > 1)
+        BB_CHECK(MPI_Allreduce(MPI_IN_PLACE, row, 3 * s->n_lin, MPI_FLOAT, MPI_SUM, r->dist->comm) == MPI_SUCCESS,
+                 BB_ERR_MPI, "summing the per-tensor records failed");
     r->hist_waves++;
     return BB_OK;
 }

@@ -624,6 +624,9 @@ static bb_status quantize_all(bb_run *r) {
 }
 
 bb_status bb_stage_quantize(bb_run *r) {
+    /* rank 0 writes the GGUF (from the quantized blocks), the adapter and checkpoints/quantized.h5 (the factors):
+     * the owners' bits and factors come to it here; the weights and masks stay on their owners */
+    BB_CALL(bb_run_gather_factors(r));
     if (!strcmp(r->cfg.quant.method, "none")) {
         bb_info("quant   quant.method none: the weights keep their float type");
         return BB_OK;

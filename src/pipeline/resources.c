@@ -128,7 +128,9 @@ static void slot_json(const bb_run_resources *res, int s, FILE *f) {
     over_ranks(res, s, BB_USE_SENT, &mn, &mx, &sum);
     fprintf(f, ", \"bytes_sent\": {\"sum\": %.0f, \"max\": %.0f}", sum, mx);
     over_ranks(res, s, BB_USE_RECV, &mn, &mx, &sum);
-    fprintf(f, ", \"bytes_received\": {\"sum\": %.0f, \"max\": %.0f}", sum, mx);
+    /* rank 0's own: what came to the rank that writes the run-level files (mpi.rank0_traffic) */
+    fprintf(f, ", \"bytes_received\": {\"sum\": %.0f, \"max\": %.0f, \"rank0\": %.0f}", sum, mx,
+            res->v[(size_t)s * BB_USE_FIELDS + BB_USE_RECV]);
 }
 
 void bb_run_resources_stage_json(const bb_run_resources *res, int s, FILE *f) {

@@ -256,11 +256,12 @@ bb_status bb_run_create(const bb_dist *d, const char *config_path, char **overri
     if (pmode >= 0) bb_progress_set_mode(pmode);
     BB_CALL_GOTO(st, fail, bb_config_hash(&r->cfg, r->hash));
     BB_CALL_GOTO(st, fail, make_comm(r));
-    /* every rank maps the model; only rank 0, which reads every weight anyway (it keeps the copy the run's
-     * files are written from), checks them all for NaN/Inf: the others touch only their own blocks */
+    /* every rank maps the model and checks its own part of it for NaN/Inf (its blocks' layers; rank 0 the
+     * embedding, the head rank the final norm and output): the first failing rank names the tensor */
     st = bb_model_open(r->cfg.model.path, &r->model);
-    if (st == BB_OK && d->rank == 0) st = bb_model_check_finite(r->model);
     if (st == BB_OK) st = make_plan(r);
+    BB_CALL_GOTO(st, fail, bb_dist_agree(d, st));
+    st = bb_model_check_finite_part(r->model, r->l0, r->l1, d->rank == 0, d->rank == bb_plan_head_rank(&r->plan));
     BB_CALL_GOTO(st, fail, bb_dist_agree(d, st));
     st = d->rank == 0 ? check_run_dir(r) : BB_OK;
     if (st == BB_OK && d->rank == 0) st = write_run_files(r);
@@ -320,10 +321,9 @@ void bb_run_destroy(bb_run **pr) {
 bb_status bb_run_weights(bb_run *r, bb_weights **out) {
     int L = r->model->cfg.n_layers;
     if (!r->weights) {
-        if (r->dist->rank == 0)
-            BB_CALL(bb_weights_create(r->model, 0, L, &r->weights));
-        else /* an idle rank gets an empty range */
-            BB_CALL(bb_weights_create(r->model, r->l0 < r->l1 ? r->l0 : L, r->l0 < r->l1 ? r->l1 : L, &r->weights));
+        /* every rank its own blocks' (rank 0 too: no file it writes needs the others'); an idle rank gets an
+         * empty range */
+        BB_CALL(bb_weights_create(r->model, r->l0 < r->l1 ? r->l0 : L, r->l0 < r->l1 ? r->l1 : L, &r->weights));
         if (r->masks) bb_weights_set_masks(r->weights, r->masks);
     }
     *out = r->weights;
@@ -374,21 +374,17 @@ bb_status bb_run_move(bb_run *r, int i, int to_root, float *w, bb_mask *m, int *
     return BB_OK;
 }
 
-bb_status bb_run_move_tensor(bb_run *r, int i, int to_root) {
-    bb_state *s = &r->state;
-    return bb_run_move(r, i, to_root, s->w[i], s->masks[i], &s->bits[i], &s->lora[i]);
-}
-
-bb_status bb_run_gather_state(bb_run *r) {
+bb_status bb_run_gather_factors(bb_run *r) {
     if (r->dist->size == 1) return BB_OK;
+    bb_state *s = &r->state;
     bb_status st = BB_OK;
-    for (int i = 0; st == BB_OK && i < r->state.n_lin; i++) st = bb_run_move_tensor(r, i, 1);
+    for (int i = 0; st == BB_OK && i < s->n_lin; i++) st = bb_run_move(r, i, 1, NULL, NULL, &s->bits[i], &s->lora[i]);
     return bb_dist_agree(r->dist, st);
 }
 
 bb_status bb_run_masks(bb_run *r) {
     if (r->masks) return BB_OK;
-    bb_weights *w;
+    bb_weights *w = NULL;
     BB_CALL(bb_run_weights(r, &w));
     int n = r->model->cfg.n_layers * BB_LIN_COUNT;
     BB_CALL(bb_calloc((void **)&r->masks, (size_t)n, sizeof *r->masks, "masks"));

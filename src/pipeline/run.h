@@ -151,23 +151,24 @@ bb_status bb_run_weights(bb_run *r, bb_weights **out);
 int bb_run_owner(const bb_run *r, int i);
 /* Whether this rank computes linear weight i. */
 int bb_run_mine(const bb_run *r, int i);
-/* Move linear weight i's state (weights, mask, bits, factors of r->state)
- * from its owner to rank 0 (to_root) or back; a no-op when rank 0 owns it.
- * Called by both ends, in the same order of i on every rank. */
-bb_status bb_run_move_tensor(bb_run *r, int i, int to_root);
-/* The same for explicit arrays (NULL parts are not moved; both ends pass the
- * same parts): snapshots of the stop-loss on resume. */
+/* Move linear weight i's weights, mask, bits and factors (NULL parts are not
+ * moved; both ends pass the same parts) from its owner to rank 0 (to_root) or
+ * back; a no-op when rank 0 owns it. Called by both ends, in the same order of
+ * i on every rank. */
 bb_status bb_run_move(bb_run *r, int i, int to_root, float *w, bb_mask *m, int *bits, bb_lora **lora);
-/* Every weight rank 0 does not own, from its owner to rank 0: after a wave,
- * before rank 0 writes the run's files. Collective. */
-bb_status bb_run_gather_state(bb_run *r);
+/* Every weight's bits and factors rank 0 does not own, from its owner to rank
+ * 0 (never the weights or masks, which stay on their owner): at stage 6, for
+ * the LoRA adapter and checkpoints/quantized.h5 rank 0 writes. Collective. */
+bb_status bb_run_gather_factors(bb_run *r);
 
 /* Append a line to the wave report shown in the summary. Not collective. */
 bb_status bb_run_report_line(bb_run *r, const char *line);
 /* RUN_DIR/metrics.json from the run as it stands (docs/report.md has the
  * schema). Rank 0; not collective. */
 bb_status bb_metrics_write(const bb_run *r);
-/* Record every tensor's density, bits and factor rank as of now (one entry per wave). */
+/* Record every tensor's density, bits and factor rank as of now (one entry per
+ * wave), each from its owner (a sum over ranks with one term per entry: exact).
+ * Collective. */
 bb_status bb_run_record_tensors(bb_run *r);
 /* Keep a healing loss curve (copied) for metrics.json. */
 bb_status bb_run_add_curve(bb_run *r, int wave, const char *name, const float *loss, int n);

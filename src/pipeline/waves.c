@@ -111,7 +111,7 @@ static bb_status state_init(bb_run *r) {
     BB_CALL(bb_calloc((void **)&s->lora, (size_t)s->n_lin, sizeof *s->lora, "state factors"));
     BB_CALL(bb_calloc((void **)&s->bits, (size_t)s->n_lin, sizeof *s->bits, "state bits"));
     BB_CALL(bb_calloc((void **)&r->changed, (size_t)s->n_lin, 1, "changed weights"));
-    /* rank 0 holds a working copy of every weight (it writes the files); the others their own blocks' */
+    /* every rank holds working copies of its own blocks' weights only (NULL for the others) */
     for (int i = 0; i < s->n_lin; i++) {
         s->w[i] = w ? bb_weights_linear(w, i / BB_LIN_COUNT, (bb_linear_kind)(i % BB_LIN_COUNT)) : NULL;
         s->t[i] = bb_layer_linear(&r->model->layers[i / BB_LIN_COUNT], (bb_linear_kind)(i % BB_LIN_COUNT));
@@ -167,8 +167,9 @@ static bb_status snapshot_alloc(wave_loop *L) {
     BB_CALL(bb_calloc((void **)&L->good_lora, (size_t)s->n_lin, sizeof *L->good_lora, "good-wave factors"));
     BB_CALL(bb_calloc((void **)&L->prev_w, (size_t)s->n_lin, sizeof *L->prev_w, "previous weights"));
     int64_t most = 0;
+    /* the weights' snapshots on their owner only (rank 0 too holds its own blocks' alone) */
     for (int i = 0; i < s->n_lin; i++) {
-        if (s->w[i]) {
+        if (s->w[i] && bb_run_mine(L->r, i)) {
             BB_CALL(bb_malloc((void **)&L->good_w[i], sizeof(float) * (size_t)numel(s->t[i]), "good-wave weights"));
             BB_CALL(bb_malloc((void **)&L->prev_w[i], sizeof(float) * (size_t)numel(s->t[i]), "previous weights"));
         }
@@ -184,7 +185,7 @@ static bb_status snapshot_alloc(wave_loop *L) {
 static bb_status snapshot_take(wave_loop *L, int wave) {
     const bb_state *s = L->s;
     for (int i = 0; i < s->n_lin; i++) {
-        if (s->w[i]) memcpy(L->good_w[i], s->w[i], sizeof(float) * (size_t)numel(s->t[i]));
+        if (L->good_w[i]) memcpy(L->good_w[i], s->w[i], sizeof(float) * (size_t)numel(s->t[i]));
         BB_CALL(bb_mask_copy(L->good_m[i], s->masks[i]));
         L->good_bits[i] = s->bits[i];
         bb_lora_destroy(&L->good_lora[i]);
@@ -296,13 +297,14 @@ static bb_status rollback_begin(wave_loop *L) {
 
 /* ---- history and checkpoints ------------------------------------------------- */
 
-/* L->prev = the state as it stands (before the wave), with its own weight copies. */
+/* L->prev = the state as it stands (before the wave), with copies of this
+ * rank's own weights (each rank writes its own tensors' part of the history). */
 static bb_status prev_take(wave_loop *L) {
     const bb_state *s = L->s;
-    if (L->r->dist->rank != 0) return BB_OK; /* rank 0 writes the history */
     bb_state_release(&L->prev);
     BB_CALL(bb_state_copy_owned(s, &L->prev));
-    for (int i = 0; i < s->n_lin; i++) memcpy(L->prev_w[i], s->w[i], sizeof(float) * (size_t)numel(s->t[i]));
+    for (int i = 0; i < s->n_lin; i++)
+        if (L->prev_w[i]) memcpy(L->prev_w[i], s->w[i], sizeof(float) * (size_t)numel(s->t[i]));
     L->prev.w = L->prev_w;
     return BB_OK;
 }
@@ -387,10 +389,11 @@ static bb_status records_unpack(bb_run *r, const uint8_t *b, int64_t n) {
     return BB_OK;
 }
 
-/* The wave's DeltaHistory record (diffs/<k>/): rank 0, from the gathered state. */
-static bb_status history_rank0(wave_loop *L) {
+/* The wave's DeltaHistory record (diffs/<k>/): every rank its own tensors'
+ * datasets of one delta.h5, rank 0 diff.json. Collective. */
+static bb_status history_write(wave_loop *L) {
     bb_event_begin("wave.history");
-    bb_status st = bb_history_record(L->c->run.dir, &L->prev, L->s);
+    bb_status st = bb_history_record_dist(L->c->run.dir, &L->prev, L->s, L->r->dist->comm, L->owner);
     bb_event_end("wave.history", 0, 0);
     return st;
 }
@@ -436,13 +439,13 @@ static bb_status ckpt_shares(wave_loop *L, const char *path, const bb_ckpt_io *i
     return BB_OK;
 }
 
-/* Collective: rank 0 writes the DeltaHistory record from the gathered state;
- * the checkpoint is written by every rank, each its own linear weights. */
+/* Collective: the DeltaHistory record and the checkpoint, written by every
+ * rank, each its own linear weights. */
 static bb_status wave_files(wave_loop *L) {
     bb_run *r = L->r;
     const bb_dist *d = r->dist;
     const bb_config *c = L->c;
-    BB_CALL(bb_dist_agree(d, d->rank == 0 ? history_rank0(L) : BB_OK));
+    BB_CALL(history_write(L));
     if (!c->checkpoint.enabled) return BB_OK;
     char path[1400];
     BB_CALL(bb_ckpt_path(c->run.dir, L->s->wave, path, sizeof path));
@@ -484,14 +487,15 @@ static bb_status meta_init(wave_loop *L) {
     return BB_OK;
 }
 
-/* dst (masks, bits, factors of a snapshot) = the state at wave `to`, rebuilt
- * from the current state and the DeltaHistory; scratch holds the weights. */
+/* dst (masks, bits, factors of a snapshot) = the state at wave `to` of this
+ * rank's own weights, rebuilt from the current state and the DeltaHistory. */
 static bb_status state_at(wave_loop *L, int to, float **w_out, bb_mask **m_out, int *bits_out, bb_lora **lora_out) {
     const bb_state *s = L->s;
     bb_state tmp;
     BB_CALL(bb_state_copy_owned(s, &tmp));
-    for (int i = 0; i < s->n_lin; i++) memcpy(w_out[i], s->w[i], sizeof(float) * (size_t)numel(s->t[i]));
-    tmp.w = w_out;
+    for (int i = 0; i < s->n_lin; i++)
+        if (w_out[i]) memcpy(w_out[i], s->w[i], sizeof(float) * (size_t)numel(s->t[i]));
+    tmp.w = w_out; /* NULL for the other ranks' weights: the history skips them */
     bb_status st = bb_history_goto(L->c->run.dir, &tmp, to);
     for (int i = 0; st == BB_OK && i < s->n_lin; i++) {
         st = bb_mask_copy(m_out[i], tmp.masks[i]);
@@ -572,12 +576,12 @@ static bb_status resume_read(wave_loop *L, const char *path) {
     return bb_dist_agree(d, st);
 }
 
-/* --resume, rank 0 (holding the gathered state): the report lines and the
- * stop-loss's snapshots, rebuilt from the history. */
-static bb_status resume_rank0(wave_loop *L) {
+/* --resume, every rank: the stop-loss's snapshots of its own weights, rebuilt
+ * from the history; rank 0 also the report lines. */
+static bb_status resume_snapshots(wave_loop *L) {
     bb_run *r = L->r;
     bb_state *s = L->s;
-    for (int j = 1; j < s->n_metrics; j++) {
+    for (int j = 1; r->dist->rank == 0 && j < s->n_metrics; j++) {
         const bb_wave_metrics *w = &s->metrics[j];
         char line[256];
         snprintf(line, sizeof line, "wave %d/%lld  sparsity %.4f  PPL %.4f  dPPL %+.2f %%  (from the checkpoint)",
@@ -593,9 +597,8 @@ static bb_status resume_rank0(wave_loop *L) {
 }
 
 /* --resume: every rank reads its own linear weights from the last complete
- * checkpoint (written by any number of ranks); rank 0, which writes the
- * history, gathers the rest from their owners, rebuilds the stop-loss's
- * snapshots and sends every owner its part of them. Collective. */
+ * checkpoint (written by any number of ranks) and rebuilds its own part of
+ * the stop-loss's snapshots from the history; nothing is gathered. Collective. */
 static bb_status resume(wave_loop *L) {
     bb_run *r = L->r;
     bb_state *s = L->s;
@@ -611,15 +614,7 @@ static bb_status resume(wave_loop *L) {
     }
     BB_CALL(bb_comm_bcast(r->comm, path, sizeof path, 0));
     BB_CALL(resume_read(L, path));
-    BB_CALL(bb_run_gather_state(r));
-    BB_CALL(bb_dist_agree(d, d->rank == 0 ? resume_rank0(L) : BB_OK));
-    /* every owner its snapshots */
-    st = BB_OK;
-    for (int i = 0; st == BB_OK && i < s->n_lin; i++) {
-        st = bb_run_move(r, i, 0, L->good_w[i], L->good_m[i], &L->good_bits[i], &L->good_lora[i]);
-        if (st == BB_OK && s->rollback_left > 0) st = bb_run_move(r, i, 0, NULL, L->rb_m[i], &L->rb_bits[i], NULL);
-    }
-    BB_CALL(bb_dist_agree(d, st));
+    BB_CALL(bb_dist_agree(d, resume_snapshots(L)));
     r->stats_stale = 1;
     r->n_waves = s->wave;
     BB_CALL(totals(r, &r->sparsity, NULL));
@@ -794,9 +789,6 @@ static bb_status scaffold_one_wave(wave_loop *L, int k, int *more) {
     s->wave = k;
     snprintf(what, sizeof what, "(scaffold rank %d, tau %.4g sigma_1: %.4f of the residual kept; alpha_%d %.3f)", k, tau,
              total ? (double)kept / (double)total : 0.0, k, alpha);
-    double tc = bb_now();
-    BB_CALL(bb_run_gather_state(r));
-    m.seconds[BB_T_CHECKPOINT] = bb_now() - tc;
     m.seconds[BB_T_TOTAL] = bb_now() - t0;
     BB_CALL(metrics_push(s, &m));
     BB_CALL(bb_run_record_tensors(r));
@@ -877,7 +869,6 @@ static bb_status one_wave(wave_loop *L, int k, int *more) {
         }
     }
     double tc = bb_now();
-    BB_CALL(bb_run_gather_state(r)); /* rank 0 writes the wave's files */
     BB_CALL(bb_decay_save(r, k, &m));
     m.seconds[BB_T_CHECKPOINT] = bb_now() - tc;
     m.seconds[BB_T_TOTAL] = bb_now() - t0;
@@ -916,7 +907,6 @@ static bb_status loop_setup_local(wave_loop *L, bb_run *r) {
                               .top1 = r->cfg.eval.kld ? 1 : NAN};
         BB_CALL(metrics_push(L->s, &m0));
     }
-    if (r->hist_waves == 0) BB_CALL(bb_run_record_tensors(r));
     return BB_OK;
 }
 
@@ -927,6 +917,7 @@ static bb_status loop_setup(wave_loop *L, bb_run *r) {
     L->s = &r->state;
     L->rb_steps = (int)r->cfg.stoploss.rollback_waves;
     BB_CALL(bb_dist_agree(r->dist, loop_setup_local(L, r)));
+    if (r->hist_waves == 0) BB_CALL(bb_run_record_tensors(r));
     if (r->cfg.scaffold.enabled)
         bb_info("scaffold rank-k scaffold per weight over %lld waves, tau_1 %g sigma_1 (prune.* and the rollback "
                 "stop-loss are not used in this mode)",

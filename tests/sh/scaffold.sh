@@ -6,7 +6,7 @@
 #      records the tau it ended with, never above the previous one's;
 #   2. residual sparsity follows tau: a run at tau_1 = 0.001 (below where run 1 ended, no halving) keeps more of
 #      the residual at every wave;
-#   3. SIGUSR1 after wave 1, then --resume: the last checkpoint has the uninterrupted run's hash (birdbone hash).
+#   3. SIGUSR1 during wave 1, then --resume: the last checkpoint has the uninterrupted run's hash (birdbone hash).
 set -eu
 if [ -n "${BB_SKIP_SLOW:-}" ]; then echo "skipped: BB_SKIP_SLOW is set (the regular pass runs this check)"; exit 77; fi
 dir="$1"
@@ -46,17 +46,19 @@ print("ok: ranks 1, 2, 3; tau %s after %d halvings in wave 1; sparsity %s (tau_1
 PY
 refck="$("$bin" hash "$(ls "$dir.ref/checkpoints/"*.h5 | tail -1)" | tail -1)"
 
-wait_for() { # FILE PID: until FILE exists (or the process ended)
+"$bin" "${args[@]}" --set run.dir="$dir.sig" > "$dir.sig.log" 2>&1 &
+pid=$!
+# the signal lands while wave 1 is still running (its first tau halving is logged, its files are not yet written):
+# waiting for wave 1's checkpoint instead raced with the loop's check at the end of wave 1 and often hit wave 2
+wait_for_line() { # FILE PATTERN PID
     for _ in $(seq 1 6000); do
-        [ -e "$1" ] && return 0
-        kill -0 "$2" 2>/dev/null || return 1
+        grep -q "$2" "$1" 2>/dev/null && return 0
+        kill -0 "$3" 2>/dev/null || return 1
         sleep 0.02
     done
     return 1
 }
-"$bin" "${args[@]}" --set run.dir="$dir.sig" > "$dir.sig.log" 2>&1 &
-pid=$!
-wait_for "$dir.sig/checkpoints/wave_0001.h5.DONE" $pid || { cat "$dir.sig.log"; echo "FAIL: the run ended before wave 1's checkpoint"; exit 1; }
+wait_for_line "$dir.sig.log" "^scaffold wave 1: " $pid || { cat "$dir.sig.log"; echo "FAIL: the run ended before wave 1 halved tau"; exit 1; }
 kill -USR1 $pid
 set +e
 wait $pid
@@ -67,4 +69,4 @@ set -e
 grep -q "^resume  wave 1 of" "$dir.sig.resume.log" || { cat "$dir.sig.resume.log"; echo "FAIL: no resume from wave 1"; exit 1; }
 ck="$("$bin" hash "$(ls "$dir.sig/checkpoints/"*.h5 | tail -1)" | tail -1)"
 [ "$ck" = "$refck" ] || { echo "FAIL: last checkpoint after SIGUSR1 + resume differs: $ck vs $refck"; exit 1; }
-echo "ok: SIGUSR1 after wave 1 and --resume give the uninterrupted run's last checkpoint"
+echo "ok: SIGUSR1 during wave 1 and --resume give the uninterrupted run's last checkpoint"
