@@ -51,6 +51,14 @@ add_test(NAME mpi.ranks_identical
 set_tests_properties(mpi.ranks_identical PROPERTIES SKIP_RETURN_CODE 77 LABELS "mpi;e2e" TIMEOUT 900 PROCESSORS 4
   ENVIRONMENT "${BB_MPI_ENV};BIRDBONE=$<TARGET_FILE:birdbone>;BB_SOURCE=${PROJECT_SOURCE_DIR}")
 
+# More ranks than blocks: 6 ranks on the 4-layer default (rank 0 holds only the embedding, rank 5 only the head, so
+# two ranks have no calibration statistics and no weights to prune): the same files as one rank.
+add_test(NAME mpi.ranks_identical_6
+  COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/sh/ranks_identical.sh ${CMAKE_CURRENT_BINARY_DIR}/tmp/ranks6
+          ${MPIEXEC_EXECUTABLE} ${MPIEXEC_NUMPROC_FLAG})
+set_tests_properties(mpi.ranks_identical_6 PROPERTIES SKIP_RETURN_CODE 77 LABELS "mpi;e2e" TIMEOUT 900 PROCESSORS 4
+  ENVIRONMENT "${BB_MPI_ENV};BIRDBONE=$<TARGET_FILE:birdbone>;BB_SOURCE=${PROJECT_SOURCE_DIR};BB_RANKS=1 6")
+
 # Resume with another rank count: stopped (SIGUSR1) on 2 ranks, continued on 3, equal to one uninterrupted rank.
 add_test(NAME mpi.resume_ranks
   COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/sh/resume_ranks.sh ${CMAKE_CURRENT_BINARY_DIR}/tmp/resume_ranks

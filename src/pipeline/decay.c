@@ -402,7 +402,7 @@ static bb_status setup(decay *d, bb_run *r) {
                                                             : SCORE_WANDA;
     d->per_row = d->score_kind == SCORE_WANDA ? 1 : groups_row;
     d->one_shot = d->opts.pattern.m || c->prune.per_wave >= c->prune.target;
-    BB_CHECK(r->stats, BB_ERR_INTERNAL, "decay: no calibration statistics (stage 1 did not run)");
+    BB_CHECK(r->stats || r->l0 == r->l1, BB_ERR_INTERNAL, "decay: no calibration statistics (stage 1 did not run)");
     BB_CALL(bb_run_weights(r, &d->w));
     d->n_layers = r->model->cfg.n_layers;
     d->n_mat = d->n_layers * BB_LIN_COUNT;
