@@ -93,8 +93,8 @@ static bb_status select_matrices(const bb_model *m, const bb_scan_opts *o, pick 
         free(p);
         return bb_trace(st, __FILE__, __LINE__, "filter_init");
     }
-    int n = 0;
-    for (int l = 0; l < m->cfg.n_layers; l++)
+    int n = 0, l0 = o->layer_end > 0 ? o->layer_begin : 0, l1 = o->layer_end > 0 ? o->layer_end : m->cfg.n_layers;
+    for (int l = l0; l < l1 && l < m->cfg.n_layers; l++)
         for (int k = 0; k < BB_LIN_COUNT; k++) {
             const bb_tensor *t = bb_layer_linear(&m->layers[l], (bb_linear_kind)k);
             if (bb_tensor_present(t) && filter_match(&f, t->name))
@@ -184,6 +184,60 @@ bb_status bb_scan_model(const bb_model *m, const bb_scan_opts *o, bb_scan_result
         return st;
     }
     *out = r;
+    return BB_OK;
+}
+
+/* ---- between ranks -------------------------------------------------------------- */
+
+bb_status bb_scan_pack(const bb_scan_result *r, void **buf, size_t *bytes) {
+    *buf = NULL;
+    *bytes = 0;
+    size_t n = 0;
+    for (int i = 0; i < r->n; i++) n += sizeof(bb_scan_entry) + (size_t)r->e[i].svd.k * (sizeof(float) + sizeof(double));
+    char *b = malloc(n ? n : 1), *p = b;
+    BB_CHECK(b, BB_ERR_OOM, "scan results: %zu bytes", n);
+    for (int i = 0; i < r->n; i++) {
+        bb_scan_entry e = r->e[i];
+        int k = e.svd.k;
+        e.svd.s = NULL, e.svd.u = NULL, e.svd.v = NULL, e.svd.energy = NULL;
+        memcpy(p, &e, sizeof e);
+        p += sizeof e;
+        memcpy(p, r->e[i].svd.s, (size_t)k * sizeof(float));
+        p += (size_t)k * sizeof(float);
+        memcpy(p, r->e[i].svd.energy, (size_t)k * sizeof(double));
+        p += (size_t)k * sizeof(double);
+    }
+    *buf = b;
+    *bytes = n;
+    return BB_OK;
+}
+
+bb_status bb_scan_unpack(bb_scan_result *r, const void *buf, size_t bytes) {
+    const char *p = buf, *end = p + bytes;
+    while (p < end) {
+        BB_CHECK((size_t)(end - p) >= sizeof(bb_scan_entry), BB_ERR_ARG, "scan results: a truncated entry");
+        bb_scan_entry e;
+        memcpy(&e, p, sizeof e);
+        p += sizeof e;
+        size_t ks = (size_t)(e.svd.k > 0 ? e.svd.k : 0);
+        BB_CHECK(e.svd.k >= 0 && (size_t)(end - p) >= ks * (sizeof(float) + sizeof(double)), BB_ERR_ARG,
+                 "scan results: entry %s has %d values but the blob ends first", e.name, e.svd.k);
+        bb_scan_entry *grown = realloc(r->e, sizeof *grown * (size_t)(r->n + 1));
+        BB_CHECK(grown, BB_ERR_OOM, "scan entries");
+        r->e = grown;
+        e.svd.s = malloc(ks ? ks * sizeof(float) : 1);
+        e.svd.energy = malloc(ks ? ks * sizeof(double) : 1);
+        if (!e.svd.s || !e.svd.energy) {
+            free(e.svd.s), free(e.svd.energy);
+            return bb_error(BB_ERR_OOM, __FILE__, __LINE__, "scan entry %s", e.name);
+        }
+        memcpy(e.svd.s, p, ks * sizeof(float));
+        p += ks * sizeof(float);
+        memcpy(e.svd.energy, p, ks * sizeof(double));
+        p += ks * sizeof(double);
+        r->e[r->n++] = e;
+        r->flops += e.svd.flops;
+    }
     return BB_OK;
 }
 

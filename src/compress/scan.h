@@ -28,6 +28,7 @@ typedef struct {
                                          not compile is used as a plain substring); NULL or "" = all */
     const bb_linalg_backend *backend; /* NULL = "cpu" */
     int progress;                     /* progress line on stdout (core/log.h) */
+    int layer_begin, layer_end;       /* only blocks [begin, end) (a rank's share); end 0 = every block */
 } bb_scan_opts;
 
 /* rank 64, oversample 8, power_iters 2, seed 0 (scan.* defaults of the config). */
@@ -57,6 +58,13 @@ bb_status bb_scan_model(const bb_model *m, const bb_scan_opts *o, bb_scan_result
 
 /* NULL-safe; nulls *r. */
 void bb_scan_result_destroy(bb_scan_result **r);
+
+/* The entries of r as one byte blob (malloc'd into *buf, *bytes long; singular vectors are not kept), and
+ * back: bb_scan_unpack appends the blob's entries to r (in blob order), so the blobs of ranks that scanned
+ * consecutive blocks, unpacked in rank order, give the one-process result. Errors: BB_ERR_OOM, BB_ERR_ARG
+ * for a truncated or inconsistent blob. */
+bb_status bb_scan_pack(const bb_scan_result *r, void **buf, size_t *bytes);
+bb_status bb_scan_unpack(bb_scan_result *r, const void *buf, size_t bytes);
 
 /* One line per matrix: tensor, shape, ||W||_F, sigma_1, sigma_R, ranks at
  * 50/90/99 % energy ("> R" when the top R do not reach it), energy of the

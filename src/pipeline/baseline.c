@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "compress/scan.h"
+#include "mpi/comm.h"
 #include "core/events.h"
 #include "core/file.h"
 #include "core/log.h"
@@ -128,8 +129,9 @@ static bb_status write_tokens(bb_run *r, const char *name, const bb_tokens *t) {
     return r->dist->rank == 0 ? bb_tokens_write(path, t) : BB_OK;
 }
 
-/* The spectral scan of every linear weight, on rank 0 (spreading matrices
- * over ranks comes with the sharding plan); results in <run.dir>/scan/. */
+/* The spectral scan of every linear weight: each rank scans its own blocks (the randomized SVD's seed is
+ * the same for every matrix, so the split does not change a value), the entries go to rank 0 in rank
+ * order — the blocks' order — and rank 0 writes <run.dir>/scan/. Collective. */
 static bb_status spectral_scan(bb_run *r) {
     const bb_config *c = &r->cfg;
     if (!c->scan.enabled) return BB_OK;
@@ -139,23 +141,51 @@ static bb_status spectral_scan(bb_run *r) {
     o.oversample = (int)c->scan.oversample;
     o.power_iters = (int)c->scan.power_iters;
     o.seed = (uint64_t)c->run.seed;
-    o.progress = 1;
-    bb_scan_result *res = NULL;
-    BB_CALL(bb_scan_model(r->model, &o, &res));
-    char dir[1200];
-    snprintf(dir, sizeof dir, "%s/scan", c->run.dir);
-    bb_status st = bb_scan_write(res, dir);
-    if (st == BB_OK) {
-        double e = 0;
-        int r50 = 0;
-        for (int i = 0; i < res->n; i++) {
-            e += res->e[i].svd.energy[res->e[i].svd.k - 1];
-            r50 += res->e[i].svd.rank50;
-        }
-        bb_info("scan    %d matrices, top-%d singular values: mean energy captured %.1f%%, mean rank at 50%% %.1f; "
-                "plots in %s/", res->n, o.rank, 100.0 * e / res->n, (double)r50 / res->n, dir);
+    o.progress = r->dist->rank == 0;
+    o.layer_begin = r->l0;
+    o.layer_end = r->l1;
+    double t0 = bb_now();
+    bb_scan_result *mine = NULL, *all = NULL;
+    void *blob = NULL, *blobs = NULL;
+    size_t bytes = 0, *offsets = NULL;
+    bb_status st = BB_OK;
+    if (r->l1 > r->l0) {
+        st = bb_scan_model(r->model, &o, &mine);
+        if (st == BB_OK) st = bb_scan_pack(mine, &blob, &bytes);
     }
-    bb_scan_result_destroy(&res);
+    BB_CALL_GOTO(st, out, bb_dist_agree(r->dist, st));
+    BB_CALL_GOTO(st, out, bb_calloc((void **)&offsets, (size_t)r->dist->size + 1, sizeof *offsets, "scan offsets"));
+    BB_CALL_GOTO(st, out, bb_comm_allgatherv(r->comm, blob, bytes, &blobs, offsets));
+    if (r->dist->rank == 0) {
+        BB_CALL_GOTO(st, out, bb_calloc((void **)&all, 1, sizeof *all, "scan result"));
+        snprintf(all->model, sizeof all->model, "%s", r->model->path);
+        all->rank = o.rank;
+        all->oversample = o.oversample;
+        all->power_iters = o.power_iters;
+        all->seed = o.seed;
+        st = bb_scan_unpack(all, blobs, offsets[r->dist->size]);
+        all->seconds = bb_now() - t0;
+        char dir[1200];
+        snprintf(dir, sizeof dir, "%s/scan", c->run.dir);
+        if (st == BB_OK) st = bb_scan_write(all, dir);
+        if (st == BB_OK && all->n > 0) {
+            double e = 0;
+            int r50 = 0;
+            for (int i = 0; i < all->n; i++) {
+                e += all->e[i].svd.energy[all->e[i].svd.k - 1];
+                r50 += all->e[i].svd.rank50;
+            }
+            bb_info("scan    %d matrices, top-%d singular values: mean energy captured %.1f%%, mean rank at 50%% %.1f; "
+                    "plots in %s/",
+                    all->n, o.rank, 100.0 * e / all->n, (double)r50 / all->n, dir);
+        }
+    }
+out:
+    bb_scan_result_destroy(&mine);
+    bb_scan_result_destroy(&all);
+    free(blob);
+    free(blobs);
+    free(offsets);
     return st;
 }
 
@@ -180,7 +210,7 @@ bb_status bb_stage_baseline(bb_run *r) {
     st = write_tokens(r, "eval.tokens", &ev);
     if (st == BB_OK) st = write_tokens(r, "calib.tokens", &cal);
     BB_CALL_GOTO(st, out, bb_dist_agree(r->dist, st));
-    st = r->dist->rank == 0 ? spectral_scan(r) : BB_OK;
+    st = spectral_scan(r);
     BB_CALL_GOTO(st, out, bb_dist_agree(r->dist, st));
     /* The dense perplexity, pipelined over the plan; the head rank keeps the
      * reference log-probabilities (dense.bblp) for the KLD of every later evaluation. */

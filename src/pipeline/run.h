@@ -149,6 +149,9 @@ int bb_run_stage_enter(bb_run *r, int i);
 bb_status bb_run_weights(bb_run *r, bb_weights **out);
 /* The rank that owns linear weight i = layer * BB_LIN_COUNT + kind. */
 int bb_run_owner(const bb_run *r, int i);
+/* The model's whole SHA-256 (io/hash.h bb_model_hash, as stored bytes), each tensor read and hashed by the
+ * rank holding it only. Collective; every rank gets it. */
+bb_status bb_run_model_hash(bb_run *r, uint8_t whole[32]);
 /* Whether this rank computes linear weight i. */
 int bb_run_mine(const bb_run *r, int i);
 /* Move linear weight i's weights, mask, bits and factors (NULL parts are not

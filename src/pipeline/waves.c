@@ -470,6 +470,11 @@ static bb_status wave_files(wave_loop *L) {
 
 static bb_status meta_init(wave_loop *L) {
     bb_run *r = L->r;
+    uint8_t whole[32];
+    bb_event_begin("model.hash");
+    bb_status st = bb_run_model_hash(r, whole); /* collective: each rank hashes its own tensors */
+    bb_event_end("model.hash", 0, 0);
+    BB_CALL(st);
     if (r->dist->rank != 0) return BB_OK; /* the checkpoints' writer */
     char path[1200];
     size_t n = 0;
@@ -478,11 +483,6 @@ static bb_status meta_init(wave_loop *L) {
     L->meta.config_yaml = L->yaml;
     snprintf(L->meta.config_sha256, sizeof L->meta.config_sha256, "%s", r->hash);
     snprintf(L->meta.model_path, sizeof L->meta.model_path, "%s", r->model->path);
-    uint8_t whole[32];
-    bb_event_begin("model.hash");
-    bb_status st = bb_model_hash(r->model, 0, NULL, NULL, whole);
-    bb_event_end("model.hash", 0, 0);
-    BB_CALL(st);
     bb_hash_hex(whole, L->meta.model_sha256);
     return BB_OK;
 }
