@@ -30,6 +30,8 @@ for n in $ranks; do
     [ "$n" = 1 ] && continue
     a="$dir.r1" b="$dir.r$n"
     cmp "$a/model.gguf" "$b/model.gguf" || { echo "FAIL: model.gguf differs between 1 and $n ranks"; exit 1; }
+    # the spectral scan, split over the ranks' blocks: the same singular values
+    cmp "$a/scan/scan.csv" "$b/scan/scan.csv" || { echo "FAIL: scan/scan.csv differs between 1 and $n ranks"; exit 1; }
     files="$(cd "$a" && find . -name '*.h5' | grep -v calib_stats | sort)"
     [ "$files" = "$(cd "$b" && find . -name '*.h5' | grep -v calib_stats | sort)" ] ||
         { echo "FAIL: 1 and $n ranks wrote different HDF5 files"; exit 1; }
@@ -48,7 +50,7 @@ a, b = (strip(json.load(open(p))) for p in sys.argv[1:3])
 if a != b:
     sys.exit(f"FAIL: {sys.argv[1]} and {sys.argv[2]} differ beyond their timings")
 PY
-    echo "same on $n ranks: model.gguf, $(echo "$files" | wc -l) HDF5 files, metrics.json"
+    echo "same on $n ranks: model.gguf, scan.csv, $(echo "$files" | wc -l) HDF5 files, metrics.json"
 done
-grep -E "^\[rank 0\] ---- sharding plan" -A7 "$dir.r4.log" | head -8 || true
+grep -E "^\[rank 0\] ---- sharding plan" -A7 "$dir.r${ranks##* }.log" | head -8 || true
 echo "ok: $ranks ranks give the same run"
