@@ -176,15 +176,19 @@ bb_same_run() {
         ./summary.json | ./scan/scan.json | ./metrics.json | ./report/metrics.json)
             python3 - "$a/$f" "$b/$f" <<'EOF' || return 1
 import json, sys
+# measured, not computed: wall and CPU seconds, peak memory, the per-rank resource table, the GPU's memory,
+# and the MPI traffic (a requeued run counts only what it sent after resuming)
+MEASURED = {"seconds", "cpu_seconds", "comm_seconds", "peak_rss_mib", "resources", "gpu", "bytes_sent",
+            "bytes_received"}
 def strip(v):
     if isinstance(v, dict):
-        return {k: strip(x) for k, x in v.items() if k != "seconds"}
+        return {k: strip(x) for k, x in v.items() if k not in MEASURED}
     if isinstance(v, list):
         return [strip(x) for x in v]
     return v
 a, b = (strip(json.load(open(p))) for p in sys.argv[1:3])
 if a != b:
-    sys.exit(f"FAIL: {sys.argv[1]} and {sys.argv[2]} differ beyond their 'seconds' fields")
+    sys.exit(f"FAIL: {sys.argv[1]} and {sys.argv[2]} differ beyond their measured fields ({', '.join(sorted(MEASURED))})")
 EOF
             ;;
         *)
