@@ -99,6 +99,8 @@ bb_status bb_tensor_hash_compute(const bb_tensor *t, int as_f32, bb_tensor_hash 
 typedef struct {
     int as_f32, n, cap;
     bb_tensor_hash *list;
+    int (*keep)(const char *name, void *ud); /* NULL = every tensor */
+    void *keep_ud;
 } collect;
 
 static bb_status visit(const bb_tensor *t, void *ud) {
@@ -110,7 +112,8 @@ static bb_status visit(const bb_tensor *t, void *ud) {
         c->list = l;
         c->cap = cap;
     }
-    BB_CALL(bb_tensor_hash_compute(t, c->as_f32, &c->list[c->n]));
+    memset(&c->list[c->n], 0, sizeof c->list[c->n]);
+    if (!c->keep || c->keep(t->name, c->keep_ud)) BB_CALL(bb_tensor_hash_compute(t, c->as_f32, &c->list[c->n]));
     c->n++;
     return BB_OK;
 }
@@ -140,6 +143,19 @@ bb_status bb_model_hash(const bb_model *m, int as_f32, bb_tensor_hash **per, int
         free(c.list);
         if (n) *n = c.n;
     }
+    return BB_OK;
+}
+
+bb_status bb_model_hash_some(const bb_model *m, int as_f32, int (*keep)(const char *name, void *ud), void *ud,
+                             bb_tensor_hash **per, int *n) {
+    collect c = {.as_f32 = as_f32, .keep = keep, .keep_ud = ud};
+    bb_status st = bb_model_for_each_tensor(m, visit, &c);
+    if (st != BB_OK) {
+        free(c.list);
+        return bb_trace(st, __FILE__, __LINE__, "bb_model_for_each_tensor");
+    }
+    *per = c.list;
+    *n = c.n;
     return BB_OK;
 }
 

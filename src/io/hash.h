@@ -45,6 +45,11 @@ void bb_hash_u64(const char *name, int64_t rows, int64_t cols, const uint64_t *w
 /* Per-tensor hashes of every tensor of m (*per, n entries; caller frees) and
  * the whole-model digest. per may be NULL when only the whole hash is wanted. */
 bb_status bb_model_hash(const bb_model *m, int as_f32, bb_tensor_hash **per, int *n, uint8_t whole[32]);
+/* The per-tensor list of bb_model_hash with only the tensors keep() accepts hashed (read); the others'
+ * entries are all zero bytes (*per, n entries in model order; caller frees). Ranks that split the tensors
+ * between them can merge their lists exactly (each entry non-zero on one rank) and bb_hash_combine it. */
+bb_status bb_model_hash_some(const bb_model *m, int as_f32, int (*keep)(const char *name, void *ud), void *ud,
+                             bb_tensor_hash **per, int *n);
 
 /* Every tensor of a GGUF file as stored, quantized blocks included (dtype =
  * the ggml type name, "q4_0"), in file order: for exported files that are not

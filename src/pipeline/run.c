@@ -226,12 +226,6 @@ int bb_run_stage_enter(bb_run *r, int i) {
 
 /* ---- the model's SHA-256, each tensor hashed by the rank that holds it ---- */
 
-typedef struct {
-    const bb_run *r;
-    bb_tensor_hash *list;
-    int n, cap;
-} hash_walk;
-
 /* Blocks' tensors go to the block's owner, the embedding to the embedding's rank, the rest (final norm,
  * classifier) to the head's: the ranks that read those tensors anyway. */
 static int tensor_owner(const bb_run *r, const char *name) {
@@ -244,33 +238,22 @@ static int tensor_owner(const bb_run *r, const char *name) {
     return 0;
 }
 
-static bb_status hash_visit(const bb_tensor *t, void *ud) {
-    hash_walk *w = ud;
-    if (w->n == w->cap) {
-        int cap = w->cap ? 2 * w->cap : 64;
-        bb_tensor_hash *l = realloc(w->list, sizeof *l * (size_t)cap);
-        BB_CHECK(l, BB_ERR_OOM, "out of memory: %zu bytes of tensor hashes", sizeof *l * (size_t)cap);
-        w->list = l;
-        w->cap = cap;
-    }
-    bb_tensor_hash *h = &w->list[w->n++];
-    memset(h, 0, sizeof *h);
-    if (tensor_owner(w->r, t->name) == w->r->dist->rank) BB_CALL(bb_tensor_hash_compute(t, 0, h));
-    return BB_OK;
+static int hash_mine(const char *name, void *ud) {
+    const bb_run *r = ud;
+    return tensor_owner(r, name) == r->dist->rank;
 }
 
 bb_status bb_run_model_hash(bb_run *r, uint8_t whole[32]) {
-    hash_walk w = {r, NULL, 0, 0};
-    bb_status st = bb_model_for_each_tensor(r->model, hash_visit, &w);
-    st = bb_dist_agree(r->dist, st);
+    bb_tensor_hash *list = NULL;
+    int n = 0;
+    bb_status st = bb_dist_agree(r->dist, bb_model_hash_some(r->model, 0, hash_mine, r, &list, &n));
     /* every entry is filled by one rank and zero elsewhere: the byte-wise XOR over ranks is that entry, exactly */
-    if (st == BB_OK && w.n > 0 && r->dist->size > 1) {
-        int rc = MPI_Allreduce(MPI_IN_PLACE, w.list, (int)(sizeof *w.list * (size_t)w.n), MPI_BYTE, MPI_BXOR,
-                               r->dist->comm);
+    if (st == BB_OK && n > 0 && r->dist->size > 1) {
+        int rc = MPI_Allreduce(MPI_IN_PLACE, list, (int)(sizeof *list * (size_t)n), MPI_BYTE, MPI_BXOR, r->dist->comm);
         if (rc != MPI_SUCCESS) st = bb_mpi_error(rc, __FILE__, __LINE__, "MPI_Allreduce(tensor hashes)");
     }
-    if (st == BB_OK) bb_hash_combine(w.list, w.n, whole);
-    free(w.list);
+    if (st == BB_OK) bb_hash_combine(list, n, whole);
+    free(list);
     return st;
 }
 

@@ -468,6 +468,26 @@ static bb_status wave_files(wave_loop *L) {
     return bb_dist_agree(d, st);
 }
 
+static bb_status wave_line(bb_run *r, const bb_wave_metrics *m, const char *what);
+
+/* The end of wave k, whatever ran it: its metrics row and per-tensor records, the wave's files (their time
+ * booked as checkpoint time), the wave line and metrics.json. Collective. */
+static bb_status wave_finish(wave_loop *L, const bb_wave_metrics *m, int k, double t0, const char *what) {
+    bb_run *r = L->r;
+    bb_state *s = L->s;
+    BB_CALL(metrics_push(s, m));
+    BB_CALL(bb_run_record_tensors(r));
+    double tw = bb_now();
+    BB_CALL(wave_files(L));
+    s->metrics[s->n_metrics - 1].seconds[BB_T_CHECKPOINT] += bb_now() - tw;
+    s->metrics[s->n_metrics - 1].seconds[BB_T_TOTAL] = bb_now() - t0;
+    r->sparsity = m->sparsity;
+    r->n_waves = k;
+    BB_CALL(wave_line(r, m, what));
+    bb_status st = r->dist->rank == 0 ? bb_metrics_write(r) : BB_OK;
+    return bb_dist_agree(r->dist, st);
+}
+
 static bb_status meta_init(wave_loop *L) {
     bb_run *r = L->r;
     uint8_t whole[32];
@@ -790,17 +810,7 @@ static bb_status scaffold_one_wave(wave_loop *L, int k, int *more) {
     snprintf(what, sizeof what, "(scaffold rank %d, tau %.4g sigma_1: %.4f of the residual kept; alpha_%d %.3f)", k, tau,
              total ? (double)kept / (double)total : 0.0, k, alpha);
     m.seconds[BB_T_TOTAL] = bb_now() - t0;
-    BB_CALL(metrics_push(s, &m));
-    BB_CALL(bb_run_record_tensors(r));
-    double tw = bb_now();
-    BB_CALL(wave_files(L));
-    s->metrics[s->n_metrics - 1].seconds[BB_T_CHECKPOINT] += bb_now() - tw;
-    s->metrics[s->n_metrics - 1].seconds[BB_T_TOTAL] = bb_now() - t0;
-    r->sparsity = m.sparsity;
-    r->n_waves = k;
-    BB_CALL(wave_line(r, &m, what));
-    bb_status st = r->dist->rank == 0 ? bb_metrics_write(r) : BB_OK;
-    BB_CALL(bb_dist_agree(r->dist, st));
+    BB_CALL(wave_finish(L, &m, k, t0, what));
     *more = k < c->waves.count;
     return BB_OK;
 }
@@ -872,17 +882,7 @@ static bb_status one_wave(wave_loop *L, int k, int *more) {
     BB_CALL(bb_decay_save(r, k, &m));
     m.seconds[BB_T_CHECKPOINT] = bb_now() - tc;
     m.seconds[BB_T_TOTAL] = bb_now() - t0;
-    BB_CALL(metrics_push(s, &m));
-    BB_CALL(bb_run_record_tensors(r));
-    double tw = bb_now();
-    BB_CALL(wave_files(L));
-    s->metrics[s->n_metrics - 1].seconds[BB_T_CHECKPOINT] += bb_now() - tw;
-    s->metrics[s->n_metrics - 1].seconds[BB_T_TOTAL] = bb_now() - t0;
-    r->sparsity = m.sparsity;
-    r->n_waves = k;
-    BB_CALL(wave_line(r, &m, what));
-    bb_status st = r->dist->rank == 0 ? bb_metrics_write(r) : BB_OK;
-    BB_CALL(bb_dist_agree(r->dist, st));
+    BB_CALL(wave_finish(L, &m, k, t0, what));
     *more = 0;
     if (s->rollback_left > 0) *more = 1;
     else if (!s->frozen) BB_CALL(bb_decay_more(r, more));
