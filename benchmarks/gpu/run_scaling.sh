@@ -4,7 +4,8 @@
 #   strong: the same model on 1, 2, ..., G GPUs (model.gguf must be byte-identical across G);
 #   weak:   BB_WEAK_LAYERS_PER_GPU (2) blocks per GPU.
 # Environment: BB_MODES ("strong weak"), BB_CPU_BASELINE=1 (also one CPU rank), BB_MODEL (synthetic:small), BB_GPUS ("1 2 4", capped at the GPUs present), BB_SET (extra
-# "key=value ..."), BB_THREADS (4). Writes $OUT/scaling-gpu.csv (one row per run and stage: seconds, the
+# "key=value ..."), BB_TOKENS=VOCAB (calibration and evaluation token files of calib.samples x calib.seq_len
+# Zipf ids from tokens.py instead of streams sampled from the synthetic model: the large shapes; BB_SEQS, 32), BB_THREADS (4). Writes $OUT/scaling-gpu.csv (one row per run and stage: seconds, the
 # speedup/efficiency against 1 GPU, NCCL bytes, peak device memory of the busiest rank) and the logs.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -16,6 +17,11 @@ MODEL=${BB_MODEL:-synthetic:small}
 LPG=${BB_WEAK_LAYERS_PER_GPU:-2}
 sets=(--set backend.device=cuda --set backend.threads="${BB_THREADS:-4}")
 for kv in ${BB_SET:-}; do sets+=(--set "$kv"); done
+if [ -n "${BB_TOKENS:-}" ]; then
+    python3 benchmarks/gpu/tokens.py "$OUT/calib.tokens" "$BB_TOKENS" "${BB_SEQS:-32}" 128 1 &&
+        python3 benchmarks/gpu/tokens.py "$OUT/eval.tokens" "$BB_TOKENS" "${BB_SEQS:-32}" 128 2 || exit 1
+    sets+=(--set data.calib_tokens="$OUT/calib.tokens" --set data.eval_tokens="$OUT/eval.tokens")
+fi
 for mode in ${BB_MODES:-strong weak}; do
     for g in ${BB_GPUS:-1 2 4}; do
         [ "$g" -gt "$NG" ] && continue

@@ -2,8 +2,10 @@
 #include "io/synth.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/log.h"
 #include "core/rng.h"
@@ -161,6 +163,68 @@ static bb_rng tensor_rng(const synth_state *s, const bb_tensor *t) {
     return bb_rng_make(s->spec.seed, bb_rng_stream_id(t->name));
 }
 
+/* Threads that generate a row block (rows split contiguously; every value is a function of (seed, tensor,
+ * index) only, so any thread count gives the same bits). 0 = the processors online. */
+static int g_threads;
+
+void bb_synth_set_threads(int n) { g_threads = n < 0 ? 0 : n; }
+
+#define SYNTH_MAX_THREADS 64
+/* Below this many values a row block is generated on the calling thread. */
+#define SYNTH_PAR_MIN ((int64_t)1 << 18)
+
+typedef struct {
+    const synth_state *s;
+    int64_t row0, n, r;  /* first row of the block; columns; planted rank */
+    bb_rng ru, rn;       /* the factor U's and the noise's streams */
+    double noise;        /* noise scale */
+    const float *v, *sk; /* V (r, n) and the spectrum (r); NULL when r = 0 */
+    int64_t i0, i1;      /* this job's rows within the block */
+    float *out;          /* the block (nrows, n) */
+    int normal;          /* 1: standard normals from rn (the embedding) instead of the matrix model */
+} gen_job;
+
+static void *gen_rows(void *arg) {
+    const gen_job *g = arg;
+    const int64_t n = g->n;
+    for (int64_t i = g->i0; i < g->i1; i++) {
+        float *row = g->out + i * n;
+        if (g->normal) {
+            bb_rng_fill_normal(g->rn, (uint64_t)((g->row0 + i) * n), (size_t)n, row);
+            continue;
+        }
+        for (int64_t j = 0; j < n; j++)
+            row[j] = (float)(g->noise * student_t4(bb_rng_uniform(g->rn, (uint64_t)((g->row0 + i) * n + j))));
+        for (int k = 0; k < g->r && g->v; k++) {
+            float u = (float)bb_rng_normal(g->ru, (uint64_t)((g->row0 + i) * g->r + k)) * g->sk[k];
+            const float *vk = g->v + (size_t)k * (size_t)n;
+            for (int64_t j = 0; j < n; j++) row[j] += u * vk[j];
+        }
+    }
+    return NULL;
+}
+
+/* The rows of `proto` split over the generator's threads. */
+static void gen_parallel(const gen_job *proto, int64_t nrows) {
+    int nt = g_threads > 0 ? g_threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
+    nt = nt < 1 ? 1 : nt > SYNTH_MAX_THREADS ? SYNTH_MAX_THREADS : nt;
+    if (nrows * proto->n < SYNTH_PAR_MIN) nt = 1;
+    if (nt > nrows) nt = (int)(nrows > 0 ? nrows : 1);
+    gen_job jobs[SYNTH_MAX_THREADS];
+    pthread_t tid[SYNTH_MAX_THREADS];
+    int running[SYNTH_MAX_THREADS] = {0};
+    for (int t = 0; t < nt; t++) {
+        jobs[t] = *proto;
+        jobs[t].i0 = nrows * t / nt;
+        jobs[t].i1 = nrows * (t + 1) / nt;
+    }
+    for (int t = 1; t < nt; t++) running[t] = pthread_create(&tid[t], NULL, gen_rows, &jobs[t]) == 0;
+    for (int t = 0; t < nt; t++)
+        if (t == 0 || !running[t]) gen_rows(&jobs[t]);
+    for (int t = 1; t < nt; t++)
+        if (running[t]) pthread_join(tid[t], NULL);
+}
+
 /* Low-rank (decaying spectrum, `energy` of the total) plus t4 noise; each row
  * has unit expected squared norm times `scale`². Row i depends on (seed, name, i) only. */
 static bb_status gen_matrix(const bb_tensor *t, int64_t row0, int64_t nrows, float *out, float scale) {
@@ -170,13 +234,13 @@ static bb_status gen_matrix(const bb_tensor *t, int64_t row0, int64_t nrows, flo
     if (r > m) r = (int)m;
     if (r > n) r = (int)n;
     bb_rng base = tensor_rng(s, t);
-    bb_rng ru = bb_rng_split(base, 1), rv = bb_rng_split(base, 2), rn = bb_rng_split(base, 3);
     double e = s->spec.lowrank_energy;
-    double noise = scale * sqrt((1.0 - e) / (double)n);
-    for (int64_t i = 0; i < nrows; i++)
-        for (int64_t j = 0; j < n; j++)
-            out[i * n + j] = (float)(noise * student_t4(bb_rng_uniform(rn, (uint64_t)((row0 + i) * n + j))));
-    if (r == 0 || e <= 0) return BB_OK;
+    gen_job g = {s, row0, n, 0, bb_rng_split(base, 1), bb_rng_split(base, 3), scale * sqrt((1.0 - e) / (double)n),
+                 NULL, NULL, 0, 0, out, 0};
+    if (r == 0 || e <= 0) {
+        gen_parallel(&g, nrows);
+        return BB_OK;
+    }
     float *v, *sk;
     BB_MALLOC(v, (size_t)r * (size_t)n * sizeof *v, "synthetic low-rank factor");
     bb_status st = bb_malloc((void **)&sk, (size_t)r * sizeof *sk, "synthetic spectrum");
@@ -190,15 +254,11 @@ static bb_status gen_matrix(const bb_tensor *t, int64_t row0, int64_t nrows, flo
         ssum += (double)sk[k] * sk[k];
     }
     for (int k = 0; k < r; k++) sk[k] = (float)(sk[k] * sqrt(e / ssum) * scale / sqrt((double)n));
-    bb_rng_fill_normal(rv, 0, (size_t)r * (size_t)n, v);
-    for (int64_t i = 0; i < nrows; i++) {
-        float *row = out + i * n;
-        for (int k = 0; k < r; k++) {
-            float u = (float)bb_rng_normal(ru, (uint64_t)((row0 + i) * r + k)) * sk[k];
-            const float *vk = v + (size_t)k * (size_t)n;
-            for (int64_t j = 0; j < n; j++) row[j] += u * vk[j];
-        }
-    }
+    bb_rng_fill_normal(bb_rng_split(base, 2), 0, (size_t)r * (size_t)n, v);
+    g.r = r;
+    g.v = v;
+    g.sk = sk;
+    gen_parallel(&g, nrows);
     free(sk);
     free(v);
     return BB_OK;
@@ -227,9 +287,8 @@ static bb_status synth_gen(const bb_tensor *t, int64_t row0, int64_t nrows, floa
     case K_FFN_NORM:
     case K_OUT_NORM: return gen_norm(t, out);
     case K_EMB: {
-        int64_t n = bb_tensor_cols(t);
-        bb_rng r = tensor_rng(s, t);
-        bb_rng_fill_normal(r, (uint64_t)(row0 * n), (size_t)(nrows * n), out);
+        gen_job g = {s, row0, bb_tensor_cols(t), 0, tensor_rng(s, t), tensor_rng(s, t), 0, NULL, NULL, 0, 0, out, 1};
+        gen_parallel(&g, nrows);
         return BB_OK;
     }
     /* The classifier is scaled so that logits have a spread of a few nats and

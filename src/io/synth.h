@@ -37,6 +37,9 @@ bb_status bb_synth_parse(const char *spec, bb_synth_spec *s);
 bb_status bb_synth_create(const bb_synth_spec *s, bb_model **out);
 /* Parse + create (used by bb_model_open for "synthetic:<spec>"). */
 bb_status bb_synth_open(const char *spec, bb_model **out);
+/* Threads that generate a tensor's row block (0, the default: the processors online). The values do not
+ * depend on it. Process-wide; set it before the work starts (compress sets backend.threads). */
+void bb_synth_set_threads(int n);
 /* Names of the presets, NULL-terminated. */
 const char *const *bb_synth_presets(void);
 

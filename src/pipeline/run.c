@@ -15,6 +15,7 @@
 #include "core/log.h"
 #include "core/mem.h"
 #include "io/hash.h"
+#include "io/synth.h"
 #include "linalg/backend.h"
 #include "model/forward.h"
 #include "mpi/pipe.h"
@@ -142,6 +143,7 @@ static void set_threads(bb_run *r) {
         if (n < 1) n = 1;
     }
     openblas_set_num_threads(n);
+    bb_synth_set_threads(n);
     r->threads = n;
 }
 

@@ -74,6 +74,35 @@ out:
     bb_model_destroy(&b);
 }
 
+/* The generator's thread count splits rows only: 1, 3 and 7 threads give the same bits, for the matrices
+ * (low-rank + noise, and noise only) and the embedding (large enough blocks to be split). */
+static void test_threads(void) {
+    const char *specs[] = {"synthetic:small", "synthetic:small,energy=0"};
+    for (int k = 0; k < 2; k++) {
+        bb_model *m = NULL;
+        EXPECT_OK(bb_model_open(specs[k], &m));
+        if (!m) continue;
+        const bb_tensor *ts[] = {&m->layers[2].w_gate, &m->layers[0].w_down, &m->tok_embd};
+        for (int i = 0; i < 3; i++) {
+            int64_t r = bb_tensor_rows(ts[i]), c = bb_tensor_cols(ts[i]);
+            size_t bytes = sizeof(float) * (size_t)(r * c);
+            float *one = malloc(bytes), *many = malloc(bytes);
+            bb_synth_set_threads(1);
+            EXPECT_OK(bb_tensor_read_f32(ts[i], 0, r, one));
+            for (int nt = 3; nt <= 7; nt += 4) {
+                memset(many, 0, bytes);
+                bb_synth_set_threads(nt);
+                EXPECT_OK(bb_tensor_read_f32(ts[i], 0, r, many));
+                EXPECT(memcmp(one, many, bytes) == 0, "%s %s: %d threads differ from 1", specs[k], ts[i]->name, nt);
+            }
+            free(one);
+            free(many);
+        }
+        bb_model_destroy(&m);
+    }
+    bb_synth_set_threads(0);
+}
+
 /* Fraction of ||W||_F^2 in the top k singular values (LAPACK). */
 static double topk_energy(const bb_tensor *t, int k) {
     int64_t r = bb_tensor_rows(t), c = bb_tensor_cols(t);
@@ -142,6 +171,7 @@ int main(void) {
     TEST_RUN(test_presets);
     TEST_RUN(test_spec_errors);
     TEST_RUN(test_determinism);
+    TEST_RUN(test_threads);
     TEST_RUN(test_structure);
     return TEST_DONE();
 }
