@@ -771,6 +771,65 @@ static bb_status up(const float *h, int64_t rows, int64_t cols, int64_t ld, floa
     return BB_OK;
 }
 
+/* Resident operands (backend.h, hold/release): host matrices the caller keeps unchanged, copied once. */
+#define MAX_HELD 8
+typedef struct {
+    const float *host;
+    int64_t rows, cols, ld;
+    float *dev;
+} held_operand;
+static held_operand g_held[MAX_HELD];
+
+static float *held_copy(const float *h, int64_t rows, int64_t cols, int64_t ld) {
+    for (int i = 0; i < MAX_HELD; i++)
+        if (g_held[i].dev && g_held[i].host == h && g_held[i].rows == rows && g_held[i].cols == cols &&
+            g_held[i].ld == ld)
+            return g_held[i].dev;
+    return NULL;
+}
+
+static int is_held(const float *d) {
+    for (int i = 0; i < MAX_HELD; i++)
+        if (d && g_held[i].dev == d) return 1;
+    return 0;
+}
+
+/* An input operand: its held copy if there is one, else a fresh one (free it with drop). */
+static bb_status up_ro(const float *h, int64_t rows, int64_t cols, int64_t ld, float **d, const char *what) {
+    float *k = rows * cols > 0 ? held_copy(h, rows, cols, ld) : NULL;
+    if (k) {
+        *d = k;
+        return BB_OK;
+    }
+    return up(h, rows, cols, ld, d, what);
+}
+
+static void drop(float *d) {
+    if (!is_held(d)) cudaFree(d);
+}
+
+static bb_status h_hold(const float *p, int64_t rows, int64_t cols, int64_t ld) {
+    if (!p || rows * cols == 0 || held_copy(p, rows, cols, ld)) return BB_OK;
+    int slot = -1;
+    for (int i = 0; i < MAX_HELD && slot < 0; i++)
+        if (!g_held[i].dev) slot = i;
+    if (slot < 0) return BB_OK; /* full: later operations copy p as usual */
+    bb_cuda_ctx *c;
+    BB_CALL(host_ctx(&c));
+    float *d = NULL;
+    BB_CALL(up(p, rows, cols, ld, &d, "held operand"));
+    g_held[slot] = (held_operand){p, rows, cols, ld, d};
+    return BB_OK;
+}
+
+static void h_release(const float *p) {
+    for (int i = 0; i < MAX_HELD; i++)
+        if (g_held[i].dev && g_held[i].host == p) {
+            cudaFree(g_held[i].dev);
+            g_held[i] = (held_operand){NULL, 0, 0, 0, NULL};
+        }
+}
+
 static bb_status down(const float *d, int64_t rows, int64_t cols, float *h, int64_t ld) {
     if (rows * cols > 0)
         BB_CUDA_CALL(cudaMemcpy2D(h, (size_t)ld * 4, d, (size_t)cols * 4, (size_t)cols * 4, (size_t)rows,
@@ -789,14 +848,14 @@ static bb_status h_gemm(bb_op ta, bb_op tb, int64_t m, int64_t n, int64_t k, flo
     const int64_t ar = ta == BB_OP_N ? m : k, ac = ta == BB_OP_N ? k : m, br = tb == BB_OP_N ? k : n,
                   bc = tb == BB_OP_N ? n : k;
     bb_status st = BB_OK;
-    BB_CALL_GOTO(st, done, up(a, ar, ac, lda, &da, "gemm A"));
-    BB_CALL_GOTO(st, done, up(b, br, bc, ldb, &db, "gemm B"));
+    BB_CALL_GOTO(st, done, up_ro(a, ar, ac, lda, &da, "gemm A"));
+    BB_CALL_GOTO(st, done, up_ro(b, br, bc, ldb, &db, "gemm B"));
     BB_CALL_GOTO(st, done, beta != 0 ? up(cm, m, n, ldc, &dc, "gemm C") : bb_cuda_malloc((void **)&dc, (size_t)(m * n) * 4 + 4, "gemm C"));
     BB_CALL_GOTO(st, done, bb_cuda_gemm(c, BB_CUDA_FP32, ta, tb, m, n, k, alpha, da, ac > 0 ? ac : 1, db, bc > 0 ? bc : 1, beta, dc, n > 0 ? n : 1));
     BB_CALL_GOTO(st, done, down(dc, m, n, cm, ldc));
 done:
-    cudaFree(da);
-    cudaFree(db);
+    drop(da);
+    drop(db);
     cudaFree(dc);
     return st;
 }
@@ -809,12 +868,12 @@ static bb_status h_syrk(bb_uplo uplo, int64_t n, int64_t k, float alpha, const f
     BB_CALL(host_ctx(&c));
     float *da = NULL, *dc = NULL;
     bb_status st = BB_OK;
-    BB_CALL_GOTO(st, done, up(a, k, n, lda, &da, "syrk A"));
+    BB_CALL_GOTO(st, done, up_ro(a, k, n, lda, &da, "syrk A"));
     BB_CALL_GOTO(st, done, up(cm, n, n, ldc, &dc, "syrk C"));
     BB_CALL_GOTO(st, done, bb_cuda_syrk(c, uplo, n, k, alpha, da, n > 0 ? n : 1, beta, dc, n > 0 ? n : 1));
     BB_CALL_GOTO(st, done, down(dc, n, n, cm, ldc));
 done:
-    cudaFree(da);
+    drop(da);
     cudaFree(dc);
     return st;
 }
@@ -851,12 +910,12 @@ static bb_status h_trsm(bb_side side, bb_uplo uplo, bb_op op, int64_t m, int64_t
     BB_CALL(host_ctx(&c));
     float *dt = NULL, *db = NULL;
     bb_status st = BB_OK;
-    BB_CALL_GOTO(st, done, up(t, tn, tn, ldt, &dt, "trsm T"));
+    BB_CALL_GOTO(st, done, up_ro(t, tn, tn, ldt, &dt, "trsm T"));
     BB_CALL_GOTO(st, done, up(b, m, n, ldb, &db, "trsm B"));
     BB_CALL_GOTO(st, done, bb_cuda_trsm(c, side, uplo, op, m, n, alpha, dt, tn > 0 ? tn : 1, db, n > 0 ? n : 1));
     BB_CALL_GOTO(st, done, down(db, m, n, b, ldb));
 done:
-    cudaFree(dt);
+    drop(dt);
     cudaFree(db);
     return st;
 }
@@ -939,7 +998,7 @@ done:
 
 extern "C" const bb_linalg_backend bb_linalg_backend_cuda = {
     "cuda", "cuBLAS/cuSOLVER on the GPU (host memory in and out; f32)",
-    h_gemm, h_syrk, h_potrf, h_trsm, h_potri, h_qr, h_svd, h_syevd,
+    h_gemm, h_syrk, h_potrf, h_trsm, h_potri, h_qr, h_svd, h_syevd, h_hold, h_release,
 };
 
 /* ---- "cuda-auto": each operation where it runs faster ----
@@ -952,9 +1011,13 @@ extern "C" const bb_linalg_backend bb_linalg_backend_cuda = {
 
 static int big(double flops) { return flops >= BB_CUDA_AUTO_FLOPS; }
 
+/* A product one of whose operands is held (resident on the device) goes to the GPU from 1/64 of the bar:
+ * what made small products cheaper on the CPU was copying that operand. */
 static bb_status a_gemm(bb_op ta, bb_op tb, int64_t m, int64_t n, int64_t k, float alpha, const float *a, int64_t lda,
                         const float *b, int64_t ldb, float beta, float *cm, int64_t ldc) {
-    return (big(2.0 * m * n * k) ? h_gemm : bb_linalg_backend_cpu.gemm)(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta,
+    const int held = m * n * k > 0 && (held_copy(a, ta == BB_OP_N ? m : k, ta == BB_OP_N ? k : m, lda) ||
+                                       held_copy(b, tb == BB_OP_N ? k : n, tb == BB_OP_N ? n : k, ldb));
+    return (big(2.0 * m * n * k * (held ? 64 : 1)) ? h_gemm : bb_linalg_backend_cpu.gemm)(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta,
                                                                         cm, ldc);
 }
 static bb_status a_syrk(bb_uplo uplo, int64_t n, int64_t k, float alpha, const float *a, int64_t lda, float beta,
@@ -986,7 +1049,7 @@ static bb_status a_syevd(int64_t n, float *a, int64_t lda, float *w) {
 
 extern "C" const bb_linalg_backend bb_linalg_backend_cuda_auto = {
     "cuda-auto", "each operation on the GPU from 1 GFLOP up, else on the CPU (host memory in and out; f32)",
-    a_gemm, a_syrk, a_potrf, a_trsm, a_potri, a_qr, a_svd, a_syevd,
+    a_gemm, a_syrk, a_potrf, a_trsm, a_potri, a_qr, a_svd, a_syevd, h_hold, h_release,
 };
 
 extern "C" bb_status bb_cuda_backend_register(void) {

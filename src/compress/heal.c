@@ -666,7 +666,10 @@ bb_status bb_heal_adam(const bb_heal_adam_opts *o, const char *name, const float
         free(d);
         BB_CALL_GOTO(stt, out, stt);
         s.flops += 2.0 * (double)m * n * n;
+        /* G0 and H are read by every step and never change: a device backend keeps them resident */
+        BB_CALL_GOTO(stt, out, bb_linalg_hold(be, g0, m, n, n));
     }
+    BB_CALL_GOTO(stt, out, bb_linalg_hold(be, h, n, n, n));
     s.flops_per_step = bb_heal_step_flops(m, n, r, o->train_weights);
     double t1 = now_s();
     s.seconds_setup = t1 - t0;
@@ -703,6 +706,8 @@ bb_status bb_heal_adam(const bb_heal_adam_opts *o, const char *name, const float
     s.seconds = now_s() - t0;
     if (st) *st = s;
 out:
+    bb_linalg_release(be, g0);
+    bb_linalg_release(be, h);
     free(g0);
     free(e);
     free(ga);

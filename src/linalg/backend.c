@@ -77,3 +77,12 @@ bb_status bb_linalg_inverse_cholesky_upper(const bb_linalg_backend *be, float *a
                         (long long)n, (long long)n, bb_last_error());
     return st;
 }
+
+bb_status bb_linalg_hold(const bb_linalg_backend *be, const float *p, int64_t rows, int64_t cols, int64_t ld) {
+    BB_CALL(bb_linalg_check_dims("hold", rows, cols, ld, cols));
+    return be && be->hold ? be->hold(p, rows, cols, ld) : BB_OK;
+}
+
+void bb_linalg_release(const bb_linalg_backend *be, const float *p) {
+    if (be && be->release && p) be->release(p);
+}

@@ -73,7 +73,20 @@ typedef struct bb_linalg_backend {
     /* Symmetric eigendecomposition A = Z diag(w) Z^T of A (n, n) (upper triangle
      * read): w (n) ascending; A is overwritten by Z, eigenvector j in column j. */
     bb_status (*syevd)(int64_t n, float *a, int64_t lda, float *w);
+
+    /* Optional (NULL in the host backends; call them through bb_linalg_hold/release): resident operands.
+     * hold: the caller promises that the host matrix (rows, cols) with leading dimension ld at p stays
+     * unchanged until release(p); a device backend may keep one copy of it and read that copy in every
+     * later operation whose input operand is exactly (p, rows, cols, ld), instead of sending it again
+     * (an operation that writes p is the caller's error). Holding a matrix that is already held, or more
+     * than the backend keeps, is not an error: the later operations then copy it as usual. */
+    bb_status (*hold)(const float *p, int64_t rows, int64_t cols, int64_t ld);
+    void (*release)(const float *p);
 } bb_linalg_backend;
+
+/* be->hold / be->release where the backend has them, else nothing (a host backend reads host memory). */
+bb_status bb_linalg_hold(const bb_linalg_backend *be, const float *p, int64_t rows, int64_t cols, int64_t ld);
+void bb_linalg_release(const bb_linalg_backend *be, const float *p);
 
 /* The backend registered under `name`. Errors: BB_ERR_ARG listing the available names. */
 bb_status bb_linalg_backend_get(const char *name, const bb_linalg_backend **out);

@@ -14,6 +14,8 @@ int main(void) {
 #include <stdint.h>
 
 #include "cuda/check.h"
+#include "compress/heal.h"
+#include "compress/lora.h"
 #include "cuda/linalg_cuda.h"
 
 static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
@@ -105,6 +107,110 @@ static void test_auto(void) {
         EXPECT(big ? e < 1e-5 : e == 0, "cuda-auto potrf n=%lld: %g", (long long)n, e);
         free(h), free(h1), free(h2);
     }
+}
+
+/* Resident operands (hold/release): a held operand gives the same bytes as a copied one; after release a
+ * changed host matrix is read again (a stale copy would give the old product); a block of the held matrix
+ * (other shape or ld) is copied as usual; cuda-auto sends a product under its bar to the GPU when an
+ * operand is held (the "cuda" table's bytes) and to the CPU when not (the "cpu" table's bytes); more holds
+ * than slots are accepted. */
+static void test_hold(void) {
+    const bb_linalg_backend *au = NULL, *cpu = NULL;
+    EXPECT_OK(bb_linalg_backend_get("cuda-auto", &au));
+    EXPECT_OK(bb_linalg_backend_get("cpu", &cpu));
+    if (!au || !cpu) return;
+    const int64_t m = 256, n = 192, k = 320; /* 31 MFLOP: under the 1 GFLOP bar, over 1/64 of it */
+    float *a = randn(m * k), *b = randn(k * n), *c0 = calloc((size_t)(m * n), 4), *c1 = calloc((size_t)(m * n), 4);
+    float *c2 = calloc((size_t)(m * n), 4);
+    EXPECT_OK(cu->gemm(BB_OP_N, BB_OP_N, m, n, k, 1.0f, a, k, b, n, 0.0f, c0, n));
+    EXPECT_OK(bb_linalg_hold(cu, a, m, k, k));
+    EXPECT_OK(cu->gemm(BB_OP_N, BB_OP_N, m, n, k, 1.0f, a, k, b, n, 0.0f, c1, n));
+    EXPECT(memcmp(c0, c1, (size_t)(m * n) * 4) == 0, "gemm with A held differs from A copied");
+    /* a block of A (rows 0..m/2, cols 0..k/2, ld k): not the held shape, copied */
+    EXPECT_OK(cu->gemm(BB_OP_N, BB_OP_N, m / 2, n, k / 2, 1.0f, a, k, b, n, 0.0f, c1, n));
+    EXPECT_OK(ref->gemm(BB_OP_N, BB_OP_N, m / 2, n, k / 2, 1.0f, a, k, b, n, 0.0f, c2, n));
+    EXPECT(rel(c1, c2, m / 2, n, n) < 1e-5, "gemm on a block of a held matrix: %g", rel(c1, c2, m / 2, n, n));
+    /* cuda-auto: held -> GPU bytes */
+    EXPECT_OK(au->gemm(BB_OP_N, BB_OP_N, m, n, k, 1.0f, a, k, b, n, 0.0f, c1, n));
+    EXPECT(memcmp(c0, c1, (size_t)(m * n) * 4) == 0, "cuda-auto with A held did not run on the GPU");
+    bb_linalg_release(cu, a);
+    EXPECT_OK(au->gemm(BB_OP_N, BB_OP_N, m, n, k, 1.0f, a, k, b, n, 0.0f, c1, n));
+    EXPECT_OK(cpu->gemm(BB_OP_N, BB_OP_N, m, n, k, 1.0f, a, k, b, n, 0.0f, c2, n));
+    EXPECT(memcmp(c1, c2, (size_t)(m * n) * 4) == 0, "cuda-auto without a held operand did not run on the CPU");
+    /* released: a changed A is read again */
+    for (int64_t i = 0; i < m * k; i++) a[i] *= -2.0f;
+    EXPECT_OK(cu->gemm(BB_OP_N, BB_OP_N, m, n, k, 1.0f, a, k, b, n, 0.0f, c1, n));
+    EXPECT_OK(ref->gemm(BB_OP_N, BB_OP_N, m, n, k, 1.0f, a, k, b, n, 0.0f, c2, n));
+    EXPECT(rel(c1, c2, m, n, n) < 1e-5, "after release the changed A was not read: %g", rel(c1, c2, m, n, n));
+    /* B held, transposed use (op(B) = B^T of a (n, k) matrix) */
+    float *bt = randn(n * k);
+    EXPECT_OK(bb_linalg_hold(au, bt, n, k, k));
+    EXPECT_OK(au->gemm(BB_OP_N, BB_OP_T, m, n, k, 1.0f, a, k, bt, k, 0.0f, c1, n));
+    EXPECT_OK(ref->gemm(BB_OP_N, BB_OP_T, m, n, k, 1.0f, a, k, bt, k, 0.0f, c2, n));
+    EXPECT(rel(c1, c2, m, n, n) < 1e-5, "gemm with B^T held: %g", rel(c1, c2, m, n, n));
+    bb_linalg_release(au, bt);
+    /* more holds than slots: accepted, every product still right */
+    float *many[12];
+    for (int i = 0; i < 12; i++) {
+        many[i] = randn(m * k);
+        EXPECT_OK(bb_linalg_hold(cu, many[i], m, k, k));
+    }
+    EXPECT_OK(cu->gemm(BB_OP_N, BB_OP_N, m, n, k, 1.0f, many[11], k, b, n, 0.0f, c1, n));
+    EXPECT_OK(ref->gemm(BB_OP_N, BB_OP_N, m, n, k, 1.0f, many[11], k, b, n, 0.0f, c2, n));
+    EXPECT(rel(c1, c2, m, n, n) < 1e-5, "gemm with the 12th held operand: %g", rel(c1, c2, m, n, n));
+    for (int i = 0; i < 12; i++) {
+        bb_linalg_release(cu, many[i]);
+        free(many[i]);
+    }
+    free(a), free(b), free(bt), free(c0), free(c1), free(c2);
+}
+
+/* Healing's Adam loop holds G0 and H: on cuda-auto (most step products on the GPU) the loss curve follows
+ * the cpu backend's to 1e-4 and ends at the same loss to 1e-4. */
+static void test_heal_held(void) {
+    const bb_linalg_backend *au = NULL, *cpu = NULL;
+    EXPECT_OK(bb_linalg_backend_get("cuda-auto", &au));
+    EXPECT_OK(bb_linalg_backend_get("cpu", &cpu));
+    if (!au || !cpu) return;
+    const int64_t rows = 384, cols = 1024, t = 1536;
+    const int r = 8, steps = 30;
+    float *w = randn(rows * cols), *what = copyf(w, rows * cols), *x = randn(t * cols);
+    float *h = calloc((size_t)(cols * cols), 4);
+    for (int64_t i = 0; i < rows * cols; i++) what[i] = (i % 3 == 0) ? 0.0f : w[i] + 0.1f * (float)(urand() - 0.5);
+    EXPECT_OK(cpu->syrk(BB_UPLO_FULL, cols, t, 1.0f / (float)t, x, cols, 0.0f, h, cols));
+    bb_lora *la = NULL, *lc = NULL;
+    EXPECT_OK(bb_lora_create(rows, cols, r, &la));
+    if (la) {
+        bb_heal_lora_init(la, 7, 1);
+        EXPECT_OK(bb_lora_clone(la, &lc));
+    }
+    double ca[steps + 1], cc[steps + 1];
+    bb_heal_adam_opts o;
+    bb_heal_adam_opts_default(&o);
+    o.steps = steps;
+    o.lr = 1e-2;
+    bb_heal_adam_stats sa, sc;
+    if (la && lc) {
+        float *what2 = copyf(what, rows * cols);
+        o.backend = au;
+        EXPECT_OK(bb_heal_adam(&o, "held", w, what, h, la, ca, &sa));
+        o.backend = cpu;
+        EXPECT_OK(bb_heal_adam(&o, "cpu", w, what2, h, lc, cc, &sc));
+        double worst = 0;
+        for (int i = 0; i <= steps; i++) {
+            double d = fabs(ca[i] - cc[i]) / fabs(cc[i]);
+            if (d > worst) worst = d;
+        }
+        EXPECT(worst < 1e-4, "healing on cuda-auto with held G0, H: loss curve off the cpu's by %g", worst);
+        EXPECT(sa.loss_after < 0.9 * sa.loss_before, "healing did not lower the loss: %g -> %g", sa.loss_before,
+               sa.loss_after);
+        EXPECT(fabs(sa.loss_after - sc.loss_after) <= 1e-4 * sc.loss_after, "final loss %g vs cpu %g", sa.loss_after,
+               sc.loss_after);
+        free(what2);
+    }
+    bb_lora_destroy(&la);
+    bb_lora_destroy(&lc);
+    free(w), free(what), free(x), free(h);
 }
 
 static void test_syrk(void) {
@@ -381,6 +487,8 @@ int main(void) {
     TEST_RUN(test_gemm);
     TEST_RUN(test_syrk);
     TEST_RUN(test_auto);
+    TEST_RUN(test_hold);
+    TEST_RUN(test_heal_held);
     TEST_RUN(test_factorizations);
     TEST_RUN(test_qr_svd_eig);
     TEST_RUN(test_gram);
