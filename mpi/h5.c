@@ -392,26 +392,53 @@ bb_status bb_h5_dataset_create(hid_t loc, const char *name, bb_h5_type t, int ra
     return st;
 }
 
+/* One H5Dwrite/H5Dread moves at most this many bytes: MPI-IO counts bytes in an int, so a transfer of
+ * 2 GiB or more fails inside HDF5 ("can't convert from size to size_i"): a 70B model's ffn_down Gram is
+ * 3.3 GB. Larger transfers go in row slabs. */
+static int64_t g_max_io = (int64_t)1 << 30;
+
+void bb_h5_set_max_io(int64_t bytes) { g_max_io = bytes > 0 ? bytes : (int64_t)1 << 30; }
+
+/* Rows [row0, row0 + nrows) of d (dims) between the file and buf (packed rows), in slabs of at most
+ * g_max_io bytes (one row at least). */
+static bb_status rows_io(hid_t d, hid_t mem, int rank, const hsize_t *dims, size_t elem, int64_t row0, int64_t nrows,
+                         void *rbuf, const void *wbuf) {
+    bb_status st = BB_OK;
+    const int64_t row_bytes = (int64_t)elem * (int64_t)(rank == 2 ? dims[1] : 1);
+    int64_t per = row_bytes > 0 ? g_max_io / row_bytes : nrows;
+    if (per < 1) per = 1;
+    for (int64_t r = 0; r < nrows && st == BB_OK; r += per) {
+        int64_t n = nrows - r < per ? nrows - r : per;
+        hid_t fsp = -1, msp = -1;
+        hsize_t start[2] = {(hsize_t)(row0 + r), 0}, count[2] = {(hsize_t)n, rank == 2 ? dims[1] : 1};
+        STEP(st, d, NULL, fsp = H5Dget_space(d));
+        STEP(st, d, NULL, H5Sselect_hyperslab(fsp, H5S_SELECT_SET, start, NULL, count, NULL));
+        STEP(st, d, NULL, msp = H5Screate_simple(rank, count, NULL));
+        if (wbuf)
+            STEP(st, d, NULL, H5Dwrite(d, mem, msp, fsp, H5P_DEFAULT, (const char *)wbuf + r * row_bytes));
+        else
+            STEP(st, d, NULL, H5Dread(d, mem, msp, fsp, H5P_DEFAULT, (char *)rbuf + r * row_bytes));
+        bb_h5_close_id(msp);
+        bb_h5_close_id(fsp);
+    }
+    return st;
+}
+
 bb_status bb_h5_write_rows(hid_t d, bb_h5_type t, int64_t row0, int64_t nrows, const void *buf) {
     if (nrows == 0) return BB_OK;
     bb_status st = BB_OK;
-    hid_t fsp = -1, msp = -1;
+    hid_t fsp = -1;
     int rank = 0;
     hsize_t dims[2] = {0, 0};
     STEP(st, d, NULL, fsp = H5Dget_space(d));
     STEP(st, d, NULL, rank = H5Sget_simple_extent_ndims(fsp));
     STEP(st, d, NULL, H5Sget_simple_extent_dims(fsp, dims, NULL));
+    bb_h5_close_id(fsp);
     if (st == BB_OK && (row0 < 0 || nrows < 0 || (hsize_t)(row0 + nrows) > dims[0]))
         st = bb_error(BB_ERR_INTERNAL, __FILE__, __LINE__, "rows [%lld, %lld) outside a dataset of %llu rows",
                       (long long)row0, (long long)(row0 + nrows), (unsigned long long)dims[0]);
-    hsize_t start[2] = {(hsize_t)row0, 0}, count[2] = {(hsize_t)nrows, dims[1]};
-    if (st == BB_OK && rank == 2 && dims[1] == 0) return BB_OK;
-    STEP(st, d, NULL, H5Sselect_hyperslab(fsp, H5S_SELECT_SET, start, NULL, count, NULL));
-    STEP(st, d, NULL, msp = H5Screate_simple(rank, count, NULL));
-    STEP(st, d, NULL, H5Dwrite(d, type_of(t).mem, msp, fsp, H5P_DEFAULT, buf));
-    bb_h5_close_id(msp);
-    bb_h5_close_id(fsp);
-    return st;
+    if (st != BB_OK || (rank == 2 && dims[1] == 0)) return st;
+    return rows_io(d, type_of(t).mem, rank, dims, type_of(t).size, row0, nrows, NULL, buf);
 }
 
 bb_status bb_h5_write(hid_t loc, const char *name, bb_h5_type t, int rank, const int64_t *dims, const void *buf) {
@@ -505,7 +532,10 @@ bb_status bb_h5_read(hid_t loc, const char *name, bb_h5_type t, int rank, const 
         }
     }
     int empty = dims[0] == 0 || (rank == 2 && dims[1] == 0);
-    if (!empty) STEP(st, loc, name, H5Dread(d, want.mem, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf));
+    if (!empty && st == BB_OK) {
+        hsize_t hd[2] = {(hsize_t)dims[0], rank == 2 ? (hsize_t)dims[1] : 1};
+        st = rows_io(d, want.mem, rank, hd, want.size, 0, dims[0], buf, NULL);
+    }
     bb_h5_close_id(type);
     bb_h5_close_id(d);
     return st;

@@ -99,6 +99,9 @@ bb_status bb_h5_dataset_create(hid_t loc, const char *name, bb_h5_type t, int ra
  * row-major (rank 1: nrows values). Independent I/O: only the writing rank
  * calls it. */
 bb_status bb_h5_write_rows(hid_t d, bb_h5_type t, int64_t row0, int64_t nrows, const void *buf);
+/* Largest transfer of one H5Dwrite/H5Dread (default and bytes <= 0: 1 GiB); larger ones go in row slabs,
+ * since MPI-IO cannot move 2 GiB or more in one call. For tests: a small value exercises the slabs. */
+void bb_h5_set_max_io(int64_t bytes);
 /* Create and write a whole dataset: buf (dims[0], dims[1]) row-major. */
 bb_status bb_h5_write(hid_t loc, const char *name, bb_h5_type t, int rank, const int64_t *dims, const void *buf);
 /* The same in a file shared by several ranks: every rank creates (and closes)

@@ -121,6 +121,52 @@ static void test_mpio(void) {
     roundtrip(MPI_COMM_SELF, "test_h5_mpio.h5");
 }
 
+/* Transfers split into row slabs (bb_h5_set_max_io): writes and reads through slabs of one row, of 9 rows
+ * and whole, 2-D and 1-D, give the same bits as the data (MPI-IO cannot move 2 GiB in one call; the
+ * small limits stand in for that). */
+static void test_slabs(void) {
+    char path[1024];
+    path_of(path, sizeof path, "test_h5_slabs.h5");
+    enum { R = 37, C = 13, N1 = 1001 };
+    static float w[R * C], back[R * C];
+    static double v[N1], vback[N1];
+    for (int i = 0; i < R * C; i++) w[i] = (float)(i * 0.37 - 50.0);
+    for (int i = 0; i < N1; i++) v[i] = 1.0 / (i + 1);
+    const int64_t limits[3] = {40, 9 * C * 4, 0};
+    for (int wl = 0; wl < 3; wl++)
+        for (int rl = 0; rl < 3; rl++) {
+            hid_t f = -1, d = -1;
+            bb_h5_set_max_io(limits[wl]);
+            EXPECT_OK(bb_h5_create(path, MPI_COMM_SELF, &f));
+            if (f < 0) return;
+            int64_t dims[2] = {R, C}, n1 = N1;
+            EXPECT_OK(bb_h5_write(f, "w", BB_H5_F32, 2, dims, w));
+            EXPECT_OK(bb_h5_write(f, "v", BB_H5_F64, 1, &n1, v));
+            EXPECT_OK(bb_h5_dataset_create(f, "part", BB_H5_F32, 2, dims, &d));
+            EXPECT_OK(bb_h5_write_rows(d, BB_H5_F32, 11, R - 11, w + 11 * C));
+            EXPECT_OK(bb_h5_write_rows(d, BB_H5_F32, 0, 11, w));
+            bb_h5_close_id(d);
+            EXPECT_OK(bb_h5_close(&f));
+            bb_h5_set_max_io(limits[rl]);
+            EXPECT_OK(bb_h5_open(path, MPI_COMM_SELF, &f));
+            if (f < 0) return;
+            memset(back, 0, sizeof back);
+            EXPECT_OK(bb_h5_read(f, "w", BB_H5_F32, 2, dims, back));
+            EXPECT(!memcmp(w, back, sizeof w), "2-D rows: write limit %lld, read limit %lld", (long long)limits[wl],
+                   (long long)limits[rl]);
+            memset(back, 0, sizeof back);
+            EXPECT_OK(bb_h5_read(f, "part", BB_H5_F32, 2, dims, back));
+            EXPECT(!memcmp(w, back, sizeof w), "row ranges: write limit %lld, read limit %lld", (long long)limits[wl],
+                   (long long)limits[rl]);
+            memset(vback, 0, sizeof vback);
+            EXPECT_OK(bb_h5_read(f, "v", BB_H5_F64, 1, &n1, vback));
+            EXPECT(!memcmp(v, vback, sizeof v), "1-D: write limit %lld, read limit %lld", (long long)limits[wl],
+                   (long long)limits[rl]);
+            EXPECT_OK(bb_h5_close(&f));
+        }
+    bb_h5_set_max_io(0);
+}
+
 static void test_bad_files(void) {
     char path[1024];
     hid_t f = -1;
@@ -137,6 +183,7 @@ static void test_bad_files(void) {
 int main(void) {
     TEST_RUN(test_serial);
     TEST_RUN(test_mpio);
+    TEST_RUN(test_slabs);
     TEST_RUN(test_bad_files);
     int fin = 0;
     MPI_Finalized(&fin);
