@@ -5,7 +5,8 @@
 #   weak:   BB_WEAK_LAYERS_PER_GPU (2) blocks per GPU.
 # Environment: BB_MODES ("strong weak"), BB_CPU_BASELINE=1 (also one CPU rank), BB_MODEL (synthetic:small), BB_GPUS ("1 2 4", capped at the GPUs present), BB_SET (extra
 # "key=value ..."), BB_TOKENS=VOCAB (calibration and evaluation token files of calib.samples x calib.seq_len
-# Zipf ids from tokens.py instead of streams sampled from the synthetic model: the large shapes; BB_SEQS, 32), BB_THREADS (4). Writes $OUT/scaling-gpu.csv (one row per run and stage: seconds, the
+# Zipf ids from tokens.py instead of streams sampled from the synthetic model: the large shapes; BB_SEQS, 32),
+# BB_TIMEOUT (seconds per run, 0 = none), BB_THREADS (4). Writes $OUT/scaling-gpu.csv (one row per run and stage: seconds, the
 # speedup/efficiency against 1 GPU, NCCL bytes, peak device memory of the busiest rank) and the logs.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -30,7 +31,7 @@ for mode in ${BB_MODES:-strong weak}; do
         d="$OUT/$mode-$g"
         rm -rf "$d"
         t0=$(date +%s%N)
-        mpirun -np "$g" --bind-to none birdbone compress --set model.path="$m" "${sets[@]}" --set run.dir="$d" \
+        timeout -k 20 "${BB_TIMEOUT:-0}" mpirun -np "$g" --bind-to none birdbone compress --set model.path="$m" "${sets[@]}" --set run.dir="$d" \
             > "$d.log" 2>&1
         rc=$?
         echo "$mode $g GPU(s) $m: rc=$rc $(( ($(date +%s%N) - t0) / 1000000 )) ms $(sha256sum "$d/model.gguf" 2>/dev/null | cut -c1-16)"
