@@ -2,6 +2,7 @@
 #include "compress/rigl.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -22,10 +23,46 @@ static int by_key_asc(const void *pa, const void *pb) {
     return (a->idx > b->idx) - (a->idx < b->idx);
 }
 
+/* Reorder a[0, n) so that its first k entries are the k smallest under cmp (a total order: ties in key
+ * are broken by idx), in sorted order; the rest follow in no particular order. The same first k as
+ * qsort(a, n) gives, in O(n + k log k) instead of O(n log n): RigL uses a few percent of a row. */
+static void select_sorted(cand *a, int64_t n, int64_t k, int (*cmp)(const void *, const void *)) {
+    if (k <= 0) return;
+    if (k >= n) {
+        qsort(a, (size_t)n, sizeof *a, cmp);
+        return;
+    }
+    int64_t lo = 0, hi = n - 1; /* the k-th smallest (index k - 1) lies in [lo, hi] */
+    while (hi > lo) {
+        /* median of three as the pivot, moved to hi */
+        int64_t mid = lo + (hi - lo) / 2;
+        if (cmp(&a[mid], &a[lo]) < 0) { cand t = a[mid]; a[mid] = a[lo]; a[lo] = t; }
+        if (cmp(&a[hi], &a[lo]) < 0) { cand t = a[hi]; a[hi] = a[lo]; a[lo] = t; }
+        if (cmp(&a[mid], &a[hi]) < 0) { cand t = a[mid]; a[mid] = a[hi]; a[hi] = t; }
+        cand pivot = a[hi];
+        int64_t store = lo;
+        for (int64_t i = lo; i < hi; i++)
+            if (cmp(&a[i], &pivot) < 0) {
+                cand t = a[i];
+                a[i] = a[store];
+                a[store++] = t;
+            }
+        a[hi] = a[store];
+        a[store] = pivot;
+        if (store == k - 1) break;
+        if (store < k - 1)
+            lo = store + 1;
+        else
+            hi = store - 1;
+    }
+    qsort(a, (size_t)k, sizeof *a, cmp);
+}
+
 void bb_rigl_opts_from_config(const bb_config *cfg, bb_rigl_opts *o) {
     memset(o, 0, sizeof *o);
     o->fraction = cfg->rigl.fraction;
     o->per_row = !strcmp(cfg->prune.groups, "row");
+    o->threads = (int)cfg->backend.threads;
 }
 
 static bb_status check(const bb_rigl_opts *o, const char *name, int64_t rows, int64_t cols, const float *w,
@@ -75,6 +112,60 @@ static void collect(int64_t i0, int64_t i1, int64_t cols, const float *g, const 
         }
 }
 
+/* Groups [g0, g1) (rows when per_row, else the one whole matrix) of a step; the loss changes of the
+ * applied swaps go to deltas + the group's offset (at most `cap` per group), in the order applied, so
+ * that the caller adds them up in the same order for any thread count. */
+typedef struct {
+    const bb_rigl_opts *o;
+    int64_t rows, cols, step, g0, g1, cap;
+    const float *h, *xnorm;
+    float *g, *w_hat;
+    bb_mask *mask;
+    double *deltas;
+    int64_t *n_deltas; /* (groups) swaps applied per group */
+    int64_t planned;
+    cand *grow, *drop;
+} rigl_job;
+
+static void *rigl_groups(void *arg) {
+    rigl_job *jb = arg;
+    const int64_t cols = jb->cols;
+    const float *h = jb->h;
+    float *g = jb->g, *w_hat = jb->w_hat;
+    for (int64_t gi = jb->g0; gi < jb->g1; gi++) {
+        int64_t i0 = gi * jb->step, ng, nd;
+        collect(i0, i0 + jb->step, cols, g, w_hat, h, jb->xnorm, jb->mask, jb->grow, &ng, jb->drop, &nd);
+        int64_t n = (int64_t)floor(jb->o->fraction * (double)nd);
+        jb->planned += n;
+        if (n > ng) n = ng;
+        jb->n_deltas[gi] = 0;
+        if (n == 0) continue;
+        select_sorted(jb->grow, ng, n, by_key_desc);
+        select_sorted(jb->drop, nd, n, by_key_asc);
+        double *out = jb->deltas + (jb->step == 1 ? gi * jb->cap : 0);
+        for (int64_t t = 0; t < n; t++) {
+            int64_t d = jb->drop[t].idx, r = jb->grow[t].idx;
+            int64_t id = d / cols, jd = d % cols, ig = r / cols, jg = r % cols;
+            double wd = w_hat[d], hgg = h[jg * cols + jg];
+            double dd = 2 * wd * g[d] + wd * wd * h[jd * cols + jd];
+            double gg = g[r] + (ig == id ? wd * h[jd * cols + jg] : 0.0);
+            double delta = dd - gg * gg / hgg;
+            if (!(delta < 0)) break;
+            w_hat[d] = 0;
+            bb_mask_set(jb->mask, id, jd, 0);
+            for (int64_t q = 0; q < cols; q++) g[id * cols + q] += (float)(wd * h[jd * cols + q]);
+            float val = (float)(gg / hgg);
+            w_hat[r] = val;
+            bb_mask_set(jb->mask, ig, jg, 1);
+            for (int64_t q = 0; q < cols; q++) g[ig * cols + q] -= val * h[jg * cols + q];
+            out[jb->n_deltas[gi]++] = delta;
+        }
+    }
+    return NULL;
+}
+
+#define RIGL_MAX_THREADS 64
+
 bb_status bb_rigl_step(const bb_rigl_opts *o, const char *name, int64_t rows, int64_t cols, const float *w,
                        float *w_hat, const bb_lora *lora, const float *h, const float *xnorm, bb_mask *mask,
                        bb_rigl_stats *st) {
@@ -84,14 +175,26 @@ bb_status bb_rigl_step(const bb_rigl_opts *o, const char *name, int64_t rows, in
     if (!be) BB_CALL(bb_linalg_backend_default_get(&be));
     size_t nw = (size_t)(rows * cols);
     int64_t group = o->per_row ? cols : (int64_t)nw;
+    const int64_t step = o->per_row ? 1 : rows, n_groups = rows / step;
+    /* per_row: rows in threads (a swap touches its own row of G, Ŵ and the mask only); each thread's first
+     * row starts a mask byte (rows a multiple of 8 apart), so no two threads write one byte */
+    int nt = o->per_row && o->threads > 1 ? o->threads : 1;
+    if (nt > RIGL_MAX_THREADS) nt = RIGL_MAX_THREADS;
+    if (nt > n_groups / 8) nt = n_groups / 8 > 1 ? (int)(n_groups / 8) : 1;
+    const int64_t cap = (int64_t)floor(o->fraction * (double)group) + 1; /* swaps a group can make */
     float *e = NULL, *g = NULL;
-    cand *grow = NULL, *drop = NULL;
+    cand *cands = NULL;
+    double *deltas = NULL;
+    int64_t *n_deltas = NULL;
     bb_rigl_stats s = {0};
     bb_status stt = BB_OK;
     BB_CALL_GOTO(stt, out, bb_malloc((void **)&e, sizeof(float) * nw, "RigL: E'"));
     BB_CALL_GOTO(stt, out, bb_malloc((void **)&g, sizeof(float) * nw, "RigL: E' H"));
-    BB_CALL_GOTO(stt, out, bb_malloc((void **)&grow, sizeof(cand) * (size_t)group, "RigL: regrow candidates"));
-    BB_CALL_GOTO(stt, out, bb_malloc((void **)&drop, sizeof(cand) * (size_t)group, "RigL: drop candidates"));
+    BB_CALL_GOTO(stt, out, bb_malloc((void **)&cands, sizeof(cand) * (size_t)group * 2 * (size_t)nt,
+                                     "RigL: regrow and drop candidates"));
+    BB_CALL_GOTO(stt, out, bb_malloc((void **)&deltas, sizeof(double) * (size_t)(o->per_row ? n_groups : 1) *
+                                                           (size_t)cap, "RigL: loss changes"));
+    BB_CALL_GOTO(stt, out, bb_calloc((void **)&n_deltas, (size_t)n_groups, sizeof(int64_t), "RigL: swaps per group"));
     for (size_t k = 0; k < nw; k++) e[k] = w[k] - w_hat[k];
     if (lora)
         BB_CALL_GOTO(stt, out,
@@ -101,42 +204,35 @@ bb_status bb_rigl_step(const bb_rigl_opts *o, const char *name, int64_t rows, in
     double loss = 0;
     for (size_t k = 0; k < nw; k++) loss += (double)e[k] * g[k];
     s.loss_before = loss;
-    int64_t step = o->per_row ? 1 : rows;
-    for (int64_t i0 = 0; i0 < rows; i0 += step) {
-        int64_t ng, nd;
-        collect(i0, i0 + step, cols, g, w_hat, h, xnorm, mask, grow, &ng, drop, &nd);
-        int64_t n = (int64_t)floor(o->fraction * (double)nd);
-        s.planned += n;
-        if (n > ng) n = ng;
-        if (n == 0) continue;
-        qsort(grow, (size_t)ng, sizeof(cand), by_key_desc);
-        qsort(drop, (size_t)nd, sizeof(cand), by_key_asc);
-        for (int64_t t = 0; t < n; t++) {
-            int64_t d = drop[t].idx, r = grow[t].idx;
-            int64_t id = d / cols, jd = d % cols, ig = r / cols, jg = r % cols;
-            double wd = w_hat[d], hgg = h[jg * cols + jg];
-            double dd = 2 * wd * g[d] + wd * wd * h[jd * cols + jd];
-            double gg = g[r] + (ig == id ? wd * h[jd * cols + jg] : 0.0);
-            double delta = dd - gg * gg / hgg;
-            if (!(delta < 0)) break;
-            w_hat[d] = 0;
-            bb_mask_set(mask, id, jd, 0);
-            for (int64_t q = 0; q < cols; q++) g[id * cols + q] += (float)(wd * h[jd * cols + q]);
-            float val = (float)(gg / hgg);
-            w_hat[r] = val;
-            bb_mask_set(mask, ig, jg, 1);
-            for (int64_t q = 0; q < cols; q++) g[ig * cols + q] -= val * h[jg * cols + q];
-            loss += delta;
-            s.swapped++;
-        }
+    rigl_job jobs[RIGL_MAX_THREADS];
+    pthread_t tid[RIGL_MAX_THREADS];
+    int running[RIGL_MAX_THREADS] = {0};
+    for (int t = 0; t < nt; t++) {
+        /* thread t: groups [8 * (n8 * t / nt), ...): multiples of 8 rows */
+        int64_t n8 = (n_groups + 7) / 8, a = 8 * (n8 * t / nt), b = t == nt - 1 ? n_groups : 8 * (n8 * (t + 1) / nt);
+        jobs[t] = (rigl_job){o, rows, cols, step, a, b < n_groups ? b : n_groups, cap, h, xnorm, g, w_hat, mask,
+                             deltas, n_deltas, 0, cands + (size_t)group * 2 * (size_t)t,
+                             cands + (size_t)group * (2 * (size_t)t + 1)};
+    }
+    for (int t = 1; t < nt; t++) running[t] = pthread_create(&tid[t], NULL, rigl_groups, &jobs[t]) == 0;
+    for (int t = 0; t < nt; t++)
+        if (t == 0 || !running[t]) rigl_groups(&jobs[t]);
+    for (int t = 1; t < nt; t++)
+        if (running[t]) pthread_join(tid[t], NULL);
+    for (int t = 0; t < nt; t++) s.planned += jobs[t].planned;
+    for (int64_t gi = 0; gi < n_groups; gi++) {
+        const double *d = deltas + (o->per_row ? gi * cap : 0);
+        for (int64_t k = 0; k < n_deltas[gi]; k++) loss += d[k];
+        s.swapped += n_deltas[gi];
     }
     s.loss_after = loss;
     if (st) *st = s;
 out:
     free(e);
     free(g);
-    free(grow);
-    free(drop);
+    free(cands);
+    free(deltas);
+    free(n_deltas);
     return stt;
 }
 

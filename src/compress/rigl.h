@@ -36,6 +36,7 @@ typedef struct {
     double fraction; /* rigl.fraction (0.05): at most this fraction of the kept weights moves */
     int per_row;     /* 1: constant density per output row; 0: per matrix */
     const bb_linalg_backend *backend; /* NULL = "cpu" */
+    int threads;     /* per_row: rows split over this many threads (<= 1: one); the result does not depend on it */
 } bb_rigl_opts;
 
 /* rigl.fraction, and per_row when prune.groups is "row" (the mask was chosen per row). */

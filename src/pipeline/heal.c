@@ -323,6 +323,7 @@ bb_status bb_wave_redistribute(bb_run *r, int k) {
     if (!c->rigl.enabled || c->rigl.fraction <= 0) return BB_OK;
     bb_rigl_opts ro;
     bb_rigl_opts_from_config(c, &ro);
+    ro.threads = r->threads;
     bb_state *s = &r->state;
     double sums[3] = {0, 0, 0}; /* swapped, loss before, after */
     bb_status st = BB_OK;

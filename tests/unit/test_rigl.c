@@ -145,6 +145,74 @@ static void test_fast_vs_ref(void) {
         }
 }
 
+/* Wide rows with a few percent regrown (the selection of the best candidates, not a full sort), with and
+ * without ties in the drop scores (kept weights rounded to a few levels): the same mask and weights as the
+ * reference, which scans every candidate. */
+static void test_wide_rows_vs_ref(void) {
+    const int64_t rows = 5, cols = 400;
+    for (int ties = 0; ties < 2; ties++) {
+        layer L = make_layer(rows, cols, 180, 50 + ties);
+        if (ties)
+            for (int64_t k = 0; k < rows * cols; k++) L.wh[k] = roundf(L.wh[k] * 4.0f) / 4.0f;
+        float *wh2 = malloc(sizeof(float) * rows * cols);
+        memcpy(wh2, L.wh, sizeof(float) * rows * cols);
+        bb_mask *m2 = NULL;
+        bb_mask_clone(L.m, &m2);
+        bb_rigl_opts o = {.fraction = 0.05, .per_row = 1}; /* floor(0.05 * 220) = 11 of 220 per row */
+        bb_rigl_stats s1, s2;
+        EXPECT_OK(bb_rigl_step(&o, "wide", rows, cols, L.w, L.wh, NULL, L.h, NULL, L.m, &s1));
+        EXPECT_OK(bb_rigl_step_ref(&o, "wide", rows, cols, L.w, wh2, NULL, L.h, NULL, m2, &s2));
+        EXPECT(s1.swapped > rows && s1.swapped == s2.swapped, "ties %d: swapped %lld vs %lld", ties,
+               (long long)s1.swapped, (long long)s2.swapped);
+        EXPECT(memcmp(L.m->bits, m2->bits, bb_mask_nbytes(L.m)) == 0, "ties %d: masks differ from the reference",
+               ties);
+        double wd = 0;
+        for (int64_t k = 0; k < rows * cols; k++) wd = fmax(wd, fabs(L.wh[k] - wh2[k]));
+        EXPECT(wd < 1e-3, "ties %d: weights differ by %g", ties, wd);
+        free(wh2);
+        bb_mask_destroy(&m2);
+        free_layer(&L);
+    }
+}
+
+/* Rows split over threads (per_row): 1, 3 and 5 threads give the same weights, mask and tracked losses,
+ * bit for bit, on a matrix whose row length is not a multiple of 8 (threads start at mask bytes). */
+static void test_threads_identical(void) {
+    const int64_t rows = 45, cols = 37;
+    layer L = make_layer(rows, cols, 15, 91);
+    float *ref_w = NULL;
+    bb_mask *ref_m = NULL;
+    bb_rigl_stats ref_s = {0};
+    const int threads[3] = {1, 3, 5};
+    for (int k = 0; k < 3; k++) {
+        float *wh = malloc(sizeof(float) * rows * cols);
+        memcpy(wh, L.wh, sizeof(float) * rows * cols);
+        bb_mask *m = NULL;
+        bb_mask_clone(L.m, &m);
+        bb_rigl_opts o = {.fraction = 0.2, .per_row = 1, .threads = threads[k]};
+        bb_rigl_stats st;
+        EXPECT_OK(bb_rigl_step(&o, "threads", rows, cols, L.w, wh, NULL, L.h, NULL, m, &st));
+        if (k == 0) {
+            ref_w = wh;
+            ref_m = m;
+            ref_s = st;
+            EXPECT(st.swapped > rows / 2, "1 thread: only %lld swaps", (long long)st.swapped);
+            continue;
+        }
+        EXPECT(memcmp(wh, ref_w, sizeof(float) * rows * cols) == 0, "%d threads: weights differ", threads[k]);
+        EXPECT(memcmp(m->bits, ref_m->bits, bb_mask_nbytes(m)) == 0, "%d threads: masks differ", threads[k]);
+        EXPECT(st.swapped == ref_s.swapped && st.planned == ref_s.planned && st.loss_after == ref_s.loss_after,
+               "%d threads: swapped %lld planned %lld loss %.17g vs %lld %lld %.17g", threads[k],
+               (long long)st.swapped, (long long)st.planned, st.loss_after, (long long)ref_s.swapped,
+               (long long)ref_s.planned, ref_s.loss_after);
+        free(wh);
+        bb_mask_destroy(&m);
+    }
+    free(ref_w);
+    bb_mask_destroy(&ref_m);
+    free_layer(&L);
+}
+
 /* One pair per row: afterwards the regrown coordinate is at its line minimum, ∂L/∂w = −2 G = 0. */
 static void test_regrown_value_optimal(void) {
     layer L = make_layer(10, 9, 4, 77);
@@ -189,6 +257,8 @@ static void test_regrown_value_optimal(void) {
 int main(void) {
     TEST_RUN(test_hand_ties);
     TEST_RUN(test_fast_vs_ref);
+    TEST_RUN(test_wide_rows_vs_ref);
+    TEST_RUN(test_threads_identical);
     TEST_RUN(test_regrown_value_optimal);
     return TEST_DONE();
 }
