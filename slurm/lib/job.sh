@@ -78,8 +78,9 @@ bb_job_requeue() {
                "submit the same script again to continue from the last complete wave"
         return "$BB_EX_TEMPFAIL"
     fi
+    # said before the requeue: scontrol requeue ends this running batch script, often before a line after it
+    bb_log "requeueing job $SLURM_JOB_ID (restart $((n + 1))): it resumes from the last complete wave"
     if scontrol requeue "$SLURM_JOB_ID"; then
-        bb_log "requeued job $SLURM_JOB_ID (restart $((n + 1))): it resumes from the last complete wave"
         return 0
     fi
     bb_err "scontrol requeue $SLURM_JOB_ID failed (was the job submitted with --requeue? the cluster" \

@@ -58,7 +58,7 @@ cat "$log"
 state="$(bb_slurm_state "$id")"
 [ "$state" = "COMPLETED 0:0" ] || { echo "FAIL: job $id ended '$state', expected 'COMPLETED 0:0'"; exit 1; }
 grep -q "SIGUSR1 received" "$log" || { echo "FAIL: the recipe did not see SIGUSR1"; exit 1; }
-grep -q "requeued job $id (restart 1)" "$log" || { echo "FAIL: the recipe did not requeue the job"; exit 1; }
+grep -q "requeueing job $id (restart 1)" "$log" || { echo "FAIL: the recipe did not requeue the job"; exit 1; }
 grep -q "resuming from its last complete wave" "$log" && grep -q -- "--resume $dir" "$log" ||
     { echo "FAIL: the requeued job did not resume (no --resume $dir)"; exit 1; }
 [ -e "$dir/DONE" ] || { echo "FAIL: the resumed run wrote no $dir/DONE"; exit 1; }
