@@ -3,14 +3,13 @@
 #include "compress/quant.h"
 
 #include <math.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "core/dtype.h"
 #include "core/events.h"
 #include "core/log.h"
+#include "core/parallel.h"
 #include "io/qformat.h"
 
 void bb_quant_opts_default(bb_quant_opts *o) {
@@ -170,8 +169,6 @@ static void *rtn_rows(void *arg) {
     return NULL;
 }
 
-#define RTN_MAX_THREADS 64
-
 bb_status bb_quant_rtn(const bb_quant_opts *o, const bb_quant_input *in, bb_quant_result **out) {
     BB_CHECK(o != NULL && out != NULL, BB_ERR_ARG, "bb_quant_rtn: NULL argument");
     *out = NULL;
@@ -186,20 +183,12 @@ bb_status bb_quant_rtn(const bb_quant_opts *o, const bb_quant_input *in, bb_quan
     BB_CALL_GOTO(st, done, bb_quant_result_create(type, in->rows, in->cols, &r));
     r->fell_back = type != o->type;
     /* Rows are independent: contiguous row ranges in threads give the same bytes for any count. */
-    int nt = o->threads > 0 ? o->threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
-    nt = nt < 1 ? 1 : nt > RTN_MAX_THREADS ? RTN_MAX_THREADS : nt;
-    if (nt > in->rows) nt = (int)in->rows;
-    rtn_job jobs[RTN_MAX_THREADS];
-    pthread_t tid[RTN_MAX_THREADS];
-    int running[RTN_MAX_THREADS] = {0};
+    int nt = bb_parallel_threads(o->threads, in->rows, 1);
+    rtn_job jobs[BB_PARALLEL_MAX];
     const float *use = in->importance ? in->importance : imp;
     const bb_qformat_encode_fn enc = bb_quant_encoder(type, bb_quant_search_for(o, use != NULL));
     for (int t = 0; t < nt; t++) jobs[t] = (rtn_job){in, use, enc, r, in->rows * t / nt, in->rows * (t + 1) / nt};
-    for (int t = 1; t < nt; t++) running[t] = pthread_create(&tid[t], NULL, rtn_rows, &jobs[t]) == 0;
-    for (int t = 0; t < nt; t++)
-        if (!running[t]) rtn_rows(&jobs[t]);
-    for (int t = 1; t < nt; t++)
-        if (running[t]) pthread_join(tid[t], NULL);
+    bb_parallel_run(rtn_rows, jobs, sizeof jobs[0], nt);
 done:
     bb_event_end("quant.rtn", 0, (double)in->rows * (double)in->cols * sizeof(float));
     free(imp);

@@ -2,9 +2,10 @@
 #include "compress/rigl.h"
 
 #include <math.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "core/parallel.h"
 
 typedef struct {
     double key;
@@ -164,8 +165,6 @@ static void *rigl_groups(void *arg) {
     return NULL;
 }
 
-#define RIGL_MAX_THREADS 64
-
 bb_status bb_rigl_step(const bb_rigl_opts *o, const char *name, int64_t rows, int64_t cols, const float *w,
                        float *w_hat, const bb_lora *lora, const float *h, const float *xnorm, bb_mask *mask,
                        bb_rigl_stats *st) {
@@ -178,9 +177,7 @@ bb_status bb_rigl_step(const bb_rigl_opts *o, const char *name, int64_t rows, in
     const int64_t step = o->per_row ? 1 : rows, n_groups = rows / step;
     /* per_row: rows in threads (a swap touches its own row of G, Ŵ and the mask only); each thread's first
      * row starts a mask byte (rows a multiple of 8 apart), so no two threads write one byte */
-    int nt = o->per_row && o->threads > 1 ? o->threads : 1;
-    if (nt > RIGL_MAX_THREADS) nt = RIGL_MAX_THREADS;
-    if (nt > n_groups / 8) nt = n_groups / 8 > 1 ? (int)(n_groups / 8) : 1;
+    int nt = o->per_row && o->threads > 1 ? bb_parallel_threads(o->threads, n_groups, 8) : 1;
     const int64_t cap = (int64_t)floor(o->fraction * (double)group) + 1; /* swaps a group can make */
     float *e = NULL, *g = NULL;
     cand *cands = NULL;
@@ -204,9 +201,7 @@ bb_status bb_rigl_step(const bb_rigl_opts *o, const char *name, int64_t rows, in
     double loss = 0;
     for (size_t k = 0; k < nw; k++) loss += (double)e[k] * g[k];
     s.loss_before = loss;
-    rigl_job jobs[RIGL_MAX_THREADS];
-    pthread_t tid[RIGL_MAX_THREADS];
-    int running[RIGL_MAX_THREADS] = {0};
+    rigl_job jobs[BB_PARALLEL_MAX];
     for (int t = 0; t < nt; t++) {
         /* thread t: groups [8 * (n8 * t / nt), ...): multiples of 8 rows */
         int64_t n8 = (n_groups + 7) / 8, a = 8 * (n8 * t / nt), b = t == nt - 1 ? n_groups : 8 * (n8 * (t + 1) / nt);
@@ -214,11 +209,7 @@ bb_status bb_rigl_step(const bb_rigl_opts *o, const char *name, int64_t rows, in
                              deltas, n_deltas, 0, cands + (size_t)group * 2 * (size_t)t,
                              cands + (size_t)group * (2 * (size_t)t + 1)};
     }
-    for (int t = 1; t < nt; t++) running[t] = pthread_create(&tid[t], NULL, rigl_groups, &jobs[t]) == 0;
-    for (int t = 0; t < nt; t++)
-        if (t == 0 || !running[t]) rigl_groups(&jobs[t]);
-    for (int t = 1; t < nt; t++)
-        if (running[t]) pthread_join(tid[t], NULL);
+    bb_parallel_run(rigl_groups, jobs, sizeof jobs[0], nt);
     for (int t = 0; t < nt; t++) s.planned += jobs[t].planned;
     for (int64_t gi = 0; gi < n_groups; gi++) {
         const double *d = deltas + (o->per_row ? gi * cap : 0);

@@ -2,12 +2,11 @@
 #include "io/synth.h"
 
 #include <math.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "core/log.h"
+#include "core/parallel.h"
 #include "core/rng.h"
 
 typedef struct {
@@ -169,8 +168,7 @@ static int g_threads;
 
 void bb_synth_set_threads(int n) { g_threads = n < 0 ? 0 : n; }
 
-#define SYNTH_MAX_THREADS 64
-/* Below this many values a row block is generated on the calling thread. */
+/* Below this many values per thread a row block is generated on fewer threads. */
 #define SYNTH_PAR_MIN ((int64_t)1 << 18)
 
 typedef struct {
@@ -206,23 +204,15 @@ static void *gen_rows(void *arg) {
 
 /* The rows of `proto` split over the generator's threads. */
 static void gen_parallel(const gen_job *proto, int64_t nrows) {
-    int nt = g_threads > 0 ? g_threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
-    nt = nt < 1 ? 1 : nt > SYNTH_MAX_THREADS ? SYNTH_MAX_THREADS : nt;
-    if (nrows * proto->n < SYNTH_PAR_MIN) nt = 1;
+    int nt = bb_parallel_threads(g_threads, (long long)(nrows * proto->n), SYNTH_PAR_MIN);
     if (nt > nrows) nt = (int)(nrows > 0 ? nrows : 1);
-    gen_job jobs[SYNTH_MAX_THREADS];
-    pthread_t tid[SYNTH_MAX_THREADS];
-    int running[SYNTH_MAX_THREADS] = {0};
+    gen_job jobs[BB_PARALLEL_MAX];
     for (int t = 0; t < nt; t++) {
         jobs[t] = *proto;
         jobs[t].i0 = nrows * t / nt;
         jobs[t].i1 = nrows * (t + 1) / nt;
     }
-    for (int t = 1; t < nt; t++) running[t] = pthread_create(&tid[t], NULL, gen_rows, &jobs[t]) == 0;
-    for (int t = 0; t < nt; t++)
-        if (t == 0 || !running[t]) gen_rows(&jobs[t]);
-    for (int t = 1; t < nt; t++)
-        if (running[t]) pthread_join(tid[t], NULL);
+    bb_parallel_run(gen_rows, jobs, sizeof jobs[0], nt);
 }
 
 /* Low-rank (decaying spectrum, `energy` of the total) plus t4 noise; each row

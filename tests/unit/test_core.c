@@ -11,6 +11,7 @@
 #include "core/rng.h"
 #include "core/sha256.h"
 #include "core/tensor.h"
+#include "core/parallel.h"
 #include "test.h"
 
 __attribute__((unused)) static uint32_t bits(float f) {
@@ -235,7 +236,34 @@ static void test_events(void) {
     EXPECT(n == 1 && ev[0].count == 2 && ev[0].flops == 2e9, "events: n=%d", n);
 }
 
+typedef struct {
+    int id, ran;
+} par_job;
+
+static void *par_mark(void *arg) {
+    par_job *j = arg;
+    j->ran += 1 + j->id;
+    return NULL;
+}
+
+/* Every job runs once, on whatever thread; the thread counts are capped as documented. */
+static void test_parallel(void) {
+    par_job jobs[BB_PARALLEL_MAX];
+    for (int n = 1; n <= BB_PARALLEL_MAX; n += 21) {
+        for (int i = 0; i < n; i++) jobs[i] = (par_job){i, 0};
+        bb_parallel_run(par_mark, jobs, sizeof jobs[0], n);
+        int bad = 0;
+        for (int i = 0; i < n; i++) bad += jobs[i].ran != 1 + i;
+        EXPECT(bad == 0, "%d jobs: %d did not run exactly once", n, bad);
+    }
+    EXPECT(bb_parallel_threads(5, 20, 8) == 2, "5 wanted, 20 units, 8 per thread: %d", bb_parallel_threads(5, 20, 8));
+    EXPECT(bb_parallel_threads(5, 7, 8) == 1, "fewer units than one thread's share: %d", bb_parallel_threads(5, 7, 8));
+    EXPECT(bb_parallel_threads(1000, 1 << 20, 1) == BB_PARALLEL_MAX, "cap: %d", bb_parallel_threads(1000, 1 << 20, 1));
+    EXPECT(bb_parallel_threads(0, 1 << 20, 1) >= 1, "0 = the processors online");
+}
+
 int main(void) {
+    TEST_RUN(test_parallel);
     TEST_RUN(test_f16_exhaustive);
     TEST_RUN(test_f16_rounding);
     TEST_RUN(test_bf16);
