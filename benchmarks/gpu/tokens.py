@@ -3,7 +3,7 @@
 n_seq, seq_len, int32 ids) of Zipf-distributed ids (frequency ~ rank^-1.1 over a seeded permutation of the
 vocabulary), BOS (id 1) first in every sequence. For the large synthetic shapes, whose self-sampled streams
 would need a CPU decode through the whole model on every rank: calibration and evaluation files from two seeds."""
-import bisect, random, struct, sys
+import bisect, os, random, struct, sys
 
 path, vocab, n_seq, seq_len, seed = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
 rng = random.Random(seed)
@@ -22,5 +22,4 @@ tmp = path + ".tmp"
 with open(tmp, "wb") as f:
     f.write(b"BBTK" + struct.pack("<IIII", 1, vocab, n_seq, seq_len))
     f.write(struct.pack("<%di" % len(ids), *ids))
-import os
 os.replace(tmp, path)

@@ -118,7 +118,7 @@ static void collect(int64_t i0, int64_t i1, int64_t cols, const float *g, const 
  * that the caller adds them up in the same order for any thread count. */
 typedef struct {
     const bb_rigl_opts *o;
-    int64_t rows, cols, step, g0, g1, cap;
+    int64_t cols, step, g0, g1, cap;
     const float *h, *xnorm;
     float *g, *w_hat;
     bb_mask *mask;
@@ -205,7 +205,7 @@ bb_status bb_rigl_step(const bb_rigl_opts *o, const char *name, int64_t rows, in
     for (int t = 0; t < nt; t++) {
         /* thread t: groups [8 * (n8 * t / nt), ...): multiples of 8 rows */
         int64_t n8 = (n_groups + 7) / 8, a = 8 * (n8 * t / nt), b = t == nt - 1 ? n_groups : 8 * (n8 * (t + 1) / nt);
-        jobs[t] = (rigl_job){o, rows, cols, step, a, b < n_groups ? b : n_groups, cap, h, xnorm, g, w_hat, mask,
+        jobs[t] = (rigl_job){o, cols, step, a, b < n_groups ? b : n_groups, cap, h, xnorm, g, w_hat, mask,
                              deltas, n_deltas, 0, cands + (size_t)group * 2 * (size_t)t,
                              cands + (size_t)group * (2 * (size_t)t + 1)};
     }

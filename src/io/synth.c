@@ -172,7 +172,6 @@ void bb_synth_set_threads(int n) { g_threads = n < 0 ? 0 : n; }
 #define SYNTH_PAR_MIN ((int64_t)1 << 18)
 
 typedef struct {
-    const synth_state *s;
     int64_t row0, n, r;  /* first row of the block; columns; planted rank */
     bb_rng ru, rn;       /* the factor U's and the noise's streams */
     double noise;        /* noise scale */
@@ -225,7 +224,7 @@ static bb_status gen_matrix(const bb_tensor *t, int64_t row0, int64_t nrows, flo
     if (r > n) r = (int)n;
     bb_rng base = tensor_rng(s, t);
     double e = s->spec.lowrank_energy;
-    gen_job g = {s, row0, n, 0, bb_rng_split(base, 1), bb_rng_split(base, 3), scale * sqrt((1.0 - e) / (double)n),
+    gen_job g = {row0, n, 0, bb_rng_split(base, 1), bb_rng_split(base, 3), scale * sqrt((1.0 - e) / (double)n),
                  NULL, NULL, 0, 0, out, 0};
     if (r == 0 || e <= 0) {
         gen_parallel(&g, nrows);
@@ -277,7 +276,7 @@ static bb_status synth_gen(const bb_tensor *t, int64_t row0, int64_t nrows, floa
     case K_FFN_NORM:
     case K_OUT_NORM: return gen_norm(t, out);
     case K_EMB: {
-        gen_job g = {s, row0, bb_tensor_cols(t), 0, tensor_rng(s, t), tensor_rng(s, t), 0, NULL, NULL, 0, 0, out, 1};
+        gen_job g = {row0, bb_tensor_cols(t), 0, tensor_rng(s, t), tensor_rng(s, t), 0, NULL, NULL, 0, 0, out, 1};
         gen_parallel(&g, nrows);
         return BB_OK;
     }

@@ -79,7 +79,8 @@ typedef struct bb_linalg_backend {
      * unchanged until release(p); a device backend may keep one copy of it and read that copy in every
      * later operation whose input operand is exactly (p, rows, cols, ld), instead of sending it again
      * (an operation that writes p is the caller's error). Holding a matrix that is already held, or more
-     * than the backend keeps, is not an error: the later operations then copy it as usual. */
+     * than the backend keeps, is not an error: the later operations then copy it as usual. Holds do not
+     * nest: one release(p) ends every hold of p. */
     bb_status (*hold)(const float *p, int64_t rows, int64_t cols, int64_t ld);
     void (*release)(const float *p);
 } bb_linalg_backend;
