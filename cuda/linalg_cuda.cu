@@ -777,6 +777,7 @@ typedef struct {
     const float *host;
     int64_t rows, cols, ld;
     float *dev;
+    int refs; /* holds not yet released */
 } held_operand;
 static held_operand g_held[MAX_HELD];
 
@@ -809,7 +810,13 @@ static void drop(float *d) {
 }
 
 static bb_status h_hold(const float *p, int64_t rows, int64_t cols, int64_t ld) {
-    if (!p || rows * cols == 0 || held_copy(p, rows, cols, ld)) return BB_OK;
+    if (!p || rows * cols == 0) return BB_OK;
+    for (int i = 0; i < MAX_HELD; i++)
+        if (g_held[i].dev && g_held[i].host == p && g_held[i].rows == rows && g_held[i].cols == cols &&
+            g_held[i].ld == ld) {
+            g_held[i].refs++;
+            return BB_OK;
+        }
     int slot = -1;
     for (int i = 0; i < MAX_HELD && slot < 0; i++)
         if (!g_held[i].dev) slot = i;
@@ -818,15 +825,15 @@ static bb_status h_hold(const float *p, int64_t rows, int64_t cols, int64_t ld) 
     BB_CALL(host_ctx(&c));
     float *d = NULL;
     BB_CALL(up(p, rows, cols, ld, &d, "held operand"));
-    g_held[slot] = (held_operand){p, rows, cols, ld, d};
+    g_held[slot] = (held_operand){p, rows, cols, ld, d, 1};
     return BB_OK;
 }
 
 static void h_release(const float *p) {
     for (int i = 0; i < MAX_HELD; i++)
-        if (g_held[i].dev && g_held[i].host == p) {
+        if (g_held[i].dev && g_held[i].host == p && --g_held[i].refs <= 0) {
             cudaFree(g_held[i].dev);
-            g_held[i] = (held_operand){NULL, 0, 0, 0, NULL};
+            g_held[i] = (held_operand){NULL, 0, 0, 0, NULL, 0};
         }
 }
 
@@ -834,6 +841,37 @@ static bb_status down(const float *d, int64_t rows, int64_t cols, float *h, int6
     if (rows * cols > 0)
         BB_CUDA_CALL(cudaMemcpy2D(h, (size_t)ld * 4, d, (size_t)cols * 4, (size_t)cols * 4, (size_t)rows,
                                   cudaMemcpyDeviceToHost));
+    return BB_OK;
+}
+
+/* The products' device buffers, reused from call to call (grow-only, one per operand): a cudaMalloc and a
+ * cudaFree per call cost milliseconds at these sizes, and cudaFree waits for the device. */
+static void *g_pool[3];
+static size_t g_pool_bytes[3];
+
+static bb_status pool_get(int slot, size_t nbytes, float **d) {
+    if (g_pool_bytes[slot] < nbytes) {
+        BB_CUDA_CALL(cudaFree(g_pool[slot]));
+        g_pool[slot] = NULL;
+        g_pool_bytes[slot] = 0;
+        BB_CALL(bb_cuda_malloc(&g_pool[slot], nbytes, "cuda backend product buffer"));
+        g_pool_bytes[slot] = nbytes;
+    }
+    *d = (float *)g_pool[slot];
+    return BB_OK;
+}
+
+/* Operand h in pool buffer `slot` (packed, ld = cols), or its held copy when `held` allows (inputs only). */
+static bb_status up_pool(int slot, const float *h, int64_t rows, int64_t cols, int64_t ld, int held, float **d) {
+    float *k = held && rows * cols > 0 ? held_copy(h, rows, cols, ld) : NULL;
+    if (k) {
+        *d = k;
+        return BB_OK;
+    }
+    BB_CALL(pool_get(slot, (size_t)(rows * cols) * sizeof(float) + 4, d));
+    if (rows * cols > 0)
+        BB_CUDA_CALL(cudaMemcpy2D(*d, (size_t)cols * 4, h, (size_t)ld * 4, (size_t)cols * 4, (size_t)rows,
+                                  cudaMemcpyHostToDevice));
     return BB_OK;
 }
 
@@ -847,17 +885,13 @@ static bb_status h_gemm(bb_op ta, bb_op tb, int64_t m, int64_t n, int64_t k, flo
     float *da = NULL, *db = NULL, *dc = NULL;
     const int64_t ar = ta == BB_OP_N ? m : k, ac = ta == BB_OP_N ? k : m, br = tb == BB_OP_N ? k : n,
                   bc = tb == BB_OP_N ? n : k;
-    bb_status st = BB_OK;
-    BB_CALL_GOTO(st, done, up_ro(a, ar, ac, lda, &da, "gemm A"));
-    BB_CALL_GOTO(st, done, up_ro(b, br, bc, ldb, &db, "gemm B"));
-    BB_CALL_GOTO(st, done, beta != 0 ? up(cm, m, n, ldc, &dc, "gemm C") : bb_cuda_malloc((void **)&dc, (size_t)(m * n) * 4 + 4, "gemm C"));
-    BB_CALL_GOTO(st, done, bb_cuda_gemm(c, BB_CUDA_FP32, ta, tb, m, n, k, alpha, da, ac > 0 ? ac : 1, db, bc > 0 ? bc : 1, beta, dc, n > 0 ? n : 1));
-    BB_CALL_GOTO(st, done, down(dc, m, n, cm, ldc));
-done:
-    drop(da);
-    drop(db);
-    cudaFree(dc);
-    return st;
+    BB_CALL(up_pool(0, a, ar, ac, lda, 1, &da));
+    BB_CALL(up_pool(1, b, br, bc, ldb, 1, &db));
+    if (beta != 0) BB_CALL(up_pool(2, cm, m, n, ldc, 0, &dc));
+    else BB_CALL(pool_get(2, (size_t)(m * n) * 4 + 4, &dc));
+    BB_CALL(bb_cuda_gemm(c, BB_CUDA_FP32, ta, tb, m, n, k, alpha, da, ac > 0 ? ac : 1, db, bc > 0 ? bc : 1, beta, dc,
+                         n > 0 ? n : 1));
+    return down(dc, m, n, cm, ldc);
 }
 
 static bb_status h_syrk(bb_uplo uplo, int64_t n, int64_t k, float alpha, const float *a, int64_t lda, float beta,
@@ -891,9 +925,10 @@ static bb_status h_potrf(bb_uplo uplo, int64_t n, float *a, int64_t lda, int64_t
         float *tmp = NULL;
         BB_CALL_GOTO(st, done, bb_malloc((void **)&tmp, (size_t)(n * n) * sizeof(float) + 4, "potrf copy"));
         st = down(da, n, n, tmp, n);
-        for (int64_t i = 0; st == BB_OK && i < n; i++)
-            for (int64_t j = 0; j < n; j++)
-                if (uplo == BB_UPLO_UPPER ? j >= i : j <= i) a[i * lda + j] = tmp[i * n + j];
+        for (int64_t i = 0; st == BB_OK && i < n; i++) {
+            int64_t j0 = uplo == BB_UPLO_UPPER ? i : 0, j1 = uplo == BB_UPLO_UPPER ? n : i + 1; /* row i's part */
+            memcpy(a + i * lda + j0, tmp + i * n + j0, sizeof(float) * (size_t)(j1 - j0));
+        }
         free(tmp);
     }
 done:

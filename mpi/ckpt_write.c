@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "core/file.h"
+#include "core/parallel.h"
 #include "io/hash.h"
 #include "io/model.h"
 #include "mpi/ckpt_internal.h"
@@ -330,20 +331,22 @@ static bb_status check_held(const char *path, const bb_state *s, const bb_ckpt_p
     return BB_OK;
 }
 
-/* This rank's records, then every rank's in tab (n_lin), each weight exactly once. */
-static bb_status gather_records(const bb_state *s, const bb_ckpt_part *p, tensor_rec *tab) {
-    int n_mine = 0;
-    for (int i = 0; i < s->n_lin; i++) n_mine += bb_ckpt_part_holds(p, i);
-    tensor_rec *mine = NULL, *all = NULL;
-    int *counts = NULL;
-    bb_status st = bb_calloc((void **)&mine, (size_t)(n_mine ? n_mine : 1), sizeof *mine, "checkpoint records");
-    for (int i = 0, k = 0; st == BB_OK && i < s->n_lin; i++) {
-        if (!bb_ckpt_part_holds(p, i)) continue;
+/* Records k = first, first + step, ... of n (their .i set): counts, bits, rank and the two hashes. */
+typedef struct {
+    const bb_state *s;
+    tensor_rec *recs;
+    int n, first, step;
+} record_job;
+
+static void *fill_records(void *arg) {
+    const record_job *j = arg;
+    const bb_state *s = j->s;
+    for (int k = j->first; k < j->n; k += j->step) {
+        tensor_rec *r = &j->recs[k];
+        int i = r->i;
         const bb_tensor *t = s->t[i];
         const bb_mask *m = s->masks[i];
         bb_tensor_hash h;
-        tensor_rec *r = &mine[k++];
-        r->i = i;
         r->kept = bb_mask_count(m);
         r->bits = s->bits[i];
         r->lora_rank = s->lora[i] ? s->lora[i]->rank : 0;
@@ -351,6 +354,25 @@ static bb_status gather_records(const bb_state *s, const bb_ckpt_part *p, tensor
         memcpy(r->weight_sha, h.digest, 32);
         bb_hash_u64(t->name, m->rows, m->words_per_row, m->bits, &h);
         memcpy(r->mask_sha, h.digest, 32);
+    }
+    return NULL;
+}
+
+/* This rank's records, then every rank's in tab (n_lin), each weight exactly once. */
+static bb_status gather_records(const bb_state *s, const bb_ckpt_part *p, tensor_rec *tab) {
+    int n_mine = 0;
+    for (int i = 0; i < s->n_lin; i++) n_mine += bb_ckpt_part_holds(p, i);
+    tensor_rec *mine = NULL, *all = NULL;
+    int *counts = NULL;
+    bb_status st = bb_calloc((void **)&mine, (size_t)(n_mine ? n_mine : 1), sizeof *mine, "checkpoint records");
+    for (int i = 0, k = 0; st == BB_OK && i < s->n_lin; i++)
+        if (bb_ckpt_part_holds(p, i)) mine[k++].i = i;
+    if (st == BB_OK) {
+        /* the records over the rank's threads (bb_parallel_set_default): hashing is most of the work */
+        record_job jobs[BB_PARALLEL_MAX];
+        int nt = bb_parallel_threads(0, n_mine, 1);
+        for (int t = 0; t < nt; t++) jobs[t] = (record_job){s, mine, n_mine, t, nt};
+        bb_parallel_run(fill_records, jobs, sizeof jobs[0], nt);
     }
     if (st == BB_OK) st = bb_calloc((void **)&counts, (size_t)p->size * 2, sizeof *counts, "record counts");
     if (st == BB_OK) st = bb_calloc((void **)&all, (size_t)(s->n_lin ? s->n_lin : 1), sizeof *all, "records");

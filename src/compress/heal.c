@@ -137,6 +137,7 @@ bb_status bb_heal_closed_form(const bb_heal_fit_opts *o, const char *name, const
     BB_CALL(check_finite(name, "H", h, cols, cols));
     size_t nw = (size_t)(rows * cols), nh = (size_t)(cols * cols);
     float *e = NULL, *m = NULL, *g0 = NULL, *l = NULL, *s = NULL, *u = NULL, *vt = NULL;
+    int held_l = 0;
     bb_rsvd_result rr;
     memset(&rr, 0, sizeof rr);
     bb_heal_fit_stats fs;
@@ -157,6 +158,9 @@ bb_status bb_heal_closed_form(const bb_heal_fit_opts *o, const char *name, const
     int zero = 0;
     BB_CALL_GOTO(stt, out, damped_cholesky(o, be, name, h, cols, l, &fs.damp_used, &zero));
     if (zero) goto done;
+    /* L is read by E L and the triangular solve: a device backend keeps one copy (released at out) */
+    BB_CALL_GOTO(stt, out, bb_linalg_hold(be, l, cols, cols, cols));
+    held_l = 1;
     BB_CALL_GOTO(stt, out, be->gemm(BB_OP_N, BB_OP_N, rows, cols, cols, 1.0f, e, cols, l, cols, 0.0f, m, cols));
     fs.flops += (double)cols * cols * cols / 3 + 2.0 * (double)rows * cols * cols;
     double total = 0;
@@ -211,6 +215,7 @@ done:
     fs.seconds = now_s() - t0;
     if (st) *st = fs;
 out:
+    if (held_l) bb_linalg_release(be, l);
     bb_rsvd_result_clear(&rr);
     free(e);
     free(m);

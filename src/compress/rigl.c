@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/events.h"
 #include "core/parallel.h"
 
 typedef struct {
@@ -192,6 +193,7 @@ bb_status bb_rigl_step(const bb_rigl_opts *o, const char *name, int64_t rows, in
     BB_CALL_GOTO(stt, out, bb_malloc((void **)&deltas, sizeof(double) * (size_t)(o->per_row ? n_groups : 1) *
                                                            (size_t)cap, "RigL: loss changes"));
     BB_CALL_GOTO(stt, out, bb_calloc((void **)&n_deltas, (size_t)n_groups, sizeof(int64_t), "RigL: swaps per group"));
+    bb_event_begin("rigl.grad");
     for (size_t k = 0; k < nw; k++) e[k] = w[k] - w_hat[k];
     if (lora)
         BB_CALL_GOTO(stt, out,
@@ -201,6 +203,8 @@ bb_status bb_rigl_step(const bb_rigl_opts *o, const char *name, int64_t rows, in
     double loss = 0;
     for (size_t k = 0; k < nw; k++) loss += (double)e[k] * g[k];
     s.loss_before = loss;
+    bb_event_end("rigl.grad", 2.0 * (double)rows * (double)cols * (double)cols, 0);
+    bb_event_begin("rigl.swaps");
     rigl_job jobs[BB_PARALLEL_MAX];
     for (int t = 0; t < nt; t++) {
         /* thread t: groups [8 * (n8 * t / nt), ...): multiples of 8 rows */
@@ -210,6 +214,7 @@ bb_status bb_rigl_step(const bb_rigl_opts *o, const char *name, int64_t rows, in
                              cands + (size_t)group * (2 * (size_t)t + 1)};
     }
     bb_parallel_run(rigl_groups, jobs, sizeof jobs[0], nt);
+    bb_event_end("rigl.swaps", 0, 0);
     for (int t = 0; t < nt; t++) s.planned += jobs[t].planned;
     for (int64_t gi = 0; gi < n_groups; gi++) {
         const double *d = deltas + (o->per_row ? gi * cap : 0);

@@ -16,8 +16,14 @@ void bb_parallel_run(void *(*fn)(void *), void *jobs, size_t job_size, int n) {
         if (running[t]) pthread_join(tid[t], NULL);
 }
 
+static int g_default = 0;
+
+void bb_parallel_set_default(int n) { g_default = n < 0 ? 0 : n; }
+
+int bb_parallel_default(void) { return g_default; }
+
 int bb_parallel_threads(int want, long long units, long long min_per_thread) {
-    long long n = want > 0 ? want : sysconf(_SC_NPROCESSORS_ONLN);
+    long long n = want > 0 ? want : g_default > 0 ? g_default : sysconf(_SC_NPROCESSORS_ONLN);
     if (n > BB_PARALLEL_MAX) n = BB_PARALLEL_MAX;
     if (min_per_thread > 0 && n > units / min_per_thread) n = units / min_per_thread;
     return n < 1 ? 1 : (int)n;

@@ -13,7 +13,13 @@
 void bb_parallel_run(void *(*fn)(void *), void *jobs, size_t job_size, int n);
 
 /* Threads for `units` units of work of which each thread should get at least `min_per_thread`: `want`
- * (<= 0: the processors online), capped at BB_PARALLEL_MAX and units / min_per_thread, at least 1. */
+ * (<= 0: the default below, else the processors online), capped at BB_PARALLEL_MAX and
+ * units / min_per_thread, at least 1. */
 int bb_parallel_threads(int want, long long units, long long min_per_thread);
+
+/* The process's thread count for want <= 0 (a run sets its rank's backend.threads; 0 = the processors
+ * online). Not thread-safe: set it once, before the work. */
+void bb_parallel_set_default(int n);
+int bb_parallel_default(void);
 
 #endif

@@ -18,5 +18,8 @@ void bb_sha256_final(bb_sha256 *s, uint8_t digest[32]);
 /* One-shot: hex digest (64 chars + NUL) of data. */
 void bb_sha256_hex(const void *data, size_t n, char hex[65]);
 void bb_sha256_to_hex(const uint8_t digest[32], char hex[65]);
+/* The compression function: 1 = the CPU's SHA instructions where it has them (the default), 0 = the plain C
+ * reference, -1 = probe again. Returns the previous setting. Not thread-safe: for tests and benchmarks. */
+int bb_sha256_accel(int on);
 
 #endif

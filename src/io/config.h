@@ -192,6 +192,7 @@ typedef struct {
     char device[BB_CONFIG_ENUM_MAX]; /* auto|cpu|cuda */
     char comm[BB_CONFIG_ENUM_MAX];   /* auto|mpi|nccl */
     int64_t threads;                 /* 0 = all cores */
+    int64_t dense_cache_mib;         /* dense weights kept in memory between wave stages */
 } bb_config_backend;
 
 typedef struct {

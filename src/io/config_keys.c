@@ -205,6 +205,9 @@ static const bb_config_key keys[] = {
     ENUM_(backend, "comm", comm, "auto", "auto|mpi|nccl",
           "Collectives between ranks; auto = NCCL when every rank has a GPU."),
     INT_(backend, "threads", threads, "0", 0, 4096, "CPU threads per rank; 0 = all cores of the rank's share."),
+    INT_(backend, "dense_cache_mib", dense_cache_mib, "16384", 0, HUGE_VAL,
+         "MiB per rank of f32 copies of the dense linear weights kept between the wave stages that read them "
+         "(healing, stress, RigL); beyond it a stage reads the model again. 0 = none."),
 
     INT_(dist, "max_matrix_bytes", max_matrix_bytes, "8589934592", 1048576, HUGE_VAL,
          "A matrix whose double-precision copy is larger than this many bytes is factored by a ScaLAPACK group of "

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/parallel.h"
 #include "core/sha256.h"
 #include "io/gguf.h"
 
@@ -99,6 +100,7 @@ bb_status bb_tensor_hash_compute(const bb_tensor *t, int as_f32, bb_tensor_hash 
 typedef struct {
     int as_f32, n, cap;
     bb_tensor_hash *list;
+    const bb_tensor **todo; /* (cap) the tensor of each entry, NULL = not hashed (keep said no) */
     int (*keep)(const char *name, void *ud); /* NULL = every tensor */
     void *keep_ud;
 } collect;
@@ -110,11 +112,49 @@ static bb_status visit(const bb_tensor *t, void *ud) {
         bb_tensor_hash *l = realloc(c->list, sizeof *l * (size_t)cap);
         BB_CHECK(l, BB_ERR_OOM, "out of memory: %zu bytes of tensor hashes", sizeof *l * (size_t)cap);
         c->list = l;
+        const bb_tensor **td = realloc(c->todo, sizeof *td * (size_t)cap);
+        BB_CHECK(td, BB_ERR_OOM, "out of memory: %zu bytes of tensor hashes", sizeof *td * (size_t)cap);
+        c->todo = td;
         c->cap = cap;
     }
     memset(&c->list[c->n], 0, sizeof c->list[c->n]);
-    if (!c->keep || c->keep(t->name, c->keep_ud)) BB_CALL(bb_tensor_hash_compute(t, c->as_f32, &c->list[c->n]));
+    c->todo[c->n] = !c->keep || c->keep(t->name, c->keep_ud) ? t : NULL;
     c->n++;
+    return BB_OK;
+}
+
+/* Entries first, first + step, ... of a collect. */
+typedef struct {
+    collect *c;
+    int first, step;
+    bb_status st;
+} hash_job;
+
+static void *hash_some(void *arg) {
+    hash_job *j = arg;
+    for (int k = j->first; j->st == BB_OK && k < j->c->n; k += j->step)
+        if (j->c->todo[k]) j->st = bb_tensor_hash_compute(j->c->todo[k], j->c->as_f32, &j->c->list[k]);
+    return NULL;
+}
+
+/* Every tensor of m into c, hashed over the process's threads (bb_parallel_set_default): each digest is
+ * its tensor's alone, so the list is the same for any thread count. */
+static bb_status collect_all(const bb_model *m, collect *c) {
+    bb_status st = bb_model_for_each_tensor(m, visit, c);
+    if (st == BB_OK && c->n > 0) {
+        hash_job jobs[BB_PARALLEL_MAX];
+        int nt = bb_parallel_threads(0, c->n, 1);
+        for (int t = 0; t < nt; t++) jobs[t] = (hash_job){c, t, nt, BB_OK};
+        bb_parallel_run(hash_some, jobs, sizeof jobs[0], nt);
+        for (int t = 0; t < nt && st == BB_OK; t++) st = jobs[t].st;
+    }
+    free(c->todo);
+    c->todo = NULL;
+    if (st != BB_OK) {
+        free(c->list);
+        c->list = NULL;
+        return bb_trace(st, __FILE__, __LINE__, "hashing the model's tensors");
+    }
     return BB_OK;
 }
 
@@ -130,11 +170,7 @@ void bb_hash_combine(const bb_tensor_hash *t, int n, uint8_t whole[32]) {
 
 bb_status bb_model_hash(const bb_model *m, int as_f32, bb_tensor_hash **per, int *n, uint8_t whole[32]) {
     collect c = {.as_f32 = as_f32};
-    bb_status st = bb_model_for_each_tensor(m, visit, &c);
-    if (st != BB_OK) {
-        free(c.list);
-        return bb_trace(st, __FILE__, __LINE__, "bb_model_for_each_tensor");
-    }
+    BB_CALL(collect_all(m, &c));
     bb_hash_combine(c.list, c.n, whole);
     if (per) {
         *per = c.list;
@@ -149,11 +185,7 @@ bb_status bb_model_hash(const bb_model *m, int as_f32, bb_tensor_hash **per, int
 bb_status bb_model_hash_some(const bb_model *m, int as_f32, int (*keep)(const char *name, void *ud), void *ud,
                              bb_tensor_hash **per, int *n) {
     collect c = {.as_f32 = as_f32, .keep = keep, .keep_ud = ud};
-    bb_status st = bb_model_for_each_tensor(m, visit, &c);
-    if (st != BB_OK) {
-        free(c.list);
-        return bb_trace(st, __FILE__, __LINE__, "bb_model_for_each_tensor");
-    }
+    BB_CALL(collect_all(m, &c));
     *per = c.list;
     *n = c.n;
     return BB_OK;

@@ -175,6 +175,9 @@ bb_status bb_rsvd_run(const bb_rsvd_source *src, const bb_rsvd_opts *o, bb_rsvd_
     blocks b = {src, o->block_rows, NULL};
     if (b.block == 0) b.block = src->data ? m : (int64_t)((16u << 20) / sizeof(float)) / n;
     b.block = b.block < 1 ? 1 : min64(b.block, m);
+    /* A in memory, read whole by every pass: a device backend keeps one copy for the run (released at out) */
+    const int held = src->data && b.block >= m;
+    if (held) BB_CALL(bb_linalg_hold(be, src->data, m, n, n));
 
     float *omega = NULL, *y = NULL, *z = NULL, *ub = NULL, *vt = NULL, *u = NULL, *v = NULL, *work = NULL, *us = NULL,
           *g = NULL;
@@ -273,6 +276,7 @@ done:
 fail:
     bb_rsvd_result_clear(res);
 out:
+    if (held) bb_linalg_release(be, src->data);
     free(omega);
     free(y);
     free(z);

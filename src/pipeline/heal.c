@@ -36,30 +36,67 @@
 #include "core/log.h"
 #include "pipeline/stages.h"
 
-/* The dense weight, H (f32) and the channel norms of linear weight i. */
+/* The dense weight, H (f32) and the channel norms of linear weight i. w is r->dense[i] when kept there; H
+ * is held on the default backend (backend.h) while the stage works on the weight: every product with it
+ * (the loss, the fit, the gradients, the stress signals) then reads one device copy. */
 typedef struct {
-    float *w, *h_own, *xnorm;
-    const float *h;
+    float *w_own, *h_own, *xnorm;
+    const float *w, *h;
+    const bb_linalg_backend *be; /* holding h, NULL = not held */
 } lin_data;
 
 static void lin_free(lin_data *d) {
-    free(d->w);
+    if (d->be) bb_linalg_release(d->be, d->h);
+    free(d->w_own);
     free(d->h_own);
     free(d->xnorm);
     memset(d, 0, sizeof *d);
 }
 
+/* Dense weight i, read from the model once and kept in r->dense while this rank's kept copies stay within
+ * backend.dense_cache_mib (the dense weights never change: the copies serve every wave), else read into a
+ * buffer of the caller's (*own). */
+static bb_status dense_weight(bb_run *r, int i, const float **w, float **own) {
+    const bb_tensor *t = r->state.t[i];
+    int64_t rows = bb_tensor_rows(t), cols = bb_tensor_cols(t);
+    size_t nb = sizeof(float) * (size_t)(rows * cols);
+    *own = NULL;
+    if (r->dense && r->dense[i]) {
+        *w = r->dense[i];
+        return BB_OK;
+    }
+    float *p = NULL;
+    BB_CALL(bb_malloc((void **)&p, nb, "dense weight"));
+    bb_status st = bb_tensor_read_f32(t, 0, rows, p);
+    if (st != BB_OK) {
+        free(p);
+        return st;
+    }
+    *w = p;
+    int keep = r->dense_bytes + (int64_t)nb <= r->cfg.backend.dense_cache_mib * 1048576;
+    if (keep && !r->dense && bb_calloc((void **)&r->dense, (size_t)r->state.n_lin, sizeof *r->dense, "dense copies")) {
+        bb_clear_error(); /* no table: the copy is the caller's, as beyond the limit */
+        keep = 0;
+    }
+    if (keep) {
+        r->dense[i] = p;
+        r->dense_bytes += (int64_t)nb;
+    } else {
+        *own = p;
+    }
+    return BB_OK;
+}
+
 static bb_status lin_load(bb_run *r, int i, lin_data *d) {
     memset(d, 0, sizeof *d);
     const bb_tensor *t = r->state.t[i];
-    int64_t rows = bb_tensor_rows(t), cols = bb_tensor_cols(t);
+    int64_t cols = bb_tensor_cols(t);
     const bb_calib_stat *s;
     BB_CHECK(r->stats, BB_ERR_INTERNAL, "healing %s: no calibration statistics", t->name);
     BB_CALL(bb_calib_stats(r->stats, i / BB_LIN_COUNT, (bb_linear_kind)(i % BB_LIN_COUNT), &s));
     BB_CHECK(s->in_features == cols, BB_ERR_INTERNAL, "%s: statistics %lld wide for %lld columns", t->name,
              (long long)s->in_features, (long long)cols);
-    bb_status st = bb_malloc((void **)&d->w, sizeof(float) * (size_t)(rows * cols), "dense weight");
-    if (st == BB_OK) st = bb_tensor_read_f32(t, 0, rows, d->w);
+    bb_status st = dense_weight(r, i, &d->w, &d->w_own);
     if (st == BB_OK) st = bb_malloc((void **)&d->xnorm, sizeof(float) * (size_t)cols, "channel norms");
     for (int64_t j = 0; st == BB_OK && j < cols; j++) d->xnorm[j] = (float)s->norm[j];
     if (st == BB_OK && s->gram) d->h = s->gram;
@@ -68,6 +105,10 @@ static bb_status lin_load(bb_run *r, int i, lin_data *d) {
         for (int64_t e = 0; st == BB_OK && e < cols * cols; e++) d->h_own[e] = (float)s->gram_f64[e];
         d->h = d->h_own;
     }
+    const bb_linalg_backend *be = NULL;
+    if (st == BB_OK) st = bb_linalg_backend_default_get(&be);
+    if (st == BB_OK) st = bb_linalg_hold(be, d->h, cols, cols, cols);
+    if (st == BB_OK) d->be = be;
     if (st != BB_OK) lin_free(d);
     return st;
 }
@@ -126,8 +167,10 @@ static bb_status heal_one(bb_run *r, int i, int k, const bb_heal_adam_opts *ao0,
     const bb_tensor *t = s->t[i];
     int64_t rows = bb_tensor_rows(t), cols = bb_tensor_cols(t);
     lin_data ld;
-    BB_CALL(lin_load(r, i, &ld));
-    bb_status st = BB_OK;
+    bb_event_begin("heal.load");
+    bb_status st = lin_load(r, i, &ld);
+    bb_event_end("heal.load", 0, 0);
+    BB_CALL(st);
     int fresh = !s->lora[i] || s->lora[i]->rank != rank;
     if (fresh) {
         bb_lora_destroy(&s->lora[i]);
@@ -139,7 +182,9 @@ static bb_status heal_one(bb_run *r, int i, int k, const bb_heal_adam_opts *ao0,
         bb_heal_fit_opts fo;
         bb_heal_fit_opts_default(&fo);
         fo.seed = (uint64_t)r->cfg.run.seed;
+        bb_event_begin("heal.closed_form");
         st = bb_heal_closed_form(&fo, t->name, ld.w, s->w[i], ld.h, s->lora[i], NULL);
+        bb_event_end("heal.closed_form", 0, 0);
     } else if (st == BB_OK && fresh) {
         bb_heal_lora_init(s->lora[i], (uint64_t)r->cfg.run.seed, (uint64_t)i);
     }
@@ -148,7 +193,9 @@ static bb_status heal_one(bb_run *r, int i, int k, const bb_heal_adam_opts *ao0,
     if (st == BB_OK && ao.steps > 0) {
         st = bb_malloc((void **)curve, sizeof(double) * (size_t)(ao.steps + 1), "healing curve");
         bb_heal_adam_stats as;
+        bb_event_begin("heal.adam");
         if (st == BB_OK) st = bb_heal_adam(&ao, t->name, ld.w, s->w[i], ld.h, s->lora[i], *curve, &as);
+        bb_event_end("heal.adam", 0, 0);
         if (st == BB_OK) *len = ao.steps + 1;
     }
     if (st == BB_OK) st = bb_heal_loss(t->name, ld.w, s->w[i], s->lora[i], rows, cols, ld.h, &after);
@@ -331,9 +378,12 @@ bb_status bb_wave_redistribute(bb_run *r, int k) {
         if (!bb_run_mine(r, i) || bb_mask_count(s->masks[i]) == bb_tensor_rows(s->t[i]) * bb_tensor_cols(s->t[i]))
             continue; /* nothing pruned: nothing to regrow */
         lin_data ld;
+        bb_event_begin("rigl.load");
         st = lin_load(r, i, &ld);
+        bb_event_end("rigl.load", 0, 0);
         bb_rigl_stats rs;
         const bb_tensor *t = s->t[i];
+        bb_event_begin("rigl.step");
         if (st == BB_OK)
             st = bb_rigl_step(&ro, t->name, bb_tensor_rows(t), bb_tensor_cols(t), ld.w, s->w[i], s->lora[i], ld.h,
                               ld.xnorm, s->masks[i], &rs);
@@ -343,6 +393,7 @@ bb_status bb_wave_redistribute(bb_run *r, int k) {
             sums[2] += rs.loss_after;
             if (rs.swapped) r->changed[i] = 1;
         }
+        bb_event_end("rigl.step", 0, 0);
         lin_free(&ld);
     }
     BB_CALL(bb_dist_agree(r->dist, st));
@@ -372,7 +423,10 @@ bb_status bb_wave_reinforce(bb_run *r, int k) {
         const bb_tensor *t = s->t[i];
         int64_t rows = bb_tensor_rows(t), cols = bb_tensor_cols(t);
         lin_data ld;
+        bb_event_begin("stress.load");
         st = lin_load(r, i, &ld);
+        bb_event_end("stress.load", 0, 0);
+        bb_event_begin("stress.signals");
         /* E' = W - (Ŵ + AB); G = 2 E' H (one gemm): the error tr(E' H E'^T) = <E', G> / 2 and the gradient
          * norm ||dL/dŴ||_F = ||G||_F; the output energy tr(W H W^T) is the same with Ŵ = 0 */
         float *eff = NULL, *g = NULL;
@@ -398,6 +452,7 @@ bb_status bb_wave_reinforce(bb_run *r, int k) {
         free(g);
         rise[i] = energy > 0 ? err / energy : 0;
         gnorm[i] = sqrt(gn);
+        bb_event_end("stress.signals", 0, 0);
         lin_free(&ld);
     }
     st = bb_dist_agree(r->dist, st);

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "core/file.h"
+#include "core/parallel.h"
 #include "io/hash.h"
 #include "io/model.h"
 #include "mpi/ckpt.h"
@@ -148,6 +149,23 @@ static bb_status copy_metrics(const bb_wave_metrics *src, int n, bb_wave_metrics
     return BB_OK;
 }
 
+/* Tensors i = first, first + step, ... of a record_all (each tensor's record is its own: any split gives the
+ * same delta). */
+typedef struct {
+    const bb_state *a, *b;
+    const char *held;
+    bb_delta *d;
+    int first, step;
+    bb_status st;
+} record_job;
+
+static void *record_some(void *arg) {
+    record_job *j = arg;
+    for (int i = j->first; j->st == BB_OK && i < j->d->n_lin; i += j->step)
+        if (!j->held || j->held[i]) j->st = record_tensor(j->a, j->b, i, &j->d->t[i]);
+    return NULL;
+}
+
 /* held (n_lin) or NULL (all): the tensors recorded; the others keep zeros for now. */
 static bb_status record_all(const bb_state *a, const bb_state *b, const char *held, bb_delta *d) {
     BB_CHECK(a->n_lin == b->n_lin && a->n_layers == b->n_layers, BB_ERR_ARG,
@@ -169,8 +187,14 @@ static bb_status record_all(const bb_state *a, const bb_state *b, const char *he
     BB_CALL(copy_metrics(a->metrics, a->n_metrics, &d->metrics[0]));
     BB_CALL(copy_metrics(b->metrics, b->n_metrics, &d->metrics[1]));
     BB_CALL(bb_calloc((void **)&d->t, (size_t)(d->n_lin ? d->n_lin : 1), sizeof *d->t, "delta tensors"));
-    for (int i = 0; i < d->n_lin; i++)
-        if (!held || held[i]) BB_CALL(record_tensor(a, b, i, &d->t[i]));
+    /* the tensors over the rank's threads: hashing and comparing gigabytes is most of a wave's history */
+    int n = 0;
+    for (int i = 0; i < d->n_lin; i++) n += !held || held[i];
+    record_job jobs[BB_PARALLEL_MAX];
+    int nt = bb_parallel_threads(0, n, 1); /* the rank's threads (bb_parallel_set_default) */
+    for (int t = 0; t < nt; t++) jobs[t] = (record_job){a, b, held, d, t, nt, BB_OK};
+    bb_parallel_run(record_some, jobs, sizeof jobs[0], nt);
+    for (int t = 0; t < nt; t++) BB_CALL(jobs[t].st);
     return BB_OK;
 }
 

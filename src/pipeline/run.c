@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "core/events.h"
+#include "core/parallel.h"
 #include "core/log.h"
 #include "core/mem.h"
 #include "io/hash.h"
@@ -144,6 +145,7 @@ static void set_threads(bb_run *r) {
     }
     openblas_set_num_threads(n);
     bb_synth_set_threads(n);
+    bb_parallel_set_default(n);
     r->threads = n;
 }
 
@@ -347,6 +349,8 @@ void bb_run_destroy(bb_run **pr) {
     bb_model_destroy(&(*pr)->model);
     bb_tokens_free(&(*pr)->calib);
     bb_calib_destroy(&(*pr)->stats);
+    for (int i = 0; (*pr)->dense && i < (*pr)->state.n_lin; i++) free((*pr)->dense[i]);
+    free((*pr)->dense);
     free((*pr)->ckpt_shares);
     free((*pr)->gpu_report);
     bb_comm_destroy(&(*pr)->comm);

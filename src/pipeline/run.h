@@ -82,6 +82,8 @@ struct bb_run {
     bb_tokens calib;       /* calibration stream from stage 0 (flat or (n_seq, seq_len)) */
     bb_calib *stats;       /* calibration statistics from stage 1 */
     bb_weights *weights;   /* working copies once a stage changes weights (bb_run_weights) */
+    float **dense;         /* (n_lin) f32 copies of this rank's dense weights the wave stages read, NULL = not kept */
+    int64_t dense_bytes;   /* their bytes (at most backend.dense_cache_mib) */
     /* filled by stage 6 (quantize) on rank 0 */
     double quant_bits;     /* stored bits per linear weight, scales included; 0 = not quantized */
     double quant_ppl, quant_kld, quant_top1;

@@ -133,6 +133,11 @@ static void test_hold(void) {
     /* cuda-auto: held -> GPU bytes */
     EXPECT_OK(au->gemm(BB_OP_N, BB_OP_N, m, n, k, 1.0f, a, k, b, n, 0.0f, c1, n));
     EXPECT(memcmp(c0, c1, (size_t)(m * n) * 4) == 0, "cuda-auto with A held did not run on the GPU");
+    /* holds nest: a second hold and its release leave the first in force */
+    EXPECT_OK(bb_linalg_hold(cu, a, m, k, k));
+    bb_linalg_release(cu, a);
+    EXPECT_OK(au->gemm(BB_OP_N, BB_OP_N, m, n, k, 1.0f, a, k, b, n, 0.0f, c1, n));
+    EXPECT(memcmp(c0, c1, (size_t)(m * n) * 4) == 0, "the release of a nested hold ended the outer hold");
     bb_linalg_release(cu, a);
     EXPECT_OK(au->gemm(BB_OP_N, BB_OP_N, m, n, k, 1.0f, a, k, b, n, 0.0f, c1, n));
     EXPECT_OK(cpu->gemm(BB_OP_N, BB_OP_N, m, n, k, 1.0f, a, k, b, n, 0.0f, c2, n));
