@@ -809,8 +809,17 @@ static void drop(float *d) {
     if (!is_held(d)) cudaFree(d);
 }
 
+/* Diagnostics (docs/cuda.md): BB_CUDA_HOLD=0 turns holds off (every operand copied per call, as before they
+ * existed); BB_CUDA_HOLD_ROUTE=0 keeps holds but routes cuda-auto products by their flops alone. */
+static int env_off(const char *name) {
+    const char *v = getenv(name);
+    return v && !strcmp(v, "0");
+}
+
 static bb_status h_hold(const float *p, int64_t rows, int64_t cols, int64_t ld) {
-    if (!p || rows * cols == 0) return BB_OK;
+    static int off = -1;
+    if (off < 0) off = env_off("BB_CUDA_HOLD");
+    if (!p || rows * cols == 0 || off) return BB_OK;
     for (int i = 0; i < MAX_HELD; i++)
         if (g_held[i].dev && g_held[i].host == p && g_held[i].rows == rows && g_held[i].cols == cols &&
             g_held[i].ld == ld) {
@@ -1050,8 +1059,11 @@ static int big(double flops) { return flops >= BB_CUDA_AUTO_FLOPS; }
  * what made small products cheaper on the CPU was copying that operand. */
 static bb_status a_gemm(bb_op ta, bb_op tb, int64_t m, int64_t n, int64_t k, float alpha, const float *a, int64_t lda,
                         const float *b, int64_t ldb, float beta, float *cm, int64_t ldc) {
-    const int held = m * n * k > 0 && (held_copy(a, ta == BB_OP_N ? m : k, ta == BB_OP_N ? k : m, lda) ||
-                                       held_copy(b, tb == BB_OP_N ? k : n, tb == BB_OP_N ? n : k, ldb));
+    static int plain = -1;
+    if (plain < 0) plain = env_off("BB_CUDA_HOLD_ROUTE");
+    const int held = !plain && m * n * k > 0 &&
+                     (held_copy(a, ta == BB_OP_N ? m : k, ta == BB_OP_N ? k : m, lda) ||
+                      held_copy(b, tb == BB_OP_N ? k : n, tb == BB_OP_N ? n : k, ldb));
     return (big(2.0 * m * n * k * (held ? 64 : 1)) ? h_gemm : bb_linalg_backend_cpu.gemm)(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta,
                                                                         cm, ldc);
 }

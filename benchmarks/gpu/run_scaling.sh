@@ -2,7 +2,7 @@
 # run_scaling.sh — multi-GPU scaling of `birdbone compress` on one node (device tool, carry ["build-carry"]):
 # one rank per GPU, backend.device=cuda (comm auto = NCCL), NCCL_NVLS_ENABLE=0 (env.sh).
 #   strong: the same model on 1, 2, ..., G GPUs (model.gguf must be byte-identical across G);
-#   weak:   BB_WEAK_LAYERS_PER_GPU (2) blocks per GPU (a strong run of that model, BB_MODEL ending in
+#   weak:   BB_WEAK_LAYERS_PER_GPU (2) blocks per GPU (a strong run of that model, BB_MODEL with
 #           layers=LPG*g, stands for the weak run on g GPUs).
 # Environment: BB_MODES ("strong weak"), BB_CPU_BASELINE=1 (also one CPU rank), BB_MODEL (synthetic:small), BB_GPUS ("1 2 4", capped at the GPUs present), BB_SET (extra
 # "key=value ..."), BB_TOKENS=VOCAB (calibration and evaluation token files of calib.samples x calib.seq_len
@@ -31,8 +31,8 @@ for mode in ${BB_MODES:-strong weak}; do
         [ $mode = weak ] && m="$MODEL,layers=$((LPG * g))"
         d="$OUT/$mode-$g"
         rm -rf "$d"
-        if [ $mode = weak ] && [ "${MODEL##*,}" = "layers=$((LPG * g))" ] && [ -f "$OUT/strong-$g/summary.json" ]; then
-            # the same model as the strong run on g GPUs (BB_MODEL ends in layers=LPG*g): its figures
+        if [ $mode = weak ] && [[ ",$MODEL," == *",layers=$((LPG * g)),"* ]] && [ -f "$OUT/strong-$g/summary.json" ]; then
+            # the same model as the strong run on g GPUs (BB_MODEL says layers=LPG*g): its figures
             mkdir -p "$d" && cp "$OUT/strong-$g/summary.json" "$d/" && cp "$OUT/strong-$g.log" "$d.log"
             echo "$mode $g GPU(s) $m: the strong run on $g GPU(s)"
             continue
