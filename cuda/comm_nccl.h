@@ -25,6 +25,8 @@ typedef struct {
     int64_t collectives, p2p;   /* calls */
     int64_t bytes_collective;   /* payload bytes this rank contributed to collectives */
     int64_t bytes_sent, bytes_received;
+    double seconds; /* wall time inside the communicator's calls: collectives (with their host copies and
+                     * synchronization), posting and waiting for point-to-point messages */
 } bb_comm_nccl_stats;
 /* Totals of this process since start. */
 void bb_comm_nccl_stats_get(bb_comm_nccl_stats *out);

@@ -8,7 +8,8 @@
 # "key=value ..."), BB_TOKENS=VOCAB (calibration and evaluation token files of calib.samples x calib.seq_len
 # Zipf ids from tokens.py instead of streams sampled from the synthetic model: the large shapes; BB_SEQS, 32),
 # BB_TIMEOUT (seconds per run, 0 = none), BB_THREADS (4). Writes $OUT/scaling-gpu.csv (one row per run and stage: seconds, the
-# speedup/efficiency against 1 GPU, NCCL bytes, peak device memory of the busiest rank) and the logs.
+# speedup/efficiency against 1 GPU, NCCL bytes, peak device memory of the busiest rank, seconds in NCCL calls
+# of the busiest rank: whole run, repeated on every stage row) and the logs.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 OUT=${OUT:-$PWD/gpu-out}
@@ -68,6 +69,7 @@ for mode in ("strong", "weak"):
         gpu = s.get("gpu", {}).get("ranks", [])
         nccl = sum(r["nccl_collective_bytes"] + r["nccl_sent_bytes"] for r in gpu)
         peak = max((r["memory_peak_bytes"] for r in gpu), default=0)
+        nsec = max((r.get("nccl_seconds", 0) for r in gpu), default=0)  # builds before nccl_seconds: 0
         stages = {st["name"]: st["seconds"] for st in s["stages"]}
         stages["total"] = s["seconds"]
         if base is None:
@@ -76,12 +78,12 @@ for mode in ("strong", "weak"):
             b = base.get(name, 0)
             sp = b / sec if sec > 0 else 0
             eff = sp / g if mode == "strong" else sp
-            rows.append((mode, g, name, sec, sp, eff, nccl, peak))
+            rows.append((mode, g, name, sec, sp, eff, nccl, peak, nsec))
 with open(os.path.join(out, "scaling-gpu.csv"), "w") as f:
-    f.write("mode,gpus,stage,seconds,speedup,efficiency,nccl_bytes,gpu_mem_peak_bytes\n")
+    f.write("mode,gpus,stage,seconds,speedup,efficiency,nccl_bytes,gpu_mem_peak_bytes,nccl_seconds_max\n")
     for r in rows:
-        f.write("%s,%d,%s,%.3f,%.3f,%.3f,%d,%d\n" % r)
+        f.write("%s,%d,%s,%.3f,%.3f,%.3f,%d,%d,%.3f\n" % r)
 for r in rows:
     if r[2] == "total":
-        print("%-6s %d GPU  %8.1f s  speedup %.2f  efficiency %.2f  NCCL %d B  peak %.0f MiB" % (r[0], r[1], r[3], r[4], r[5], r[6], r[7] / 2**20))
+        print("%-6s %d GPU  %8.1f s  speedup %.2f  efficiency %.2f  NCCL %d B in %.2f s  peak %.0f MiB" % (r[0], r[1], r[3], r[4], r[5], r[6], r[8], r[7] / 2**20))
 PY

@@ -518,15 +518,18 @@ static void sample_gpu_memory(bb_run *r) {
 #endif
 }
 
-/* Every rank's GPU figures to rank 0 (r->gpu_report, 7 per rank): device, peak memory at stage ends, NCCL
- * collectives, their bytes, point-to-point messages, bytes sent, bytes received. Collective. */
+/* Every rank's GPU figures to rank 0 (r->gpu_report, GPU_REPORT per rank): device, peak memory at stage ends,
+ * NCCL collectives, their bytes, point-to-point messages, bytes sent, bytes received, microseconds in NCCL
+ * calls. Collective. */
+#define GPU_REPORT 8
 static bb_status gather_gpu_report(bb_run *r) {
-    int64_t mine[7] = {r->gpu, r->gpu_mem_peak, 0, 0, 0, 0, 0};
+    int64_t mine[GPU_REPORT] = {r->gpu, r->gpu_mem_peak, 0, 0, 0, 0, 0, 0};
 #ifdef BB_HAVE_CUDA
     if (r->gpu >= 0) {
         bb_comm_nccl_stats ns;
         bb_comm_nccl_stats_get(&ns);
-        int64_t v[5] = {ns.collectives, ns.bytes_collective, ns.p2p, ns.bytes_sent, ns.bytes_received};
+        int64_t v[6] = {ns.collectives, ns.bytes_collective, ns.p2p, ns.bytes_sent, ns.bytes_received,
+                        (int64_t)(ns.seconds * 1e6)};
         memcpy(mine + 2, v, sizeof v);
     }
 #endif
@@ -534,8 +537,9 @@ static bb_status gather_gpu_report(bb_run *r) {
     BB_MPI_CALL(MPI_Allreduce(&any, &all_any, 1, MPI_INT, MPI_MAX, r->dist->comm));
     if (!all_any) return BB_OK;
     if (r->dist->rank == 0)
-        BB_CALL(bb_calloc((void **)&r->gpu_report, (size_t)r->dist->size * 7, sizeof *r->gpu_report, "gpu report"));
-    BB_MPI_CALL(MPI_Gather(mine, 7, MPI_INT64_T, r->gpu_report, 7, MPI_INT64_T, 0, r->dist->comm));
+        BB_CALL(bb_calloc((void **)&r->gpu_report, (size_t)r->dist->size * GPU_REPORT, sizeof *r->gpu_report,
+                          "gpu report"));
+    BB_MPI_CALL(MPI_Gather(mine, GPU_REPORT, MPI_INT64_T, r->gpu_report, GPU_REPORT, MPI_INT64_T, 0, r->dist->comm));
     return BB_OK;
 }
 
@@ -544,12 +548,12 @@ static void write_gpu_json(const bb_run *r, FILE *f) {
     fprintf(f, "  \"gpu\": {\"device\": \"%s\", \"comm\": \"%s\", \"ranks\": [", r->gpu_name,
             bb_comm_kind_name(bb_comm_kind_of(r->comm)));
     for (int q = 0; q < r->dist->size; q++) {
-        const int64_t *v = r->gpu_report + 7 * q;
+        const int64_t *v = r->gpu_report + GPU_REPORT * q;
         fprintf(f, "%s\n    {\"rank\": %d, \"gpu\": %lld, \"memory_peak_bytes\": %lld, \"nccl_collectives\": %lld, "
                    "\"nccl_collective_bytes\": %lld, \"nccl_p2p\": %lld, \"nccl_sent_bytes\": %lld, "
-                   "\"nccl_received_bytes\": %lld}",
+                   "\"nccl_received_bytes\": %lld, \"nccl_seconds\": %.6f}",
                 q ? "," : "", q, (long long)v[0], (long long)v[1], (long long)v[2], (long long)v[3], (long long)v[4],
-                (long long)v[5], (long long)v[6]);
+                (long long)v[5], (long long)v[6], (double)v[7] / 1e6);
     }
     fprintf(f, "\n  ]},\n");
 }
@@ -637,16 +641,18 @@ bb_status bb_run_execute(bb_run *r) {
     }
     BB_CALL(bb_dist_agree(r->dist, gather_gpu_report(r)));
     if (r->gpu_report) {
-        int64_t coll = 0, cb = 0, p2p = 0, sent = 0, peak = 0;
+        int64_t coll = 0, cb = 0, p2p = 0, sent = 0, peak = 0, us = 0;
         for (int q = 0; q < r->dist->size; q++) {
-            const int64_t *v = r->gpu_report + 7 * q;
+            const int64_t *v = r->gpu_report + GPU_REPORT * q;
             coll += v[2], cb += v[3], p2p += v[4], sent += v[5];
             if (v[1] > peak) peak = v[1];
+            if (v[7] > us) us = v[7];
         }
         bb_info("gpu          %s: peak device memory %.1f MiB (largest rank, at stage ends); %s: %lld collectives "
-                "(%lld bytes), %lld point-to-point messages (%lld bytes sent), all ranks",
+                "(%lld bytes), %lld point-to-point messages (%lld bytes sent), all ranks; %.2f s in them (the most "
+                "on one rank)",
                 r->gpu_name, peak / 1048576.0, bb_comm_kind_name(bb_comm_kind_of(r->comm)), (long long)coll,
-                (long long)cb, (long long)p2p, (long long)sent);
+                (long long)cb, (long long)p2p, (long long)sent, (double)us / 1e6);
     }
     double bytes = 0;
     bb_model_for_each_tensor(r->model, stored_bytes, &bytes);

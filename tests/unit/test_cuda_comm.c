@@ -16,11 +16,13 @@ int main(void) {
 #include "test_comm.c"
 #undef main
 
+#include "core/log.h"
 #include "cuda/check.h"
 #include "cuda/comm_nccl.h"
 
 int main(int argc, char **argv) {
     bb_dist d;
+    double t_start = bb_now();
     EXPECT_OK(bb_dist_init(&argc, &argv, &d));
     int n = bb_cuda_device_count();
     if (n == 0 || d.size > n) {
@@ -46,11 +48,15 @@ int main(int argc, char **argv) {
         test_share(c, d.rank, d.size);
         bb_comm_nccl_stats s;
         bb_comm_nccl_stats_get(&s);
-        printf("rank %d (GPU %d): %lld NCCL collectives (%lld bytes), %lld point-to-point (%lld sent, %lld received)\n",
+        printf("rank %d (GPU %d): %lld NCCL collectives (%lld bytes), %lld point-to-point (%lld sent, %lld received), "
+               "%.4f s\n",
                d.rank, dev, (long long)s.collectives, (long long)s.bytes_collective, (long long)s.p2p,
-               (long long)s.bytes_sent, (long long)s.bytes_received);
+               (long long)s.bytes_sent, (long long)s.bytes_received, s.seconds);
         EXPECT(s.collectives > 0 && s.bytes_collective > 0 && s.p2p >= 2 && s.bytes_sent > 0 && s.bytes_received > 0,
                "the traffic went through NCCL");
+        /* the calls took some time, and not more than the whole test has run */
+        EXPECT(s.seconds > 0 && s.seconds < bb_now() - t_start + 1e-3, "NCCL seconds %g of %g", s.seconds,
+               bb_now() - t_start);
     }
     bb_comm_destroy(&c);
     int failures = TEST_DONE();
