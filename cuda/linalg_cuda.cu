@@ -833,7 +833,16 @@ static bb_status h_hold(const float *p, int64_t rows, int64_t cols, int64_t ld) 
     bb_cuda_ctx *c;
     BB_CALL(host_ctx(&c));
     float *d = NULL;
-    BB_CALL(up(p, rows, cols, ld, &d, "held operand"));
+    /* no room on the device is not an error: the operations then copy p as usual */
+    int quiet = bb_error_set_quiet(1);
+    bb_status st = up(p, rows, cols, ld, &d, "held operand");
+    bb_error_set_quiet(quiet);
+    if (st != BB_OK) {
+        if (d) cudaFree(d);
+        cudaGetLastError(); /* the failure's error state */
+        bb_clear_error();
+        return BB_OK;
+    }
     g_held[slot] = (held_operand){p, rows, cols, ld, d, 1};
     return BB_OK;
 }

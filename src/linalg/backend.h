@@ -80,8 +80,8 @@ typedef struct bb_linalg_backend {
      * later operation whose input operand is exactly (p, rows, cols, ld), instead of sending it again
      * (an operation that writes p is the caller's error). Holds nest: holding (p, rows, cols, ld) again
      * counts one more hold, and the copy goes at the release that ends the last one; every hold needs its
-     * release(p). Holding more than the backend keeps is not an error: the later operations then copy
-     * those matrices as usual. */
+     * release(p). Holding more than the backend keeps (slots or device memory) is not an error: the later
+     * operations then copy those matrices as usual. */
     bb_status (*hold)(const float *p, int64_t rows, int64_t cols, int64_t ld);
     void (*release)(const float *p);
 } bb_linalg_backend;
