@@ -100,7 +100,7 @@ bb_status bb_tensor_hash_compute(const bb_tensor *t, int as_f32, bb_tensor_hash 
 typedef struct {
     int as_f32, n, cap;
     bb_tensor_hash *list;
-    const bb_tensor **todo; /* (cap) the tensor of each entry, NULL = not hashed (keep said no) */
+    const bb_tensor **which; /* (cap) the tensor of each entry, NULL = not hashed (keep said no) */
     int (*keep)(const char *name, void *ud); /* NULL = every tensor */
     void *keep_ud;
 } collect;
@@ -112,13 +112,13 @@ static bb_status visit(const bb_tensor *t, void *ud) {
         bb_tensor_hash *l = realloc(c->list, sizeof *l * (size_t)cap);
         BB_CHECK(l, BB_ERR_OOM, "out of memory: %zu bytes of tensor hashes", sizeof *l * (size_t)cap);
         c->list = l;
-        const bb_tensor **td = realloc(c->todo, sizeof *td * (size_t)cap);
+        const bb_tensor **td = realloc(c->which, sizeof *td * (size_t)cap);
         BB_CHECK(td, BB_ERR_OOM, "out of memory: %zu bytes of tensor hashes", sizeof *td * (size_t)cap);
-        c->todo = td;
+        c->which = td;
         c->cap = cap;
     }
     memset(&c->list[c->n], 0, sizeof c->list[c->n]);
-    c->todo[c->n] = !c->keep || c->keep(t->name, c->keep_ud) ? t : NULL;
+    c->which[c->n] = !c->keep || c->keep(t->name, c->keep_ud) ? t : NULL;
     c->n++;
     return BB_OK;
 }
@@ -133,7 +133,7 @@ typedef struct {
 static void *hash_some(void *arg) {
     hash_job *j = arg;
     for (int k = j->first; j->st == BB_OK && k < j->c->n; k += j->step)
-        if (j->c->todo[k]) j->st = bb_tensor_hash_compute(j->c->todo[k], j->c->as_f32, &j->c->list[k]);
+        if (j->c->which[k]) j->st = bb_tensor_hash_compute(j->c->which[k], j->c->as_f32, &j->c->list[k]);
     return NULL;
 }
 
@@ -148,8 +148,8 @@ static bb_status collect_all(const bb_model *m, collect *c) {
         bb_parallel_run(hash_some, jobs, sizeof jobs[0], nt);
         for (int t = 0; t < nt && st == BB_OK; t++) st = jobs[t].st;
     }
-    free(c->todo);
-    c->todo = NULL;
+    free(c->which);
+    c->which = NULL;
     if (st != BB_OK) {
         free(c->list);
         c->list = NULL;
