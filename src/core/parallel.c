@@ -20,8 +20,6 @@ static int g_default = 0;
 
 void bb_parallel_set_default(int n) { g_default = n < 0 ? 0 : n; }
 
-int bb_parallel_default(void) { return g_default; }
-
 int bb_parallel_threads(int want, long long units, long long min_per_thread) {
     long long n = want > 0 ? want : g_default > 0 ? g_default : sysconf(_SC_NPROCESSORS_ONLN);
     if (n > BB_PARALLEL_MAX) n = BB_PARALLEL_MAX;

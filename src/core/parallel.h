@@ -20,6 +20,5 @@ int bb_parallel_threads(int want, long long units, long long min_per_thread);
 /* The process's thread count for want <= 0 (a run sets its rank's backend.threads; 0 = the processors
  * online). Not thread-safe: set it once, before the work. */
 void bb_parallel_set_default(int n);
-int bb_parallel_default(void);
 
 #endif

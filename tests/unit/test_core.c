@@ -301,6 +301,10 @@ static void test_parallel(void) {
     EXPECT(bb_parallel_threads(5, 7, 8) == 1, "fewer units than one thread's share: %d", bb_parallel_threads(5, 7, 8));
     EXPECT(bb_parallel_threads(1000, 1 << 20, 1) == BB_PARALLEL_MAX, "cap: %d", bb_parallel_threads(1000, 1 << 20, 1));
     EXPECT(bb_parallel_threads(0, 1 << 20, 1) >= 1, "0 = the processors online");
+    bb_parallel_set_default(3); /* a run's backend.threads */
+    EXPECT(bb_parallel_threads(0, 1 << 20, 1) == 3, "0 = the default once set: %d", bb_parallel_threads(0, 1 << 20, 1));
+    EXPECT(bb_parallel_threads(5, 1 << 20, 1) == 5, "an explicit count wins over the default");
+    bb_parallel_set_default(0);
 }
 
 int main(void) {
