@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "compress/usage.h"
+#include "core/finite.h"
 #include "core/log.h"
 #include "core/rng.h"
 #include "linalg/rsvd.h"
@@ -24,10 +25,9 @@ static bb_status pick_backend(const bb_linalg_backend **be) {
 
 static bb_status check_finite(const char *name, const char *what, const float *p, int64_t rows, int64_t cols) {
     if (!p) return BB_OK;
-    for (int64_t i = 0; i < rows; i++)
-        for (int64_t j = 0; j < cols; j++)
-            BB_CHECK(isfinite(p[i * cols + j]), BB_ERR_NUMERIC, "%s: %s has %g at row %lld, column %lld", name, what,
-                     (double)p[i * cols + j], (long long)i, (long long)j);
+    int64_t k = bb_first_nonfinite(p, rows * cols);
+    BB_CHECK(k < 0, BB_ERR_NUMERIC, "%s: %s has %g at row %lld, column %lld", name, what, k < 0 ? 0.0 : (double)p[k],
+             (long long)(k < 0 ? 0 : k / cols), (long long)(k < 0 ? 0 : k % cols));
     return BB_OK;
 }
 

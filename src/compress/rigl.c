@@ -67,6 +67,32 @@ void bb_rigl_opts_from_config(const bb_config *cfg, bb_rigl_opts *o) {
     o->threads = (int)cfg->backend.threads;
 }
 
+/* Rows [a, b) of check()'s entry tests: the first offending entry in row-major order (kind 1: W or Ŵ not
+ * finite, 2: pruned but not 0), found = -1 if none. */
+typedef struct {
+    const float *w, *w_hat;
+    const bb_mask *mask;
+    int64_t cols, a, b, found;
+    int kind;
+} check_job;
+
+static void *check_rows(void *arg) {
+    check_job *jb = arg;
+    for (int64_t i = jb->a; i < jb->b; i++)
+        for (int64_t j = 0; j < jb->cols; j++) {
+            int64_t k = i * jb->cols + j;
+            int kind = !isfinite(jb->w[k]) || !isfinite(jb->w_hat[k]) ? 1
+                       : !bb_mask_get(jb->mask, i, j) && jb->w_hat[k] != 0 ? 2
+                                                                         : 0;
+            if (kind) {
+                jb->found = k;
+                jb->kind = kind;
+                return NULL;
+            }
+        }
+    return NULL;
+}
+
 static bb_status check(const bb_rigl_opts *o, const char *name, int64_t rows, int64_t cols, const float *w,
                        const float *w_hat, const bb_lora *lora, const float *h, const float *xnorm,
                        const bb_mask *mask) {
@@ -77,15 +103,20 @@ static bb_status check(const bb_rigl_opts *o, const char *name, int64_t rows, in
     BB_CHECK(mask->rows == rows && mask->cols == cols, BB_ERR_ARG, "%s: mask (%lld, %lld) for a (%lld, %lld) weight",
              name, (long long)mask->rows, (long long)mask->cols, (long long)rows, (long long)cols);
     BB_CHECK(!lora || (lora->rows == rows && lora->cols == cols), BB_ERR_ARG, "%s: factors of another shape", name);
-    for (int64_t i = 0; i < rows; i++)
-        for (int64_t j = 0; j < cols; j++) {
-            float a = w[i * cols + j], b = w_hat[i * cols + j];
-            BB_CHECK(isfinite(a) && isfinite(b), BB_ERR_NUMERIC, "%s: non-finite weight at row %lld, column %lld",
-                     name, (long long)i, (long long)j);
-            BB_CHECK(bb_mask_get(mask, i, j) || b == 0, BB_ERR_ARG,
-                     "%s: pruned weight (%lld, %lld) is %g, not 0: apply the mask first (bb_mask_apply)", name,
-                     (long long)i, (long long)j, (double)b);
-        }
+    /* the entries over threads in row ranges (a weight is gigabytes at 70B shapes); the first offending entry in
+     * row-major order is the one reported, whatever the thread count */
+    check_job jobs[BB_PARALLEL_MAX];
+    int nt = bb_parallel_threads(o->threads, rows * cols, (int64_t)1 << 22);
+    for (int t = 0; t < nt; t++) jobs[t] = (check_job){w, w_hat, mask, cols, rows * t / nt, rows * (t + 1) / nt, -1, 0};
+    bb_parallel_run(check_rows, jobs, sizeof jobs[0], nt);
+    for (int t = 0; t < nt; t++) {
+        int64_t k = jobs[t].found, i = k / cols, j = k % cols;
+        if (k < 0) continue;
+        BB_CHECK(jobs[t].kind != 1, BB_ERR_NUMERIC, "%s: non-finite weight at row %lld, column %lld", name,
+                 (long long)i, (long long)j);
+        BB_CHECK(0, BB_ERR_ARG, "%s: pruned weight (%lld, %lld) is %g, not 0: apply the mask first (bb_mask_apply)",
+                 name, (long long)i, (long long)j, (double)w_hat[k]);
+    }
     for (int64_t j = 0; j < cols; j++) {
         BB_CHECK(isfinite(h[j * cols + j]) && h[j * cols + j] >= 0, BB_ERR_NUMERIC, "%s: H[%lld][%lld] = %g", name,
                  (long long)j, (long long)j, (double)h[j * cols + j]);

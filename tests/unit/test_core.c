@@ -9,6 +9,7 @@
 #include "core/events.h"
 #include "core/file.h"
 #include "core/rng.h"
+#include "core/finite.h"
 #include "core/sha256.h"
 #include "core/tensor.h"
 #include "core/parallel.h"
@@ -288,6 +289,33 @@ static void *par_mark(void *arg) {
 }
 
 /* Every job runs once, on whatever thread; the thread counts are capped as documented. */
+/* The threaded scan finds the reference's index wherever the first NaN or Inf is, for any thread count. */
+static void test_first_nonfinite(void) {
+    const int64_t n = ((int64_t)1 << 22) * 3 + 5; /* three threads' worth */
+    float *p = malloc(sizeof(float) * (size_t)n);
+    EXPECT(p, "buffer");
+    if (!p) return;
+    for (int64_t i = 0; i < n; i++) p[i] = (float)(i % 97) - 48.0f;
+    const int64_t at[] = {0, 1, ((int64_t)1 << 22) - 1, (int64_t)1 << 22, n / 2, n - 1};
+    for (int threads = 1; threads <= 4; threads++) {
+        bb_parallel_set_default(threads);
+        EXPECT(bb_first_nonfinite(p, n) == -1 && bb_first_nonfinite_ref(p, n) == -1, "%d threads: all finite",
+               threads);
+        for (size_t k = 0; k < sizeof at / sizeof at[0]; k++) {
+            p[at[k]] = k % 2 ? NAN : -INFINITY;
+            if (at[k] + 7 < n) p[at[k] + 7] = INFINITY; /* a later one must not win */
+            int64_t got = bb_first_nonfinite(p, n);
+            EXPECT(got == at[k] && got == bb_first_nonfinite_ref(p, n), "%d threads: first at %lld, got %lld",
+                   threads, (long long)at[k], (long long)got);
+            p[at[k]] = 1.0f;
+            if (at[k] + 7 < n) p[at[k] + 7] = 1.0f;
+        }
+    }
+    bb_parallel_set_default(0);
+    EXPECT(bb_first_nonfinite(p, 0) == -1, "empty");
+    free(p);
+}
+
 static void test_parallel(void) {
     par_job jobs[BB_PARALLEL_MAX];
     for (int n = 1; n <= BB_PARALLEL_MAX; n += 21) {
@@ -316,6 +344,7 @@ int main(void) {
     TEST_RUN(test_philox);
     TEST_RUN(test_rng_distributions);
     TEST_RUN(test_sha256);
+    TEST_RUN(test_first_nonfinite);
     TEST_RUN(test_files);
     TEST_RUN(test_tensor);
     TEST_RUN(test_events);

@@ -40,6 +40,14 @@ static void test_hand_ties(void) {
     wh2[5] = 0.1f;
     EXPECT_ERR(bb_rigl_step(&o, "hand", 1, 8, w, wh2, NULL, h, NULL, m, &st), BB_ERR_ARG, "apply the mask first");
     wh2[5] = 0;
+    /* both faults: the first in row-major order is reported */
+    wh2[6] = 0.2f;
+    w[2] = NAN;
+    EXPECT_ERR(bb_rigl_step(&o, "hand", 1, 8, w, wh2, NULL, h, NULL, m, &st), BB_ERR_NUMERIC,
+               "non-finite weight at row 0, column 2");
+    w[2] = 1;
+    EXPECT_ERR(bb_rigl_step(&o, "hand", 1, 8, w, wh2, NULL, h, NULL, m, &st), BB_ERR_ARG, "pruned weight (0, 6)");
+    wh2[6] = 0;
     o.fraction = 1.5;
     EXPECT_ERR(bb_rigl_step(&o, "hand", 1, 8, w, wh2, NULL, h, NULL, m, &st), BB_ERR_ARG, "rigl.fraction");
     bb_mask_destroy(&m);
