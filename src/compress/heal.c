@@ -646,6 +646,7 @@ bb_status bb_heal_adam(const bb_heal_adam_opts *o, const char *name, const float
     int r = lora->rank;
     size_t nw = (size_t)(m * n), na = (size_t)(m * r), nb = (size_t)(r * n);
     float *g0 = NULL, *e = NULL, *ga = NULL, *gb = NULL, *mom = NULL, *mw = NULL;
+    int held_g0 = 0, held_h = 0;
     grad_ws ws = {0};
     best_iterate bi = {0};
     bb_heal_adam_stats s;
@@ -673,8 +674,10 @@ bb_status bb_heal_adam(const bb_heal_adam_opts *o, const char *name, const float
         s.flops += 2.0 * (double)m * n * n;
         /* G0 and H are read by every step and never change: a device backend keeps them resident */
         BB_CALL_GOTO(stt, out, bb_linalg_hold(be, g0, m, n, n));
+        held_g0 = 1;
     }
     BB_CALL_GOTO(stt, out, bb_linalg_hold(be, h, n, n, n));
+    held_h = 1;
     s.flops_per_step = bb_heal_step_flops(m, n, r, o->train_weights);
     double t1 = now_s();
     s.seconds_setup = t1 - t0;
@@ -711,8 +714,9 @@ bb_status bb_heal_adam(const bb_heal_adam_opts *o, const char *name, const float
     s.seconds = now_s() - t0;
     if (st) *st = s;
 out:
-    bb_linalg_release(be, g0);
-    bb_linalg_release(be, h);
+    /* only the holds taken: holds nest, and a caller may hold h too */
+    if (held_g0) bb_linalg_release(be, g0);
+    if (held_h) bb_linalg_release(be, h);
     free(g0);
     free(e);
     free(ga);

@@ -155,12 +155,13 @@ bb_status bb_usage_grad(const char *name, const bb_linalg_backend *be, int64_t r
                       "gradient proxy: error rows"));
     /* H is read by every row block: a device backend keeps one copy for the loop */
     bb_status st = rb < rows ? bb_linalg_hold(be, h, cols, cols, cols) : BB_OK;
+    const int held = rb < rows && st == BB_OK; /* a release only for a hold that was taken */
     for (int64_t r0 = 0; r0 < rows && st == BB_OK; r0 += rb) {
         int64_t nr = rows - r0 < rb ? rows - r0 : rb;
         for (int64_t k = 0; k < nr * cols; k++) e[k] = w[r0 * cols + k] - w_hat[r0 * cols + k];
         st = be->gemm(BB_OP_N, BB_OP_N, nr, cols, cols, 2.0f, e, cols, h, cols, 0.0f, g + r0 * cols, cols);
     }
-    if (rb < rows) bb_linalg_release(be, h);
+    if (held) bb_linalg_release(be, h);
     free(e);
     BB_CHECK(st == BB_OK, st, "%s: gradient proxy 2 E H failed", name);
     return BB_OK;
@@ -188,6 +189,7 @@ bb_status bb_usage_recon_error(const char *name, const bb_linalg_backend *be, in
     BB_CALL(bb_malloc((void **)&e, 2 * sizeof(float) * n, "reconstruction error: error rows"));
     t = e + n;
     bb_status st = rb < rows ? bb_linalg_hold(be, h, cols, cols, cols) : BB_OK; /* as in bb_usage_grad */
+    const int held = rb < rows && st == BB_OK;
     double sum = 0;
     for (int64_t r0 = 0; r0 < rows && st == BB_OK; r0 += rb) {
         int64_t nr = rows - r0 < rb ? rows - r0 : rb;
@@ -195,7 +197,7 @@ bb_status bb_usage_recon_error(const char *name, const bb_linalg_backend *be, in
         st = be->gemm(BB_OP_N, BB_OP_N, nr, cols, cols, 1.0f, e, cols, h, cols, 0.0f, t, cols);
         for (int64_t k = 0; k < nr * cols; k++) sum += (double)t[k] * (double)e[k];
     }
-    if (rb < rows) bb_linalg_release(be, h);
+    if (held) bb_linalg_release(be, h);
     free(e);
     BB_CHECK(st == BB_OK, st, "%s: reconstruction error tr(E H E^T) failed", name);
     BB_CHECK(isfinite(sum), BB_ERR_NUMERIC, "%s: reconstruction error is %g", name, sum);
