@@ -1,8 +1,8 @@
 #!/bin/bash
 # run_checks.sh — on a machine with 2+ GPUs (device tool, carry ["build-carry"] with shared/data from
 # prepare_full.sh + the data copy in docs/cuda.md): GPU strong/weak scaling of synthetic:tiny on 1 and 2
-# GPUs (run_scaling.sh), then stories260K (the stories260K.yaml preset, 3 waves to 25 %) compressed on 1 and 2
-# GPUs with NCCL: the two model.gguf must be identical. Output under $OUT.
+# GPUs (run_scaling.sh), then stories260K (the stories260K.yaml preset, 3 waves to 25 %) compressed on 1 and
+# BB_NP (default: every GPU) GPUs with NCCL: the two model.gguf must be identical. Output under $OUT.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 OUT=${OUT:-$PWD/gpu-out}
@@ -15,7 +15,7 @@ timeout 200 bash benchmarks/gpu/run_scaling.sh 2>&1 | tail -12
 mkdir -p $OUT/sc && cp $OUT/scaling-gpu.csv $OUT/sc/ 2>/dev/null
 fi
 source build-carry/env.sh
-for np in 1 2; do
+for np in 1 "${BB_NP:-$(nvidia-smi -L | wc -l)}"; do
   t0=$(date +%s)
   mpirun -np $np --bind-to none birdbone compress -c configs/stories260K.yaml --set model.path=$S/stories260K/stories260K.bin \
     --set data.calib=$S/tinystories/calib.txt --set data.eval=$S/tinystories/dev.txt --set waves.count=3 --set prune.target=0.25 \
