@@ -7,8 +7,10 @@
 #include <time.h>
 
 #include "compress/usage.h"
+#include "core/events.h"
 #include "core/finite.h"
 #include "core/log.h"
+#include "core/reduce.h"
 #include "core/rng.h"
 #include "linalg/rsvd.h"
 
@@ -137,7 +139,7 @@ bb_status bb_heal_closed_form(const bb_heal_fit_opts *o, const char *name, const
     BB_CALL(check_finite(name, "H", h, cols, cols));
     size_t nw = (size_t)(rows * cols), nh = (size_t)(cols * cols);
     float *e = NULL, *m = NULL, *g0 = NULL, *l = NULL, *s = NULL, *u = NULL, *vt = NULL;
-    int held_l = 0;
+    int held_l = 0, held_e = 0;
     bb_rsvd_result rr;
     memset(&rr, 0, sizeof rr);
     bb_heal_fit_stats fs;
@@ -149,23 +151,37 @@ bb_status bb_heal_closed_form(const bb_heal_fit_opts *o, const char *name, const
     BB_CALL_GOTO(stt, out, bb_malloc((void **)&m, sizeof(float) * nw, "closed-form fit: E L"));
     BB_CALL_GOTO(stt, out, bb_malloc((void **)&g0, sizeof(float) * nw, "closed-form fit: E H"));
     BB_CALL_GOTO(stt, out, bb_malloc((void **)&l, sizeof(float) * nh, "closed-form fit: Cholesky factor"));
-    for (size_t i = 0; i < nw; i++) e[i] = w[i] - (w_hat ? w_hat[i] : 0.0f);
-    BB_CALL_GOTO(stt, out, be->gemm(BB_OP_N, BB_OP_N, rows, cols, cols, 1.0f, e, cols, h, cols, 0.0f, g0, cols));
-    double l0 = 0;
-    for (size_t i = 0; i < nw; i++) l0 += (double)e[i] * g0[i];
+    /* Phases as timing events (heal.cf.*): the residual E H, the whitened E L, its SVD, the factors' loss. The
+     * passes over the whole weight run over the process's threads (core/reduce.h: same bits for any count). */
+    bb_event_begin("heal.cf.residual");
+    bb_sub_f32(e, w, w_hat, (int64_t)nw);
+    /* E is read by E H and E L: a device backend keeps one copy (released after E L) */
+    stt = bb_linalg_hold(be, e, rows, cols, cols);
+    held_e = stt == BB_OK;
+    if (stt == BB_OK) stt = be->gemm(BB_OP_N, BB_OP_N, rows, cols, cols, 1.0f, e, cols, h, cols, 0.0f, g0, cols);
+    double l0 = stt == BB_OK ? bb_dot_f64(e, g0, (int64_t)nw) : 0;
+    bb_event_end("heal.cf.residual", 2.0 * (double)rows * cols * cols, 0);
+    BB_CALL_GOTO(stt, out, stt);
     fs.loss_before = fs.loss_after = l0;
     fs.flops = 2.0 * (double)rows * (double)cols * (double)cols;
     int zero = 0;
-    BB_CALL_GOTO(stt, out, damped_cholesky(o, be, name, h, cols, l, &fs.damp_used, &zero));
-    if (zero) goto done;
+    bb_event_begin("heal.cf.whiten");
+    stt = damped_cholesky(o, be, name, h, cols, l, &fs.damp_used, &zero);
     /* L is read by E L and the triangular solve: a device backend keeps one copy (released at out) */
-    BB_CALL_GOTO(stt, out, bb_linalg_hold(be, l, cols, cols, cols));
-    held_l = 1;
-    BB_CALL_GOTO(stt, out, be->gemm(BB_OP_N, BB_OP_N, rows, cols, cols, 1.0f, e, cols, l, cols, 0.0f, m, cols));
+    if (stt == BB_OK && !zero) {
+        stt = bb_linalg_hold(be, l, cols, cols, cols);
+        held_l = stt == BB_OK;
+    }
+    if (stt == BB_OK && !zero) stt = be->gemm(BB_OP_N, BB_OP_N, rows, cols, cols, 1.0f, e, cols, l, cols, 0.0f, m, cols);
+    if (held_e) bb_linalg_release(be, e);
+    held_e = 0;
+    double total = stt == BB_OK && !zero ? bb_dot_f64(m, NULL, (int64_t)nw) : 0;
+    bb_event_end("heal.cf.whiten", zero ? 0 : (double)cols * cols * cols / 3 + 2.0 * (double)rows * cols * cols, 0);
+    BB_CALL_GOTO(stt, out, stt);
+    if (zero) goto done;
     fs.flops += (double)cols * cols * cols / 3 + 2.0 * (double)rows * cols * cols;
-    double total = 0;
-    for (size_t i = 0; i < nw; i++) total += (double)m[i] * m[i];
     int exact = o->svd == BB_HEAL_SVD_EXACT || (o->svd == BB_HEAL_SVD_AUTO && mn <= o->exact_max);
+    bb_event_begin("heal.cf.svd");
     const float *sv;       /* (k) */
     const float *uu;       /* U (rows, ldu) */
     int64_t ldu;
@@ -199,6 +215,8 @@ bb_status bb_heal_closed_form(const bb_heal_fit_opts *o, const char *name, const
         for (int t = 0; t < k; t++)
             for (int64_t j = 0; j < cols; j++) lora->b[(int64_t)t * cols + j] = sqrtf(sv[t]) * rr.v[j * k + t];
     }
+    bb_event_end("heal.cf.svd", 0, 0);
+    bb_event_begin("heal.cf.finish");
     double kept = 0;
     for (int t = 0; t < k; t++) {
         kept += (double)sv[t] * sv[t];
@@ -211,10 +229,12 @@ bb_status bb_heal_closed_form(const bb_heal_fit_opts *o, const char *name, const
     fs.flops += (double)r * cols * cols;
     BB_CALL_GOTO(stt, out, factor_loss(be, g0, l0, h, lora, &fs.loss_after));
     fs.flops += bb_heal_step_flops(rows, cols, r, 0);
+    bb_event_end("heal.cf.finish", 0, 0);
 done:
     fs.seconds = now_s() - t0;
     if (st) *st = fs;
 out:
+    if (held_e) bb_linalg_release(be, e);
     if (held_l) bb_linalg_release(be, l);
     bb_rsvd_result_clear(&rr);
     free(e);

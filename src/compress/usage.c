@@ -5,7 +5,17 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define ROW_BLOCK 256 /* rows of E formed at a time for the gemm-based helpers */
+#include "core/reduce.h"
+
+/* Rows of E formed at a time for the gemm-based helpers: about 16 M values (64 MB), at least 256 rows. Few
+ * large products instead of many small ones (a 70B-shaped weight: 14 instead of 112), and a block large
+ * enough for the threaded passes (core/reduce.h). The block depends on the shape alone, so the bits do not
+ * depend on ranks or threads. */
+static int64_t row_block(int64_t rows, int64_t cols) {
+    int64_t rb = cols > 0 ? ((int64_t)1 << 24) / cols : rows;
+    if (rb < 256) rb = 256;
+    return rows < rb ? rows : rb;
+}
 
 bb_status bb_usage_block_parse(const char *kind, int64_t tile_rows, int64_t tile_cols, bb_usage_block *out) {
     memset(out, 0, sizeof *out);
@@ -149,7 +159,7 @@ static bb_status pick_backend(const bb_linalg_backend **be) {
 bb_status bb_usage_grad(const char *name, const bb_linalg_backend *be, int64_t rows, int64_t cols, const float *w,
                         const float *w_hat, const float *h, float *g) {
     BB_CALL(pick_backend(&be));
-    int64_t rb = rows < ROW_BLOCK ? rows : ROW_BLOCK;
+    int64_t rb = row_block(rows, cols);
     float *e = NULL;
     BB_CALL(bb_malloc((void **)&e, sizeof(float) * (size_t)(rb > 0 ? rb : 1) * (size_t)(cols > 0 ? cols : 1),
                       "gradient proxy: error rows"));
@@ -158,7 +168,7 @@ bb_status bb_usage_grad(const char *name, const bb_linalg_backend *be, int64_t r
     const int held = rb < rows && st == BB_OK; /* a release only for a hold that was taken */
     for (int64_t r0 = 0; r0 < rows && st == BB_OK; r0 += rb) {
         int64_t nr = rows - r0 < rb ? rows - r0 : rb;
-        for (int64_t k = 0; k < nr * cols; k++) e[k] = w[r0 * cols + k] - w_hat[r0 * cols + k];
+        bb_sub_f32(e, w + r0 * cols, w_hat + r0 * cols, nr * cols);
         st = be->gemm(BB_OP_N, BB_OP_N, nr, cols, cols, 2.0f, e, cols, h, cols, 0.0f, g + r0 * cols, cols);
     }
     if (held) bb_linalg_release(be, h);
@@ -183,7 +193,7 @@ bb_status bb_usage_grad_ref(const char *name, int64_t rows, int64_t cols, const 
 bb_status bb_usage_recon_error(const char *name, const bb_linalg_backend *be, int64_t rows, int64_t cols,
                                const float *w, const float *w_hat, const float *h, double *err) {
     BB_CALL(pick_backend(&be));
-    int64_t rb = rows < ROW_BLOCK ? rows : ROW_BLOCK;
+    int64_t rb = row_block(rows, cols);
     size_t n = (size_t)(rb > 0 ? rb : 1) * (size_t)(cols > 0 ? cols : 1);
     float *e = NULL, *t = NULL;
     BB_CALL(bb_malloc((void **)&e, 2 * sizeof(float) * n, "reconstruction error: error rows"));
@@ -193,9 +203,9 @@ bb_status bb_usage_recon_error(const char *name, const bb_linalg_backend *be, in
     double sum = 0;
     for (int64_t r0 = 0; r0 < rows && st == BB_OK; r0 += rb) {
         int64_t nr = rows - r0 < rb ? rows - r0 : rb;
-        for (int64_t k = 0; k < nr * cols; k++) e[k] = w[r0 * cols + k] - w_hat[r0 * cols + k];
+        bb_sub_f32(e, w + r0 * cols, w_hat + r0 * cols, nr * cols);
         st = be->gemm(BB_OP_N, BB_OP_N, nr, cols, cols, 1.0f, e, cols, h, cols, 0.0f, t, cols);
-        for (int64_t k = 0; k < nr * cols; k++) sum += (double)t[k] * (double)e[k];
+        if (st == BB_OK) sum += bb_dot_f64(t, e, nr * cols);
     }
     if (held) bb_linalg_release(be, h);
     free(e);

@@ -34,6 +34,7 @@
 #include "compress/usage.h"
 #include "core/events.h"
 #include "core/log.h"
+#include "core/reduce.h"
 #include "pipeline/stages.h"
 
 /* The dense weight, H (f32) and the channel norms of linear weight i. w is r->dense[i] when kept there; H
@@ -406,6 +407,22 @@ bb_status bb_wave_redistribute(bb_run *r, int k) {
     return BB_OK;
 }
 
+/* The stress signals' sums over a weight: 0.5 (W - Ŵ_eff) . G and ||G||² (core/reduce.h). */
+typedef struct {
+    const float *w, *eff, *g;
+} stress_sums;
+
+static void stress_terms(const void *ctx, int64_t i0, int64_t i1, double *acc) {
+    const stress_sums *c = ctx;
+    double err = 0, gn = 0;
+    for (int64_t e = i0; e < i1; e++) {
+        err += 0.5 * ((double)c->w[e] - c->eff[e]) * c->g[e];
+        gn += (double)c->g[e] * c->g[e];
+    }
+    acc[0] += err;
+    acc[1] += gn;
+}
+
 bb_status bb_wave_reinforce(bb_run *r, int k) {
     const bb_config *c = &r->cfg;
     if (!c->stress.enabled) return BB_OK;
@@ -435,19 +452,21 @@ bb_status bb_wave_reinforce(bb_run *r, int k) {
         if (st == BB_OK) st = bb_malloc((void **)&eff, nb, "effective weight");
         if (st == BB_OK) st = bb_malloc((void **)&g, nb, "gradient");
         if (st == BB_OK) {
-            memcpy(eff, s->w[i], nb);
+            bb_sub_f32(eff, s->w[i], NULL, rows * cols);
             if (s->lora[i]) bb_lora_merge(s->lora[i], eff);
             st = bb_usage_grad(t->name, NULL, rows, cols, ld.w, eff, ld.h, g);
         }
-        for (int64_t e = 0; st == BB_OK && e < rows * cols; e++) {
-            err += 0.5 * ((double)ld.w[e] - eff[e]) * g[e];
-            gn += (double)g[e] * g[e];
+        if (st == BB_OK) { /* over the rank's threads, the same bits for any count */
+            double sums[2];
+            bb_reduce_f64(&(stress_sums){ld.w, eff, g}, stress_terms, rows * cols, 2, sums);
+            err = sums[0];
+            gn = sums[1];
         }
         if (st == BB_OK) {
             memset(eff, 0, nb);
             st = bb_usage_grad(t->name, NULL, rows, cols, ld.w, eff, ld.h, g);
         }
-        for (int64_t e = 0; st == BB_OK && e < rows * cols; e++) energy += 0.5 * (double)ld.w[e] * g[e];
+        if (st == BB_OK) energy = 0.5 * bb_dot_f64(ld.w, g, rows * cols);
         free(eff);
         free(g);
         rise[i] = energy > 0 ? err / energy : 0;

@@ -1,5 +1,5 @@
 /* test_core.c — dtype conversions (exhaustive), Philox known answers, SHA-256
- * vectors, atomic writes, tensor row reads, events. */
+ * vectors, atomic writes, tensor row reads, events, threaded scans and sums. */
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
@@ -13,6 +13,7 @@
 #include "core/sha256.h"
 #include "core/tensor.h"
 #include "core/parallel.h"
+#include "core/reduce.h"
 #include "test.h"
 
 __attribute__((unused)) static uint32_t bits(float f) {
@@ -316,6 +317,81 @@ static void test_first_nonfinite(void) {
     free(p);
 }
 
+/* The chunked sums give their reference's bits for any thread count, and the exact sum where every partial
+ * sum is exact (multiples of 1/8, far below 2^53); the elementwise difference is exact. */
+typedef struct {
+    const float *a;
+} count_ctx;
+
+static void sum_and_count(const void *ctx, int64_t i0, int64_t i1, double *acc) {
+    const count_ctx *c = ctx;
+    for (int64_t i = i0; i < i1; i++) {
+        acc[0] += c->a[i];
+        acc[1] += c->a[i] < 0;
+    }
+}
+
+static void test_reduce(void) {
+    const int64_t n = ((int64_t)1 << 21) * 3 + 12345; /* three threads' worth and a partial chunk */
+    float *a = malloc(sizeof(float) * (size_t)n), *b = malloc(sizeof(float) * (size_t)n);
+    float *d = malloc(sizeof(float) * (size_t)n), *r = malloc(sizeof(float) * (size_t)n);
+    EXPECT(a && b && d && r, "buffers");
+    if (!a || !b || !d || !r) goto out;
+    long long ab8 = 0, aa4 = 0, sum2 = 0, neg = 0; /* the exact sums, in integers */
+    for (int64_t i = 0; i < n; i++) {
+        int x = (int)(i % 97) - 48, y = (int)(i % 89) - 44;
+        a[i] = 0.5f * (float)x;
+        b[i] = 0.25f * (float)y;
+        ab8 += (long long)x * y;
+        aa4 += (long long)x * x;
+        sum2 += x;
+        neg += x < 0;
+    }
+    for (int threads = 1; threads <= 4; threads++) {
+        bb_parallel_set_default(threads);
+        double ab = bb_dot_f64(a, b, n), aa = bb_dot_f64(a, NULL, n);
+        EXPECT(ab == (double)ab8 / 8 && ab == bb_dot_f64_ref(a, b, n), "%d threads: a.b %.17g, exact %.17g", threads,
+               ab, (double)ab8 / 8);
+        EXPECT(aa == (double)aa4 / 4 && aa == bb_dot_f64_ref(a, NULL, n), "%d threads: a.a %.17g, exact %.17g",
+               threads, aa, (double)aa4 / 4);
+        double two[2], two_ref[2];
+        bb_reduce_f64(&(count_ctx){a}, sum_and_count, n, 2, two);
+        bb_reduce_f64_ref(&(count_ctx){a}, sum_and_count, n, 2, two_ref);
+        EXPECT(two[0] == (double)sum2 / 2 && two[1] == (double)neg && two[0] == two_ref[0] && two[1] == two_ref[1],
+               "%d threads: sum %g (exact %g), negatives %g (exact %lld)", threads, two[0], (double)sum2 / 2, two[1],
+               neg);
+        bb_sub_f32(d, a, b, n);
+        bb_sub_f32(r, a, NULL, n);
+        int64_t bad = 0;
+        for (int64_t i = 0; i < n; i++) bad += d[i] != a[i] - b[i] || r[i] != a[i];
+        EXPECT(bad == 0, "%d threads: %lld wrong differences", threads, (long long)bad);
+    }
+    /* rounding data: the same bits for every thread count, and within 1e-12 of a long double sum */
+    uint64_t s = 12345;
+    for (int64_t i = 0; i < n; i++) {
+        s = s * 6364136223846793005ULL + 1442695040888963407ULL;
+        a[i] = (float)((double)(s >> 11) / 9007199254740992.0 - 0.5) * 3.0f;
+        b[i] = (float)((double)((s >> 7) & 0xffffff) / 16777216.0);
+    }
+    long double exact = 0;
+    for (int64_t i = 0; i < n; i++) exact += (long double)a[i] * b[i];
+    double ref = bb_dot_f64_ref(a, b, n);
+    EXPECT(fabs(ref - (double)exact) <= 1e-12 * fabs((double)exact) + 1e-9, "dot %.17g, long double %.17Lg", ref,
+           exact);
+    for (int threads = 2; threads <= 4; threads++) {
+        bb_parallel_set_default(threads);
+        double got = bb_dot_f64(a, b, n);
+        EXPECT(memcmp(&got, &ref, sizeof got) == 0, "%d threads: %.17g, reference %.17g", threads, got, ref);
+    }
+    bb_parallel_set_default(0);
+    EXPECT(bb_dot_f64(a, b, 0) == 0 && bb_dot_f64(a, b, 5) == bb_dot_f64_ref(a, b, 5), "empty and short arrays");
+out:
+    free(a);
+    free(b);
+    free(d);
+    free(r);
+}
+
 static void test_parallel(void) {
     par_job jobs[BB_PARALLEL_MAX];
     for (int n = 1; n <= BB_PARALLEL_MAX; n += 21) {
@@ -345,6 +421,7 @@ int main(void) {
     TEST_RUN(test_rng_distributions);
     TEST_RUN(test_sha256);
     TEST_RUN(test_first_nonfinite);
+    TEST_RUN(test_reduce);
     TEST_RUN(test_files);
     TEST_RUN(test_tensor);
     TEST_RUN(test_events);
