@@ -7,6 +7,7 @@
 
 #include "core/events.h"
 #include "core/parallel.h"
+#include "core/reduce.h"
 
 typedef struct {
     double key;
@@ -225,14 +226,13 @@ bb_status bb_rigl_step(const bb_rigl_opts *o, const char *name, int64_t rows, in
                                                            (size_t)cap, "RigL: loss changes"));
     BB_CALL_GOTO(stt, out, bb_calloc((void **)&n_deltas, (size_t)n_groups, sizeof(int64_t), "RigL: swaps per group"));
     bb_event_begin("rigl.grad");
-    for (size_t k = 0; k < nw; k++) e[k] = w[k] - w_hat[k];
+    bb_sub_f32(e, w, w_hat, (int64_t)nw); /* the passes over the weight over the threads (core/reduce.h) */
     if (lora)
         BB_CALL_GOTO(stt, out,
                      be->gemm(BB_OP_N, BB_OP_N, rows, cols, lora->rank, -1.0f, lora->a, lora->rank, lora->b, cols,
                               1.0f, e, cols));
     BB_CALL_GOTO(stt, out, be->gemm(BB_OP_N, BB_OP_N, rows, cols, cols, 1.0f, e, cols, h, cols, 0.0f, g, cols));
-    double loss = 0;
-    for (size_t k = 0; k < nw; k++) loss += (double)e[k] * g[k];
+    double loss = bb_dot_f64(e, g, (int64_t)nw);
     s.loss_before = loss;
     bb_event_end("rigl.grad", 2.0 * (double)rows * (double)cols * (double)cols, 0);
     bb_event_begin("rigl.swaps");
