@@ -75,7 +75,7 @@ static bb_status damped_cholesky(const bb_heal_fit_opts *o, const bb_linalg_back
     if (*zero) return BB_OK;
     double damp = o->damp;
     for (int attempt = 0; attempt <= o->max_retries; attempt++) {
-        memcpy(l, h, sizeof(float) * (size_t)(n * n));
+        bb_sub_f32(l, h, NULL, n * n); /* a copy over the threads: 3.3 GB at a 70B ffn_down */
         for (int64_t j = 0; j < n; j++) l[j * n + j] += (float)(damp * mean);
         int64_t bad = -1;
         int quiet = bb_error_set_quiet(1);
