@@ -82,7 +82,10 @@ bb_status bb_tensor_hash_compute(const bb_tensor *t, int as_f32, bb_tensor_hash 
         return BB_OK;
     }
     begin(&s, out, t->name, "f32", t->ndim, t->shape);
-    int64_t block = cols > 0 && cols < (1 << 20) ? (1 << 20) / cols : 1;
+    /* rows per read: 1 M values, 8 M for a generated tensor (a synthetic model's generator runs a read over
+     * its threads and sets up each read's low-rank factor on one thread, so few large reads are faster) */
+    int64_t want = t->gen ? (int64_t)1 << 23 : (int64_t)1 << 20;
+    int64_t block = cols > 0 && cols < want ? want / cols : 1;
     float *buf;
     BB_CALL(bb_malloc((void **)&buf, sizeof(float) * (size_t)(block * (cols ? cols : 1)), "tensor hash rows"));
     bb_status st = BB_OK;

@@ -169,7 +169,7 @@ static int g_threads;
 void bb_synth_set_threads(int n) { g_threads = n < 0 ? 0 : n; }
 
 /* Below this many values per thread a row block is generated on fewer threads. */
-#define SYNTH_PAR_MIN ((int64_t)1 << 18)
+#define SYNTH_PAR_MIN ((int64_t)1 << 16)
 
 typedef struct {
     int64_t row0, n, r;  /* first row of the block; columns; planted rank */
