@@ -4,6 +4,7 @@
  * $BB_TEST_TMP/export/ for export.gguf_py (the gguf package's view of them). */
 #include <sys/stat.h>
 
+#include "core/parallel.h"
 #include "io/gguf.h"
 #include "io/model.h"
 #include "io/qformat.h"
@@ -176,6 +177,23 @@ static void quantized_export(const char *src, const char *type, const char *name
         EXPECT(out_id < 0, "%s: a tied model must not carry output.weight", name);
     } else {
         EXPECT(out_id >= 0 && bb_gguf_tensor_at(g, out_id)->type == BB_GGML_Q8_0, "%s: output.weight not Q8_0", name);
+        /* the classifier is encoded over the threads at export: every row's blocks are the one-row encoder's */
+        if (out_id >= 0) {
+            const bb_gguf_tensor *gt = bb_gguf_tensor_at(g, out_id);
+            int64_t rows = bb_tensor_rows(&m->output), cols = bb_tensor_cols(&m->output), differ = 0;
+            size_t rb = gt->nbytes / (size_t)rows;
+            float *x = malloc(sizeof(float) * (size_t)(rows * cols));
+            uint8_t *blk = malloc(rb);
+            EXPECT_OK(bb_tensor_read_f32(&m->output, 0, rows, x));
+            for (int64_t r = 0; r < rows; r++) {
+                EXPECT_OK(bb_qformat_encode_row(BB_GGML_Q8_0, x + r * cols, cols, NULL, blk));
+                differ += memcmp(blk, (const uint8_t *)gt->data + (size_t)r * rb, rb) != 0;
+            }
+            EXPECT(differ == 0, "%s: %lld rows of output.weight differ from the one-row encoder's", name,
+                   (long long)differ);
+            free(x);
+            free(blk);
+        }
     }
     EXPECT(bb_gguf_tensor_at(g, bb_gguf_find_tensor(g, "token_embd.weight"))->type == BB_GGML_F32,
            "%s: token_embd not F32", name);
@@ -229,6 +247,9 @@ static void test_quantized(void) {
     quantized_export(src, "q4_1", "stories260k_q4_1.gguf", 1);
     quantized_export("synthetic:tiny,layers=2,dim=256,hidden=512,heads=4,kv_heads=2", "q4_k", "synth_q4_k.gguf", 0);
     quantized_export("synthetic:tiny,layers=2", "q5_0", "synth_q5_0.gguf", 0);
+    bb_parallel_set_default(3); /* the classifier's rows over 3 threads: the same bytes */
+    quantized_export("synthetic:tiny,layers=2", "q5_0", "synth_q5_0_3threads.gguf", 0);
+    bb_parallel_set_default(0);
 }
 
 /* Damaged quantized data is one clear error at open: a block scale set to Inf in a copy of the Q4_0
