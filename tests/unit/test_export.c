@@ -238,6 +238,43 @@ done:
     bb_model_destroy(&m);
 }
 
+/* A non-finite value in the classifier at export is one clear error naming the tensor, row and column (the
+ * rows are encoded over the threads after one check of the whole tensor). */
+static void test_nan_classifier(void) {
+    bb_model *m = NULL;
+    bb_weights *w = NULL;
+    bb_quantized *q = NULL;
+    bb_config cfg;
+    EXPECT_OK(bb_config_defaults(&cfg));
+    EXPECT_OK(bb_config_set(&cfg, "quant.method=rtn"));
+    EXPECT_OK(bb_config_set(&cfg, "quant.type=q8_0"));
+    EXPECT_OK(bb_model_open("synthetic:tiny,layers=1", &m));
+    if (m) EXPECT_OK(bb_weights_create(m, 0, 0, &w));
+    if (w) EXPECT_OK(bb_quantize_model(&cfg, w, NULL, &q));
+    float *x = NULL;
+    if (q) {
+        bb_tensor *o = &m->output;
+        int64_t rows = bb_tensor_rows(o), cols = bb_tensor_cols(o);
+        x = malloc(sizeof(float) * (size_t)(rows * cols));
+        EXPECT_OK(bb_tensor_read_f32(o, 0, rows, x));
+        x[3 * cols + 5] = NAN;
+        o->gen = NULL; /* the classifier as an in-memory f32 tensor holding the NaN */
+        o->dtype = BB_F32;
+        o->data = x;
+        o->nbytes = sizeof(float) * (size_t)(rows * cols);
+        bb_export_opts eo;
+        bb_export_opts_default(&eo);
+        EXPECT_ERR(bb_export_gguf(m, bb_weights_model(w), q, &eo, out_path("nan_output.gguf")), BB_ERR_NUMERIC,
+                   "output.weight: nan at row 3, column 5");
+        struct stat sb;
+        EXPECT(stat(out_path("nan_output.gguf"), &sb) != 0, "a failed export must leave no file");
+    }
+    bb_quantized_destroy(&q);
+    bb_weights_destroy(&w);
+    bb_model_destroy(&m);
+    free(x);
+}
+
 static void test_quantized(void) {
     char src[1200];
     snprintf(src, sizeof src, "%s/data/stories260K/stories260K.bin", test_shared());
@@ -416,6 +453,7 @@ int main(void) {
     TEST_RUN(test_f32_hf_rope);
     TEST_RUN(test_quantized);
     TEST_RUN(test_damaged_quantized);
+    TEST_RUN(test_nan_classifier);
     TEST_RUN(test_budget_policies);
     TEST_RUN(test_hf_vocab);
     TEST_RUN(test_refusals);
