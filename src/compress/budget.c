@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "core/log.h"
+#include "linalg/backend.h"
 #include "io/qformat.h"
 
 void bb_budget_opts_default(bb_budget_opts *o) {
@@ -201,12 +202,21 @@ bb_status bb_budget_block_measure(bb_budget_block *b, const bb_quantizer *qz, co
     BB_CHECK(in->rows == b->rows && in->cols == b->cols, BB_ERR_ARG,
              "%s: budget table is for (%lld, %lld), the matrix is (%lld, %lld)", b->name, (long long)b->rows,
              (long long)b->cols, (long long)in->rows, (long long)in->cols);
-    for (int i = 0; i < b->n; i++) {
+    /* H is read by every candidate's layer error: a device backend keeps one copy for the loop */
+    const bb_linalg_backend *be = q->backend;
+    if (in->h && !be) BB_CALL(bb_linalg_backend_default_get(&be));
+    bb_status hs = in->h ? bb_linalg_hold(be, in->h, in->cols, in->cols, in->cols) : BB_ERR_ARG;
+    const int held = hs == BB_OK; /* released below only if taken */
+    bb_status out = BB_OK;
+    for (int i = 0; out == BB_OK && i < b->n; i++) {
         bb_quant_opts qo = *q;
         qo.type = b->c[i].type;
         bb_quant_result *r = NULL;
-        BB_CALL(qz->apply(&qo, in, &r));
-        bb_status st = BB_OK;
+        bb_status st = qz->apply(&qo, in, &r);
+        if (st != BB_OK) {
+            out = st;
+            break;
+        }
         double d = 0;
         if (in->h) {
             st = bb_quant_layer_error(qo.backend, in->w, r->w_hat, in->h, in->rows, in->cols, &d);
@@ -217,10 +227,11 @@ bb_status bb_budget_block_measure(bb_budget_block *b, const bb_quantizer *qz, co
             }
         }
         bb_quant_result_destroy(&r);
-        BB_CALL(st);
-        b->c[i].distortion = d;
+        out = st;
+        if (st == BB_OK) b->c[i].distortion = d;
     }
-    return BB_OK;
+    if (held) bb_linalg_release(be, in->h);
+    return out;
 }
 
 /* ---- assignment ---- */

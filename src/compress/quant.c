@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "compress/usage.h"
 #include "core/dtype.h"
 #include "core/events.h"
 #include "core/log.h"
@@ -197,30 +198,11 @@ done:
     return st;
 }
 
-/* Row blocks of this many rows bound the scratch of the layer error to ROWS x cols floats. */
-#define ERR_ROWS 64
-
 bb_status bb_quant_layer_error(const bb_linalg_backend *be, const float *w, const float *w_hat, const float *h,
                                int64_t rows, int64_t cols, double *err) {
     BB_CHECK(w != NULL && w_hat != NULL && h != NULL && err != NULL, BB_ERR_ARG, "bb_quant_layer_error: NULL argument");
     BB_CHECK(rows >= 1 && cols >= 1, BB_ERR_ARG, "bb_quant_layer_error: shape (%lld, %lld) must be positive",
              (long long)rows, (long long)cols);
-    if (!be) BB_CALL(bb_linalg_backend_default_get(&be));
-    int64_t nr = rows < ERR_ROWS ? rows : ERR_ROWS;
-    float *e = NULL, *eh = NULL;
-    bb_status st = BB_OK;
-    BB_CALL_GOTO(st, done, bb_malloc((void **)&e, (size_t)(nr * cols) * sizeof(float), "layer error scratch"));
-    BB_CALL_GOTO(st, done, bb_malloc((void **)&eh, (size_t)(nr * cols) * sizeof(float), "layer error scratch"));
-    double sum = 0;
-    for (int64_t r0 = 0; r0 < rows; r0 += nr) {
-        int64_t m = rows - r0 < nr ? rows - r0 : nr;
-        for (int64_t i = 0; i < m * cols; i++) e[i] = w[r0 * cols + i] - w_hat[r0 * cols + i];
-        BB_CALL_GOTO(st, done, be->gemm(BB_OP_N, BB_OP_N, m, cols, cols, 1.0f, e, cols, h, cols, 0.0f, eh, cols));
-        for (int64_t i = 0; i < m * cols; i++) sum += (double)e[i] * eh[i];
-    }
-    *err = sum;
-done:
-    free(e);
-    free(eh);
-    return st;
+    /* tr(E H E^T): the usage helper's row blocks, H held on a device backend, sums over the threads */
+    return bb_usage_recon_error("layer error", be, rows, cols, w, w_hat, h, err);
 }
