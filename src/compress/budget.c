@@ -205,8 +205,7 @@ bb_status bb_budget_block_measure(bb_budget_block *b, const bb_quantizer *qz, co
     /* H is read by every candidate's layer error: a device backend keeps one copy for the loop */
     const bb_linalg_backend *be = q->backend;
     if (in->h && !be) BB_CALL(bb_linalg_backend_default_get(&be));
-    bb_status hs = in->h ? bb_linalg_hold(be, in->h, in->cols, in->cols, in->cols) : BB_ERR_ARG;
-    const int held = hs == BB_OK; /* released below only if taken */
+    const int held = in->h && bb_linalg_hold(be, in->h, in->cols, in->cols, in->cols) == BB_OK; /* released below */
     bb_status out = BB_OK;
     for (int i = 0; out == BB_OK && i < b->n; i++) {
         bb_quant_opts qo = *q;

@@ -53,7 +53,6 @@ static void owned_free(owned *o) {
     free(o->p);
 }
 
-/* A float tensor of the model as F32 (or, for `type` other than F32, encoded row by row). */
 /* Rows [r0, r1) of a float matrix encoded into a block format (values checked finite before). */
 typedef struct {
     bb_qformat_encode_fn enc;
@@ -70,6 +69,7 @@ static void *encode_rows(void *arg) {
     return NULL;
 }
 
+/* A float tensor of the model as F32 (or, for `type` other than F32, encoded row by row over the threads). */
 static bb_status add_float(bb_gguf_writer *w, owned *ow, const bb_tensor *t, int type) {
     int64_t rows = bb_tensor_rows(t), cols = bb_tensor_cols(t);
     float *x;
